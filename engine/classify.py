@@ -1,0 +1,47 @@
+"""``bike classify``: one video → top labels, attributes and the top label's saliency over its frames."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .config import DEFAULTS
+from .labels import LabelSet, load_labels
+from .video import read_video
+
+
+@dataclass
+class ClassifyResult:
+    video: str
+    labels: list            # [LabelScore] best first: fused, video-branch and attributes-branch probabilities
+    attributes: list        # [(phrase, cosine)] top-K lexicon phrases
+    saliency: list          # top label's saliency per sampled frame (sums to 1)
+    frame_times: list       # timestamp (s) of each sampled frame
+    model: str              # which weights produced this (random weights are named)
+    random_init: bool
+    views: int = 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
+        return d
+
+
+def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels, clips: int = 1,
+                   crops: int = 1, top_k: int = DEFAULTS.top_k) -> ClassifyResult:
+    """Decode ``clips`` × ``crops`` views of the whole video, score each, average the probabilities
+    (BIKE.md §7). Attributes and saliency are reported for the first view."""
+    labels = load_labels(labels)
+    clip = read_video(path, frames=model.frames, size=model.crop, resize=model.resize, clips=clips, crops=crops)
+    scores = model.score_frames(clip.frames, labels)                        # B = views
+    fused = scores.fused.mean(0, keepdim=True)
+    video = scores.video.mean(0, keepdim=True)
+    attr = None if scores.attribute is None else scores.attribute.mean(0, keepdim=True)
+    idx = fused[0].topk(min(top_k, len(labels))).indices.tolist()
+    from .model import LabelScore
+    top = [LabelScore(labels.names[c], float(fused[0, c]), float(video[0, c]),
+                      None if attr is None else float(attr[0, c])) for c in idx]
+    t = model.frames
+    return ClassifyResult(
+        video=path, labels=top, attributes=scores.attributes[0],
+        saliency=[float(x) for x in scores.spotting.saliency[0, idx[0]]],
+        frame_times=[float(x) for x in clip.frame_times[:t]],
+        model=model.describe(), random_init=model.random_init, views=int(clip.frames.shape[0]))

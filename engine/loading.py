@@ -1,0 +1,168 @@
+"""Where the weights come from: an open_clip pretrained tag, a local weights file, or a released BIKE checkpoint.
+
+* ``pretrained="openai"`` (or any open_clip tag): open_clip downloads and caches the weights on first use.
+* ``pretrained="/path/weights.pt"``: a local CLIP state dict (OpenAI/open_clip layout, a training checkpoint
+  with ``state_dict``, or an OpenAI TorchScript archive).
+* ``checkpoint="/path/bike.pt"``: a released BIKE checkpoint: ``model_state_dict`` (CLIP, OpenAI layout) and
+  ``fusion_model_state_dict`` (the temporal header); bike's own checkpoints add ``attributes_state_dict``
+  and ``labels``. A leading ``module.`` (DataParallel) is stripped everywhere.
+* ``random_init=True``: seeded random weights, for tests and offline demos; named in every output.
+
+No weights and no ``random_init`` → :class:`WeightsUnavailable` with what to do about it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import open_clip
+import torch
+from torch import nn
+
+from .config import DEFAULTS
+
+# Keys OpenAI's TorchScript archives carry beside the weights.
+_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
+
+
+class WeightsUnavailable(RuntimeError):
+    """No usable weights; the message says how to get them."""
+
+
+class CheckpointError(ValueError):
+    """A weights or checkpoint file that cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class Weights:
+    clip: nn.Module
+    header_state: "dict | None" = None
+    attributes_state: "dict | None" = None
+    labels: "list[str] | None" = None
+    meta: dict = field(default_factory=dict)   # name, pretrained, checkpoint, weights_sha, random_init
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def strip_module(state: dict) -> dict:
+    """Remove a leading ``module.`` (DataParallel / DDP) from every key."""
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def read_state_file(path: str) -> dict:
+    """Load a ``.pt``/``.pth`` file as a dict of tensors (or a dict of such dicts)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: file not found")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            if any(n.endswith("constants.pkl") for n in z.namelist()):   # TorchScript (OpenAI release)
+                return torch.jit.load(path, map_location="cpu").state_dict()
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:  # noqa: BLE001 - retried below, then reported
+        try:   # released training checkpoints may pickle optimizer state or numbers; they are the user's files
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{path}: not a PyTorch weights file ({e or first})") from None
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs download failures and random inits on the root logger; we report them ourselves."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _create(name: str, quick_gelu: bool, device="cpu") -> nn.Module:
+    try:
+        with _quiet_open_clip():
+            return open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu, device=device)
+    except RuntimeError as e:
+        if "not found" in str(e).lower() or "unknown model" in str(e).lower():
+            raise CheckpointError(f"{name}: unknown open_clip model name (see open_clip.list_models())") from None
+        raise
+
+
+def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str) -> None:
+    state = {k: v for k, v in strip_module(state).items() if k not in _NON_WEIGHT_KEYS}
+    target = clip.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
+    if missing or unexpected or wrong:
+        detail = "; ".join(s for s in (
+            f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+            f"shape mismatch for {wrong[0]}: file {tuple(state[wrong[0]].shape)} vs model "
+            f"{tuple(target[wrong[0]].shape)}" if wrong else "") if s)
+        raise CheckpointError(f"{path}: weights do not fit model {name}: {detail}")
+    clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+
+
+def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint: "str | None" = None,
+                 random_init: bool = False, seed: int = 0, quick_gelu: "bool | None" = None) -> Weights:
+    """Resolve the weights per the module docstring. Everything is float32 on the CPU."""
+    if not checkpoint:
+        name = name or DEFAULTS.model
+    meta = {"name": name, "pretrained": None, "checkpoint": None, "weights_sha": None, "random_init": False}
+    if checkpoint:
+        ckpt = read_state_file(checkpoint)
+        if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
+            raise CheckpointError(f"{checkpoint}: not a BIKE checkpoint (no 'model_state_dict'); "
+                                  "for plain CLIP weights use --pretrained FILE")
+        name = name or ckpt.get("model_name") or DEFAULTS.model
+        meta["name"] = name
+        clip = _create(name, True if quick_gelu is None else quick_gelu)
+        _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name)
+        header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
+        attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
+        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint))
+        return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta)
+    if pretrained and os.path.exists(pretrained):
+        state = read_state_file(pretrained)
+        if isinstance(state, dict) and "model_state_dict" in state:
+            raise CheckpointError(f"{pretrained}: this is a BIKE checkpoint; pass it with --checkpoint")
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        jit = zipfile.is_zipfile(pretrained) and any(
+            n.endswith("constants.pkl") for n in zipfile.ZipFile(pretrained).namelist())
+        clip = _create(name, jit if quick_gelu is None else quick_gelu)
+        _load_clip_state(clip, state, pretrained, name)
+        meta.update(pretrained=os.path.abspath(pretrained), weights_sha=file_sha256(pretrained))
+        return Weights(clip, meta=meta)
+    if pretrained:
+        try:
+            with _quiet_open_clip():
+                clip = open_clip.create_model(name, pretrained=pretrained, device="cpu", **(
+                    {} if quick_gelu is None else {"force_quick_gelu": quick_gelu}))
+        except Exception as e:  # noqa: BLE001 - every failure here means "no weights"
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)[:6]) or "none"
+            raise WeightsUnavailable(
+                f"cannot load open_clip weights {name!r} / {pretrained!r}: {str(e).splitlines()[0][:200]}\n"
+                f"  fix: run once with internet access so open_clip caches them (tags for {name}: {tags}),\n"
+                f"       or pass --pretrained /path/to/weights.pt or --checkpoint /path/to/bike_checkpoint.pt,\n"
+                f"       or pass --random-init to run with random weights (labels are then meaningless)"
+            ) from None
+        meta.update(pretrained=pretrained, weights_sha=f"open_clip:{name}:{pretrained}")
+        return Weights(clip.float(), meta=meta)
+    if random_init:
+        torch.manual_seed(seed)
+        clip = _create(name, bool(quick_gelu))
+        meta.update(random_init=True, weights_sha=f"random-init:{name}:seed{seed}")
+        return Weights(clip, meta=meta)
+    raise WeightsUnavailable("no weights given: pass --pretrained TAG|FILE, --checkpoint FILE, or --random-init")

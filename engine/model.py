@@ -1,0 +1,245 @@
+"""The BIKE model: CLIP towers + temporal header + concept spotting + attributes branch, read like BIKE.md.
+
+:func:`load_model` returns a :class:`BikeModel`; it is the one object behind ``bike classify``, the tagging
+actors, search and relabelling. Shapes: B videos, T frames, C classes, L = 77 token positions, D width.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import open_clip
+import torch
+
+from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
+from .config import CLIP_MEAN, CLIP_STD, DEFAULTS, eval_sizes
+from .labels import LabelSet, load_labels
+from .loading import Weights, load_weights
+from .spotting import Spotting, concept_spotting
+from .temporal import TemporalTransformer
+from .text import class_prompts, text_features
+
+
+@dataclass
+class TextFeatures:
+    """End-of-text features (C, D) and all-token features (C, 77, D) of a list of texts."""
+    texts: tuple
+    cls: torch.Tensor
+    tokens: torch.Tensor
+
+
+@dataclass
+class LabelScore:
+    label: str
+    score: float            # fused probability
+    video_score: float      # video-branch probability
+    attribute_score: "float | None"
+
+
+@dataclass
+class Scores:
+    """Everything BIKE says about a batch of B clips for one label set."""
+    labels: LabelSet
+    fused: torch.Tensor                 # (B, C) probabilities
+    video: torch.Tensor                 # (B, C) video-branch probabilities
+    attribute: "torch.Tensor | None"    # (B, C) attributes-branch probabilities
+    spotting: Spotting                  # logits (B, C), saliency (B, C, T), normalised frames
+    features: torch.Tensor              # (B, T, D) frame features after the temporal header
+    attributes: list                    # per clip: [(phrase, cosine)] * K
+    sentences: list                     # per clip: the attribute sentence
+
+    def top(self, b: int, k: int = DEFAULTS.top_k) -> "list[LabelScore]":
+        idx = self.fused[b].topk(min(k, self.fused.shape[1])).indices.tolist()
+        att = self.attribute
+        return [LabelScore(self.labels.names[c], float(self.fused[b, c]), float(self.video[b, c]),
+                           None if att is None else float(att[b, c])) for c in idx]
+
+
+class BikeModel:
+    """A loaded BIKE model. All computation is float32 on the CPU unless a device is given."""
+
+    def __init__(self, weights: Weights, frames: int = DEFAULTS.frames, device=None,
+                 lexicon: "str | LabelSet" = DEFAULTS.lexicon):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.meta = dict(weights.meta)
+        self.name = self.meta["name"]
+        self.frames = frames
+        self.clip = weights.clip.float().eval().to(self.device)
+        self.tokenizer = open_clip.get_tokenizer(self.name)
+        self.embed_dim = int(self.clip.text_projection.shape[-1]) if isinstance(
+            self.clip.text_projection, torch.Tensor) else int(self.clip.text_projection.out_features)
+        text_width = int(self.clip.ln_final.weight.shape[0])
+        self.header = None
+        if weights.header_state:
+            self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=text_width // 64)
+            self.header = self.header.float().eval().to(self.device)
+        self.attribute_head = None
+        if weights.attributes_state:
+            self.attribute_head = AttributeHead(self.embed_dim)
+            self.attribute_head.load_state_dict(weights.attributes_state, strict=True)
+            self.attribute_head = self.attribute_head.float().eval().to(self.device)
+        self.checkpoint_labels = weights.labels
+        size = self.clip.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.resize, self.crop = eval_sizes(self.image_size)
+        self.lexicon = load_labels(lexicon)
+        self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(CLIP_STD, device=self.device).view(3, 1, 1)
+        self._text_cache: "OrderedDict[tuple, TextFeatures]" = OrderedDict()
+        self._sentence_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+
+    # ---- identity ------------------------------------------------------------------------------------
+    @property
+    def random_init(self) -> bool:
+        return bool(self.meta.get("random_init"))
+
+    def describe(self) -> str:
+        """One line naming the weights; random weights are said loudly."""
+        m = self.meta
+        src = (f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
+               f"weights {m['pretrained']}" if m.get("pretrained") else "RANDOM WEIGHTS (--random-init)")
+        hdr = "temporal header" if self.header is not None else "no temporal header"
+        att = "trained attributes head" if self.attribute_head is not None else "zero-shot attributes"
+        return f"{self.name}, {src}, {self.frames} frames, {hdr}, {att}"
+
+    def fingerprint(self) -> dict:
+        """What determines this model's numbers (used for store model ids)."""
+        return {"name": self.name, "weights": self.meta.get("weights_sha"), "frames": self.frames,
+                "lexicon": self.lexicon.digest, "random_init": self.random_init}
+
+    # ---- encoders ------------------------------------------------------------------------------------
+    def preprocess(self, frames: "np.ndarray | torch.Tensor") -> torch.Tensor:
+        """uint8 (..., S, S, 3) already resized and cropped → normalised float (..., 3, S, S) on the device."""
+        x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
+        x = x.to(self.device).movedim(-1, -3).float().div_(255.0)
+        return (x - self._mean) / self._std
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """(B, T, 3, H, W) normalised frames → raw frame features (B, T, D); each frame on its own."""
+        b, t = frames.shape[:2]
+        flat = frames.reshape(b * t, *frames.shape[2:]).to(self.device, torch.float32)
+        out = []
+        for i in range(0, flat.shape[0], batch):
+            with torch.autocast("cuda", enabled=self.device.type == "cuda"):
+                out.append(self.clip.encode_image(flat[i:i + batch]).float())
+        return torch.cat(out).reshape(b, t, -1)
+
+    @torch.no_grad()
+    def _run_text(self, texts, batch: int = 128):
+        cls, tok = [], []
+        for i in range(0, len(texts), batch):
+            ids = self.tokenizer(list(texts[i:i + batch])).to(self.device)
+            c, t = text_features(self.clip, ids)
+            cls.append(c.float())
+            tok.append(t.float())
+        return torch.cat(cls), torch.cat(tok)
+
+    def encode_text(self, prompts):
+        """List of strings → ``(cls (C, D), tokens (C, 77, D))`` (BIKE.md §2). Cached per text list."""
+        key = tuple(prompts)
+        hit = self._text_cache.get(key)
+        if hit is None:
+            hit = TextFeatures(key, *self._run_text(key))
+            self._text_cache[key] = hit
+            while len(self._text_cache) > 8:
+                self._text_cache.popitem(last=False)
+        return hit.cls, hit.tokens
+
+    def sentence_features(self, sentences) -> torch.Tensor:
+        """End-of-text features (B, D) of attribute sentences; each distinct sentence is encoded once."""
+        if not len(sentences):
+            return torch.empty(0, self.embed_dim, device=self.device)
+        found = {s: self._sentence_cache[s] for s in sentences if s in self._sentence_cache}
+        missing = [s for s in dict.fromkeys(sentences) if s not in found]
+        if missing:
+            found.update(zip(missing, self._run_text(missing)[0]))
+            self._sentence_cache.update((s, found[s]) for s in missing)
+            while len(self._sentence_cache) > 4096:
+                self._sentence_cache.popitem(last=False)
+        return torch.stack([found[s] for s in sentences])
+
+    def label_features(self, labels: "str | LabelSet") -> TextFeatures:
+        labels = load_labels(labels)
+        prompts = class_prompts(labels.names)
+        cls, tok = self.encode_text(prompts)
+        return TextFeatures(tuple(prompts), cls, tok)
+
+    def lexicon_features(self) -> torch.Tensor:
+        """End-of-text features (N, D) of the attribute lexicon phrases, embedded as they are."""
+        return self.encode_text(self.lexicon.names)[0]
+
+    # ---- video branch --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def temporal(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """The temporal header when loaded (H = blocks(X + P) + X), else identity (H = X)."""
+        x = frame_features.to(self.device, torch.float32)
+        return x if self.header is None else self.header(x)
+
+    @torch.no_grad()
+    def spot(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> Spotting:
+        """Header + concept spotting on raw frame features (B, T, D)."""
+        return concept_spotting(self.temporal(frame_features), tokens.to(self.device), cls.to(self.device),
+                                tau=DEFAULTS.tau)
+
+    def video_logits(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor):
+        """Video-branch logits (B, C): temporal header (when loaded) + concept spotting."""
+        return self.spot(frame_features, cls, tokens).logits
+
+    # ---- attributes branch ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def attributes(self, frame_features: torch.Tensor, k: int = DEFAULTS.attributes_k):
+        """Top-k lexicon phrases per clip from the mean raw frame feature → (phrases, cosines, sentences)."""
+        scores, idx = top_attributes(frame_features.to(self.device), self.lexicon_features(), k)
+        phrases = [[self.lexicon.names[i] for i in row] for row in idx.tolist()]
+        return phrases, scores.cpu(), [attribute_sentence(p) for p in phrases]
+
+    @torch.no_grad()
+    def attribute_logits(self, sentences, class_cls: torch.Tensor) -> torch.Tensor:
+        """Attributes-branch scores (B, C) of attribute sentences against class end-of-text features."""
+        return attribute_scores(self.sentence_features(sentences), class_cls.to(self.device),
+                                self.attribute_head)
+
+    # ---- both branches -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_features(self, frame_features: torch.Tensor, labels: "str | LabelSet",
+                       sentences=None, attributes=None) -> Scores:
+        """Score raw frame features (B, T, D) against a label set with both branches and fuse them.
+
+        ``sentences`` (one attribute sentence per clip) may be given to reuse stored attributes instead of
+        retrieving them from the raw features (the header output is not the raw feature).
+        """
+        labels = load_labels(labels)
+        text = self.label_features(labels)
+        if sentences is None:
+            phrases, cos, sentences = self.attributes(frame_features)
+            attributes = [list(zip(p, c.tolist())) for p, c in zip(phrases, cos)]
+        features = self.temporal(frame_features)
+        spotting = concept_spotting(features, text.tokens, text.cls, tau=DEFAULTS.tau)
+        attr_logits = self.attribute_logits(sentences, text.cls)
+        fused, pv, pa = fuse(spotting.logits, attr_logits)
+        return Scores(labels, fused.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
+                      Spotting(spotting.logits.cpu(), spotting.saliency.cpu(), spotting.frames.cpu()),
+                      features.cpu(), attributes or [], list(sentences))
+
+    def score_frames(self, frames: np.ndarray, labels: "str | LabelSet") -> Scores:
+        """uint8 (B, T, S, S, 3) clips → :class:`Scores`."""
+        return self.score_features(self.encode_frames(self.preprocess(frames)), labels)
+
+    def classify(self, video_path: str, labels: "str | LabelSet" = DEFAULTS.labels, clips: int = 1,
+                 crops: int = 1, top_k: int = DEFAULTS.top_k):
+        """The pipeline behind ``bike classify``: decode, score every view, average, top-k."""
+        from .classify import classify_video
+        return classify_video(self, video_path, labels, clips=clips, crops=crops, top_k=top_k)
+
+
+def load_model(name: "str | None" = DEFAULTS.model, pretrained: "str | None" = None,
+               checkpoint: "str | None" = None, random_init: bool = False, frames: int = DEFAULTS.frames,
+               device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed) -> BikeModel:
+    """Load a BIKE model: ``pretrained`` an open_clip tag or a weights file, or ``checkpoint`` a released
+    BIKE checkpoint, or ``random_init=True``. With none of them, the OpenAI weights are tried."""
+    if not (pretrained or checkpoint or random_init):
+        pretrained = DEFAULTS.pretrained
+    weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed)
+    return BikeModel(weights, frames=frames, device=device, lexicon=lexicon)
