@@ -1,0 +1,1 @@
+"""bike.index: the store (Parquet tables, FAISS vectors, DuckDB views) and search over it."""

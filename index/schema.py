@@ -1,0 +1,69 @@
+"""The store's tables: one Arrow schema per table, the single source of truth for column names and types.
+
+A store is one directory; each table is a folder of Parquet shards (``STORE/<table>/<shard>.parquet``) and a
+DuckDB view of the same name (``bike sql``). Every row carries the ``model_id`` that produced it, so several
+models / label sets coexist in one store. ``clip_id`` = ``<video_id>/<clip index>`` names the same time
+window across models (when they used the same ``--window``).
+
+    videos      one row per (video, model): file facts, status 'ok' | 'error' and the reason
+    clips       one row per clip: time span, sampled frame times, per-frame embeddings after the header (T×D fp16)
+    labels      top-k labels per clip: fused / video / attributes probabilities, top label's saliency + peak
+    attributes  top-k attribute phrases per clip (BIKE.md §5) with their cosine
+    embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
+    models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon)
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+VIDEOS = pa.schema([
+    ("video_id", pa.string()), ("model_id", pa.string()), ("path", pa.string()), ("size", pa.int64()),
+    ("duration_s", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+    ("codec", pa.string()), ("num_clips", pa.int32()), ("status", pa.string()), ("error", pa.string()),
+    ("tagged_at", TS),
+])
+
+CLIPS = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()), ("clip_index", pa.int32()),
+    ("start_s", pa.float64()), ("end_s", pa.float64()), ("frame_times", pa.list_(pa.float32())),
+    ("frame_embeddings", pa.list_(pa.list_(pa.float16()))),     # T × D, after the temporal header
+])
+
+LABELS = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()), ("rank", pa.int16()),
+    ("label", pa.string()), ("score", pa.float32()), ("video_score", pa.float32()),
+    ("attribute_score", pa.float32()), ("saliency", pa.list_(pa.float32())), ("peak_s", pa.float64()),
+])
+
+ATTRIBUTES = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()), ("rank", pa.int16()),
+    ("attribute", pa.string()), ("score", pa.float32()),
+])
+
+EMBEDDINGS = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()),
+    ("embedding", pa.list_(pa.float32())),                        # D, saliency-weighted (top label)
+])
+
+MODELS = pa.schema([
+    ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
+    ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
+    ("window_s", pa.float64()), ("label_set", pa.string()), ("label_digest", pa.string()),
+    ("labels", pa.list_(pa.string())), ("lexicon", pa.string()), ("created_at", TS),
+])
+
+#: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).
+TABLES: dict[str, pa.Schema] = {
+    "models": MODELS, "clips": CLIPS, "labels": LABELS, "attributes": ATTRIBUTES, "embeddings": EMBEDDINGS,
+    "videos": VIDEOS,
+}
+
+
+def clip_id(video_id: str, index: int) -> str:
+    return f"{video_id}/{index}"
+
+
+def empty(table: str) -> pa.Table:
+    return TABLES[table].empty_table()
