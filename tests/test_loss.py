@@ -1,0 +1,122 @@
+"""The training loss and augmentation against their definitions (BIKE.md §6), by direct loops."""
+import math
+
+import numpy as np
+import torch
+
+from engine.augment import (AugmentConfig, augment_clip, center_view, grayscale, hflip,
+                            random_resized_crop_box, short_side_size)
+from engine.loss import batch_logits, bike_loss, scaled, soft_targets
+
+
+def _loop_loss(logits, labels):
+    """BIKE.md §6 written as loops over rows and entries, in float64."""
+    b = len(labels)
+
+    def targets_row(i, g):                      # softmax(10 · G[i, :])
+        e = [math.exp(10.0 * g(i, j)) for j in range(b)]
+        return [x / sum(e) for x in e]
+
+    def kl(mat, g):
+        total = 0.0
+        for i in range(b):
+            t = targets_row(i, g)
+            m = max(mat(i, j) for j in range(b))
+            z = sum(math.exp(mat(i, j) - m) for j in range(b))
+            for j in range(b):
+                log_q = mat(i, j) - m - math.log(z)
+                total += t[j] * (math.log(t[j]) - log_q)
+        return total / b
+
+    lg = logits.double().tolist()
+    g = lambda i, j: 1.0 if labels[i] == labels[j] else 0.0   # noqa: E731
+    forward = kl(lambda i, j: lg[i][j], g)
+    backward = kl(lambda i, j: lg[j][i], lambda i, j: g(j, i))
+    return 0.5 * (forward + backward)
+
+
+def test_soft_targets_spread_over_positives():
+    t = soft_targets(torch.tensor([0, 1, 0, 2]))
+    e10 = math.exp(10)
+    assert torch.allclose(t[0], torch.tensor([e10, 1, e10, 1]) / (2 * e10 + 2))
+    assert torch.allclose(t[1], torch.tensor([1, e10, 1, 1]) / (e10 + 3))
+    assert torch.allclose(t.sum(1), torch.ones(4))
+
+
+def test_loss_matches_the_loop_definition():
+    g = torch.Generator().manual_seed(0)
+    for labels in ([0, 1, 2, 3], [0, 0, 1, 1, 1, 2], [3, 3, 3], [5, 1, 5, 2, 1]):
+        labels_t = torch.tensor(labels)
+        logits = torch.randn(len(labels), len(labels), generator=g) * 5
+        got = bike_loss(logits, labels_t).item()
+        assert abs(got - _loop_loss(logits, labels)) < 1e-4, labels
+
+
+def test_loss_is_not_symmetric_in_its_argument_but_averages_both_directions():
+    # an asymmetric logit matrix: the two directions differ, the loss is their mean
+    logits = torch.tensor([[4.0, 0.0, 1.0], [0.0, 0.0, 0.0], [2.0, 3.0, 0.0]])
+    labels = torch.tensor([0, 1, 2])
+    from engine.loss import kl_rows
+    t = soft_targets(labels)
+    a, b = kl_rows(t, logits).item(), kl_rows(t, logits.T).item()
+    assert abs(a - b) > 1e-3
+    assert abs(bike_loss(logits, labels).item() - (a + b) / 2) < 1e-6
+
+
+def test_loss_minimum_and_gradient():
+    labels = torch.tensor([0, 1, 0])
+    good = 10.0 * (labels[:, None] == labels[None, :]).float()      # logits = 10·G reproduce the target
+    assert bike_loss(good, labels).item() < 1e-6
+    x = torch.zeros(3, 3, requires_grad=True)
+    bike_loss(x, labels).backward()
+    assert x.grad[0, 0] < 0 and x.grad[0, 1] > 0                     # pushes positives up, negatives down
+
+
+def test_batch_logits_and_scale():
+    class_logits = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    labels = torch.tensor([2, 0])
+    assert torch.equal(batch_logits(class_logits, labels), torch.tensor([[0.3, 0.1], [0.6, 0.4]]))
+    assert torch.allclose(scaled(torch.ones(1), torch.tensor(math.log(100.0))), torch.tensor([100.0]))
+
+
+# ---- augmentation ------------------------------------------------------------------------------------
+
+def test_crop_box_respects_area_and_aspect():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        y0, x0, h, w = random_resized_crop_box(256, 341, rng)
+        assert 0 <= y0 and y0 + h <= 256 and 0 <= x0 and x0 + w <= 341
+        area = h * w / (256 * 341)
+        assert 0.07 <= area <= 1.0
+        if (h, w) != (256, 341):
+            assert 3 / 4 - 0.05 <= w / h <= 4 / 3 + 0.05
+
+
+def test_short_side_and_center_view():
+    assert short_side_size(48, 64, 256) == (256, 341)
+    assert short_side_size(100, 50, 256) == (512, 256)
+    frames = np.zeros((2, 48, 64, 3), np.uint8)
+    frames[:, :, 32:] = 255                                          # right half white
+    out = center_view(frames, 224, 256)
+    assert out.shape == (2, 224, 224, 3)
+    assert out[0, 100, 10].max() < 10 and out[0, 100, 213].min() > 245
+
+
+def test_flip_and_gray():
+    x = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    assert np.array_equal(hflip(x)[:, :, 0], x[:, :, 3])
+    g = grayscale(np.array([[[[255, 0, 0], [0, 255, 0]]]], np.uint8))
+    assert g.shape == (1, 1, 2, 3) and g[0, 0, 0, 0] == 76 and g[0, 0, 1, 1] == 150
+
+
+def test_augment_is_the_same_for_every_frame():
+    frames = np.random.default_rng(1).integers(0, 255, (1, 60, 80, 3), dtype=np.uint8).repeat(8, 0)
+    for seed in range(5):
+        out = augment_clip(frames, np.random.default_rng(seed), AugmentConfig(size=32, resize=40))
+        assert out.shape == (8, 32, 32, 3) and out.dtype == np.uint8
+        assert all(np.array_equal(out[0], out[t]) for t in range(8))
+    # the flip probability is honoured: p=1 always mirrors, p=0 never
+    cfg = AugmentConfig(size=40, resize=40, scale=(1.0, 1.0), ratio=(1.0, 1.0), gray=0.0)
+    a = augment_clip(frames[:1], np.random.default_rng(0), AugmentConfig(**{**cfg.__dict__, "flip": 1.0}))
+    b = augment_clip(frames[:1], np.random.default_rng(0), AugmentConfig(**{**cfg.__dict__, "flip": 0.0}))
+    assert np.array_equal(a, hflip(b))
