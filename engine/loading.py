@@ -44,6 +44,8 @@ class Weights:
     attributes_state: "dict | None" = None
     labels: "list[str] | None" = None
     meta: dict = field(default_factory=dict)   # name, pretrained, checkpoint, weights_sha, random_init
+    #: few-shot adapted text side (``bike adapt --mode fast``): {"names": [...], "cls": (C, D), "tokens": (C, 77, D)}
+    class_features: "dict | None" = None
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
@@ -114,6 +116,20 @@ def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str) -> None
     clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
+def _class_features(cf, path: str) -> "dict | None":
+    """Check the stored adapted class features: names (C,), cls (C, D), tokens (C, L, D)."""
+    if not cf:
+        return None
+    try:
+        names, cls, tokens = list(cf["names"]), cf["cls"].float(), cf["tokens"].float()
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: malformed class_features ({e})") from None
+    if cls.dim() != 2 or tokens.dim() != 3 or not (len(names) == cls.shape[0] == tokens.shape[0]):
+        raise CheckpointError(f"{path}: class_features shapes do not agree: {len(names)} names, cls "
+                              f"{tuple(cls.shape)}, tokens {tuple(tokens.shape)}")
+    return {"names": names, "cls": cls, "tokens": tokens}
+
+
 def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint: "str | None" = None,
                  random_init: bool = False, seed: int = 0, quick_gelu: "bool | None" = None) -> Weights:
     """Resolve the weights per the module docstring. Everything is float32 on the CPU."""
@@ -127,12 +143,14 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
                                   "for plain CLIP weights use --pretrained FILE")
         name = name or ckpt.get("model_name") or DEFAULTS.model
         meta["name"] = name
-        clip = _create(name, True if quick_gelu is None else quick_gelu)
+        # released checkpoints are OpenAI CLIP (QuickGELU); bike's own record what they were trained with
+        clip = _create(name, bool(ckpt.get("quick_gelu", True)) if quick_gelu is None else quick_gelu)
         _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name)
         header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
         attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
         meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint))
-        return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta)
+        return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
+                       _class_features(ckpt.get("class_features"), checkpoint))
     if pretrained and os.path.exists(pretrained):
         state = read_state_file(pretrained)
         if isinstance(state, dict) and "model_state_dict" in state:

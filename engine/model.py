@@ -80,6 +80,11 @@ class BikeModel:
             self.attribute_head.load_state_dict(weights.attributes_state, strict=True)
             self.attribute_head = self.attribute_head.float().eval().to(self.device)
         self.checkpoint_labels = weights.labels
+        self.class_features = None        # adapted text side of a `bike adapt` checkpoint (names, cls, tokens)
+        if weights.class_features:
+            cf = weights.class_features
+            self.class_features = {"names": tuple(cf["names"]), "cls": cf["cls"].float().to(self.device),
+                                   "tokens": cf["tokens"].float().to(self.device)}
         size = self.clip.visual.image_size
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.resize, self.crop = eval_sizes(self.image_size)
@@ -161,8 +166,12 @@ class BikeModel:
         return torch.stack([found[s] for s in sentences])
 
     def label_features(self, labels: "str | LabelSet") -> TextFeatures:
+        """Class prompt features; the checkpoint's adapted ones when the label names are exactly its own."""
         labels = load_labels(labels)
         prompts = class_prompts(labels.names)
+        stored = self.class_features
+        if stored is not None and tuple(stored["names"]) == tuple(labels.names):
+            return TextFeatures(tuple(prompts), stored["cls"], stored["tokens"])
         cls, tok = self.encode_text(prompts)
         return TextFeatures(tuple(prompts), cls, tok)
 
