@@ -1,0 +1,326 @@
+"""Search a store: text (or an example clip / video) → the best clips, each with the moment that matches.
+
+    >>> from index.search import Searcher
+    >>> s = Searcher("my_store")                       # loads the model that tagged the store
+    >>> for r in s.search("a dog catches a frisbee", k=5, where="duration_s > 5"):
+    ...     print(r.rank, r.score, r.path, r.start_s, r.end_s, r.moment_s, r.labels[:2])
+
+How a query is answered (DESIGN.md "Search"):
+
+1. **Query features.** A text query goes through the CLIP text tower AS TYPED — no prompt template (the
+   label template "This is a video about {}" is for class names; a user's sentence is already a
+   description). It gives the end-of-text feature ``cls`` (D) and all 77 token features (77, D)
+   (BIKE.md §2). An example (``clip=CLIP_ID`` from the store, or ``like=VIDEO`` decoded and embedded with
+   the model, temporal header included) gives its T frame embeddings; its vector is their normalised mean.
+2. **Candidates.** ``cls`` (or the example vector) searches the FAISS index of clip embeddings
+   (index/vectors.py) for the top N = max(candidates, 10·k) clips. Clips of batches the index does not
+   cover yet (stale index) are scanned exactly beside it; with no index at all every clip is scanned
+   exactly. Both cases are reported in ``SearchResults.notes``.
+3. **Filter.** ``where`` (a DuckDB condition over the ``search_clips`` view, index/where.py) first selects
+   the allowed clips: when at most max(N, EXACT_FILTER_MAX) clips qualify they are ALL re-ranked (the answer
+   is then exact); otherwise FAISS searches only among them (an ID selector).
+4. **Re-rank.** Every candidate is scored against the query with its stored per-frame embeddings
+   (index/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame time of the
+   saliency peak. Results are sorted by this score; for ``clip=`` the clip itself comes first.
+5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
+   labels and attributes. The CLI (``bike search``) prints the same objects.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .frames import CACHE_BYTES, ClipFrames
+from .rerank import Ranked, example_vector, rerank_example, rerank_text
+from .store import Store, StoreError
+from .vectors import exact_search, open_index, read_vectors, resolve_model_id
+from .where import filter_clips
+
+#: Candidates from FAISS per result (N = max(candidates, CANDIDATES_PER_RESULT · k)).
+CANDIDATES_PER_RESULT = 10
+#: Default minimum number of candidates re-ranked (bench/search.py measures agreement with a full scan).
+MIN_CANDIDATES = 200
+#: A --where that keeps at most this many clips re-ranks all of them (exact answer).
+EXACT_FILTER_MAX = 5000
+
+
+class SearchError(StoreError):
+    """A query that cannot be answered as asked; the message says what to change."""
+
+
+@dataclass
+class SearchResult:
+    rank: int                       # 1 = best
+    score: float                    # re-rank score (VCS logit for text, MaxSim for examples)
+    clip_id: str
+    video_id: str
+    path: "str | None"              # the video file as tagged
+    start_s: float                  # clip span in the video (s)
+    end_s: float
+    moment_s: float                 # frame time of the saliency peak: where in the clip the query matches
+    saliency: list                  # the query's saliency over the clip's T frames (sums to 1)
+    frame_times: list               # times (s) of the clip's T sampled frames
+    labels: list                    # the clip's stored top labels: [(label, fused score)], best first
+    attributes: list                # its stored top attribute phrases: [(phrase, cosine)]
+    index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["labels"] = [{"label": a, "score": s} for a, s in self.labels]
+        d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
+        if d["index_score"] is not None and math.isnan(d["index_score"]):
+            d["index_score"] = None
+        return d
+
+
+class SearchResults(list):
+    """A list of :class:`SearchResult` (best first) plus what the search did (``notes``: stale index, exact
+    scan, filter size...)."""
+
+    def __init__(self, results=(), query: str = "", kind: str = "text", model_id: str = "", model: str = "",
+                 random_init: bool = False, notes=(), candidates: int = 0, seconds: float = 0.0):
+        super().__init__(results)
+        self.query, self.kind, self.model_id, self.model = query, kind, model_id, model
+        self.random_init, self.notes = random_init, list(notes)
+        self.candidates, self.seconds = candidates, seconds
+
+    def to_dict(self) -> dict:
+        return {"query": self.query, "kind": self.kind, "model_id": self.model_id, "model": self.model,
+                "random_init": self.random_init, "notes": self.notes, "candidates": self.candidates,
+                "seconds": round(self.seconds, 4), "results": [r.to_dict() for r in self]}
+
+
+@dataclass
+class Query:
+    """What a query became: the FAISS vector and how to re-rank candidates against it."""
+    text: str
+    kind: str                            # 'text' | 'clip' | 'video'
+    vector: np.ndarray                   # (D,) for the FAISS stage
+    tokens: "torch.Tensor | None" = None # (77, D) text token features
+    cls: "torch.Tensor | None" = None    # (D,) text end-of-text feature
+    example: "np.ndarray | None" = None  # (Te, D) example frames
+    self_clip: "str | None" = None       # clip id of a clip= query
+
+    def rerank(self, frames: torch.Tensor) -> Ranked:
+        if self.kind == "text":
+            return rerank_text(frames, self.tokens, self.cls)
+        return rerank_example(frames, self.example)
+
+
+@dataclass
+class _Cache:
+    vectors: "dict[tuple, tuple]" = field(default_factory=dict)   # batches → (ids, vectors) of exact scans
+
+
+class Searcher:
+    """Search one model's clips in a store. Loads the model and the index once; reuse it for many queries.
+
+    ``model_id``: default the only (or most recently tagged) model with embeddings. ``model``: an already
+    loaded :class:`engine.BikeModel` (it must be the one that tagged the store; default: loaded from the
+    store's ``models`` row, see index/storemodel.py). ``weights``: the weights file, when it moved.
+    ``gpu``: search the FAISS index on the GPUs of a faiss-gpu install.
+    """
+
+    def __init__(self, store: "Store | str", model_id: "str | None" = None, model=None,
+                 weights: "str | None" = None, device=None, gpu: bool = False, cache_bytes: int = CACHE_BYTES):
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.model_id = resolve_model_id(self.store, model_id)
+        self._model, self._weights, self._device, self._gpu = model, weights, device, gpu
+        self.frames = ClipFrames(self.store, self.model_id, cache_bytes)
+        self._index = None
+        self._index_loaded = False
+        self._con = None
+        self._cache = _Cache()
+
+    # ---- pieces, loaded on first use -----------------------------------------------------------------
+    @property
+    def model(self):
+        if self._model is None:
+            from .storemodel import load_store_model
+            self._model = load_store_model(self.store, self.model_id, weights=self._weights, device=self._device)
+        return self._model
+
+    @property
+    def index(self):
+        """The FAISS index (index/vectors.py ``VectorIndex``), or None when none was built."""
+        if not self._index_loaded:
+            self._index = open_index(self.store, self.model_id)
+            if self._index is not None and self._gpu:
+                self._index.to_gpu()
+            self._index_loaded = True
+        return self._index
+
+    @property
+    def con(self):
+        if self._con is None:
+            self._con = self.store.connect()
+        return self._con
+
+    def refresh(self) -> None:
+        """Pick up batches committed (and indexes built) since this searcher was made."""
+        self.store.commits(refresh=True)
+        self._index_loaded, self._index, self._con = False, None, None
+
+    def index_status(self) -> "list[str]":
+        """Human lines on the index: missing, stale (how many batches/clips it lacks), or current."""
+        idx = self.index
+        root = self.store.root
+        if idx is None:
+            n = sum(c["tables"].get("embeddings", 0) for c in self.store.commits() if c["model_id"] == self.model_id)
+            return [f"no FAISS index for model {self.model_id}: exact scan over {n} clips "
+                    f"(build one with `bike index --store {root}`)"]
+        pending = idx.pending()
+        if pending:
+            n = sum(c["tables"].get("embeddings", 0) for c in pending)
+            return [f"index is stale: {len(pending)} newer batch(es) with {n} clips are not in it and were scanned "
+                    f"exactly (update it with `bike index --store {root}`)"]
+        return []
+
+    # ---- queries -------------------------------------------------------------------------------------
+    def text_query(self, text: str) -> Query:
+        """Text → end-of-text + 77 token features, without a prompt template (see the module docstring)."""
+        if not text or not text.strip():
+            raise SearchError("empty query: give a text, --like VIDEO or --clip CLIP_ID")
+        cls, tokens = self.model.encode_text([text])
+        return Query(text, "text", cls[0].float().cpu().numpy(), tokens=tokens[0].float(), cls=cls[0].float())
+
+    def clip_query(self, clip_id: str) -> Query:
+        row = self.frames.get([clip_id]).get(clip_id)
+        if row is None:
+            raise SearchError(f"--clip {clip_id}: no such clip for model {self.model_id} in {self.store.root} "
+                              f"(clip ids look like <video_id>/<n>; list them with `bike sql`)")
+        example = row.frames.astype(np.float32)
+        return Query(clip_id, "clip", example_vector(example), example=example, self_clip=clip_id)
+
+    def video_query(self, path: str) -> Query:
+        """Decode an example video (one window over the whole file, the model's T frames) and embed its
+        frames with the model, temporal header included (the space of ``clips.frame_embeddings``)."""
+        from engine.video import read_video
+        m = self.model
+        clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize)
+        example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
+        return Query(str(path), "video", example_vector(example), example=example)
+
+    # ---- the search ----------------------------------------------------------------------------------
+    def search(self, query: "str | None" = None, k: int = 10, where: "str | None" = None,
+               like: "str | None" = None, clip: "str | None" = None,
+               candidates: int = MIN_CANDIDATES) -> SearchResults:
+        """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``."""
+        t0 = time.perf_counter()
+        if sum(x is not None for x in (query, like, clip)) != 1:
+            raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
+        if k < 1:
+            raise SearchError(f"-k {k}: must be at least 1")
+        q = (self.text_query(query) if query is not None else
+             self.clip_query(clip) if clip is not None else self.video_query(like))
+        n = max(int(candidates), CANDIDATES_PER_RESULT * k)
+        allowed = None
+        notes: list[str] = []
+        if where:
+            allowed = filter_clips(self.con, self.model_id, where)
+            notes.append(f"--where kept {len(allowed)} clip(s)")
+        found = self.candidates(q.vector, n, allowed, notes)
+        if q.self_clip and (allowed is None or q.self_clip in set(allowed)):
+            found.setdefault(q.self_clip, float("nan"))
+        ranked = self.rerank(q, found)
+        if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
+            ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
+        results = self._results(ranked[:k], found)
+        m = self.model
+        return SearchResults(results, q.text, q.kind, self.model_id, m.describe(), m.random_init, notes,
+                             len(found), time.perf_counter() - t0)
+
+    def candidates(self, vector: np.ndarray, n: int, allowed: "list[str] | None" = None,
+                   notes: "list[str] | None" = None) -> "dict[str, float]":
+        """clip_id → FAISS-stage cosine of up to ``n`` candidates (``allowed`` restricts them; a small
+        allowed set is returned whole, scored NaN: it is re-ranked entirely)."""
+        notes = notes if notes is not None else []
+        if allowed is not None and len(allowed) <= max(n, EXACT_FILTER_MAX):
+            if allowed:
+                notes.append(f"all {len(allowed)} filtered clips re-ranked (exact)")
+            return {c: float("nan") for c in allowed}
+        allowed_set = None if allowed is None else set(allowed)
+        idx = self.index
+        notes.extend(self.index_status())
+        found: dict[str, float] = {}
+        if idx is None:
+            exact_batches = None                                                    # every batch
+        else:
+            positions = None if allowed is None else idx.positions(allowed)
+            scores, ids = idx.search(vector[None], n, positions)
+            found.update(zip(ids[0], map(float, scores[0])))
+            exact_batches = tuple(c["batch"] for c in idx.pending())
+            if not exact_batches:
+                return found
+        ids, vecs = self._vectors(exact_batches)
+        if allowed_set is not None:
+            keep = [i for i, c in enumerate(ids) if c in allowed_set]
+            ids, vecs = [ids[i] for i in keep], vecs[keep]
+        scores, got = exact_search(vecs, ids, vector[None], n)
+        for c, s in zip(got[0], scores[0]):
+            found[c] = max(found.get(c, -np.inf), float(s))
+        if len(found) > n:
+            found = dict(sorted(found.items(), key=lambda kv: -kv[1])[:n])
+        return found
+
+    def _vectors(self, batches: "tuple | None"):
+        """Embeddings of the given batches (None: all), cached for the searcher's life."""
+        if batches not in self._cache.vectors:
+            self._cache.vectors = {batches: read_vectors(self.store, self.model_id,
+                                                         None if batches is None else list(batches))}
+        return self._cache.vectors[batches]
+
+    def rerank(self, q: Query, found: "dict[str, float]") -> "list[tuple]":
+        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow)] best first."""
+        rows = self.frames.get(found)
+        groups: dict[tuple, list] = {}
+        for r in rows.values():                      # clips of the same shape are scored together
+            groups.setdefault(r.frames.shape, []).append(r)
+        out = []
+        device = self.model.device
+        for group in groups.values():
+            frames = torch.from_numpy(np.stack([r.frames for r in group]).astype(np.float32)).to(device)
+            ranked = q.rerank(frames)
+            out.extend((r.clip_id, float(s), sal, r) for r, s, sal in zip(group, ranked.scores, ranked.saliency))
+        out.sort(key=lambda x: -x[1])
+        return out
+
+    def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
+        clip_ids = [c for c, *_ in ranked]
+        video_ids = list({r.video_id for *_, r in ranked})
+        paths = dict(self.con.execute(
+            "SELECT video_id, any_value(path) FROM videos WHERE model_id = $m AND video_id IN "
+            "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
+        labels = self._per_clip("labels", "label", clip_ids)
+        attributes = self._per_clip("attributes", "attribute", clip_ids)
+        results = []
+        for i, (cid, score, sal, row) in enumerate(ranked):
+            peak = int(np.argmax(sal))
+            results.append(SearchResult(
+                rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
+                start_s=row.start_s, end_s=row.end_s, moment_s=float(row.frame_times[peak]),
+                saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
+                labels=labels.get(cid, []), attributes=attributes.get(cid, []),
+                index_score=found.get(cid)))
+        return results
+
+    def _per_clip(self, table: str, column: str, clip_ids) -> "dict[str, list]":
+        if not clip_ids:
+            return {}
+        rows = self.con.execute(
+            f"SELECT clip_id, {column}, score FROM {table} WHERE model_id = $m AND clip_id IN (SELECT unnest($c)) "
+            f"ORDER BY clip_id, rank", {"m": self.model_id, "c": list(clip_ids)}).fetchall()
+        out: dict[str, list] = {}
+        for cid, name, score in rows:
+            out.setdefault(cid, []).append((name, float(score)))
+        return out
+
+
+def search(store: "Store | str", query: "str | None" = None, k: int = 10, **kwargs) -> SearchResults:
+    """One-off search (loads the model each call; keep a :class:`Searcher` for many queries)."""
+    opts = {key: kwargs.pop(key) for key in ("model_id", "model", "weights", "device", "gpu") if key in kwargs}
+    return Searcher(store, **opts).search(query, k=k, **kwargs)

@@ -1,0 +1,69 @@
+"""Load the model that tagged a store, so that queries land in the same embedding space as its clips.
+
+A store's ``models`` row says which model produced a model_id's rows: the open_clip name, the weights
+(``pretrained`` tag or file, ``checkpoint`` file, or seeded random weights), ``weights_sha``, frames and
+lexicon. :func:`load_store_model` loads exactly that model and checks ``weights_sha`` afterwards: searching
+with other weights would give meaningless scores, so a mismatch is an error, never a warning.
+
+Random weights are seeded: ``weights_sha`` = ``random-init:<name>:seed<N>`` gives back the same weights.
+A weights file that moved can be given with ``weights=`` (``bike search --weights FILE``); its SHA-256 is
+checked against the store.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from engine.config import DEFAULTS
+
+from .store import Store, StoreError
+
+
+class ModelMismatch(StoreError):
+    """The store's model cannot be loaded as it was, or different weights were given."""
+
+
+def model_row(store: Store, model_id: str) -> dict:
+    """The ``models`` row of ``model_id`` as a dict."""
+    rows = store.read("models", model_id=model_id).to_pylist()
+    if not rows:
+        raise ModelMismatch(f"{store.root}: no 'models' row for model_id {model_id}; the store is incomplete "
+                            f"(re-tag with `bike tag ... --store {store.root}`)")
+    return rows[-1]
+
+
+def _seed(weights_sha: "str | None") -> int:
+    m = re.fullmatch(r"random-init:.*:seed(-?\d+)", weights_sha or "")
+    return int(m.group(1)) if m else DEFAULTS.seed
+
+
+def load_store_model(store: Store, model_id: str, weights: "str | None" = None, device=None):
+    """The :class:`engine.BikeModel` that produced ``model_id``'s rows (see the module docstring)."""
+    import engine
+    row = model_row(store, model_id)
+    name, frames = row["name"], int(row.get("frames") or DEFAULTS.frames)
+    kwargs: dict = {"name": name, "frames": frames, "device": device}
+    if row.get("random_init"):
+        kwargs.update(random_init=True, seed=_seed(row.get("weights_sha")))
+    else:
+        source_key = "checkpoint" if row.get("checkpoint") else "pretrained"
+        source = weights or row.get(source_key)
+        if not source:
+            raise ModelMismatch(f"{store.root}: model {model_id} names no weights in its 'models' row")
+        is_file = bool(weights) or source_key == "checkpoint" or os.path.isabs(source) or os.sep in source
+        if is_file and not os.path.exists(source):
+            raise ModelMismatch(
+                f"{source}: the weights file that tagged model {model_id} of {store.root} is not there; fix: pass "
+                f"the same file with --weights PATH (its SHA-256 is checked against {row.get('weights_sha')})")
+        kwargs[source_key] = source
+    lexicon = row.get("lexicon") or DEFAULTS.lexicon
+    try:                               # the lexicon only matters for attributes, which search does not compute
+        engine.load_labels(lexicon)
+    except engine.LabelError:
+        lexicon = DEFAULTS.lexicon
+    model = engine.load_model(lexicon=lexicon, **kwargs)
+    want, got = row.get("weights_sha"), model.meta.get("weights_sha")
+    if want and got != want:
+        raise ModelMismatch(f"{weights or name}: these weights ({got}) are not the ones that tagged model {model_id} "
+                            f"of {store.root} ({want}); search needs the same weights")
+    return model

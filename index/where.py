@@ -1,0 +1,75 @@
+"""``--where``: restrict a search to the clips a DuckDB condition selects.
+
+The condition is evaluated against the view ``search_clips``: ONE ROW PER (CLIP, LABEL) — each clip
+appears once per top-k label — joining ``clips``, ``videos`` and ``labels`` of the searched model, plus
+list columns of all labels and attributes of the clip. A clip qualifies when ANY of its rows satisfies the
+condition, so ``label = 'surfing crowd'`` means "surfing crowd is among the clip's top-k labels", and
+``rank = 0 AND label = 'surfing crowd'`` means "it is the clip's top label". Columns:
+
+    clip_id, video_id, clip_index          which clip
+    start_s, end_s, clip_s                 its span in the video and its length (s)
+    path, size, duration_s, fps, width,    the video file (duration_s is the whole video's length)
+    height, codec, tagged_at
+    rank, label, score, video_score,       one of the clip's top-k labels (rank 0 = top label; score = fused
+    attribute_score, peak_s                probability; peak_s = where that label's saliency peaks)
+    top_label                              the clip's rank-0 label
+    labels, attributes                     all its labels / attribute phrases, best first (lists: use
+                                           list_contains(attributes, 'juggling'))
+
+Examples: ``--where "label = 'surfing crowd' AND duration_s > 5"``,
+``--where "path LIKE '%/2023/%'"``, ``--where "list_contains(attributes, 'dancing ballet')"``.
+"""
+from __future__ import annotations
+
+VIEW = "search_clips"
+
+COLUMNS = ("clip_id", "video_id", "clip_index", "start_s", "end_s", "clip_s", "path", "size", "duration_s",
+           "fps", "width", "height", "codec", "tagged_at", "rank", "label", "score", "video_score",
+           "attribute_score", "peak_s", "top_label", "labels", "attributes")
+
+_VIEW_SQL = f"""
+CREATE OR REPLACE TEMP VIEW {VIEW} AS
+WITH lab AS (SELECT clip_id, model_id, list(label ORDER BY rank) AS labels
+             FROM labels GROUP BY clip_id, model_id),
+     att AS (SELECT clip_id, model_id, list(attribute ORDER BY rank) AS attributes
+             FROM attributes GROUP BY clip_id, model_id)
+SELECT c.clip_id, c.video_id, c.model_id, c.clip_index, c.start_s, c.end_s, c.end_s - c.start_s AS clip_s,
+       v.path, v.size, v.duration_s, v.fps, v.width, v.height, v.codec, v.tagged_at,
+       l.rank, l.label, l.score, l.video_score, l.attribute_score, l.peak_s,
+       lab.labels[1] AS top_label, lab.labels, att.attributes
+FROM clips c
+LEFT JOIN videos v ON v.video_id = c.video_id AND v.model_id = c.model_id
+LEFT JOIN labels l ON l.clip_id = c.clip_id AND l.model_id = c.model_id
+LEFT JOIN lab ON lab.clip_id = c.clip_id AND lab.model_id = c.model_id
+LEFT JOIN att ON att.clip_id = c.clip_id AND att.model_id = c.model_id
+"""
+
+
+class WhereError(ValueError):
+    """A --where condition DuckDB cannot evaluate; the message says why and lists the columns."""
+
+
+def create_view(con) -> None:
+    """Define ``search_clips`` on a connection from ``Store.connect()``."""
+    con.execute(_VIEW_SQL)
+
+
+def filter_clips(con, model_id: str, condition: str) -> "list[str]":
+    """clip_ids of ``model_id`` for which some ``search_clips`` row satisfies ``condition``."""
+    import duckdb
+    condition = (condition or "").strip()
+    if not condition:
+        raise WhereError("--where: empty condition")
+    create_view(con)
+    sql = f"SELECT DISTINCT clip_id FROM {VIEW} WHERE model_id = $model_id AND ({condition})"
+    try:
+        if len(con.extract_statements(sql)) != 1:
+            raise WhereError(f"--where {condition!r}: one condition only (no ';')")
+        rows = con.execute(sql, {"model_id": model_id}).fetchall()
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise WhereError(f"--where {condition!r}: DuckDB cannot evaluate it: {first}\n"
+                         f"  columns: {', '.join(COLUMNS)}\n"
+                         f"  example: --where \"label = 'surfing crowd' AND duration_s > 5\" "
+                         f"(strings in single quotes)") from None
+    return [r[0] for r in rows]
