@@ -99,10 +99,10 @@ def windows(duration_s: float, window_s: float | None) -> list[tuple[float, floa
     """
     if duration_s <= 0:
         raise ValueError(f"duration must be > 0, got {duration_s}")
+    if window_s is not None and window_s <= 0:
+        raise ValueError(f"window_s must be > 0, got {window_s}")
     if window_s is None or duration_s <= window_s:
         return [(0.0, float(duration_s))]
-    if window_s <= 0:
-        raise ValueError(f"window_s must be > 0, got {window_s}")
     out = []
     k = 0
     while k * window_s < duration_s:
