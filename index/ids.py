@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 
 def video_id(path: str, chunk: int = 1 << 20) -> str:
@@ -12,6 +13,29 @@ def video_id(path: str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def path_id(path: str) -> str:
+    """Id of a file that cannot be read at all (missing, no permission): ``"path:"`` + BLAKE2b-96 of its
+    absolute path. Such a file still gets a ``videos`` row with status 'error'; once it becomes readable it
+    gets a content id (:func:`video_id`) and is tagged like any new video."""
+    h = hashlib.blake2b(str(path).encode("utf-8", "surrogateescape"), digest_size=12)
+    return "path:" + h.hexdigest()
+
+
+def identify(path: str) -> "tuple[str, str | None]":
+    """``(video_id, None)`` from the content, or ``(path_id, reason)`` when the bytes cannot be read."""
+    try:
+        return video_id(path), None
+    except FileNotFoundError:
+        reason = "file not found"
+    except IsADirectoryError:
+        reason = "is a directory, not a video file"
+    except PermissionError:
+        reason = "permission denied"
+    except OSError as e:
+        reason = f"cannot read it: {e.strerror or e}"
+    return path_id(os.path.abspath(path)), reason
 
 
 def model_id(fingerprint: dict, label_digest: str, window_s: float) -> str:

@@ -7,10 +7,12 @@ window across models (when they used the same ``--window``).
 
     videos      one row per (video, model): file facts, status 'ok' | 'error' and the reason
     clips       one row per clip: time span, sampled frame times, per-frame embeddings after the header (T×D fp16)
-    labels      top-k labels per clip: fused / video / attributes probabilities, top label's saliency + peak
+    labels      top-k labels per clip: fused / video / attributes probabilities; each row's saliency is that
+                label's saliency over the T frames, ``peak_s`` the frame time where it peaks (rank 0: top label)
     attributes  top-k attribute phrases per clip (BIKE.md §5) with their cosine
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
-    models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon)
+    models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon);
+                ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
 """
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ MODELS = pa.schema([
     ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
     ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
     ("window_s", pa.float64()), ("label_set", pa.string()), ("label_digest", pa.string()),
-    ("labels", pa.list_(pa.string())), ("lexicon", pa.string()), ("created_at", TS),
+    ("labels", pa.list_(pa.string())), ("lexicon", pa.string()), ("fingerprint", pa.string()),
+    ("created_at", TS),
 ])
 
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).

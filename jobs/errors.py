@@ -4,6 +4,7 @@ from __future__ import annotations
 from engine.labels import LabelError
 from engine.loading import CheckpointError, WeightsUnavailable
 from engine.video import VideoError
+from index.store import StoreError
 
 
 class UsageError(Exception):
@@ -11,4 +12,4 @@ class UsageError(Exception):
 
 
 #: Exceptions whose message is enough for the user: printed as ``bike: error: <message>``.
-USER_ERRORS = (UsageError, LabelError, CheckpointError, WeightsUnavailable, VideoError)
+USER_ERRORS = (UsageError, LabelError, CheckpointError, WeightsUnavailable, VideoError, StoreError)

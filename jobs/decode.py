@@ -1,0 +1,69 @@
+"""The decoding stage of ``bike tag``: one video → a stream of small messages and frame chunks. No Ray here.
+
+:func:`decode_video` is a plain generator; ``jobs.pipeline`` runs it as a Ray streaming task so that only
+the frames the sampler needs, already resized and cropped, leave the worker, a few clips at a time (memory
+stays bounded on a 1-hour or 4K file). What it yields, in order:
+
+    {"kind": "head", "info": VideoInfo | None, "error": reason | None}       the probe
+    {"kind": "chunk", "spans": [ClipSpan]}   then   frames uint8 (n, T, S, S, 3)    zero or more pairs
+    {"kind": "end", "clips": n, "error": reason | None, "decode_s": seconds}
+
+The message before each frame array says what the array is, so the driver can forward arrays to the model
+without ever fetching them. A video that cannot be decoded (engine.video.VideoError: empty, truncated, not a
+video, audio only, decoder past its time limit, ...) ends with an ``error``; clips already yielded are then
+discarded by the driver (a video is tagged whole or recorded as an error, never half).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine import video as ev
+
+from .records import ClipSpan
+
+#: Clips per frame chunk (8 clips × 8 frames × 224² × 3 ≈ 9.6 MB).
+CHUNK_CLIPS = 8
+
+
+def decode_video(path: str, frames: int = 8, window_s: "float | None" = 10.0, size: int = 224,
+                 resize: int = 256, chunk_clips: int = CHUNK_CLIPS, timeout_s: "float | None" = None,
+                 threads: "int | None" = None):
+    """Probe ``path`` and decode it window by window; yields the messages described in the module doc."""
+    t0 = time.perf_counter()
+    try:
+        info = ev.probe(path)
+    except ev.VideoError as e:
+        yield {"kind": "head", "info": None, "error": e.reason}
+        yield {"kind": "end", "clips": 0, "error": e.reason, "decode_s": time.perf_counter() - t0}
+        return
+    yield {"kind": "head", "info": info, "error": None}
+    spans, arrays, n, error = [], [], 0, None
+
+    def flush():
+        msg = {"kind": "chunk", "spans": list(spans)}
+        chunk = np.ascontiguousarray(np.stack(arrays)) if len(arrays) > 1 else arrays[0][None]
+        spans.clear()
+        arrays.clear()
+        return msg, chunk
+
+    try:
+        for clip in ev.iter_clips(path, frames=frames, window_s=window_s, size=size, resize=resize,
+                                  timeout_s=timeout_s, info=info, threads=threads):
+            spans.append(ClipSpan(clip.index, clip.start_s, clip.end_s, list(clip.frame_times)))
+            arrays.append(clip.frames[0])                        # one view: (T, S, S, 3)
+            n += 1
+            if len(spans) >= chunk_clips:
+                msg, chunk = flush()
+                yield msg
+                yield chunk
+        if spans:
+            msg, chunk = flush()
+            yield msg
+            yield chunk
+        if n == 0:
+            error = "no frame could be decoded"
+    except ev.VideoError as e:
+        error = e.reason
+    yield {"kind": "end", "clips": n, "error": error, "decode_s": time.perf_counter() - t0}

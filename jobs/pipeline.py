@@ -1,0 +1,238 @@
+"""The Ray layer of ``bike tag``: decode tasks feed model actors; finished videos come back to the driver.
+
+Thin orchestration around two plain stages (``jobs.decode.decode_video`` and ``jobs.scoring.Scorer``):
+
+    work items ──► decode tasks (Ray streaming generators, CPU, ``decoders`` at once)
+                       │ messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
+                       ▼
+                   queue of chunks ──► model actors (batched across videos, ≤ 2 calls in flight each)
+                                           │ ClipResults
+                                           ▼
+                   one VideoResult per video, yielded when its last chunk is scored
+
+Memory stays flat however large the corpus: at most ``decoders`` videos are open, each generator pauses
+after a couple of unconsumed chunks (``_generator_backpressure_num_objects``), the driver stops pulling
+chunks when ``max_queue_clips`` wait for the model, and at most 2 model calls per actor are in flight.
+A video whose decoding fails, or whose decode worker or model call dies, comes back as an error result.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import ray
+
+from .decode import CHUNK_CLIPS, decode_video
+from .raycluster import Resources
+from .records import VideoResult
+from .scoring import Scorer
+
+#: Model calls queued per actor (one running, one waiting, so the actor never idles between calls).
+CALLS_PER_ACTOR = 2
+
+
+@ray.remote(num_returns="streaming", max_retries=0)
+def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads):
+    yield from decode_video(path, frames=frames, window_s=window_s, size=size, resize=resize,
+                            chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads)
+
+
+@ray.remote(max_retries=0)
+def _warm_up() -> bool:
+    """Runs while the model loads, so decode workers have imported the engine before the first video."""
+    return True
+
+
+ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
+
+
+@dataclass
+class _Video:
+    video_id: str
+    path: str
+    info: object = None
+    error: "str | None" = None
+    ended: bool = False                         # the "end" message arrived
+    done: bool = False                          # the decode stream has ended
+    outstanding: int = 0                        # chunks queued or being scored
+    clips: list = field(default_factory=list)
+
+
+def _short(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"
+
+
+class Pipeline:
+    """Decode + score videos on Ray. ``start()`` loads the model actors, ``run(items)`` streams results."""
+
+    def __init__(self, model_kwargs: dict, labels, resources: Resources, window_s: "float | None" = 10.0,
+                 model_batch: int = 32, timeout_s: "float | None" = None, chunk_clips: int = CHUNK_CLIPS,
+                 decode_threads: "int | None" = None):
+        self.model_kwargs, self.labels, self.res = model_kwargs, labels, resources
+        self.window_s, self.model_batch, self.timeout_s = window_s, max(1, model_batch), timeout_s
+        self.chunk_clips = max(1, min(chunk_clips, self.model_batch))
+        self.decode_threads = decode_threads
+        self.max_queue_clips = 4 * self.model_batch
+        self.actors: list = []
+        self.facts: "dict | None" = None
+        self.frames_scored = 0
+
+    # ---- start ---------------------------------------------------------------------------------------
+    def start(self) -> dict:
+        """Create the model actors and return the model's facts (``records.model_facts``). Errors loading
+        the model (no weights, bad checkpoint, bad labels) are raised as themselves, not as Ray errors."""
+        r = self.res
+        kw = dict(self.model_kwargs)
+        self.actors = [ModelActor.options(num_cpus=r.actor_cpus, num_gpus=r.actor_gpus).remote(
+            kw, self.labels, threads=None if r.actor_gpus else r.model_threads) for _ in range(r.actors)]
+        warm = [_warm_up.options(num_cpus=r.decode_cpus).remote() for _ in range(r.decoders)]
+        try:
+            facts = ray.get([a.facts.remote() for a in self.actors])
+            ray.get(warm)
+        except ray.exceptions.RayActorError as e:
+            cause = getattr(e, "cause", None) or getattr(e, "_cause", None)
+            self.stop()
+            if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+                raise cause from None
+            if isinstance(cause, ray.exceptions.RayTaskError):
+                raise cause.cause from None
+            raise
+        self.facts = facts[0]
+        return self.facts
+
+    def stop(self) -> None:
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+
+    # ---- run -----------------------------------------------------------------------------------------
+    def _submit_decode(self, path: str):
+        f = self.facts
+        return _decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4).remote(
+            path, f["frames"], self.window_s, f["crop"], f["resize"], self.chunk_clips, self.timeout_s,
+            self.decode_threads)
+
+    def run(self, items):
+        """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
+        decoding. Yields one :class:`VideoResult` per item, in completion order."""
+        if self.facts is None:
+            self.start()
+        items = iter(items)
+        videos: dict = {}                # video_id → _Video
+        gens: dict = {}                  # ObjectRefGenerator → video_id
+        want_frames: dict = {}           # generator → spans of the chunk whose frames come next
+        queue: deque = deque()           # (video_id, spans, frames ref)
+        queued = 0                       # clips in the queue
+        calls: dict = {}                 # model ObjectRef → (actor index, [(video_id, spans)])
+        load = [0] * len(self.actors)
+        exhausted = False
+        T = self.facts["frames"]
+
+        def finish(v: _Video) -> VideoResult:
+            del videos[v.video_id]
+            if v.error is not None:
+                return VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
+            r = VideoResult.from_info(v.video_id, v.path, v.info)
+            r.clips = sorted(v.clips, key=lambda c: c.span.index)
+            return r
+
+        while True:
+            # 1. open new videos while there is room
+            while not exhausted and len(gens) < self.res.decoders:
+                item = next(items, None)
+                if item is None:
+                    exhausted = True
+                    break
+                vid, path, err = item
+                if err is not None:
+                    yield VideoResult.failed(vid, path, err)
+                    continue
+                videos[vid] = _Video(vid, path)
+                gens[self._submit_decode(path)] = vid
+
+            # 2. feed the model: full batches, or whatever is queued when an actor is idle
+            while queue:
+                free = [i for i, n in enumerate(load) if n < CALLS_PER_ACTOR]
+                if not free:
+                    break
+                i = min(free, key=lambda j: load[j])
+                if queued < self.model_batch and load[i] > 0 and (gens or not exhausted):
+                    break
+                batch, n = [], 0
+                while queue and (not batch or n + len(queue[0][1]) <= self.model_batch):
+                    vid, spans, ref = queue.popleft()
+                    batch.append((vid, spans, ref))
+                    n += len(spans)
+                queued -= n
+                ref = self.actors[i].score.remote([b[1] for b in batch], *[b[2] for b in batch])
+                calls[ref] = (i, [(b[0], b[1]) for b in batch])
+                load[i] += 1
+
+            if exhausted and not gens and not calls and not queue:
+                for v in list(videos.values()):      # nothing left in flight: everything has ended
+                    yield finish(v)
+                return
+
+            # 3. wait for a message, a chunk or a model result
+            waitables = list(calls) + (list(gens) if queued < self.max_queue_clips else [])
+            if not waitables:
+                continue
+            ready, _ = ray.wait(waitables, num_returns=1, timeout=5.0)
+            for obj in ready:
+                if obj in calls:
+                    i, parts = calls.pop(obj)
+                    load[i] -= 1
+                    try:
+                        results = ray.get(obj)
+                    except ray.exceptions.RayError as e:
+                        results = None
+                        for vid, _ in parts:
+                            if vid in videos and videos[vid].error is None:
+                                videos[vid].error = f"model failed on this video: {_short(e)}"
+                    for j, (vid, spans) in enumerate(parts):
+                        v = videos.get(vid)
+                        if v is None:
+                            continue
+                        v.outstanding -= 1
+                        if results is not None:
+                            v.clips.extend(results[j])
+                            self.frames_scored += len(spans) * T
+                        if v.done and v.outstanding == 0:
+                            yield finish(v)
+                    continue
+                gen = obj
+                vid = gens[gen]
+                v = videos[vid]
+                try:
+                    ref = next(gen)
+                except StopIteration:
+                    del gens[gen]
+                    want_frames.pop(gen, None)
+                    v.done = True
+                    if not v.ended:
+                        v.error = v.error or "decoder stopped without finishing the video"
+                    if v.outstanding == 0:
+                        yield finish(v)
+                    continue
+                if gen in want_frames:                     # the frames of the chunk announced before
+                    spans = want_frames.pop(gen)
+                    queue.append((vid, spans, ref))
+                    queued += len(spans)
+                    v.outstanding += 1
+                    continue
+                try:
+                    msg = ray.get(ref)
+                except ray.exceptions.RayError as e:     # the decode worker died (crash, OOM kill)
+                    msg = {"kind": "end", "error": f"decoder failed: {_short(e)}"}
+                kind = msg["kind"]
+                if kind == "head":
+                    v.info = msg["info"]
+                elif kind == "chunk":
+                    want_frames[gen] = msg["spans"]
+                elif kind == "end":
+                    v.ended = True
+                    if msg.get("error"):
+                        v.error = v.error or msg["error"]

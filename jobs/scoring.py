@@ -1,0 +1,44 @@
+"""The model stage of ``bike tag``: batches of decoded clips (from any videos) → :class:`ClipResult` lists.
+
+:class:`Scorer` is plain Python (tested without Ray); ``jobs.pipeline`` wraps it in a Ray actor so the model
+is loaded once per actor (one per GPU when there are GPUs). A call takes several frame chunks, possibly of
+different videos, scores them as one batch and hands back one result list per chunk.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.config import DEFAULTS
+
+from .records import clip_results, model_facts
+
+
+class Scorer:
+    """A loaded BIKE model and label set. ``model_kwargs`` are :func:`engine.load_model`'s arguments."""
+
+    def __init__(self, model_kwargs: dict, labels, top_k: int = DEFAULTS.top_k, threads: "int | None" = None):
+        import engine
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.model = engine.load_model(**model_kwargs)
+        self.labels = engine.load_labels(labels)
+        self.top_k = top_k
+        self.model.label_features(self.labels)              # encode the label prompts once, up front
+
+    def facts(self) -> dict:
+        return model_facts(self.model)
+
+    def score(self, spans_per_chunk, *chunks) -> list:
+        """``chunks`` uint8 (n_i, T, S, S, 3) with their ``spans_per_chunk`` → [[ClipResult] per chunk]."""
+        if not chunks:
+            return []
+        frames = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        raw = self.model.encode_frames(self.model.preprocess(frames))
+        results = clip_results(self.model.score_features(raw, self.labels),
+                               [s for spans in spans_per_chunk for s in spans], self.top_k)
+        out, i = [], 0
+        for spans in spans_per_chunk:
+            out.append(results[i:i + len(spans)])
+            i += len(spans)
+        return out

@@ -1,0 +1,140 @@
+"""Which files a tagging job reads: ``bike tag SOURCE...`` → a list of video paths.
+
+A SOURCE is any of:
+
+* a video file (``clip.mp4``);
+* a folder, walked recursively;
+* a glob (``'archive/**/*.mkv'``, quoted so the shell leaves it alone; ``**`` crosses folders);
+* a list file: a ``.txt`` / ``.list`` / ``.lst`` file with one path per line (blank lines and lines
+  starting with ``#`` ignored; relative paths are relative to the list file's folder).
+
+Inside folders and globs, hidden entries (a name starting with ``.``) and files whose extension is not a
+video extension (:data:`VIDEO_EXTENSIONS`) are skipped and counted, not reported as errors. A file named
+explicitly on the command line or in a list file is always kept (even ``notes.mp4`` that is really text:
+tagging then records it as an error row with the reason), except hidden files. A path in a list file that
+does not exist is kept too (it becomes an error row "file not found"); a command-line SOURCE that matches
+nothing is a usage error (most likely a typo).
+
+The same file reached twice (two SOURCEs, a symlink) is listed once; copies with different paths are
+found later by their content id (``index.ids.video_id``).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+
+#: Extensions (lower case) treated as videos when walking folders and globs.
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
+    ".flv", ".3gp", ".ogv", ".vob", ".mxf", ".dv", ".gif", ".y4m",
+})
+#: Extensions of list files (one path per line).
+LIST_EXTENSIONS = frozenset({".txt", ".list", ".lst"})
+
+
+@dataclass
+class Sources:
+    """The listed videos (in listing order) and what was skipped, by reason."""
+    videos: list = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+    def describe_skipped(self) -> str:
+        return ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
+
+
+def is_video_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _hidden(path: str, root: str = "") -> bool:
+    rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    return any(part.startswith(".") and part not in (".", "..") for part in rel.split(os.sep))
+
+
+def _walk(folder: str):
+    """Files under ``folder`` in sorted order, hidden folders not entered; yields (path, hidden)."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in hidden_dirs:
+            yield os.path.join(dirpath, d), True
+        for name in sorted(filenames):
+            yield os.path.join(dirpath, name), name.startswith(".")
+
+
+def _read_list(path: str) -> list:
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [ln.strip() for ln in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read this list file ({e}); give one video path per line") from None
+    return [ln if os.path.isabs(ln) else os.path.join(base, ln)
+            for ln in lines if ln and not ln.startswith("#")]
+
+
+def list_sources(specs) -> Sources:
+    """Expand SOURCE arguments (files, folders, globs, list files) into video paths; see the module doc."""
+    out = Sources()
+    seen: set = set()
+
+    def add(path: str, explicit: bool, root: str = "") -> None:
+        if _hidden(path, root) if not explicit else os.path.basename(path).startswith("."):
+            out.skipped["hidden"] += 1
+            return
+        if not explicit and not is_video_name(path):
+            out.skipped["not video files (by extension)"] += 1
+            return
+        key = os.path.realpath(path)
+        if key in seen:
+            out.skipped["listed twice"] += 1
+            return
+        seen.add(key)
+        out.videos.append(path)
+
+    def add_folder(folder: str) -> None:
+        for path, hidden in _walk(folder):
+            if hidden:
+                out.skipped["hidden"] += 1
+            elif os.path.isfile(path):
+                add(path, explicit=False, root=folder)
+
+    for spec in specs:
+        spec = os.path.expanduser(str(spec))
+        if os.path.isdir(spec):
+            add_folder(spec)
+        elif os.path.isfile(spec) and os.path.splitext(spec)[1].lower() in LIST_EXTENSIONS:
+            for path in _read_list(spec):
+                if os.path.isdir(path):
+                    add_folder(path)
+                else:
+                    add(path, explicit=True)
+        elif os.path.exists(spec):
+            add(spec, explicit=True)
+        elif glob.has_magic(spec):
+            matches = sorted(glob.glob(spec, recursive=True))
+            if not matches:
+                raise UsageError(f"{spec}: the pattern matches no file; check the path")
+            for path in matches:
+                if os.path.isdir(path):
+                    continue
+                add(path, explicit=False, root=_glob_root(spec))
+        else:
+            raise UsageError(f"{spec}: no such file or folder; give video files, folders, globs or a "
+                             f"list file ({'/'.join(sorted(LIST_EXTENSIONS))}) of paths")
+    return out
+
+
+def _glob_root(pattern: str) -> str:
+    """The folder part of a glob before its first wildcard (hidden-ness is judged below it)."""
+    parts = pattern.split(os.sep)
+    fixed = []
+    for p in parts:
+        if glob.has_magic(p):
+            break
+        fixed.append(p)
+    return os.sep.join(fixed) or "."

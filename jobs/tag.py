@@ -1,0 +1,232 @@
+"""``bike tag``: tag every video of a corpus into a store, exactly once per model, on Ray.
+
+Steps (DESIGN.md "Data flow of bike tag"):
+
+1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
+2. list the sources (``jobs.sources``), start or join Ray (``jobs.raycluster``), load the model actors;
+   the model id is derived from the model fingerprint + label set + window (``index.ids.model_id``);
+3. give each file its content id (``index.ids.identify``, hashed on the driver by a few threads) and skip
+   what the store already holds for this model id (unless ``force``); copies of one file are tagged once;
+4. decode and score on Ray (``jobs.pipeline``), turn the results into rows (``jobs.records``);
+5. the driver is the single writer: every ``batch`` finished videos (or every ``flush_s`` seconds) become
+   one all-or-nothing ``Store.write_batch`` — a SIGKILL at any moment loses at most the unwritten batch,
+   and the rerun redoes exactly those videos;
+6. update the vector index (``index.vectors.update_index``) unless ``index=False``.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from engine.config import DEFAULTS
+from engine.labels import load_labels
+from index import ids
+from index.store import Store
+
+from . import raycluster
+from .errors import UsageError
+from .progress import Progress
+from .records import model_row, tables
+from .sources import list_sources
+
+
+@dataclass
+class TagOptions:
+    sources: list
+    store: str
+    labels: str = DEFAULTS.labels
+    model_kwargs: dict = field(default_factory=dict)       # engine.load_model arguments
+    window_s: "float | None" = DEFAULTS.window_s           # None: each video is one clip
+    address: "str | None" = None
+    batch: int = 16                                        # videos per committed store batch
+    model_batch: int = 32                                  # clips per model call
+    force: bool = False
+    retry_errors: bool = False
+    index: bool = True
+    timeout_s: "float | None" = None                       # per-video decode limit (None: engine default)
+    decoders: "int | None" = None
+    flush_s: float = 60.0
+    progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
+
+
+@dataclass
+class TagSummary:
+    store: str
+    model_id: str = ""
+    model: str = ""
+    random_init: bool = False
+    listed: int = 0
+    ok: int = 0
+    error: int = 0
+    skipped_done: int = 0
+    skipped_sources: Counter = field(default_factory=Counter)
+    duplicates: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    batches: int = 0
+    errors: list = field(default_factory=list)            # [(path, reason)]
+    index: str = ""
+    index_failed: bool = False
+
+    def lines(self) -> "list[str]":
+        rate = f"{self.ok / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s" \
+            if self.seconds > 0 else ""
+        skipped = dict(self.skipped_sources)
+        if self.duplicates:
+            skipped["same content as another listed file"] = self.duplicates
+        out = [f"bike tag: {self.ok} ok, {self.error} error, {self.skipped_done} skipped (already in the store) "
+               f"of {self.listed} listed; {self.frames} frames in {self.seconds:.1f} s ({rate})",
+               f"bike tag: model_id {self.model_id}: {self.model}"
+               + ("  [RANDOM WEIGHTS: labels are meaningless]" if self.random_init else ""),
+               f"bike tag: store {self.store} ({self.batches} batches written)"]
+        if skipped:
+            out.append("bike tag: not tagged: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
+        for path, reason in self.errors[:10]:
+            out.append(f"bike tag: error: {path}: {reason}")
+        if len(self.errors) > 10:
+            out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
+                       "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.index:
+            out.append(f"bike tag: {self.index}")
+        return out
+
+
+def _identified(paths, workers: int = 4, ahead: int = 64):
+    """Yield ``(path, video_id, read_error)`` in order, hashing up to ``ahead`` files in parallel."""
+    with ThreadPoolExecutor(workers) as pool:
+        it = iter(paths)
+        pending = deque((p, pool.submit(ids.identify, p)) for p in itertools.islice(it, ahead))
+        while pending:
+            path, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(ids.identify, nxt)))
+            yield (path, *fut.result())
+
+
+def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
+    """Call the search side's ``index.vectors.update_index`` when it exists → (message, failed)."""
+    try:
+        from index.vectors import update_index
+    except ImportError as e:
+        return (f"vector index not built: index.vectors.update_index is not available in this install ({e})",
+                False)
+    try:
+        update_index(store, model_id)
+    except Exception as e:  # noqa: BLE001 - the tags are stored; say what failed and how to redo it
+        return (f"vector index NOT updated: {type(e).__name__}: {e}; the tags are stored, rerun "
+                f"`bike index --store {store.root}`", True)
+    return f"vector index updated for model_id {model_id}", False
+
+
+def run_tag(opts: TagOptions, log=None) -> TagSummary:
+    """Run a tagging job; see the module doc. Raises user errors (exit 2) before any work starts."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.monotonic()
+    labels = load_labels(opts.labels)
+    if opts.batch < 1 or opts.model_batch < 1:
+        raise UsageError("--batch and --model-batch must be at least 1")
+    if opts.window_s is not None and opts.window_s <= 0:
+        raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
+    store = Store(opts.store, create=True)
+    cleaned = store.recover()
+    if cleaned["uncommitted"] or cleaned["tmp"] or cleaned["replacements"]:
+        log(f"bike tag: recovered the store after an interrupted run: removed {cleaned['uncommitted']} "
+            f"uncommitted shards and {cleaned['tmp']} temporary files, finished {cleaned['replacements']} "
+            "replacements")
+    sources = list_sources(opts.sources)
+    summary = TagSummary(store=str(store.root), listed=len(sources.videos), skipped_sources=sources.skipped)
+    if not sources.videos:
+        raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
+                         f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
+
+    started = raycluster.connect(opts.address)
+    pipeline = None
+    try:
+        res = raycluster.cluster_resources(opts.decoders)
+        from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
+        pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
+                            model_batch=opts.model_batch, timeout_s=opts.timeout_s)
+        facts = pipeline.start()
+        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0)
+        summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
+        log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
+            f"{opts.window_s or 'whole video'}; model_id {model_id}")
+        log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
+            f"{res.actors} model actor(s), {res.decoders} decodes at once")
+        done = store.done_videos(model_id)
+        need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
+        redo: set = set()
+        progress = Progress(len(sources.videos), "tag", bar=opts.progress)
+
+        def work():
+            seen = set()
+            for path, vid, err in _identified(sources.videos):
+                if vid in seen:
+                    summary.duplicates += 1
+                    progress.skip()
+                    continue
+                seen.add(vid)
+                status = done.get(vid)
+                if status is not None and not opts.force and not (opts.retry_errors and status == "error"):
+                    summary.skipped_done += 1
+                    progress.skip()
+                    continue
+                if status is not None:
+                    redo.add(vid)
+                yield vid, path, err
+
+        buffer: list = []
+        last_flush = time.monotonic()
+
+        def flush():
+            nonlocal need_models_row, last_flush
+            if not buffer:
+                return
+            rows = tables(model_id, buffer)
+            if need_models_row:
+                rows = {"models": model_row(model_id, facts, labels, opts.window_s or 0.0), **rows}
+            statuses = {v.video_id: v.status for v in buffer}
+            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)))
+            need_models_row = False
+            summary.batches += 1
+            buffer.clear()
+            last_flush = time.monotonic()
+
+        T = facts["frames"]
+        try:
+            for result in pipeline.run(work()):
+                buffer.append(result)
+                frames = len(result.clips) * T
+                summary.frames += frames
+                if result.status == "ok":
+                    summary.ok += 1
+                else:
+                    summary.error += 1
+                    summary.errors.append((result.path, result.error))
+                progress.update(result.status == "ok", frames)
+                if len(buffer) >= opts.batch or time.monotonic() - last_flush >= opts.flush_s:
+                    flush()
+            flush()
+        except BaseException:
+            try:                        # finished videos are complete: keep them (still all-or-nothing)
+                flush()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
+        finally:
+            progress.close()
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        raycluster.shutdown(started)
+    summary.seconds = time.monotonic() - t0
+    if opts.index and summary.batches:
+        summary.index, summary.index_failed = update_vector_index(store, model_id)
+    elif opts.index:
+        summary.index = "vector index unchanged (nothing new was tagged)"
+    return summary
