@@ -105,6 +105,12 @@ class Query:
     example: "np.ndarray | None" = None  # (Te, D) example frames
     self_clip: "str | None" = None       # clip id of a clip= query
 
+    @classmethod
+    def from_text_features(cls_, text: str, cls: torch.Tensor, tokens: torch.Tensor) -> "Query":
+        """A text query from features: ``cls`` (D,) end-of-text, ``tokens`` (77, D)."""
+        cls, tokens = torch.as_tensor(cls).float().reshape(-1), torch.as_tensor(tokens).float()
+        return cls_(text, "text", cls.cpu().numpy(), tokens=tokens.reshape(-1, cls.shape[0]), cls=cls)
+
     def rerank(self, frames: torch.Tensor) -> Ranked:
         if self.kind == "text":
             return rerank_text(frames, self.tokens, self.cls)
@@ -206,16 +212,18 @@ class Searcher:
         return Query(str(path), "video", example_vector(example), example=example)
 
     # ---- the search ----------------------------------------------------------------------------------
-    def search(self, query: "str | None" = None, k: int = 10, where: "str | None" = None,
+    def search(self, query: "str | Query | None" = None, k: int = 10, where: "str | None" = None,
                like: "str | None" = None, clip: "str | None" = None,
                candidates: int = MIN_CANDIDATES) -> SearchResults:
-        """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``."""
-        t0 = time.perf_counter()
+        """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
+        ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere)."""
         if sum(x is not None for x in (query, like, clip)) != 1:
             raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
         if k < 1:
             raise SearchError(f"-k {k}: must be at least 1")
-        q = (self.text_query(query) if query is not None else
+        m = self.model                               # loaded before the clock starts
+        t0 = time.perf_counter()
+        q = (query if isinstance(query, Query) else self.text_query(query) if query is not None else
              self.clip_query(clip) if clip is not None else self.video_query(like))
         n = max(int(candidates), CANDIDATES_PER_RESULT * k)
         allowed = None
@@ -230,7 +238,6 @@ class Searcher:
         if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
             ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
         results = self._results(ranked[:k], found)
-        m = self.model
         return SearchResults(results, q.text, q.kind, self.model_id, m.describe(), m.random_init, notes,
                              len(found), time.perf_counter() - t0)
 

@@ -100,9 +100,9 @@ def choose_kind(n: int, kind: str = "auto") -> str:
 def default_params(kind: str, n: int, dim: int) -> dict:
     """Build and search parameters of a kind for ``n`` vectors of width ``dim`` (tuned in bench/search.py).
 
-    IVF: nlist ≈ 4·√n (a power of two, 64..65536), trained on 40·nlist sampled vectors (FAISS' own minimum
+    IVF: nlist ≈ 4·√n (a power of two, at most 65536 and n/39), trained on 40·nlist sampled vectors (FAISS' own minimum
     is 39 per list), nprobe = nlist/64 (at least 8) lists visited per query. IVF-PQ: dim/8 sub-quantisers of
-    8 bits. HNSW: M = 32, efConstruction 80, efSearch 128.
+    8 bits (fewer bits for tiny collections). HNSW: M = 32, efConstruction 80, efSearch 128.
     """
     if kind == "flat":
         return {}
@@ -113,7 +113,9 @@ def default_params(kind: str, n: int, dim: int) -> dict:
     params = {"nlist": nlist, "nprobe": int(max(8, nlist // 64)), "train_size": int(min(n, 40 * nlist))}
     if kind == "ivfpq":
         m = next(m for m in (dim // 8, dim // 4, dim // 2, dim, 1) if m >= 1 and dim % m == 0)
-        params.update(m=int(m), nbits=8, train_size=int(min(n, max(40 * nlist, 40 * 256))))
+        # 8-bit codes need 256 centroids per sub-quantiser (≥ 39·256 training vectors); fewer bits below that.
+        nbits = 8 if n >= 39 * 256 else max(1, min(8, int(math.log2(max(2, n // 39)))))
+        params.update(m=int(m), nbits=int(nbits), train_size=int(min(n, max(40 * nlist, 40 * 256))))
     return params
 
 

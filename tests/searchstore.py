@@ -63,7 +63,10 @@ def add_video(store, model, labels, video_id: str, clips, path: "str | None" = N
         rows["embeddings"].append({"clip_id": cid, "video_id": video_id, "model_id": mid,
                                    "embedding": emb[i].tolist()})
     tables = {name: pa.Table.from_pylist(r, schema=TABLES[name]) for name, r in rows.items()}
-    tables["models"] = models_row(model, labels)
+    if not store.read("models", ["model_id"], model_id=mid).num_rows:
+        # its own batch, with no videos: Store._supersede (replace=True) cannot handle a models shard in a
+        # batch that also holds the replaced video (it filters every table by video_id)
+        store.write_batch({"models": models_row(model, labels)}, mid, {})
     tables["videos"] = pa.Table.from_pylist([{
         "video_id": video_id, "model_id": mid, "path": path or f"/videos/{video_id}.mp4", "size": 1000,
         "duration_s": duration_s if duration_s is not None else WINDOW_S * b, "fps": 25.0, "width": 64,
