@@ -1,0 +1,264 @@
+"""``bike relabel``: score every stored clip against a new label set, from stored frame embeddings only.
+
+No video is decoded. For each clip of a *source* model_id (one that was tagged with the same model):
+
+    H      = the stored per-frame features after the temporal header          (T, D)  float16 → float32
+    video  = concept_spotting(H, tokens, cls) against the new label prompts    (BIKE.md §4)
+    attrs  = the stored top-K attribute phrases → attribute_sentence → attributes branch   (BIKE.md §5)
+    fused  = fuse(video logits, attribute scores)
+
+and the rows are written with the same code as ``bike tag`` (``jobs.records``) under the model_id that
+``bike tag --labels NEW`` would use (model fingerprint + new label set + the source's window): the two
+commands give the same rows up to float16 rounding of the stored features, and a later ``bike tag`` with
+the new labels skips what ``relabel`` already did. Source videos recorded as errors are carried over as
+errors. Exactly once like ``bike tag``: batches of videos are committed with ``Store.write_batch``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from engine.attributes import attribute_sentence, fuse
+from engine.config import DEFAULTS
+from engine.labels import load_labels
+from engine.model import Scores
+from engine.spotting import concept_spotting
+from index import ids
+from index.schema import TABLES
+from index.store import Store
+
+from .errors import UsageError
+from .progress import Progress
+from .records import ClipSpan, VideoResult, clip_results, model_facts, model_row, tables
+
+#: Clips scored per model call.
+SCORE_CLIPS = 256
+
+
+@dataclass
+class RelabelOptions:
+    store: str
+    labels: str
+    model_kwargs: dict = field(default_factory=dict)
+    source: "str | None" = None          # source model_id (default: the one tagged with this model)
+    batch: int = 64                      # videos per committed batch
+    force: bool = False
+    index: bool = True
+    progress: "bool | None" = None
+
+
+@dataclass
+class RelabelSummary:
+    store: str
+    source: str = ""
+    model_id: str = ""
+    videos: int = 0
+    errors: int = 0
+    skipped: int = 0
+    clips: int = 0
+    score_s: float = 0.0
+    seconds: float = 0.0
+    index: str = ""
+    index_failed: bool = False
+
+    def lines(self) -> "list[str]":
+        cps = self.clips / self.score_s if self.score_s > 0 else 0.0
+        out = [f"bike relabel: {self.videos} videos ({self.errors} carried over as errors, {self.skipped} "
+               f"skipped: already done), {self.clips} clips scored at {cps:.0f} clips/s; "
+               f"{self.seconds:.1f} s in all; no video decoded",
+               f"bike relabel: model_id {self.source} → {self.model_id} in {self.store}"]
+        if self.index:
+            out.append(f"bike relabel: {self.index}")
+        return out
+
+
+def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict:
+    """The ``models`` row of the source model_id: tagged with the same model (fingerprint)."""
+    models = store.read("models").to_pylist()
+    committed = store.model_ids()
+    fp = json.dumps(fingerprint, sort_keys=True)
+    listing = "; ".join(f"{m['model_id']} ({m['name']}, {m['weights_sha']}, labels {m['label_set']}, window "
+                        f"{m['window_s']:g})" for m in models) or "none"
+    if source:
+        rows = [m for m in models if m["model_id"] == source]
+        if not rows:
+            raise UsageError(f"--from {source}: no such model_id in {store.root} (model_ids: {listing})")
+        if rows[0]["fingerprint"] != fp:
+            raise UsageError(f"--from {source} was tagged with another model ({rows[0]['name']}, "
+                             f"{rows[0]['weights_sha']}); give the model options it was tagged with")
+        return rows[0]
+    rows = [m for m in models if m["fingerprint"] == fp and m["model_id"] in committed]
+    if not rows:
+        raise UsageError(f"{store.root} holds no clips tagged with this model ({fingerprint['name']}, "
+                         f"{fingerprint['weights']}); relabelling needs the model that tagged them: give its "
+                         f"--model/--pretrained/--checkpoint/--random-init options (model_ids in the store: "
+                         f"{listing})")
+    if len({m["window_s"] for m in rows}) > 1:
+        raise UsageError("several model_ids of this model use different --window lengths; choose one with "
+                         "--from: " + ", ".join(f"{m['model_id']} (window {m['window_s']:g})" for m in rows))
+    counts = defaultdict(int)
+    for c in store.commits():
+        counts[c["model_id"]] += len(c["videos"])
+    return max(rows, key=lambda m: counts[m["model_id"]])
+
+
+def _read_shard(store: Store, table: str, batch: str, model_id: str, columns=None):
+    path = store.root / table / f"{batch}.parquet"
+    if not path.exists():
+        return TABLES[table].empty_table() if columns is None else TABLES[table].empty_table().select(columns)
+    t = pq.read_table(path, columns=columns)
+    return t.filter(pc.equal(t["model_id"], model_id))
+
+
+def _frame_matrix(column) -> np.ndarray:
+    """list<list<float16>> column of n clips with T×D each → float32 (n, T, D)."""
+    arr = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, 0, 0), np.float32)
+    t = len(arr[0])
+    vals = arr.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return vals.reshape(n, t, -1)
+
+
+def source_videos(store: Store, model_id: str, skip: set):
+    """Yield one dict per stored video of ``model_id`` (videos row, its clips and attribute phrases), shard by
+    shard so memory holds one shard at a time."""
+    for c in list(store.commits()):
+        if c["model_id"] != model_id or not c["videos"]:
+            continue
+        batch = c["batch"]
+        vids = _read_shard(store, "videos", batch, model_id).to_pylist()
+        vids = [v for v in vids if v["video_id"] not in skip]
+        if not vids:
+            continue
+        clips = _read_shard(store, "clips", batch, model_id,
+                            ["video_id", "model_id", "clip_index", "start_s", "end_s", "frame_times",
+                             "frame_embeddings"])
+        atts = _read_shard(store, "attributes", batch, model_id,
+                           ["clip_id", "video_id", "model_id", "rank", "attribute", "score"]).to_pylist()
+        phrases = defaultdict(list)
+        for a in sorted(atts, key=lambda a: (a["clip_id"], a["rank"])):
+            phrases[a["clip_id"]].append((a["attribute"], float(a["score"])))
+        by_video = defaultdict(list)
+        cols = {n: clips[n].to_pylist() for n in ("video_id", "clip_index", "start_s", "end_s", "frame_times")}
+        emb = _frame_matrix(clips["frame_embeddings"])                                   # (n, T, D)
+        for i, vid in enumerate(cols["video_id"]):
+            by_video[vid].append(i)
+        for v in vids:
+            rows = sorted(by_video.get(v["video_id"], []), key=lambda i: cols["clip_index"][i])
+            yield {"video": v,
+                   "spans": [ClipSpan(cols["clip_index"][i], cols["start_s"][i], cols["end_s"][i],
+                                      cols["frame_times"][i]) for i in rows],
+                   "features": [emb[i] for i in rows],
+                   "attributes": [phrases.get(f"{v['video_id']}/{cols['clip_index'][i]}", []) for i in rows]}
+
+
+@torch.no_grad()
+def score_stored(model, labels, features, attributes, spans, top_k: int = DEFAULTS.top_k) -> list:
+    """Scores of stored clips: ``features`` [(T, D)] after the header, ``attributes`` [[(phrase, cos)]]
+    in rank order → [ClipResult] (the same function ``bike tag`` uses for its rows)."""
+    if not spans:
+        return []
+    text = model.label_features(labels)
+    H = torch.as_tensor(np.stack(features), dtype=torch.float32, device=model.device)        # (B, T, D)
+    sentences = [attribute_sentence([p for p, _ in a]) for a in attributes]
+    spotting = concept_spotting(H, text.tokens, text.cls, tau=DEFAULTS.tau)
+    fused, pv, pa = fuse(spotting.logits, model.attribute_logits(sentences, text.cls))
+    scores = Scores(labels, fused.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
+                    type(spotting)(spotting.logits.cpu(), spotting.saliency.cpu(), spotting.frames.cpu()),
+                    H.cpu(), [list(a) for a in attributes], sentences)
+    return clip_results(scores, spans, top_k)
+
+
+def _video_result(row: dict) -> VideoResult:
+    keep = ("video_id", "path", "status", "error", "size", "duration_s", "fps", "width", "height", "codec")
+    return VideoResult(**{k: row[k] for k in keep})
+
+
+def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.monotonic()
+    labels = load_labels(opts.labels)
+    store = Store(opts.store)
+    store.recover()
+    import engine
+    model = engine.load_model(**opts.model_kwargs)
+    facts = model_facts(model)
+    src = choose_source(store, facts["fingerprint"], opts.source)
+    window = float(src["window_s"])
+    target = ids.model_id(facts["fingerprint"], labels.digest, window)
+    summary = RelabelSummary(store=str(store.root), source=src["model_id"], model_id=target)
+    if target == src["model_id"] and not opts.force:
+        log(f"bike relabel: {src['model_id']} already uses label set {labels.name}: nothing to do")
+        summary.seconds = time.monotonic() - t0
+        return summary
+    log(f"bike relabel: model {facts['describe']}; {src['model_id']} (labels {src['label_set']}) → "
+        f"labels {labels.name} ({len(labels)}), model_id {target}")
+    done = set() if opts.force else set(store.done_videos(target))
+    total = len(store.done_videos(src["model_id"]))
+    summary.skipped = len(done & set(store.done_videos(src["model_id"])))
+    need_models_row = target not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
+    model.label_features(labels)                          # encode the new prompts once, before timing
+    progress = Progress(total, "relabel", bar=opts.progress)
+    progress.skip(summary.skipped)
+    buffer: list = []
+
+    def flush():
+        nonlocal need_models_row
+        if not buffer:
+            return
+        rows = tables(target, buffer)
+        if need_models_row:
+            rows = {"models": model_row(target, facts, labels, window), **rows}
+        store.write_batch(rows, target, {v.video_id: v.status for v in buffer}, replace=opts.force)
+        need_models_row = False
+        buffer.clear()
+
+    pending: list = []                     # (VideoResult, item) waiting to be scored
+
+    def score_pending():
+        feats = [f for _, it in pending for f in it["features"]]
+        atts = [a for _, it in pending for a in it["attributes"]]
+        spans = [s for _, it in pending for s in it["spans"]]
+        t = time.perf_counter()
+        results = []
+        for i in range(0, len(spans), SCORE_CLIPS):
+            results += score_stored(model, labels, feats[i:i + SCORE_CLIPS], atts[i:i + SCORE_CLIPS],
+                                    spans[i:i + SCORE_CLIPS])
+        summary.score_s += time.perf_counter() - t
+        summary.clips += len(spans)
+        j = 0
+        for v, it in pending:
+            v.clips = results[j:j + len(it["spans"])]
+            j += len(it["spans"])
+            buffer.append(v)
+            progress.update(v.status == "ok", len(v.clips) * model.frames)
+            summary.videos += 1
+            summary.errors += v.status != "ok"
+        pending.clear()
+        if len(buffer) >= opts.batch:
+            flush()
+
+    try:
+        for item in source_videos(store, src["model_id"], done):
+            pending.append((_video_result(item["video"]), item))
+            if sum(len(it["spans"]) for _, it in pending) >= SCORE_CLIPS or len(pending) >= opts.batch:
+                score_pending()
+        score_pending()
+        flush()
+    finally:
+        progress.close()
+    summary.seconds = time.monotonic() - t0
+    if opts.index and summary.videos:
+        from .tag import update_vector_index
+        summary.index, summary.index_failed = update_vector_index(store, target)
+    return summary
