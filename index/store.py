@@ -14,6 +14,10 @@ temporary files and shards of batches that never committed (a crash mid-batch), 
 replacements. A batch written with ``replace=True`` (``bike tag --force``) supersedes the rows that older
 batches hold for the same (model_id, video): after its commit those rows are removed from the older shards
 (each shard rewritten atomically); a crash in between is finished by the next :meth:`recover`.
+
+One writer at a time: a writing job holds :meth:`Store.lock` from its :meth:`recover` to its last batch
+(``recover`` deletes shards that are not committed yet, which would include a live writer's). Readers
+(``bike sql``, search) need no lock.
 """
 from __future__ import annotations
 
@@ -72,6 +76,34 @@ def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
     return _DUCK[t]
+
+
+class WriterLock:
+    """``flock`` on ``STORE/.writer.lock``; the file keeps the holder's pid for the error message."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: "int | None" = None
+
+    def __enter__(self) -> "WriterLock":
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreError(f"{self.path.parent}: another job (pid {holder}) is writing to this store; wait "
+                             "for it to finish, or use another --store") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)          # closing releases the flock
+            self._fd = None
 
 
 class Store:
@@ -160,11 +192,18 @@ class Store:
         return con
 
     # ---- writing -------------------------------------------------------------------------------------
+    def lock(self) -> "WriterLock":
+        """The store's writer lock: one writing job at a time (``with store.lock(): ...``). An OS file lock
+        (``flock``), so a killed writer never leaves it held. Raises :class:`StoreError` when another
+        process holds it."""
+        return WriterLock(self.root / ".writer.lock")
+
     def write_batch(self, tables: "dict[str, pa.Table]", model_id: str, videos: "dict[str, str]",
                     replace: bool = False) -> str:
         """Atomically add one batch: ``tables`` (name → rows), for ``model_id``, finishing ``videos``
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
         model_id are removed once the batch is committed."""
+        commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts = {}
         for name, rows in tables.items():
@@ -179,7 +218,7 @@ class Store:
                   "replace": bool(replace), "cleaned": not replace, "created": time.time()}
         _atomic_write(self.root / COMMITS / f"{batch}.json",
                       lambda tmp: tmp.write_text(json.dumps(record)))
-        self.commits().append(record)
+        commits.append(record)
         if replace:
             self._supersede(record)
         return batch

@@ -189,6 +189,11 @@ def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
     t0 = time.monotonic()
     labels = load_labels(opts.labels)
     store = Store(opts.store)
+    with store.lock():
+        return _run_locked(opts, store, labels, log, t0)
+
+
+def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> RelabelSummary:
     store.recover()
     import engine
     model = engine.load_model(**opts.model_kwargs)

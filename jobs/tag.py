@@ -133,6 +133,11 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
     store = Store(opts.store, create=True)
+    with store.lock():
+        return _run_locked(opts, store, labels, log, t0)
+
+
+def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSummary:
     cleaned = store.recover()
     if cleaned["uncommitted"] or cleaned["tmp"] or cleaned["replacements"]:
         log(f"bike tag: recovered the store after an interrupted run: removed {cleaned['uncommitted']} "
