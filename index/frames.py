@@ -63,6 +63,7 @@ class ClipFrames:
         self.store, self.model_id, self.cache_bytes = store, model_id, cache_bytes
         self._cache: "dict[str, ClipRow] | None" = None
         self._cached_batches: "set[str]" = set()
+        self._fits: "bool | None" = None
 
     def _batches(self) -> "list[dict]":
         return [c for c in self.store.commits() if c["model_id"] == self.model_id and c["tables"].get("clips")]
@@ -86,11 +87,18 @@ class ClipFrames:
                     self._cache[r.clip_id] = r
             self._cached_batches.add(c["batch"])
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether this model's clips fit the cache (decided once, on first use)."""
+        if self._fits is None:
+            self._fits = self._estimate_bytes(self._batches()) <= self.cache_bytes
+        return self._fits
+
     def get(self, clip_ids) -> "dict[str, ClipRow]":
         """clip_id → :class:`ClipRow` for the ids the store holds (missing ids are left out)."""
         clip_ids = list(dict.fromkeys(clip_ids))
         batches = self._batches()
-        if self._cache is not None or self._estimate_bytes(batches) <= self.cache_bytes:
+        if self.in_memory:
             if self._cache is None:
                 self._cache = {}
             new = [c for c in batches if c["batch"] not in self._cached_batches]

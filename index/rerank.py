@@ -20,6 +20,7 @@ L2-normalised here. Work is chunked over candidates so memory stays bounded.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,24 @@ from engine.spotting import concept_spotting, l2norm
 
 #: Candidates per chunk of the example re-rank (N·Te·T similarities each).
 CHUNK = 4096
+#: Below this many candidates the CPU re-rank runs on one thread: for a few hundred clips, thread start-up
+#: and OpenMP contention with FAISS cost more than they save (measured: 200 clips × 8 frames × 512-d,
+#: 4 ms on 1 thread, 25-60 ms on 2).
+ONE_THREAD_BELOW = 4096
+
+
+@contextmanager
+def _threads_for(n: int, device):
+    """Run small CPU re-ranks on one torch thread (see ONE_THREAD_BELOW)."""
+    small = n < ONE_THREAD_BELOW and torch.device(device).type == "cpu"
+    before = torch.get_num_threads()
+    if small and before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small and before != 1:
+            torch.set_num_threads(before)
 
 
 @dataclass
@@ -58,7 +77,8 @@ def rerank_text(frames, tokens: torch.Tensor, cls: torch.Tensor, tau: float = DE
     cls = cls.reshape(1, -1).float().to(h.device)
     if h.shape[0] == 0:
         return Ranked(np.zeros(0, np.float32), np.zeros((0, h.shape[1]), np.float32))
-    sp = concept_spotting(h, tokens, cls, tau=tau)
+    with _threads_for(h.shape[0], h.device):
+        sp = concept_spotting(h, tokens, cls, tau=tau)
     return Ranked(sp.logits[:, 0].cpu().numpy(), sp.saliency[:, 0].cpu().numpy())
 
 
@@ -68,14 +88,15 @@ def rerank_example(frames, example, tau: float = DEFAULTS.tau) -> Ranked:
     e = l2norm(torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)
                .float().reshape(-1, h.shape[-1]))
     scores, saliency = [], []
-    for i in range(0, h.shape[0], CHUNK):
-        hn = l2norm(h[i:i + CHUNK])                                        # (n, T, D)
-        sims = torch.einsum("wd,ntd->nwt", e, hn)                          # (n, Te, T)
-        scores.append(sims.max(dim=2).values.mean(dim=1))                  # (n,)
-        saliency.append(torch.softmax(sims / tau, dim=2).mean(dim=1))      # (n, T)
+    with _threads_for(h.shape[0], h.device):
+        for i in range(0, h.shape[0], CHUNK):
+            hn = l2norm(h[i:i + CHUNK])                                    # (n, T, D)
+            sims = torch.einsum("wd,ntd->nwt", e.to(hn.device), hn)        # (n, Te, T)
+            scores.append(sims.max(dim=2).values.mean(dim=1))              # (n,)
+            saliency.append(torch.softmax(sims / tau, dim=2).mean(dim=1))  # (n, T)
     if not scores:
         return Ranked(np.zeros(0, np.float32), np.zeros((0, h.shape[1]), np.float32))
-    return Ranked(torch.cat(scores).numpy(), torch.cat(saliency).numpy())
+    return Ranked(torch.cat(scores).cpu().numpy(), torch.cat(saliency).cpu().numpy())
 
 
 def example_vector(example) -> np.ndarray:

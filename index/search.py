@@ -140,6 +140,8 @@ class Searcher:
         self._index = None
         self._index_loaded = False
         self._con = None
+        self._meta = None
+        self._row_desc = None
         self._cache = _Cache()
 
     # ---- pieces, loaded on first use -----------------------------------------------------------------
@@ -162,14 +164,33 @@ class Searcher:
 
     @property
     def con(self):
+        """DuckDB over the store (views of index/store.py, plus the search_clips view for --where)."""
         if self._con is None:
             self._con = self.store.connect()
         return self._con
 
+    @property
+    def meta(self):
+        """Where result details (paths, labels, attributes) are looked up: for a store whose clips fit in
+        memory, in-memory copies of this model's rows (a lookup then costs ~1 ms instead of a scan of every
+        Parquet shard); else the store's views."""
+        if self._meta is None:
+            con = self.con
+            names = {"videos": "videos", "labels": "labels", "attributes": "attributes"}
+            if self.frames.in_memory:
+                cols = {"videos": "video_id, model_id, path", "labels": "clip_id, model_id, rank, label, score",
+                        "attributes": "clip_id, model_id, rank, attribute, score"}
+                for table, c in cols.items():
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE mem_{table} AS SELECT {c} FROM {table} "
+                                f"WHERE model_id = $m", {"m": self.model_id})
+                    names[table] = f"mem_{table}"
+            self._meta = names
+        return self._meta
+
     def refresh(self) -> None:
         """Pick up batches committed (and indexes built) since this searcher was made."""
         self.store.commits(refresh=True)
-        self._index_loaded, self._index, self._con = False, None, None
+        self._index_loaded, self._index, self._con, self._meta = False, None, None, None
 
     def index_status(self) -> "list[str]":
         """Human lines on the index: missing, stale (how many batches/clips it lacks), or current."""
@@ -221,7 +242,8 @@ class Searcher:
             raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
         if k < 1:
             raise SearchError(f"-k {k}: must be at least 1")
-        m = self.model                               # loaded before the clock starts
+        if not isinstance(query, Query):
+            _ = self.model                           # loaded before the clock starts
         t0 = time.perf_counter()
         q = (query if isinstance(query, Query) else self.text_query(query) if query is not None else
              self.clip_query(clip) if clip is not None else self.video_query(like))
@@ -238,8 +260,21 @@ class Searcher:
         if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
             ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
         results = self._results(ranked[:k], found)
-        return SearchResults(results, q.text, q.kind, self.model_id, m.describe(), m.random_init, notes,
+        desc, random_init = self.describe_model()
+        return SearchResults(results, q.text, q.kind, self.model_id, desc, random_init, notes,
                              len(found), time.perf_counter() - t0)
+
+    def describe_model(self) -> "tuple[str, bool]":
+        """(one line naming the model, random weights?) — from the loaded model, else the models row."""
+        if self._model is not None:
+            return self._model.describe(), self._model.random_init
+        if self._row_desc is None:
+            from .storemodel import model_row
+            row = model_row(self.store, self.model_id)
+            src = row.get("checkpoint") or row.get("pretrained") or "RANDOM WEIGHTS (--random-init)"
+            self._row_desc = (f"{row['name']}, {src}, {row.get('frames')} frames (model not loaded)",
+                              bool(row.get("random_init")))
+        return self._row_desc
 
     def candidates(self, vector: np.ndarray, n: int, allowed: "list[str] | None" = None,
                    notes: "list[str] | None" = None) -> "dict[str, float]":
@@ -288,7 +323,8 @@ class Searcher:
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
         out = []
-        device = self.model.device
+        device = self._model.device if self._model is not None else (
+            "cuda" if torch.cuda.is_available() else "cpu")
         for group in groups.values():
             frames = torch.from_numpy(np.stack([r.frames for r in group]).astype(np.float32)).to(device)
             ranked = q.rerank(frames)
@@ -300,7 +336,7 @@ class Searcher:
         clip_ids = [c for c, *_ in ranked]
         video_ids = list({r.video_id for *_, r in ranked})
         paths = dict(self.con.execute(
-            "SELECT video_id, any_value(path) FROM videos WHERE model_id = $m AND video_id IN "
+            f"SELECT video_id, any_value(path) FROM {self.meta['videos']} WHERE model_id = $m AND video_id IN "
             "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
         labels = self._per_clip("labels", "label", clip_ids)
         attributes = self._per_clip("attributes", "attribute", clip_ids)
@@ -319,7 +355,8 @@ class Searcher:
         if not clip_ids:
             return {}
         rows = self.con.execute(
-            f"SELECT clip_id, {column}, score FROM {table} WHERE model_id = $m AND clip_id IN (SELECT unnest($c)) "
+            f"SELECT clip_id, {column}, score FROM {self.meta[table]} WHERE model_id = $m AND clip_id IN "
+            f"(SELECT unnest($c)) "
             f"ORDER BY clip_id, rank", {"m": self.model_id, "c": list(clip_ids)}).fetchall()
         out: dict[str, list] = {}
         for cid, name, score in rows:
