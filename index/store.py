@@ -233,8 +233,8 @@ class Store:
                 continue
             for table, n in c["tables"].items():
                 path = self.root / table / f"{c['batch']}.parquet"
-                if not n or not path.exists():
-                    continue
+                if not n or not path.exists() or "video_id" not in TABLES[table].names:
+                    continue                        # `models` rows belong to the model, not to a video
                 t = pq.read_table(path, schema=TABLES[table])
                 keep = t.filter(pc.invert(pc.is_in(t["video_id"], value_set=vids)))
                 if keep.num_rows != t.num_rows:

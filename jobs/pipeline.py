@@ -92,13 +92,11 @@ class Pipeline:
         try:
             facts = ray.get([a.facts.remote() for a in self.actors])
             ray.get(warm)
-        except ray.exceptions.RayActorError as e:
-            cause = getattr(e, "cause", None) or getattr(e, "_cause", None)
+        except ray.exceptions.RayTaskError as e:
             self.stop()
-            if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
-                raise cause from None
-            if isinstance(cause, ray.exceptions.RayTaskError):
-                raise cause.cause from None
+            raise e.cause from None             # e.g. WeightsUnavailable: the user's message, no traceback
+        except BaseException:
+            self.stop()
             raise
         self.facts = facts[0]
         return self.facts

@@ -21,12 +21,19 @@ class Scorer:
         import engine
         if threads:
             torch.set_num_threads(int(threads))
-        self.model = engine.load_model(**model_kwargs)
-        self.labels = engine.load_labels(labels)
         self.top_k = top_k
-        self.model.label_features(self.labels)              # encode the label prompts once, up front
+        self.error: "Exception | None" = None
+        try:
+            self.model = engine.load_model(**model_kwargs)
+            self.labels = engine.load_labels(labels)
+            self.model.label_features(self.labels)          # encode the label prompts once, up front
+        except Exception as e:  # noqa: BLE001 - kept and raised by facts(): as a Ray actor, a failing
+            self.error = e      # constructor would only surface as an opaque "actor died"
 
     def facts(self) -> dict:
+        """The model's facts (``records.model_facts``); raises the error that loading the model met."""
+        if self.error is not None:
+            raise self.error
         return model_facts(self.model)
 
     def score(self, spans_per_chunk, *chunks) -> list:
