@@ -9,7 +9,7 @@ import sys
 from .errors import USER_ERRORS
 
 #: Subcommands, each a module in jobs/commands/ with ``register(subparsers)``.
-COMMANDS = ["classify", "index", "search"]
+COMMANDS = ["classify", "tag", "index", "search", "sql", "relabel"]
 
 
 def build_parser() -> argparse.ArgumentParser:
