@@ -38,12 +38,6 @@ def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, t
                             chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads)
 
 
-@ray.remote(max_retries=0)
-def _warm_up() -> bool:
-    """Runs while the model loads, so decode workers have imported the engine before the first video."""
-    return True
-
-
 ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
 
 
@@ -88,10 +82,14 @@ class Pipeline:
         kw = dict(self.model_kwargs)
         self.actors = [ModelActor.options(num_cpus=r.actor_cpus, num_gpus=r.actor_gpus).remote(
             kw, self.labels, threads=None if r.actor_gpus else r.model_threads) for _ in range(r.actors)]
-        warm = [_warm_up.options(num_cpus=r.decode_cpus).remote() for _ in range(r.decoders)]
+        # while the model loads, run the decode task once per decoder on no file (it fails at once), so the
+        # workers have imported the engine and loaded the task before the first video
+        warm = [_decode_task.options(num_cpus=r.decode_cpus).remote("", 8, None, 224, 256, 1, None, None)
+                for _ in range(r.decoders)]
         try:
             facts = ray.get([a.facts.remote() for a in self.actors])
-            ray.get(warm)
+            for gen in warm:
+                ray.get(list(gen))
         except ray.exceptions.RayTaskError as e:
             self.stop()
             raise e.cause from None             # e.g. WeightsUnavailable: the user's message, no traceback

@@ -66,15 +66,16 @@ class TagSummary:
     skipped_sources: Counter = field(default_factory=Counter)
     duplicates: int = 0
     frames: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0                                  # the whole job
+    run_s: float = 0.0                                    # decoding + scoring + writing, after start-up
     batches: int = 0
     errors: list = field(default_factory=list)            # [(path, reason)]
     index: str = ""
     index_failed: bool = False
 
     def lines(self) -> "list[str]":
-        rate = f"{self.ok / self.seconds:.2f} videos/s, {self.frames / self.seconds:.1f} frames/s" \
-            if self.seconds > 0 else ""
+        rate = f"{(self.ok + self.error) / self.run_s:.2f} videos/s, {self.frames / self.run_s:.1f} frames/s " \
+            f"over {self.run_s:.1f} s after start-up" if self.run_s > 0 else "nothing to do"
         skipped = dict(self.skipped_sources)
         if self.duplicates:
             skipped["same content as another listed file"] = self.duplicates
@@ -203,6 +204,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             last_flush = time.monotonic()
 
         T = facts["frames"]
+        t_run = time.monotonic()
         try:
             for result in pipeline.run(work()):
                 buffer.append(result)
@@ -225,6 +227,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             raise
         finally:
             progress.close()
+            summary.run_s = time.monotonic() - t_run
     finally:
         if pipeline is not None:
             pipeline.stop()

@@ -1,0 +1,260 @@
+"""Benchmark of ``bike tag``: decoding alone, the model alone, the whole pipeline, and memory.
+
+    .venv/bin/python bench/tag.py                      # defaults below; writes bench/results/tag.json
+    .venv/bin/python bench/tag.py --sizes 8 16 --long-s 600 --model bike-tiny    # a quick run
+
+1. Generates a corpus (lavfi ``testsrc2``, H.264 ultrafast, 25 fps, 5–30 s, 320×240 … 1280×720, seeded) and
+   one long 1080p video (1 fps so it is cheap to make; default 1 hour).
+2. Decode alone: ``jobs.decode.decode_video`` over the corpus in as many processes as cores → sampled
+   frames/s (what the model receives).
+3. Model alone: ``Scorer.score`` on random pre-decoded frames, batches of ``--model-batch`` clips, torch
+   threads = cores → frames/s.
+4. Pipeline: ``bike tag`` (in a subprocess, its own local Ray) on the first N videos for each N of
+   ``--sizes`` → videos/s, frames/s after start-up and end to end, peak memory (PSS summed over the job's
+   whole process tree: driver, Ray daemons, workers, ffmpeg), sampled every 0.2 s.
+5. Memory of tagging the long video alone (``--long-window`` s windows).
+
+The model is a random-init open_clip (no weights can be downloaded here): speed and memory are those of
+the real architecture; the labels are meaningless. Prints a table, writes ``bench/results/tag.json`` with
+the machine (CPU model, cores, memory, GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SIZES = [(320, 240), (640, 360), (854, 480), (1280, 720)]
+
+
+# ---- corpus ------------------------------------------------------------------------------------------
+def _ffmpeg(*args):
+    from engine.video import ffmpeg_exe
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)],
+                   check=True)
+
+
+def make_corpus(folder: Path, n: int, seed: int = 0) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        w, h = rng.choice(SIZES)
+        secs = rng.randint(5, 30)
+        path = folder / f"v{i:03d}_{w}x{h}_{secs}s.mp4"
+        if not path.exists():
+            _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate=25:duration={secs}", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-threads", "1", path)
+        out.append(path)
+    return out
+
+
+def make_long(path: Path, seconds: int) -> Path:
+    if not path.exists():
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=1:duration={seconds}", "-c:v", "libx264",
+                "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "60", path)
+    return path
+
+
+# ---- stages alone ------------------------------------------------------------------------------------
+def _decode_one(args):
+    from jobs.decode import decode_video
+    path, frames, window, size, resize = args
+    n = 0
+    for m in decode_video(str(path), frames=frames, window_s=window, size=size, resize=resize):
+        if not isinstance(m, dict):
+            n += m.shape[0] * m.shape[1]
+    return n
+
+
+def bench_decode(paths, cores: int, frames=8, window=10.0, size=224, resize=256) -> dict:
+    t = time.perf_counter()
+    with Pool(cores) as pool:
+        n = sum(pool.map(_decode_one, [(p, frames, window, size, resize) for p in paths], chunksize=1))
+    dt = time.perf_counter() - t
+    return {"videos": len(paths), "frames": n, "seconds": dt, "frames_per_s": n / dt}
+
+
+def bench_model(model: str, cores: int, batch: int, calls: int = 2) -> dict:
+    import numpy as np
+    import torch
+
+    from jobs.records import ClipSpan
+    from jobs.scoring import Scorer
+    torch.set_num_threads(cores)
+    s = Scorer(dict(name=model, random_init=True), "kinetics400", threads=cores)
+    T = s.model.frames
+    x = np.random.default_rng(0).integers(0, 255, (batch, T, s.model.crop, s.model.crop, 3), dtype=np.uint8)
+    spans = [[ClipSpan(i, 0, 10, list(range(T))) for i in range(batch)]]
+    s.score([spans[0][:2]], x[:2])                                # warm-up
+    t = time.perf_counter()
+    for _ in range(calls):
+        s.score(spans, x)
+    dt = time.perf_counter() - t
+    return {"model": model, "batch_clips": batch, "frames": calls * batch * T, "seconds": dt,
+            "frames_per_s": calls * batch * T / dt}
+
+
+# ---- the pipeline, in a subprocess, with its memory ----------------------------------------------------
+def _tree_pss(pid: int) -> int:
+    import psutil
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def run_tag(sources, store: Path, model: str, window: float, extra=()) -> dict:
+    """Run `bike tag` in a child process (its own Ray), sampling the PSS of its process tree."""
+    spec = {"sources": [str(s) for s in sources], "store": str(store), "model": model, "window": window,
+            "extra": list(extra)}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_pss(proc.pid))
+            time.sleep(0.2)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - t
+    th.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bike tag failed ({proc.returncode}):\n{out}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res.update(wall_s=wall, peak_pss_bytes=peak[0])
+    return res
+
+
+def _child(spec_json: str) -> None:
+    from jobs.tag import TagOptions, run_tag as tag
+    spec = json.loads(spec_json)
+    extra = dict(zip(spec["extra"][::2], spec["extra"][1::2]))
+    s = tag(TagOptions(sources=spec["sources"], store=spec["store"], labels="kinetics400",
+                       model_kwargs=dict(name=spec["model"], random_init=True), window_s=spec["window"],
+                       index=False, progress=False, **{k: int(v) for k, v in extra.items()}),
+            log=lambda m: None)
+    print(json.dumps({"ok": s.ok, "error": s.error, "frames": s.frames, "seconds": s.seconds, "run_s": s.run_s,
+                      "videos_per_s": (s.ok + s.error) / s.run_s, "frames_per_s": s.frames / s.run_s,
+                      "end_to_end_frames_per_s": s.frames / s.seconds}))
+
+
+# ---- report ------------------------------------------------------------------------------------------
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    try:
+        import torch
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # noqa: BLE001
+        gpu = "none"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1), "gpu": gpu,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_avg_at_start": os.getloadavg()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="ViT-B-32", help="open_clip model, random init (default ViT-B-32)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[12, 24], help="corpus sizes for the pipeline")
+    ap.add_argument("--long-s", type=int, default=3600, help="length of the long 1080p video (s)")
+    ap.add_argument("--long-window", type=float, default=60.0, help="window for the long video (s)")
+    ap.add_argument("--model-batch", type=int, default=32)
+    ap.add_argument("--work", default=None, help="folder for the generated media (kept between runs)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tag.json"))
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return _child(args.child)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cores = os.cpu_count() or 1
+    work = Path(args.work or Path(tempfile.gettempdir()) / "bike-bench-tag")
+    t = time.perf_counter()
+    paths = make_corpus(work / "corpus", max(args.sizes))
+    gen_corpus = time.perf_counter() - t
+    t = time.perf_counter()
+    long_video = make_long(work / f"long_{args.long_s}s_1080p.mp4", args.long_s)
+    gen_long = time.perf_counter() - t
+    print(f"corpus: {len(paths)} videos ({gen_corpus:.0f} s to make), long video {args.long_s} s 1080p "
+          f"({gen_long:.0f} s to make)", file=sys.stderr)
+
+    decode = bench_decode(paths[: max(args.sizes)], cores)
+    print(f"decode alone: {decode['frames_per_s']:.1f} frames/s", file=sys.stderr)
+    model = bench_model(args.model, cores, args.model_batch)
+    print(f"model alone: {model['frames_per_s']:.1f} frames/s", file=sys.stderr)
+    pipeline = []
+    for n in args.sizes:
+        folder = work / f"corpus_{n}"
+        folder.mkdir(exist_ok=True)
+        for p in paths[:n]:
+            link = folder / p.name
+            if not link.exists():
+                link.symlink_to(p)
+        with tempfile.TemporaryDirectory(prefix="bike-bench-store-") as store:
+            r = run_tag([folder], Path(store) / "s", args.model, 10.0, ["model_batch", args.model_batch])
+        r["videos"] = n
+        pipeline.append(r)
+        print(f"pipeline {n} videos: {r['frames_per_s']:.1f} frames/s, peak {r['peak_pss_bytes'] / 2**30:.2f} GiB",
+              file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="bike-bench-store-") as store:
+        long = run_tag([long_video], Path(store) / "s", args.model, args.long_window)
+    long.update(seconds_of_video=args.long_s, window_s=args.long_window, resolution="1920x1080", fps=1)
+
+    slower = min(decode["frames_per_s"], model["frames_per_s"])
+    result = {"machine": machine(), "model": f"{args.model} (random init)", "corpus": {
+        "videos": len(paths), "seconds": "5-30", "sizes": [f"{w}x{h}" for w, h in SIZES], "fps": 25,
+        "codec": "h264 ultrafast", "generation_s": gen_corpus}, "decode_alone": decode, "model_alone": model,
+        "pipeline": pipeline, "long_video": long,
+        "pipeline_vs_slower_stage": [p["frames_per_s"] / slower for p in pipeline],
+        "command": " ".join([".venv/bin/python", "bench/tag.py", *sys.argv[1:]])}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+    gib = 2 ** 30
+    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", ""),
+            (f"model alone ({args.model})", f"batch {args.model_batch}", f"{model['frames_per_s']:.1f}", "", "")]
+    for p in pipeline:
+        rows.append((f"bike tag, {p['videos']} videos", f"{p['videos_per_s']:.2f} videos/s",
+                     f"{p['frames_per_s']:.1f} ({p['end_to_end_frames_per_s']:.1f} e2e)",
+                     f"{p['peak_pss_bytes'] / gib:.2f}", f"{p['frames_per_s'] / slower:.0%}"))
+    rows.append((f"bike tag, 1 video {args.long_s} s 1080p", f"window {args.long_window:g} s",
+                 f"{long['frames_per_s']:.1f} ({long['end_to_end_frames_per_s']:.1f} e2e)",
+                 f"{long['peak_pss_bytes'] / gib:.2f}", f"{long['frames_per_s'] / slower:.0%}"))
+    head = ("stage", "work", "frames/s", "peak GiB", "of slower")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
+    m = result["machine"]
+    print(f"\nbike tag benchmark — {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU {m['gpu']}; "
+          f"model {result['model']}")
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print(f"(frames/s = sampled frames the model scores; 'of slower' = pipeline / min(decode, model) alone; "
+          f"written to {args.out})")
+
+
+if __name__ == "__main__":
+    main()
