@@ -113,12 +113,24 @@ class Pipeline:
 
     def run(self, items):
         """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
-        decoding. Yields one :class:`VideoResult` per item, in completion order."""
+        decoding. Yields one :class:`VideoResult` per item, in completion order. Decodes still running
+        when the caller stops (an error, Ctrl-C) are cancelled."""
         if self.facts is None:
             self.start()
+        self._open: dict = {}
+        try:
+            yield from self._run(items, self._open)
+        finally:
+            for gen in list(self._open):
+                try:
+                    ray.cancel(gen, force=True)
+                except Exception:  # noqa: BLE001 - best effort: the task may have just finished
+                    pass
+
+    def _run(self, items, gens: dict):
         items = iter(items)
         videos: dict = {}                # video_id → _Video
-        gens: dict = {}                  # ObjectRefGenerator → video_id
+        # gens: ObjectRefGenerator → video_id of the decodes in flight (owned by run(), which cancels them)
         want_frames: dict = {}           # generator → spans of the chunk whose frames come next
         queue: deque = deque()           # (video_id, spans, frames ref)
         queued = 0                       # clips in the queue
