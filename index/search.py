@@ -13,7 +13,8 @@ How a query is answered (DESIGN.md "Search"):
    (BIKE.md §2). An example (``clip=CLIP_ID`` from the store, or ``like=VIDEO`` decoded and embedded with
    the model, temporal header included) gives its T frame embeddings; its vector is their normalised mean.
 2. **Candidates.** ``cls`` (or the example vector) searches the FAISS index of clip embeddings
-   (index/vectors.py) for the top N = max(candidates, 10·k) clips. Clips of batches the index does not
+   (index/vectors.py) for the top N = max(candidates, 10·k) clips; a model with at most RERANK_ALL_MAX
+   (2000) clips skips this and re-ranks every clip. Clips of batches the index does not
    cover yet (stale index) are scanned exactly beside it; with no index at all every clip is scanned
    exactly. Both cases are reported in ``SearchResults.notes``.
 3. **Filter.** ``where`` (a DuckDB condition over the ``search_clips`` view, index/where.py) first selects
@@ -46,6 +47,11 @@ CANDIDATES_PER_RESULT = 10
 MIN_CANDIDATES = 200
 #: A --where that keeps at most this many clips re-ranks all of them (exact answer).
 EXACT_FILTER_MAX = 5000
+#: A model with at most this many clips has ALL of them re-ranked (exact answer; ~50-100 ms on one CPU
+#: thread at 8×512). The index's top-N proxy is weakest on small stores, where few clips match the query
+#: and the rest of the top 10 is decided by frame-level detail (bench/search.py measured 54% top-10
+#: overlap at 500 clips with N = 100).
+RERANK_ALL_MAX = 2000
 
 
 class SearchError(StoreError):
@@ -242,8 +248,8 @@ class Searcher:
             raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
         if k < 1:
             raise SearchError(f"-k {k}: must be at least 1")
-        if not isinstance(query, Query):
-            _ = self.model                           # loaded before the clock starts
+        if (query is not None and not isinstance(query, Query)) or like is not None:
+            _ = self.model                           # loaded before the clock starts (--clip needs none)
         t0 = time.perf_counter()
         q = (query if isinstance(query, Query) else self.text_query(query) if query is not None else
              self.clip_query(clip) if clip is not None else self.video_query(like))
@@ -285,6 +291,8 @@ class Searcher:
             if allowed:
                 notes.append(f"all {len(allowed)} filtered clips re-ranked (exact)")
             return {c: float("nan") for c in allowed}
+        if allowed is None and self.clip_count() <= max(n, RERANK_ALL_MAX):
+            return self._all_clip_ids(notes)
         allowed_set = None if allowed is None else set(allowed)
         idx = self.index
         notes.extend(self.index_status())
@@ -308,6 +316,15 @@ class Searcher:
         if len(found) > n:
             found = dict(sorted(found.items(), key=lambda kv: -kv[1])[:n])
         return found
+
+    def clip_count(self) -> int:
+        """Clip embeddings committed for this model (from the commit records; replaced rows counted twice)."""
+        return sum(c["tables"].get("embeddings", 0) for c in self.store.commits() if c["model_id"] == self.model_id)
+
+    def _all_clip_ids(self, notes: "list[str]") -> "dict[str, float]":
+        ids, _ = self._vectors(None)
+        notes.append(f"all {len(ids)} clips re-ranked (exact; the index is used above {RERANK_ALL_MAX} clips)")
+        return {c: float("nan") for c in ids}
 
     def _vectors(self, batches: "tuple | None"):
         """Embeddings of the given batches (None: all), cached for the searcher's life."""

@@ -132,6 +132,17 @@ def test_where_filters_before_ranking(corpus, searcher):
     assert len(res) == 24
 
 
+def test_small_stores_rerank_every_clip(searcher):
+    res = searcher.search("a dog", k=3, candidates=5)
+    assert res.candidates == 24 and any("all 24 clips re-ranked" in n for n in res.notes)
+
+
+def test_the_index_proposes_candidates_on_larger_stores(corpus, searcher, monkeypatch):
+    monkeypatch.setattr(search_mod, "RERANK_ALL_MAX", 0)
+    res = searcher.search("a dog", k=1, candidates=5)
+    assert res.candidates == 10 and len(res) == 1 and res.notes == []
+
+
 def test_where_on_a_large_filtered_set_uses_the_index(corpus, searcher, monkeypatch):
     monkeypatch.setattr(search_mod, "EXACT_FILTER_MAX", 0)
     res = searcher.search("anything", k=1, where="clip_index = 0", candidates=5)   # 10 candidates < 12 kept
@@ -173,22 +184,23 @@ def test_query_by_example_video(tmp_path, tiny_model, labels):
     assert res.kind == "video"
 
 
-def test_stale_or_missing_index_still_answers_by_exact_scan(tmp_path, tiny_model, labels):
+def test_stale_or_missing_index_still_answers_by_exact_scan(tmp_path, tiny_model, labels, monkeypatch):
+    monkeypatch.setattr(search_mod, "RERANK_ALL_MAX", 0)        # use the index even on a tiny store
     store = Store(tmp_path / "s", create=True)
     rng = np.random.default_rng(5)
-    for v in range(4):
-        mid = add_video(store, tiny_model, labels, f"a{v}", random_clips(rng, 2, T, tiny_model.embed_dim))
-    res = Searcher(store, model=tiny_model).search(clip="a2/1", k=3)
+    for v in range(6):                                          # 18 clips > the 10 candidates asked for
+        mid = add_video(store, tiny_model, labels, f"a{v}", random_clips(rng, 3, T, tiny_model.embed_dim))
+    res = Searcher(store, model=tiny_model).search(clip="a2/1", k=1, candidates=2)
     assert res[0].clip_id == "a2/1" and any("no FAISS index" in n for n in res.notes)
     update_index(store, mid)
     add_video(store, tiny_model, labels, "late", random_clips(rng, 1, T, tiny_model.embed_dim))
     s = Searcher(store, model=tiny_model)
-    res = s.search(clip="late/0", k=3, candidates=2)                 # only in the newer batch
+    res = s.search(clip="late/0", k=1, candidates=2)                 # only in the newer batch
     assert res[0].clip_id == "late/0"
     assert any("index is stale: 1 newer batch(es) with 1 clips" in n for n in res.notes)
     update_index(store, mid)
     s.refresh()
-    assert s.search(clip="late/0", k=3).notes == []
+    assert s.search(clip="late/0", k=1, candidates=2).notes == []
 
 
 def test_searcher_loads_the_model_that_tagged_the_store(corpus, tiny_model):
