@@ -1,6 +1,6 @@
 """Synthetic action videos for tests and benchmarks: coloured shapes that move, resize or blink.
 
-Each video is a real H.264 file (raw RGB frames piped into the engine's ffmpeg) of one shape on a plain
+Each video is a real H.264 file (raw RGB frames piped into the engine's ffmpeg) of one shape on a dark grey
 background. Shape kind, colour, background, size and path are random per video; only the *action*
 (the class) is shared by a class's videos, so a model must look at how the frames change:
 
@@ -85,16 +85,16 @@ def _lerp(a, b, n):
 def render(action: str, spec: VideoSpec, rng: np.random.Generator) -> np.ndarray:
     """The frames (N, size, size, 3) uint8 of one video of class ``action``."""
     n, s = spec.frames, spec.size
-    bg = rng.integers(0, 70, 3).astype(np.uint8)
+    bg = np.full(3, rng.integers(20, 60), np.uint8)            # a dark grey: the colour is the shape's
     color = _bright(rng)
     kind = SHAPES[rng.integers(len(SHAPES))]
-    r = float(rng.uniform(0.10, 0.16) * s)
+    r = float(rng.uniform(0.12, 0.18) * s)
     lo, hi = r + 1, s - r - 1                                  # centre range keeping the shape inside
     fixed = rng.uniform(lo, hi, 2)                             # (x, y) for still or one-axis motion
     a, b = sorted(rng.uniform(lo, hi, 2))
-    if b - a < 0.35 * s:                                       # a clear, visible displacement
-        mid = (a + b) / 2
-        a, b = max(lo, mid - 0.2 * s), min(hi, mid + 0.2 * s)
+    if b - a < 0.4 * s:                                        # a clear, visible displacement
+        mid = min(max((a + b) / 2, lo + 0.2 * s), hi - 0.2 * s)
+        a, b = mid - 0.2 * s, mid + 0.2 * s
     xs = np.full(n, fixed[0])
     ys = np.full(n, fixed[1])
     radius = np.full(n, r)

@@ -1,0 +1,178 @@
+"""What training optimises, in plain PyTorch (no Ray): modules, optimizer, schedule, checkpoint layout.
+
+:class:`VideoLearner` is the video branch of BIKE as one ``nn.Module`` (what DDP wraps)::
+
+    frames (B, T, 3, S, S) ─ CLIP visual, per frame ─▶ X (B, T, D) ─ header (optional) ─▶ H (B, T, D)
+    H vs the C class prompts (frozen text features) ─ VCS (or mean pooling) ─▶ logits (B, C) · exp(logit_scale)
+
+The text tower is frozen, so the class prompts' features are computed once and kept as buffers.
+:class:`AttributeLearner` is the attributes branch (two MLP heads on frozen sentence / class features).
+
+Optimisation (BIKE.md §6): AdamW (0.9, 0.999, eps 1e-8, weight decay 0.2); lr 5e-5 for new modules
+(header, attributes heads), 5e-6 for the CLIP visual weights and logit_scale; linear warm-up (5 epochs,
+fewer when training is short) then cosine decay to 0, stepped every batch.
+
+Checkpoints use the released BIKE layout (``model_state_dict`` = the whole CLIP in open_clip/OpenAI key
+layout, ``fusion_model_state_dict`` = the header) plus bike's keys, so ``bike classify --checkpoint`` loads
+them with :func:`engine.load_model`.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+from torch import nn
+
+from engine.attributes import AttributeHead
+from engine.config import CLIP_MEAN, CLIP_STD, DEFAULTS
+from engine.spotting import concept_spotting, l2norm
+from engine.temporal import TemporalTransformer
+
+#: BIKE.md §6 learning rates.
+LR_NEW = 5e-5
+LR_CLIP = 5e-6
+WEIGHT_DECAY = 0.2
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+WARMUP_EPOCHS = 5
+
+
+def normalize(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, T, S, S, 3) → CLIP-normalised float (B, T, 3, S, S) on the same device."""
+    mean = torch.tensor(CLIP_MEAN, device=frames.device).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=frames.device).view(3, 1, 1)
+    return (frames.movedim(-1, -3).float() / 255.0 - mean) / std
+
+
+def uses_quick_gelu(clip: nn.Module) -> bool:
+    """Whether an open_clip model's MLPs use QuickGELU (OpenAI weights) rather than GELU."""
+    return any(type(m).__name__ == "QuickGELU" for m in clip.modules())
+
+
+def new_header(embed_dim: int, text_width: int, layers: int = 6, seed: int = 0) -> TemporalTransformer:
+    """A freshly initialised temporal header (BIKE.md §3), identical on every worker for one seed."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return TemporalTransformer(embed_dim, heads=max(1, text_width // 64), layers=layers)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+class VideoLearner(nn.Module):
+    """The video branch: CLIP visual (+ header) against fixed class features → scaled logits (B, C)."""
+
+    def __init__(self, visual: nn.Module, logit_scale: nn.Parameter, cls: torch.Tensor, tokens: torch.Tensor,
+                 header: "TemporalTransformer | None" = None, pooling: str = "vcs", tau: float = DEFAULTS.tau):
+        super().__init__()
+        if pooling not in ("vcs", "mean"):
+            raise ValueError(f"pooling must be 'vcs' or 'mean', got {pooling!r}")
+        self.visual = visual
+        self.header = header
+        self.logit_scale = logit_scale                       # shared with the CLIP model: saved with it
+        self.pooling, self.tau = pooling, tau
+        self.register_buffer("cls", cls.detach().float().clone(), persistent=False)        # (C, D)
+        self.register_buffer("tokens", tokens.detach().float().clone(), persistent=False)  # (C, 77, D)
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) → raw frame features X (B, T, D), every frame through the image tower alone."""
+        b, t = frames.shape[:2]
+        x = self.visual(frames.reshape(b * t, *frames.shape[2:]))
+        if isinstance(x, (tuple, list)):                     # some open_clip towers also return tokens
+            x = x[0]
+        return x.reshape(b, t, -1)
+
+    def raw_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax)."""
+        h = self.frame_features(frames).float()
+        if self.header is not None:
+            h = self.header(h)                                # (B, T, D)
+        if self.pooling == "mean":                            # order-blind baseline: mean of normalised frames
+            return l2norm(l2norm(h).mean(dim=1)) @ l2norm(self.cls).T
+        return concept_spotting(h, self.tokens, self.cls, tau=self.tau).logits
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Training logits (B, C) = raw logits × exp(logit_scale)."""
+        return self.raw_logits(frames) * self.logit_scale.exp()
+
+
+class AttributeLearner(nn.Module):
+    """The attributes branch: heads on frozen, L2-normalised sentence (B, D) and class (C, D) features."""
+
+    def __init__(self, head: AttributeHead, cls: torch.Tensor, logit_scale: torch.Tensor):
+        super().__init__()
+        self.head = head
+        self.register_buffer("cls", l2norm(cls.detach().float()).clone(), persistent=False)
+        self.register_buffer("scale", logit_scale.detach().float().exp().clone(), persistent=False)
+
+    def forward(self, sentences: torch.Tensor) -> torch.Tensor:
+        """(B, D) sentence end-of-text features → scaled cosine logits (B, C)."""
+        return self.head(l2norm(sentences.float()), self.cls) * self.scale
+
+
+def param_groups(visual: nn.Module, logit_scale: nn.Parameter, new_modules, lr_new: float = LR_NEW,
+                 lr_clip: float = LR_CLIP) -> list:
+    """AdamW groups of BIKE.md §6: new modules at ``lr_new``; CLIP visual + logit_scale at ``lr_clip``."""
+    new = [p for m in new_modules if m is not None for p in m.parameters() if p.requires_grad]
+    clip = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
+    groups = []
+    if new:
+        groups.append({"params": new, "lr": lr_new, "name": "new"})
+    if clip and lr_clip > 0:
+        groups.append({"params": clip, "lr": lr_clip, "name": "clip"})
+    return groups
+
+
+def make_optimizer(groups: list) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+
+
+def warmup_epochs(epochs: int) -> float:
+    """5 warm-up epochs for long runs; a sixth of the run (BIKE's 5 of 30) when it is shorter."""
+    return min(float(WARMUP_EPOCHS), epochs / 6.0)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up from ~0 to 1 over ``warmup_steps``, then cosine from 1 to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_scheduler(opt: torch.optim.Optimizer, epochs: int, steps_per_epoch: int):
+    total = epochs * steps_per_epoch
+    warm = int(round(warmup_epochs(epochs) * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm))
+
+
+def checkpoint_dict(model_name: str, clip: nn.Module, header, attribute_head, labels, frames: int, epoch: int,
+                    stage: str, optimizer=None, scheduler=None, scaler=None, **extra) -> dict:
+    """A checkpoint in the released BIKE layout plus bike's keys (see the module docstring)."""
+    return {
+        "model_state_dict": {k: v.detach().cpu() for k, v in clip.state_dict().items()},
+        "fusion_model_state_dict": ({k: v.detach().cpu() for k, v in header.state_dict().items()}
+                                    if header is not None else {}),
+        "attributes_state_dict": ({k: v.detach().cpu() for k, v in attribute_head.state_dict().items()}
+                                  if attribute_head is not None else None),
+        "labels": list(labels),
+        "model_name": model_name,
+        "quick_gelu": uses_quick_gelu(clip),
+        "frames": int(frames),
+        "epoch": int(epoch),
+        "stage": stage,
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        **extra,
+    }
+
+
+def save_atomic(obj: dict, path: str) -> str:
+    """torch.save to a temporary name in the same folder, then rename: a crash never leaves half a file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path

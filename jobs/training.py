@@ -1,0 +1,439 @@
+"""``bike train`` as a Ray Train program: BIKE.md §6 on N data-parallel workers (DDP: gloo on CPU, nccl on GPU).
+
+Driver (:func:`run_training`): start or join Ray, build a ``TorchTrainer`` with one worker per
+``--workers``, a ``FailureConfig`` (a lost worker restarts the group from the last reported checkpoint)
+and ``OUT/ray`` as Ray's storage; wait; return the per-epoch history.
+
+Worker (:func:`train_loop`), two stages:
+
+1. **video** — for each epoch: this rank's share of a seeded global shuffle (equal step counts on every
+   rank); per sample one random frame per segment + clip augmentation (``jobs.datasets.train_clip``);
+   ``VideoLearner`` (CLIP visual → header → VCS against the frozen class prompts) → BIKE loss; AdamW,
+   warm-up + cosine per step, AMP on GPU. After every epoch: top-1 on the held-out samples (all ranks,
+   summed), then rank 0 writes ``OUT/checkpoint.pt`` (released BIKE layout + optimizer/scheduler) and
+   reports it to Ray Train with the metrics.
+2. **attributes** — everything else frozen: attribute sentences of the training clips are computed once
+   (top-5 lexicon phrases of the mean raw frame feature), then the two heads are trained on them with the
+   same loss. Final checkpoint has ``stage == "done"``.
+
+A restarted worker group (worker lost) takes ``ray.train.get_checkpoint()``; a new ``bike train --resume``
+takes ``OUT/checkpoint.pt``. Either continues after the last completed epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from engine.augment import AugmentConfig
+from engine.video import VideoError
+from engine.loss import batch_logits, bike_loss
+
+from . import datasets as ds
+from .learner import (AttributeLearner, VideoLearner, checkpoint_dict, lr_factor, make_optimizer,
+                      make_scheduler, new_header, normalize, param_groups, save_atomic, warmup_epochs)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.jsonl"
+#: logit_scale is clamped to ln(100) like CLIP's.
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a worker needs (plain data: it travels to Ray workers)."""
+    model: dict                      # engine.load_model kwargs: name, pretrained, checkpoint, random_init, lexicon, seed
+    labels: list                     # class names, in id order
+    train: list                      # [Sample]
+    val: list                        # [Sample] held out for per-epoch top-1
+    out: str
+    frames: int = 8
+    epochs: int = 10
+    batch: int = 16                  # global batch (split evenly across workers)
+    lr_new: float = 5e-5
+    lr_clip: float = 5e-6
+    header: bool = True              # train a temporal header (False: VCS/mean pooling on raw frames)
+    header_layers: int = 6
+    pooling: str = "vcs"             # "vcs" or "mean" (the order-blind baseline)
+    attr_epochs: int = 10            # 0: skip the attributes stage
+    augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
+    seed: int = 0
+    resume_path: "str | None" = None
+    amp: bool = True                 # mixed precision when on GPU
+    loader_workers: int = 0          # torch DataLoader processes per Ray worker
+    cache_bytes: int = 1 << 30       # decoded short videos kept per worker
+    log_every: int = 50              # steps between progress lines inside an epoch
+    fail_at_epoch: int = -1          # tests: rank 0 exits hard after finishing this epoch's checkpoint (once)
+
+    def __post_init__(self):        # samples arrive as dicts after asdict() on the way to the workers
+        self.train = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
+                      for s in self.train]
+        self.val = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
+                    for s in self.val]
+
+
+# ---- data ------------------------------------------------------------------------------------------------
+
+class TrainClips(torch.utils.data.Dataset):
+    """Augmented training clips; sample i of epoch e is reproducible from (seed, e, i)."""
+
+    def __init__(self, samples, frames, aug: AugmentConfig, seed: int, cache_bytes: int):
+        self.samples, self.frames, self.aug, self.seed = samples, frames, aug, seed
+        self.reader = ds.FrameReader(resize=aug.resize, cache_bytes=cache_bytes)
+        self.epoch = 0
+        self.bad: set = set()
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        for k in range(10):                       # a broken video is replaced by the next sample
+            j = (i + k) % len(self.samples)
+            if j in self.bad:
+                continue
+            s = self.samples[j]
+            rng = np.random.default_rng([self.seed, self.epoch, j])
+            try:
+                clip = ds.train_clip(self.reader, s, self.frames, rng, self.aug)
+            except (VideoError, OSError) as e:         # unreadable video or image: skip it, say so
+                self.bad.add(j)
+                print(f"[train] warning: skipping {s.where}: {e}", file=sys.stderr, flush=True)
+                continue
+            return torch.from_numpy(clip), s.label
+        raise RuntimeError(f"10 consecutive unreadable samples from index {i}; check the list")
+
+
+def local_indices(n: int, batch: int, rank: int, world: int, seed: int, epoch: int) -> list:
+    """This rank's sample indices for one epoch: a seeded global permutation, rank-strided, cut so every
+    rank runs the same number of steps of ``batch // world`` samples."""
+    steps = ds.steps_per_epoch(n, batch)
+    per_rank = batch // world
+    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    if n < steps * per_rank * world:                 # fewer samples than one global batch: repeat
+        order = np.resize(order, steps * per_rank * world)
+    return order[rank::world][:steps * per_rank].tolist()
+
+
+# ---- distributed helpers -----------------------------------------------------------------------------------
+
+def _all_sum(values, device) -> list:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def _log(rank: int, msg: str) -> None:
+    if rank == 0:
+        print(f"[train] {msg}", flush=True)
+
+
+# ---- evaluation on the held-out part -----------------------------------------------------------------------
+
+@torch.no_grad()
+def heldout_top1(learner, samples, reader, frames, size, resize, device, rank, world, batch=16,
+                 attr=None, bike_model=None) -> dict:
+    """Top-1 of the video branch (and of the attributes branch and the fusion when ``attr`` is given)
+    on this rank's share of ``samples``, summed over ranks."""
+    from engine.attributes import fuse
+    mine = samples[rank::world]
+    learner.eval()
+    correct_v = correct_a = correct_f = 0
+    for lo, hi in ds.batches(len(mine), batch):
+        clips = np.stack([ds.eval_clip(reader, s, frames, size, resize) for s in mine[lo:hi]])
+        x = normalize(torch.from_numpy(clips).to(device))
+        y = torch.tensor([s.label for s in mine[lo:hi]], device=device)
+        logits = learner.raw_logits(x)                                     # (b, C)
+        correct_v += int((logits.argmax(1) == y).sum())
+        if attr is not None:
+            feats = learner.frame_features(x).float()                          # raw (b, T, D)
+            sentences = bike_model.attributes(feats)[2]
+            a = attr(bike_model.sentence_features(sentences))                  # (b, C) scaled
+            correct_a += int((a.argmax(1) == y).sum())
+            fused = fuse(logits, a / attr.scale)[0]
+            correct_f += int((fused.argmax(1) == y).sum())
+    learner.train()
+    n, cv, ca, cf = _all_sum([len(mine), correct_v, correct_a, correct_f], device)
+    if n == 0:
+        return {}
+    out = {"val_top1": cv / n, "val_n": int(n)}
+    if attr is not None:
+        out.update(val_attr_top1=ca / n, val_fused_top1=cf / n)
+    return out
+
+
+# ---- the worker -----------------------------------------------------------------------------------------
+
+def _load_state(cfg: TrainConfig):
+    """The checkpoint to continue from: Ray's (worker group restarted) or ``--resume``'s, else None."""
+    import ray.train
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            return torch.load(os.path.join(d, CHECKPOINT_NAME), map_location="cpu", weights_only=False), "ray"
+    if cfg.resume_path:
+        return torch.load(cfg.resume_path, map_location="cpu", weights_only=False), cfg.resume_path
+    return None, None
+
+
+def _report(rank: int, cfg: TrainConfig, metrics: dict, ckpt: "dict | None") -> None:
+    """Every rank reports; rank 0 attaches the checkpoint and makes it OUT/checkpoint.pt."""
+    import ray.train
+    if rank != 0 or ckpt is None:
+        ray.train.report(metrics)
+        return
+    staging = os.path.join(cfg.out, f".staging-{metrics['epoch']}-{metrics['stage']}")
+    os.makedirs(staging, exist_ok=True)
+    path = save_atomic(ckpt, os.path.join(staging, CHECKPOINT_NAME))
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(staging),
+                     delete_local_checkpoint_after_upload=False)
+    os.replace(path, os.path.join(cfg.out, CHECKPOINT_NAME))
+    shutil.rmtree(staging, ignore_errors=True)
+    with open(os.path.join(cfg.out, HISTORY_NAME), "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train's ``train_loop_per_worker``: see the module docstring."""
+    import ray.train
+    import ray.train.torch
+
+    import engine
+
+    cfg = TrainConfig(**config)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+    aug = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.augment.items()})
+    local_batch = cfg.batch // world
+
+    state, source = _load_state(cfg)
+    model = engine.load_model(**cfg.model, frames=cfg.frames, device=str(device))
+    clip = model.clip
+    if state is not None:
+        clip.load_state_dict(state["model_state_dict"])
+    text_width = int(clip.ln_final.weight.shape[0])
+    header = None
+    if cfg.header:
+        if state is not None and state.get("fusion_model_state_dict"):
+            header = engine.TemporalTransformer.from_state_dict(state["fusion_model_state_dict"],
+                                                                heads=max(1, text_width // 64))
+        else:
+            header = model.header or new_header(model.embed_dim, text_width, cfg.header_layers, cfg.seed)
+        header = header.to(device)
+    for p in clip.parameters():                       # text tower frozen; visual + logit_scale train
+        p.requires_grad_(False)
+    for p in list(clip.visual.parameters()) + [clip.logit_scale]:
+        p.requires_grad_(cfg.lr_clip > 0)
+
+    text = model.label_features(cfg.labels)           # frozen text tower: (C, D), (C, 77, D)
+    learner = VideoLearner(clip.visual, clip.logit_scale, text.cls, text.tokens, header, cfg.pooling).to(device)
+    net = ray.train.torch.prepare_model(learner, parallel_strategy_kwargs={"broadcast_buffers": False})
+    opt = make_optimizer(param_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
+    steps = ds.steps_per_epoch(len(cfg.train), cfg.batch)
+    sched = make_scheduler(opt, cfg.epochs, steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and cfg.amp)
+    start = 0
+    attribute_head = model.attribute_head
+    if state is not None:
+        start = int(state.get("epoch", 0))
+        if state.get("optimizer"):
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+        _log(rank, f"resuming from {source}: {start} epoch(s) done, stage {state.get('stage')}")
+        if state.get("stage") == "done" and start >= cfg.epochs:
+            _log(rank, "nothing to do: training already complete")
+            return
+
+    data = TrainClips(cfg.train, cfg.frames, aug, cfg.seed, cfg.cache_bytes)
+    val_reader = ds.FrameReader(resize=aug.resize, cache_bytes=cfg.cache_bytes // 4)
+    _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
+               f"{world} worker(s) on {device.type}, batch {cfg.batch} ({local_batch}/worker), "
+               f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
+    extra = {"pooling": cfg.pooling, "train_config": {k: v for k, v in config.items()
+                                                        if k not in ("train", "val")}}
+
+    for epoch in range(start, cfg.epochs):
+        data.epoch = epoch
+        idx = local_indices(len(cfg.train), cfg.batch, rank, world, cfg.seed, epoch)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, idx), batch_size=local_batch,
+                                             shuffle=False, num_workers=cfg.loader_workers, drop_last=True)
+        t0, total, seen = time.time(), 0.0, 0
+        for step, (frames, labels) in enumerate(loader):
+            x = normalize(frames.to(device, non_blocking=True))            # (b, T, 3, S, S)
+            y = labels.to(device)
+            with torch.autocast("cuda", enabled=on_gpu and cfg.amp):
+                logits = net(x)                                            # (b, C), scaled
+            loss = bike_loss(batch_logits(logits.float(), y), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            with torch.no_grad():
+                clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+            total += float(loss.detach())
+            seen += len(y)
+            if cfg.log_every and (step + 1) % cfg.log_every == 0:
+                _log(rank, f"epoch {epoch + 1} step {step + 1}/{steps} loss {total / (step + 1):.4f}")
+        elapsed = time.time() - t0
+        loss_sum, n_steps, clips = _all_sum([total, steps, seen], device)
+        metrics = {"epoch": epoch + 1, "stage": "video", "loss": loss_sum / max(1, n_steps),
+                   "clips_per_s": clips / max(elapsed, 1e-9), "lr": opt.param_groups[0]["lr"],
+                   "logit_scale": float(clip.logit_scale.exp()), "seconds": elapsed}
+        metrics.update(heldout_top1(learner, cfg.val, val_reader, cfg.frames, aug.size, aug.resize, device,
+                                    rank, world, local_batch))
+        _log(rank, f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['loss']:.4f}  "
+                   f"val top1 {metrics.get('val_top1', float('nan')):.3f}  "
+                   f"{metrics['clips_per_s']:.1f} clips/s  lr {metrics['lr']:.2e}  ({elapsed:.1f} s)")
+        ckpt = None
+        if rank == 0:
+            ckpt = checkpoint_dict(model.name, clip, header, attribute_head, cfg.labels, cfg.frames, epoch + 1,
+                                   "video", opt, sched, scaler, **extra)
+        _report(rank, cfg, metrics, ckpt)
+        if rank == 0 and epoch + 1 == cfg.fail_at_epoch:
+            marker = os.path.join(cfg.out, ".failed-once")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                print(f"[train] test hook: killing worker after epoch {epoch + 1}", flush=True)
+                os._exit(1)
+
+    if cfg.attr_epochs > 0:
+        attribute_head = _train_attributes(cfg, model, learner, data, val_reader, aug, device, rank, world,
+                                           local_batch)
+        metrics = {"epoch": cfg.epochs, "stage": "done"}
+        attr = AttributeLearner(attribute_head, text.cls, clip.logit_scale).to(device)
+        metrics.update(heldout_top1(learner, cfg.val, val_reader, cfg.frames, aug.size, aug.resize, device,
+                                    rank, world, local_batch, attr=attr, bike_model=model))
+        _log(rank, "attributes stage: val top1 video {:.3f} / attributes {:.3f} / fused {:.3f}".format(
+            metrics.get("val_top1", math.nan), metrics.get("val_attr_top1", math.nan),
+            metrics.get("val_fused_top1", math.nan)))
+    else:
+        metrics = {"epoch": cfg.epochs, "stage": "done"}
+    ckpt = None
+    if rank == 0:
+        ckpt = checkpoint_dict(model.name, clip, header, attribute_head, cfg.labels, cfg.frames, cfg.epochs,
+                               "done", opt, sched, scaler, **extra)
+    _report(rank, cfg, metrics, ckpt)
+
+
+def _train_attributes(cfg, model, learner, data, reader, aug, device, rank, world, local_batch):
+    """Stage 2: train the attributes heads on frozen attribute sentences of the training clips."""
+    import ray.train.torch
+
+    from engine.attributes import AttributeHead
+
+    t0 = time.time()
+    learner.eval()
+    sentences, labels = [], []
+    with torch.no_grad():                         # every rank embeds all training clips once (eval view)
+        mine = cfg.train[rank::world]
+        for lo, hi in ds.batches(len(mine), max(1, local_batch)):
+            clips = np.stack([ds.eval_clip(reader, s, cfg.frames, aug.size, aug.resize) for s in mine[lo:hi]])
+            feats = learner.frame_features(normalize(torch.from_numpy(clips).to(device))).float()
+            sentences.append(model.sentence_features(model.attributes(feats)[2]))
+            labels += [s.label for s in mine[lo:hi]]
+    learner.train()
+    feats = torch.cat(sentences)                                                  # (n, D)
+    ys = torch.tensor(labels, device=device)
+    head = model.attribute_head or AttributeHead(model.embed_dim)
+    attr = AttributeLearner(head.to(device), model.label_features(cfg.labels).cls, model.clip.logit_scale)
+    net = ray.train.torch.prepare_model(attr, parallel_strategy_kwargs={"broadcast_buffers": False})
+    opt = make_optimizer([{"params": list(head.parameters()), "lr": cfg.lr_new}])
+    counts = [0] * world
+    counts[rank] = len(ys)
+    counts = [int(c) for c in _all_sum(counts, device)]
+    per_rank = max(2, local_batch)
+    steps = max(1, min(counts) // per_rank)
+    total_steps = steps * cfg.attr_epochs
+    warm = int(round(warmup_epochs(cfg.attr_epochs) * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warm))
+    for epoch in range(cfg.attr_epochs):
+        order = np.random.default_rng([cfg.seed, epoch, 11, rank]).permutation(len(ys))
+        order = np.resize(order, steps * per_rank)
+        total = 0.0
+        for k in range(steps):
+            sel = torch.as_tensor(order[k * per_rank:(k + 1) * per_rank], device=device)
+            y = ys[sel]
+            loss = bike_loss(batch_logits(net(feats[sel]), y), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        if epoch + 1 == cfg.attr_epochs or (epoch + 1) % max(1, cfg.attr_epochs // 4) == 0:
+            _log(rank, f"attributes epoch {epoch + 1}/{cfg.attr_epochs}  loss {total / steps:.4f}")
+    _log(rank, f"attributes stage took {time.time() - t0:.1f} s")
+    return head
+
+
+# ---- the driver -----------------------------------------------------------------------------------------
+
+def _repo_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
+    """Join ``address`` (e.g. ``auto``) or start a local Ray sized to this machine; reuse a running one."""
+    import ray
+    if not ray.is_initialized():
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (_repo_root(), os.environ.get("PYTHONPATH")) if p)}
+        if os.environ.get("HF_HUB_OFFLINE"):
+            env["HF_HUB_OFFLINE"] = os.environ["HF_HUB_OFFLINE"]
+        kw = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False}
+        ray.init(address=address, runtime_env={"env_vars": env}, **kw)
+    return ray
+
+
+def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker=None,
+                 address: "str | None" = None, max_failures: int = 2) -> list:
+    """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``)."""
+    ray = ensure_ray(address)
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if cfg.batch < 2 * workers:
+        raise ValueError(f"--batch {cfg.batch} is too small for {workers} worker(s): each needs >= 2 clips "
+                         "(the loss compares clips within a batch)")
+    if cpus_per_worker is None:
+        total = ray.cluster_resources().get("CPU", 1)
+        cpus_per_worker = max(1, int(total // workers)) if not gpus_per_worker else 1
+    os.makedirs(cfg.out, exist_ok=True)
+    hist = os.path.join(cfg.out, HISTORY_NAME)
+    if not cfg.resume_path and os.path.exists(hist):
+        os.remove(hist)
+    resources = {"CPU": cpus_per_worker}
+    if gpus_per_worker:
+        resources["GPU"] = gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=asdict(cfg),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name="ray", storage_path=os.path.abspath(cfg.out),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(cpus_per_worker))}},
+        ),
+    )
+    trainer.fit()
+    return read_history(cfg.out)
+
+
+def read_history(out: str) -> list:
+    path = os.path.join(out, HISTORY_NAME)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
