@@ -2,7 +2,8 @@
 
 Driver (:func:`run_training`): start or join Ray, build a ``TorchTrainer`` with one worker per
 ``--workers``, a ``FailureConfig`` (a lost worker restarts the group from the last reported checkpoint)
-and ``OUT/ray`` as Ray's storage; wait; return the per-epoch history.
+and ``OUT/ray`` as Ray's storage (on a multi-node cluster OUT must be a shared folder); wait; return the
+per-epoch history.
 
 Worker (:func:`train_loop`), two stages:
 
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -70,7 +72,7 @@ class TrainConfig:
     loader_workers: int = 0          # torch DataLoader processes per Ray worker
     cache_bytes: int = 1 << 30       # decoded short videos kept per worker
     log_every: int = 50              # steps between progress lines inside an epoch
-    fail_at_epoch: int = -1          # tests: rank 0 exits hard after finishing this epoch's checkpoint (once)
+    fail_at_epoch: int = -1          # tests: rank 0 SIGKILLs itself after this epoch's checkpoint (once)
 
     def __post_init__(self):        # samples arrive as dicts after asdict() on the way to the workers
         self.train = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
@@ -172,14 +174,17 @@ def heldout_top1(learner, samples, reader, frames, size, resize, device, rank, w
 # ---- the worker -----------------------------------------------------------------------------------------
 
 def _load_state(cfg: TrainConfig):
-    """The checkpoint to continue from: Ray's (worker group restarted) or ``--resume``'s, else None."""
+    """The checkpoint to continue from, else None: Ray's latest reported one (worker group restarted), or
+    ``OUT/checkpoint.pt``, which only exists when this run wrote it (a restart whose report had not reached
+    Ray's controller yet) or when ``--resume`` asked for it (the driver moves a stale one away otherwise)."""
     import ray.train
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             return torch.load(os.path.join(d, CHECKPOINT_NAME), map_location="cpu", weights_only=False), "ray"
-    if cfg.resume_path:
-        return torch.load(cfg.resume_path, map_location="cpu", weights_only=False), cfg.resume_path
+    path = cfg.resume_path or os.path.join(cfg.out, CHECKPOINT_NAME)
+    if os.path.isfile(path):
+        return torch.load(path, map_location="cpu", weights_only=False), path
     return None, None
 
 
@@ -305,8 +310,8 @@ def train_loop(config: dict) -> None:
             marker = os.path.join(cfg.out, ".failed-once")
             if not os.path.exists(marker):
                 open(marker, "w").close()
-                print(f"[train] test hook: killing worker after epoch {epoch + 1}", flush=True)
-                os._exit(1)
+                print(f"[train] test hook: SIGKILL to this worker after epoch {epoch + 1}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
 
     if cfg.attr_epochs > 0:
         attribute_head = _train_attributes(cfg, model, learner, data, val_reader, aug, device, rank, world,
@@ -410,8 +415,18 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
         cpus_per_worker = max(1, int(total // workers)) if not gpus_per_worker else 1
     os.makedirs(cfg.out, exist_ok=True)
     hist = os.path.join(cfg.out, HISTORY_NAME)
-    if not cfg.resume_path and os.path.exists(hist):
-        os.remove(hist)
+    if not cfg.resume_path:                        # a fresh run: nothing of an earlier one may be continued
+        if os.path.exists(hist):
+            os.remove(hist)
+        last = os.path.join(cfg.out, CHECKPOINT_NAME)
+        if os.path.exists(last):
+            os.replace(last, os.path.join(cfg.out, "checkpoint.previous.pt"))
+            print(f"[train] moved the earlier {last} to checkpoint.previous.pt", file=sys.stderr)
+    # Ray's own copy of the checkpoints lives in OUT/ray/<run>; one fresh run name per command, so Ray never
+    # restores an earlier command's state by itself (continuing is --resume's job, from OUT/checkpoint.pt)
+    ray_dir = os.path.join(os.path.abspath(cfg.out), "ray")
+    shutil.rmtree(ray_dir, ignore_errors=True)
+    run_name = time.strftime("run-%Y%m%d-%H%M%S")
     resources = {"CPU": cpus_per_worker}
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker
@@ -421,7 +436,7 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources),
         run_config=RunConfig(
-            name="ray", storage_path=os.path.abspath(cfg.out),
+            name=run_name, storage_path=ray_dir,
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(cpus_per_worker))}},

@@ -80,8 +80,8 @@ def run(args) -> int:
         if not os.path.isfile(resume):
             raise UsageError(f"--resume: {resume} does not exist (nothing to resume; drop --resume)")
     elif os.path.isfile(os.path.join(args.out, "checkpoint.pt")):
-        print(f"bike: note: {args.out}/checkpoint.pt exists and will be replaced (use --resume to continue it)",
-              file=sys.stderr)
+        print(f"bike: note: {args.out}/checkpoint.pt exists; it is moved to checkpoint.previous.pt "
+              "(use --resume to continue it instead)", file=sys.stderr)
     load_model_from_args(args)                       # fail here, not on a worker, when weights are missing
     cfg = build_config(args, labels, train, val, resume)
     from ..training import run_training

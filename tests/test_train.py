@@ -1,0 +1,131 @@
+"""`bike train` end to end on the real Ray local cluster: learning, checkpoints, restart after a kill, --resume."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import engine
+from engine.loss import batch_logits, bike_loss
+from jobs import datasets as ds
+from jobs.cli import main as bike_main
+from jobs.learner import VideoLearner, lr_factor, new_header, normalize, warmup_epochs
+from jobs.synthetic import VideoSpec, make_dataset, write_labels, write_list
+from jobs.training import TrainConfig, local_indices, read_history, run_training
+
+CLASSES = ["moving up", "growing"]
+FAST = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--batch", "4", "--lr", "2e-3",
+        "--lr-clip", "1e-3", "--no-flip", "--crop-scale", "0.8", "1.0", "--val-fraction", "0.25"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    entries = make_dataset(str(root / "v"), CLASSES, 6, seed=0, spec=VideoSpec(size=48, fps=8, seconds=2))
+    return {"list": write_list(str(root / "list.txt"), entries, CLASSES),
+            "labels": write_labels(str(root / "labels.csv"), CLASSES), "root": root}
+
+
+def test_schedule_and_sharding():
+    assert warmup_epochs(30) == 5 and warmup_epochs(6) == 1
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(9, 100, 10) == 1.0
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5) and lr_factor(100, 100, 10) == pytest.approx(0.0)
+    a, b = local_indices(10, 4, 0, 2, 0, 0), local_indices(10, 4, 1, 2, 0, 0)
+    assert len(a) == len(b) == 4 and not set(a) & set(b)             # equal steps, disjoint shares
+    assert local_indices(10, 4, 0, 2, 0, 1) != a                       # reshuffled every epoch
+
+
+def _fixed_batch_loss(learner, samples, reader):
+    with torch.no_grad():
+        x = normalize(torch.from_numpy(np.stack([ds.eval_clip(reader, s, 8) for s in samples])))
+        y = torch.tensor([s.label for s in samples])
+        return float(bike_loss(batch_logits(learner(x), y), y))
+
+
+@pytest.fixture(scope="module")
+def trained(ray_cluster, data, tmp_path_factory):
+    """One real `bike train` run: 2 Ray Train workers (DDP over gloo), 2 epochs + the attributes stage."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(out), "--epochs", "2",
+                    "--attr-epochs", "3", "--workers", "2", *FAST])
+    assert rc == 0
+    return out
+
+
+def test_train_lowers_loss_and_checkpoint_loads_in_classify(trained, data, capsys):
+    out = trained
+    hist = read_history(str(out))
+    assert [(h["epoch"], h["stage"]) for h in hist] == [(1, "video"), (2, "video"), (2, "done")]
+    assert all(h["clips_per_s"] > 0 and 0 <= h["val_top1"] <= 1 for h in hist[:2])
+    assert "val_fused_top1" in hist[-1]
+
+    # the loss on a fixed batch (eval views of the training videos) went down from the initial weights
+    labels = engine.load_labels(data["labels"])
+    samples = ds.parse_list(data["list"], labels)
+    reader = ds.FrameReader()
+    init = engine.load_model("bike-tiny", random_init=True, seed=0, lexicon="hmdb51")
+    text = init.label_features(labels)
+    before = VideoLearner(init.clip.visual, init.clip.logit_scale, text.cls, text.tokens, new_header(64, 64)).eval()
+    trained = engine.load_model(None, checkpoint=str(out / "checkpoint.pt"), lexicon="hmdb51")
+    after = VideoLearner(trained.clip.visual, trained.clip.logit_scale, text.cls, text.tokens, trained.header).eval()
+    assert _fixed_batch_loss(after, samples, reader) < _fixed_batch_loss(before, samples, reader)
+
+    # released layout, and `bike classify --checkpoint` gives the training module's numbers
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"model_state_dict", "fusion_model_state_dict", "attributes_state_dict", "labels", "model_name",
+            "epoch", "optimizer", "scheduler"} <= set(ckpt)
+    assert ckpt["labels"] == CLASSES and ckpt["model_name"] == "bike-tiny" and ckpt["epoch"] == 2
+    assert trained.attribute_head is not None and trained.header is not None
+    video = samples[0].path
+    capsys.readouterr()
+    assert bike_main(["classify", video, "--checkpoint", str(out / "checkpoint.pt"), "--labels", data["labels"],
+                      "--lexicon", "hmdb51", "--json"]) == 0
+    got = {d["label"]: d["video_score"] for d in json.loads(capsys.readouterr().out)["labels"]}
+    frames = engine.read_video(video, frames=8).frames                          # (1, T, S, S, 3)
+    with torch.no_grad():
+        probs = torch.softmax(after.raw_logits(trained.preprocess(frames)), dim=-1)[0]
+    for c, name in enumerate(CLASSES):
+        assert got[name] == pytest.approx(float(probs[c]), abs=1e-5)
+
+
+def _config(data, out, epochs, **kw):
+    labels = engine.load_labels(data["labels"])
+    train, val = ds.split_holdout(ds.parse_list(data["list"], labels), 0.25, 0)
+    return TrainConfig(model={"name": "bike-tiny", "random_init": True, "lexicon": "hmdb51", "seed": 0},
+                       labels=list(labels.names), train=train, val=val, out=str(out), epochs=epochs, batch=4,
+                       lr_new=1e-3, lr_clip=1e-4, attr_epochs=0, **kw)
+
+
+def test_resume_continues_from_the_last_checkpoint(trained, data, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    steps = torch.load(out / "checkpoint.pt", weights_only=True)["scheduler"]["last_epoch"] // 2
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(out), "--epochs", "3",
+                    "--attr-epochs", "0", "--resume", *FAST])
+    assert rc == 0
+    hist = read_history(str(out))
+    # epochs 1-2 from the first run, then only epoch 3: it started from epoch 2's checkpoint
+    assert [(h["epoch"], h["stage"]) for h in hist] == [(1, "video"), (2, "video"), (2, "done"), (3, "video"),
+                                                        (3, "done")]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["scheduler"]["last_epoch"] == 3 * steps   # optimizer state carried on
+
+
+@pytest.mark.slow
+def test_worker_sigkilled_then_restarted_from_its_checkpoint(ray_cluster, data, tmp_path):
+    out = tmp_path / "run"
+    cfg = _config(data, out, epochs=2, fail_at_epoch=1)
+    hist = run_training(cfg, workers=1, max_failures=1)
+    assert os.path.exists(out / ".failed-once")                       # the worker really was SIGKILLed
+    # epoch 1 ran once: the restarted worker group continued from epoch 1's checkpoint
+    assert [(h["epoch"], h["stage"]) for h in hist] == [(1, "video"), (2, "video"), (2, "done")]
+    steps = ds.steps_per_epoch(len(cfg.train), cfg.batch)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["scheduler"]["last_epoch"] == 2 * steps
+
+
+def test_resume_without_checkpoint_is_a_usage_error(data, tmp_path, capsys):
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(tmp_path / "none"), "--resume",
+                    *FAST])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
