@@ -101,7 +101,7 @@ def _train(files, out, a, extra) -> float:
 @torch.no_grad()
 def video_branch_predictions(ckpt_path: str, list_path: str, labels, pooling: str):
     """Video-branch predictions of a trained checkpoint, pooling as it was trained (VCS or mean)."""
-    model = engine.load_model(checkpoint=ckpt_path)
+    model = engine.load_model(None, checkpoint=ckpt_path)
     text = model.label_features(labels)
     learner = VideoLearner(model.clip.visual, model.clip.logit_scale, text.cls, text.tokens, model.header,
                            pooling).eval()
@@ -129,7 +129,7 @@ def _order_metrics(pred, y, labels) -> dict:
 
 @torch.no_grad()
 def saliency_check(ckpt_path: str, list_path: str, labels) -> dict:
-    model = engine.load_model(checkpoint=ckpt_path)
+    model = engine.load_model(None, checkpoint=ckpt_path)
     c = labels.index(BLINK_CLASS)
     samples = [s for s in ds.parse_list(list_path, labels) if s.label == c]
     reader = ds.FrameReader(resize=model.resize, cache_bytes=0)
@@ -145,17 +145,17 @@ def saliency_check(ckpt_path: str, list_path: str, labels) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
-    p.add_argument("--train-per-class", type=int, default=32)
-    p.add_argument("--test-per-class", type=int, default=12)
+    p.add_argument("--train-per-class", type=int, default=24)
+    p.add_argument("--test-per-class", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--attr-epochs", type=int, default=5)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--attr-epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-clip", type=float, default=1e-4)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--lr-clip", type=float, default=5e-4)
+    p.add_argument("--workers", type=int, default=1)
     p.add_argument("--shots", default="1,2,4,8")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "learn.json"))
     a = p.parse_args(argv)
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
                       "history": [json.loads(ln) for ln in open(f"{out}/history.jsonl")]}
         print(f"(a) {name}: {rows[name]['top1_all']:.3f} top-1, trained in {seconds:.0f} s", flush=True)
     base = f"{work}/train_vcs/checkpoint.pt"
-    model = engine.load_model(checkpoint=base)
+    model = engine.load_model(None, checkpoint=base)
     fused = evaluate_standard(model, ds.parse_list(files["test"], labels), labels, log_every=0)
     rows["header+VCS"]["bike_eval_fused_top1"] = fused["top1"]
 
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
         if rc:
             raise SystemExit(f"bike adapt failed with {rc}")
         secs = time.time() - t0
-        m = engine.load_model(checkpoint=f"{out}/adapted.pt")
+        m = engine.load_model(None, checkpoint=f"{out}/adapted.pt")
         r = evaluate_standard(m, ds.parse_list(files["new_test"], new_labels), new_labels, log_every=0)
         adapt[str(k)] = {"top1": r["top1"], "seconds": secs}
         print(f"(b) K={k}: top-1 {r['top1']:.3f} ({secs:.1f} s)", flush=True)

@@ -88,7 +88,7 @@ def render(action: str, spec: VideoSpec, rng: np.random.Generator) -> np.ndarray
     bg = np.full(3, rng.integers(20, 60), np.uint8)            # a dark grey: the colour is the shape's
     color = _bright(rng)
     kind = SHAPES[rng.integers(len(SHAPES))]
-    r = float(rng.uniform(0.12, 0.18) * s)
+    r = float(rng.uniform(0.15, 0.2) * s)
     lo, hi = r + 1, s - r - 1                                  # centre range keeping the shape inside
     fixed = rng.uniform(lo, hi, 2)                             # (x, y) for still or one-axis motion
     a, b = sorted(rng.uniform(lo, hi, 2))
