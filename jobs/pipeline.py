@@ -17,6 +17,7 @@ A video whose decoding fails, or whose decode worker or model call dies, comes b
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,8 +33,29 @@ from .scoring import Scorer
 CALLS_PER_ACTOR = 2
 
 
-@ray.remote(num_returns="streaming", max_retries=0)
+#: Niceness of decode workers (and their ffmpeg): on a small CPU-only host the model sets the pace, so the
+#: decoders take the CPU it leaves; on a GPU host the model needs little CPU and decoding gets it all.
+DECODE_NICE = int(os.environ.get("BIKE_DECODE_NICE", "10"))
+
+
+def _lower_priority() -> None:
+    global _niced
+    if not _niced:
+        try:
+            os.nice(DECODE_NICE)
+        except OSError:
+            pass
+        _niced = True
+
+
+_niced = False
+
+
+# Own runtime env (only a marker variable): Ray keeps separate worker processes for it, so a niced decode
+# worker is never reused for a model actor.
+@ray.remote(num_returns="streaming", max_retries=0, runtime_env={"env_vars": {"BIKE_DECODE_WORKER": "1"}})
 def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads):
+    _lower_priority()
     yield from decode_video(path, frames=frames, window_s=window_s, size=size, resize=resize,
                             chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads)
 
@@ -98,6 +120,13 @@ class Pipeline:
             raise
         self.facts = facts[0]
         return self.facts
+
+    def model_busy_s(self) -> float:
+        """Seconds the model actors spent scoring, summed (0 when they cannot be asked)."""
+        try:
+            return float(sum(ray.get([a.busy.remote() for a in self.actors], timeout=30)))
+        except Exception:  # noqa: BLE001 - a diagnostic only
+            return 0.0
 
     def stop(self) -> None:
         for a in self.actors:

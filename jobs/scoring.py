@@ -6,6 +6,8 @@ different videos, scores them as one batch and hands back one result list per ch
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -22,6 +24,7 @@ class Scorer:
         if threads:
             torch.set_num_threads(int(threads))
         self.top_k = top_k
+        self.busy_s = 0.0                                   # time spent scoring (for the job's summary)
         self.error: "Exception | None" = None
         try:
             self.model = engine.load_model(**model_kwargs)
@@ -40,6 +43,7 @@ class Scorer:
         """``chunks`` uint8 (n_i, T, S, S, 3) with their ``spans_per_chunk`` → [[ClipResult] per chunk]."""
         if not chunks:
             return []
+        t0 = time.perf_counter()
         frames = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
         raw = self.model.encode_frames(self.model.preprocess(frames))
         results = clip_results(self.model.score_features(raw, self.labels),
@@ -48,4 +52,9 @@ class Scorer:
         for spans in spans_per_chunk:
             out.append(results[i:i + len(spans)])
             i += len(spans)
+        self.busy_s += time.perf_counter() - t0
         return out
+
+    def busy(self) -> float:
+        """Seconds spent scoring since the actor started."""
+        return self.busy_s

@@ -69,6 +69,7 @@ class TagSummary:
     seconds: float = 0.0                                  # the whole job
     run_s: float = 0.0                                    # decoding + scoring + writing, after start-up
     batches: int = 0
+    model_busy: float = 0.0                               # share of run_s the model actors were scoring
     errors: list = field(default_factory=list)            # [(path, reason)]
     index: str = ""
     index_failed: bool = False
@@ -83,7 +84,9 @@ class TagSummary:
                f"of {self.listed} listed; {self.frames} frames in {self.seconds:.1f} s ({rate})",
                f"bike tag: model_id {self.model_id}: {self.model}"
                + ("  [RANDOM WEIGHTS: labels are meaningless]" if self.random_init else ""),
-               f"bike tag: store {self.store} ({self.batches} batches written)"]
+               f"bike tag: store {self.store} ({self.batches} batches written)"
+               + (f"; the model was busy {self.model_busy:.0%} of the time"
+                  + (" (decoding sets the pace)" if self.model_busy < 0.7 else "") if self.run_s > 0 else "")]
         if skipped:
             out.append("bike tag: not tagged: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         for path, reason in self.errors[:10]:
@@ -117,11 +120,12 @@ def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
         return (f"vector index not built: index.vectors.update_index is not available in this install ({e})",
                 False)
     try:
-        update_index(store, model_id)
+        report = update_index(store, model_id)
     except Exception as e:  # noqa: BLE001 - the tags are stored; say what failed and how to redo it
         return (f"vector index NOT updated: {type(e).__name__}: {e}; the tags are stored, rerun "
                 f"`bike index --store {store.root}`", True)
-    return f"vector index updated for model_id {model_id}", False
+    line = getattr(report, "line", None)
+    return (f"vector {line()}" if callable(line) else f"vector index updated for model_id {model_id}"), False
 
 
 def run_tag(opts: TagOptions, log=None) -> TagSummary:
@@ -228,6 +232,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         finally:
             progress.close()
             summary.run_s = time.monotonic() - t_run
+            summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:
         if pipeline is not None:
             pipeline.stop()

@@ -144,10 +144,12 @@ def test_force_redoes_without_duplicates(tagged, corpus, capsys):
     assert sql(store, "SELECT clip_id, rank, label FROM labels ORDER BY 1, 2") == before
 
 
-def test_second_label_set_coexists(tagged, corpus):
+def test_second_label_set_coexists_and_gets_its_vector_index(tagged, corpus, capsys):
     store, _ = tagged
     assert bike("tag", corpus / "videos", corpus / "more.txt", "--store", store, "--labels", LABELS_B, *TINY,
-                "--no-index", "--no-progress") == 0
+                "--no-progress") == 0
+    out = capsys.readouterr().out
+    assert "bike tag: vector index" in out and "NOT" not in out and "3 clips" in out
     a, b = model_ids(store)
     assert a != b
     counts = dict(sql(store, "SELECT model_id, count(*) FROM labels GROUP BY 1"))
