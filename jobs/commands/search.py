@@ -46,7 +46,8 @@ def _short(items, n: int, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def print_table(res, out=sys.stdout) -> None:
+def print_table(res, out=None) -> None:
+    out = out or sys.stdout                  # looked up per call (tests and notebooks swap sys.stdout)
     warn = "   [RANDOM WEIGHTS: scores are meaningless]" if res.random_init else ""
     print(f"{res.kind} query {res.query!r}: {len(res)} result(s) from {res.candidates} candidates "
           f"in {res.seconds * 1000:.0f} ms{warn}", file=out)
