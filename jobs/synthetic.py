@@ -1,7 +1,7 @@
 """Synthetic action videos for tests and benchmarks: coloured shapes that move, resize or blink.
 
-Each video is a real H.264 file (raw RGB frames piped into the engine's ffmpeg) of one shape on a dark grey
-background. Shape kind, colour, background, size and path are random per video; only the *action*
+Each video is a real H.264 file (raw RGB frames piped into the engine's ffmpeg) of one shape on a background
+colour ramp. Shape kind, colour, background, size and path are random per video; only the *action*
 (the class) is shared by a class's videos, so a model must look at how the frames change:
 
 ========================== ==========================================================================
@@ -14,6 +14,7 @@ moving up / down           the same, vertically
 growing / shrinking        the radius grows or shrinks (again time reverses of each other)
 blinking                   a still shape that is visible only in segments 3–4 of 8 (0-based), i.e.
                            frames ``[3n/8, 5n/8)``; the other frames show the empty background
+empty scene                the background only, nothing happens
 moving diagonally up right /
 moving diagonally down left the shape slides along a diagonal (for few-shot adaptation)
 changing colour            a still shape whose colour turns into another one
@@ -39,9 +40,12 @@ ORDER_CLASSES = ("moving left", "moving right", "moving up", "moving down", "gro
 BLINK_CLASS = "blinking"
 #: Segments (of 8, 0-based) in which the blinking shape is visible.
 BLINK_SEGMENTS = (3, 4)
+#: The scene without any shape (so that empty frames alone do not identify "blinking").
+EMPTY_CLASS = "empty scene"
 #: Classes for few-shot adaptation (not used for base training).
 NEW_CLASSES = ("moving diagonally up right", "moving diagonally down left", "changing colour", "bouncing")
-ALL_CLASSES = ORDER_CLASSES + (BLINK_CLASS,) + NEW_CLASSES
+BASE_CLASSES = ORDER_CLASSES + (BLINK_CLASS, EMPTY_CLASS)
+ALL_CLASSES = BASE_CLASSES + NEW_CLASSES
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 
@@ -72,6 +76,17 @@ def _mask(kind: str, size: int, cx: float, cy: float, r: float) -> np.ndarray:
     raise ValueError(f"unknown shape {kind!r}")
 
 
+def _scene(size: int, rng) -> np.ndarray:
+    """The background: a fixed colour ramp (red grows to the right, green downwards) at a random brightness,
+    so where a shape stands changes which colours it hides."""
+    ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    img = np.empty((size, size, 3), np.float32)
+    img[..., 0] = 20 + 110 * ramp[None, :]
+    img[..., 1] = 20 + 110 * ramp[:, None]
+    img[..., 2] = 50
+    return np.clip(img * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+
+
 def _bright(rng) -> np.ndarray:
     c = rng.integers(0, 256, 3)
     c[rng.integers(0, 3)] = rng.integers(200, 256)     # at least one strong channel: visible on dark
@@ -85,7 +100,7 @@ def _lerp(a, b, n):
 def render(action: str, spec: VideoSpec, rng: np.random.Generator) -> np.ndarray:
     """The frames (N, size, size, 3) uint8 of one video of class ``action``."""
     n, s = spec.frames, spec.size
-    bg = np.full(3, rng.integers(20, 60), np.uint8)            # a dark grey: the colour is the shape's
+    bg = _scene(s, rng)                                        # (s, s, 3) the same kind of scene everywhere
     color = _bright(rng)
     kind = SHAPES[rng.integers(len(SHAPES))]
     r = float(rng.uniform(0.15, 0.2) * s)
@@ -114,6 +129,8 @@ def render(action: str, spec: VideoSpec, rng: np.random.Generator) -> np.ndarray
             small, big = 0.05 * s, 0.2 * s
         radius = _lerp(small, big, n) if action == "growing" else _lerp(big, small, n)
         xs[:] = ys[:] = s / 2 + rng.uniform(-0.1, 0.1) * s
+    elif action == EMPTY_CLASS:
+        visible[:] = False
     elif action == BLINK_CLASS:
         frame = np.arange(n)
         lo_f, hi_f = BLINK_SEGMENTS[0] * n // 8, (BLINK_SEGMENTS[-1] + 1) * n // 8
@@ -193,7 +210,7 @@ def write_labels(path: str, labels) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="write synthetic action videos + list + label CSV")
     p.add_argument("out")
-    p.add_argument("--classes", default=",".join(ORDER_CLASSES + (BLINK_CLASS,)))
+    p.add_argument("--classes", default=",".join(BASE_CLASSES))
     p.add_argument("--per-class", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64)

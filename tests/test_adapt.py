@@ -72,3 +72,18 @@ def test_fast_adapt_is_seconds(shots_and_test, tmp_path, tiny_model):
     ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
     assert ckpt["class_features"]["tokens"].shape == (3, 77, tiny_model.embed_dim)
     assert np.isfinite(ckpt["class_features"]["cls"].numpy()).all()
+
+
+@pytest.mark.slow
+def test_finetune_mode_is_bike_few_shot_through_ray_train(ray_cluster, shots_and_test, tmp_path):
+    out = tmp_path / "ft"
+    rc = bike_main(["adapt", str(shots_and_test / "shots.txt"), "--shots", "2", "--out", str(out), "--mode",
+                    "finetune", "--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--epochs", "2",
+                    "--batch", "6", "--lr-clip", "1e-4"])
+    assert rc == 0
+    ckpt = torch.load(out / "adapted.pt", weights_only=True)
+    assert ckpt["fusion_model_state_dict"] == {} and ckpt["labels"] == CLASSES and ckpt["epoch"] == 2
+    model = engine.load_model(None, checkpoint=str(out / "adapted.pt"), lexicon="hmdb51")
+    assert model.header is None                                   # few-shot recipe: VCS on raw frames
+    base = engine.load_model("bike-tiny", random_init=True, lexicon="hmdb51")
+    assert not torch.equal(model.clip.visual.proj, base.clip.visual.proj)   # the visual tower was trained

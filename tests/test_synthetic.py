@@ -6,12 +6,13 @@ from engine.labels import load_labels
 from engine.video import probe, read_video
 from jobs import datasets as ds
 from jobs.errors import UsageError
-from jobs.synthetic import BLINK_CLASS, VideoSpec, make_dataset, render, write_labels, write_list
+from jobs.synthetic import (BLINK_CLASS, EMPTY_CLASS, VideoSpec, _scene, make_dataset, render, write_labels,
+                            write_list)
 
 
-def _centre_x(frame):
-    bright = frame.max(-1) > 120                                        # the shape, not the dark background
-    return np.nonzero(bright)[1].mean()
+def _centre_x(frame, seed):
+    shape = np.abs(frame.astype(int) - _scene(64, np.random.default_rng(seed))).max(-1) > 30   # not the background
+    return np.nonzero(shape)[1].mean()
 
 
 def test_left_is_right_reversed_in_distribution_and_blink_is_confined():
@@ -19,12 +20,14 @@ def test_left_is_right_reversed_in_distribution_and_blink_is_confined():
     left = render("moving left", spec, np.random.default_rng(0))
     right = render("moving right", spec, np.random.default_rng(0))
     assert left.shape == (16, 64, 64, 3)
-    assert _centre_x(left[0]) > _centre_x(left[-1]) + 15                # moves left
-    assert _centre_x(right[0]) < _centre_x(right[-1]) - 15              # moves right
+    assert _centre_x(left[0], 0) > _centre_x(left[-1], 0) + 15          # moves left
+    assert _centre_x(right[0], 0) < _centre_x(right[-1], 0) - 15        # moves right
     assert np.array_equal(left, right[::-1])                            # same frames, reversed order
     blink = render(BLINK_CLASS, spec, np.random.default_rng(1))
-    visible = [bool((f.max(-1) > 120).any()) for f in blink]
+    empty = render(EMPTY_CLASS, spec, np.random.default_rng(1))
+    visible = [bool((np.abs(f.astype(int) - e).max(-1) > 30).any()) for f, e in zip(blink, empty)]
     assert visible == [6 <= k < 10 for k in range(16)]                  # segments 3-4 of 8
+    assert (empty == empty[0]).all()                                    # nothing happens
 
 
 def test_written_videos_decode_and_lists_parse(tmp_path):
