@@ -147,7 +147,7 @@ def run_tag(sources, store: Path, model: str, window: float, extra=()) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"bike tag failed ({proc.returncode}):\n{out}")
     res = json.loads(out.strip().splitlines()[-1])
-    res.update(wall_s=wall, peak_pss_bytes=peak[0])
+    res.update(wall_s=wall, peak_pss_bytes=peak[0], load_avg_after=os.getloadavg())
     return res
 
 
@@ -161,7 +161,7 @@ def _child(spec_json: str) -> None:
             log=lambda m: None)
     print(json.dumps({"ok": s.ok, "error": s.error, "frames": s.frames, "seconds": s.seconds, "run_s": s.run_s,
                       "videos_per_s": (s.ok + s.error) / s.run_s, "frames_per_s": s.frames / s.run_s,
-                      "end_to_end_frames_per_s": s.frames / s.seconds}))
+                      "end_to_end_frames_per_s": s.frames / s.seconds, "model_busy": s.model_busy}))
 
 
 # ---- report ------------------------------------------------------------------------------------------
@@ -237,24 +237,25 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     gib = 2 ** 30
-    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", ""),
-            (f"model alone ({args.model})", f"batch {args.model_batch}", f"{model['frames_per_s']:.1f}", "", "")]
-    for p in pipeline:
-        rows.append((f"bike tag, {p['videos']} videos", f"{p['videos_per_s']:.2f} videos/s",
-                     f"{p['frames_per_s']:.1f} ({p['end_to_end_frames_per_s']:.1f} e2e)",
-                     f"{p['peak_pss_bytes'] / gib:.2f}", f"{p['frames_per_s'] / slower:.0%}"))
-    rows.append((f"bike tag, 1 video {args.long_s} s 1080p", f"window {args.long_window:g} s",
-                 f"{long['frames_per_s']:.1f} ({long['end_to_end_frames_per_s']:.1f} e2e)",
-                 f"{long['peak_pss_bytes'] / gib:.2f}", f"{long['frames_per_s'] / slower:.0%}"))
-    head = ("stage", "work", "frames/s", "peak GiB", "of slower")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(5)]
+    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", "", ""),
+            (f"model alone ({args.model})", f"batch {args.model_batch}", f"{model['frames_per_s']:.1f}", "", "",
+             "")]
+    for name, work_, p in [*[(f"bike tag, {p['videos']} videos", f"{p['videos_per_s']:.2f} videos/s", p)
+                             for p in pipeline],
+                           (f"bike tag, 1 video {args.long_s} s 1080p", f"window {args.long_window:g} s", long)]:
+        rows.append((name, work_, f"{p['frames_per_s']:.1f} ({p['end_to_end_frames_per_s']:.1f} e2e)",
+                     f"{p['peak_pss_bytes'] / gib:.2f}", f"{p['frames_per_s'] / slower:.0%}",
+                     f"{p.get('model_busy', 0):.0%}"))
+    head = ("stage", "work", "frames/s", "peak GiB", "of slower", "model busy")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
     m = result["machine"]
     print(f"\nbike tag benchmark — {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU {m['gpu']}; "
           f"model {result['model']}")
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
-    print(f"(frames/s = sampled frames the model scores; 'of slower' = pipeline / min(decode, model) alone; "
-          f"written to {args.out})")
+    print(f"(frames/s = sampled frames the model scores, after start-up; e2e = including Ray start and model "
+          f"load; 'of slower' = pipeline / min(decode, model) alone; 'model busy' = share of the run the model "
+          f"actor was scoring; load average at start {m['load_avg_at_start'][0]:.1f}; written to {args.out})")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from .scoring import Scorer
 
 #: Model calls queued per actor (one running, one waiting, so the actor never idles between calls).
 CALLS_PER_ACTOR = 2
+#: Longest a decoded chunk waits for a full model batch before a partial batch is sent.
+MAX_WAIT_S = 2.0
 
 
 #: Niceness of decode workers (and their ffmpeg): on a small CPU-only host the model sets the pace, so the
@@ -161,7 +163,7 @@ class Pipeline:
         videos: dict = {}                # video_id → _Video
         # gens: ObjectRefGenerator → video_id of the decodes in flight (owned by run(), which cancels them)
         want_frames: dict = {}           # generator → spans of the chunk whose frames come next
-        queue: deque = deque()           # (video_id, spans, frames ref)
+        queue: deque = deque()           # (video_id, spans, frames ref, time queued)
         queued = 0                       # clips in the queue
         calls: dict = {}                 # model ObjectRef → (actor index, [(video_id, spans)])
         load = [0] * len(self.actors)
@@ -190,17 +192,19 @@ class Pipeline:
                 videos[vid] = _Video(vid, path)
                 gens[self._submit_decode(path)] = vid
 
-            # 2. feed the model: full batches, or whatever is queued when an actor is idle
+            # 2. feed the model full batches (small ones are up to 2x slower per frame on a CPU); a partial
+            #    batch only when no more input is coming or its oldest chunk has waited MAX_WAIT_S
             while queue:
                 free = [i for i, n in enumerate(load) if n < CALLS_PER_ACTOR]
                 if not free:
                     break
                 i = min(free, key=lambda j: load[j])
-                if queued < self.model_batch and load[i] > 0 and (gens or not exhausted):
+                if not (queued >= self.model_batch or (exhausted and not gens)
+                        or time.monotonic() - queue[0][3] > MAX_WAIT_S):
                     break
                 batch, n = [], 0
                 while queue and (not batch or n + len(queue[0][1]) <= self.model_batch):
-                    vid, spans, ref = queue.popleft()
+                    vid, spans, ref, _ = queue.popleft()
                     batch.append((vid, spans, ref))
                     n += len(spans)
                 queued -= n
@@ -217,7 +221,7 @@ class Pipeline:
             waitables = list(calls) + (list(gens) if queued < self.max_queue_clips else [])
             if not waitables:
                 continue
-            ready, _ = ray.wait(waitables, num_returns=1, timeout=5.0)
+            ready, _ = ray.wait(waitables, num_returns=1, timeout=0.25 if queue else 5.0)
             for obj in ready:
                 if obj in calls:
                     i, parts = calls.pop(obj)
@@ -256,7 +260,7 @@ class Pipeline:
                     continue
                 if gen in want_frames:                     # the frames of the chunk announced before
                     spans = want_frames.pop(gen)
-                    queue.append((vid, spans, ref))
+                    queue.append((vid, spans, ref, time.monotonic()))
                     queued += len(spans)
                     v.outstanding += 1
                     continue
