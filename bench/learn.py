@@ -1,6 +1,6 @@
 """Learning benchmark: real training on synthetic action videos, no pretrained weights (bike-tiny, random init).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/learn.py            # ~10 min on 2 cores; writes bench/results/learn.json
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/learn.py     # 18 min on 2 busy shared cores; writes bench/results/learn.json
 
 (a) ``bike train`` with the temporal header + VCS vs the same training with mean pooling of frame features
     (no header), on held-out videos. Six of the eight classes come in time-reversed pairs (left/right,
