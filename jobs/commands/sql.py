@@ -40,7 +40,8 @@ def _cell(v) -> str:
     return s if len(s) <= MAX_CELL else s[:MAX_CELL - 1] + "…"
 
 
-def print_table(columns, rows, out=sys.stdout) -> None:
+def print_table(columns, rows, out=None) -> None:
+    out = out or sys.stdout                  # looked up per call (tests and notebooks swap sys.stdout)
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
