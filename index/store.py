@@ -51,11 +51,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:6]}.tmp")
+def atomic_write(path: "str | os.PathLike", write) -> None:
+    """Call ``write(tmp)`` with a temporary path (str) beside ``path``, fsync it, then rename it over ``path``:
+    readers see the old file or the whole new one, never half a file. The temporary name ends in ``.tmp``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
     try:
-        write(tmp)
+        write(str(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -212,12 +214,12 @@ class Store:
             rows = rows.cast(TABLES[name]) if rows.schema != TABLES[name] else rows
             counts[name] = rows.num_rows
             if rows.num_rows:
-                _atomic_write(self.root / name / f"{batch}.parquet",
+                atomic_write(self.root / name / f"{batch}.parquet",
                               lambda tmp, rows=rows: pq.write_table(rows, tmp, compression="zstd"))
         record = {"batch": batch, "model_id": model_id, "videos": videos, "tables": counts,
                   "replace": bool(replace), "cleaned": not replace, "created": time.time()}
-        _atomic_write(self.root / COMMITS / f"{batch}.json",
-                      lambda tmp: tmp.write_text(json.dumps(record)))
+        atomic_write(self.root / COMMITS / f"{batch}.json",
+                      lambda tmp: Path(tmp).write_text(json.dumps(record)))
         commits.append(record)
         if replace:
             self._supersede(record)
@@ -238,12 +240,12 @@ class Store:
                 t = pq.read_table(path, schema=TABLES[table])
                 keep = t.filter(pc.invert(pc.is_in(t["video_id"], value_set=vids)))
                 if keep.num_rows != t.num_rows:
-                    _atomic_write(path, lambda tmp, keep=keep: pq.write_table(keep, tmp, compression="zstd"))
+                    atomic_write(path, lambda tmp, keep=keep: pq.write_table(keep, tmp, compression="zstd"))
             c["videos"] = {v: s for v, s in c["videos"].items() if v not in record["videos"]}
-            _atomic_write(self.root / COMMITS / f"{c['batch']}.json", lambda tmp, c=c: tmp.write_text(json.dumps(c)))
+            atomic_write(self.root / COMMITS / f"{c['batch']}.json", lambda tmp, c=c: Path(tmp).write_text(json.dumps(c)))
         record["cleaned"] = True
-        _atomic_write(self.root / COMMITS / f"{record['batch']}.json",
-                      lambda tmp: tmp.write_text(json.dumps(record)))
+        atomic_write(self.root / COMMITS / f"{record['batch']}.json",
+                      lambda tmp: Path(tmp).write_text(json.dumps(record)))
 
     def recover(self) -> "dict[str, int]":
         """Delete temporary files and uncommitted shards; finish pending replacements. Idempotent."""

@@ -36,10 +36,8 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import re
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .store import Store, StoreError
+from .store import Store, StoreError, atomic_write
 
 INDEX_DIR = "_index"
 MANIFEST = "manifest.json"
@@ -250,18 +248,6 @@ def index_dir(store: Store, model_id: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_id):
         raise VectorIndexError(f"model_id {model_id!r} is not a plain identifier")
     return store.root / INDEX_DIR / model_id
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @contextmanager
@@ -527,13 +513,13 @@ def _publish(d: Path, manifest: dict, index, ids: np.ndarray) -> None:
     manifest["index_file"], manifest["ids_file"] = f"index-{gen}.faiss", f"ids-{gen}.npy"
     if index is None:
         index = faiss.IndexFlatIP(max(1, manifest["dim"]))
-    _atomic(d / manifest["index_file"], lambda tmp: faiss.write_index(index, tmp))
+    atomic_write(d / manifest["index_file"], lambda tmp: faiss.write_index(index, tmp))
 
     def write_ids(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.save(f, ids, allow_pickle=False)
-    _atomic(d / manifest["ids_file"], write_ids)
-    _atomic(d / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+    atomic_write(d / manifest["ids_file"], write_ids)
+    atomic_write(d / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
     # The previous generation stays one round, for readers that opened the old manifest a moment ago.
     keep = {manifest["index_file"], manifest["ids_file"], MANIFEST, ".lock", *manifest.get("previous", [])}
     for p in d.iterdir():

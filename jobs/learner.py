@@ -19,7 +19,6 @@ them with :func:`engine.load_model`.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 from torch import nn
@@ -28,6 +27,7 @@ from engine.attributes import AttributeHead
 from engine.config import CLIP_MEAN, CLIP_STD, DEFAULTS
 from engine.spotting import concept_spotting, l2norm
 from engine.temporal import TemporalTransformer
+from index.store import atomic_write
 
 #: BIKE.md §6 learning rates.
 LR_NEW = 5e-5
@@ -171,8 +171,6 @@ def checkpoint_dict(model_name: str, clip: nn.Module, header, attribute_head, la
 
 
 def save_atomic(obj: dict, path: str) -> str:
-    """torch.save to a temporary name in the same folder, then rename: a crash never leaves half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a temporary name in the same folder, fsync, then rename: a crash never leaves half a file."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
     return path
