@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 
 from .config import DEFAULTS
 from .labels import LabelSet, load_labels
+from .model import LabelScore
 from .video import read_video
 
 
@@ -36,7 +37,6 @@ def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels,
     video = scores.video.mean(0, keepdim=True)
     attr = None if scores.attribute is None else scores.attribute.mean(0, keepdim=True)
     idx = fused[0].topk(min(top_k, len(labels))).indices.tolist()
-    from .model import LabelScore
     top = [LabelScore(labels.names[c], float(fused[0, c]), float(video[0, c]),
                       None if attr is None else float(attr[0, c])) for c in idx]
     t = model.frames

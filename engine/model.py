@@ -12,6 +12,7 @@ import numpy as np
 import open_clip
 import torch
 
+from . import textcache
 from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
 from .config import CLIP_MEAN, CLIP_STD, DEFAULTS, eval_sizes
 from .labels import LabelSet, load_labels
@@ -141,12 +142,25 @@ class BikeModel:
             tok.append(t.float())
         return torch.cat(cls), torch.cat(tok)
 
+    def _cached_text(self, texts):
+        """Text features of a long list (label set, lexicon) from the disk cache, else computed and stored."""
+        weights_id = self.meta.get("weights_sha")
+        if len(texts) < textcache.MIN_TEXTS or not weights_id:
+            return self._run_text(texts)
+        key = textcache.cache_key(weights_id, self.name, texts)
+        hit = textcache.load(key)
+        if hit is not None:
+            return hit[0].to(self.device), hit[1].to(self.device)
+        cls, tok = self._run_text(texts)
+        textcache.save(key, cls, tok)
+        return cls, tok
+
     def encode_text(self, prompts):
         """List of strings → ``(cls (C, D), tokens (C, 77, D))`` (BIKE.md §2). Cached per text list."""
         key = tuple(prompts)
         hit = self._text_cache.get(key)
         if hit is None:
-            hit = TextFeatures(key, *self._run_text(key))
+            hit = TextFeatures(key, *self._cached_text(key))
             self._text_cache[key] = hit
             while len(self._text_cache) > 8:
                 self._text_cache.popitem(last=False)

@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "BIKE_CACHE_DIR" not in os.environ:           # keep the text-feature cache out of ~/.cache during tests
+    import tempfile
+    os.environ["BIKE_CACHE_DIR"] = tempfile.mkdtemp(prefix="bike-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -170,3 +170,20 @@ def test_score_features_end_to_end(tiny_model):
     assert s.sentences[0] == attribute_sentence(phrases[0]) and len(s.attributes[0]) == 5
     top = s.top(0, 2)
     assert top[0].score >= top[1].score and top[0].label in ("dog", "cat", "bird")
+
+
+def test_label_text_features_are_cached_on_disk_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIKE_CACHE_DIR", str(tmp_path))
+    first = engine.load_model(TINY, random_init=True, seed=5, lexicon="hmdb51")
+    computed = first.label_features("ucf101")
+    files = list((tmp_path / "text").glob("*.pt"))
+    assert len(files) == 1                                      # one entry for the 101 prompts
+    second = engine.load_model(TINY, random_init=True, seed=5, lexicon="hmdb51")
+    second._run_text = None                                     # must not be needed: served from the cache
+    cached = second.label_features("ucf101")
+    assert torch.equal(cached.cls, computed.cls) and torch.equal(cached.tokens, computed.tokens)
+    other = engine.load_model(TINY, random_init=True, seed=6, lexicon="hmdb51")   # other weights: own entry
+    assert not torch.equal(other.label_features("ucf101").cls, computed.cls)
+    files[0].write_bytes(b"damaged")                            # a damaged entry is recomputed
+    third = engine.load_model(TINY, random_init=True, seed=5, lexicon="hmdb51")
+    assert torch.equal(third.label_features("ucf101").cls, computed.cls)
