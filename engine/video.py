@@ -522,13 +522,14 @@ def _resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
     return max(resize, 2 * round(width * resize / height / 2)), resize
 
 
-def _decode_args(path: str, numbers: list[int], out_w: int, out_h: int,
+def _decode_args(path: str, numbers: "list[int] | None", out_w: int, out_h: int,
                  threads: int | None, script_dir: str) -> list[str]:
     """The ffmpeg command: first real video stream -> select(numbers) -> bicubic scale -> rgb24 pipe.
     A select expression too long for the command line goes through a filter-graph file."""
     in_kwargs = {"threads": threads} if threads else {}
     stream = ffmpeg.input(_ffmpeg_url(path), **in_kwargs)["V:0"]
-    stream = stream.filter("select", _select_expr(numbers))
+    if numbers is not None:                                    # None: every frame
+        stream = stream.filter("select", _select_expr(numbers))
     stream = stream.filter("scale", out_w, out_h, flags="bicubic")
     out = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     exe = ffmpeg_exe()
@@ -620,6 +621,36 @@ def iter_clips(path, frames: int = 8, window_s: float | None = None, size: int =
                 run.pause()
                 yield clip
                 run.resume()
+
+
+def read_frames(path, numbers: "list[int] | None", width: int, height: int,
+                timeout_s: float | None = None, info: VideoInfo | None = None) -> np.ndarray:
+    """Frames ``numbers`` (sorted, unique; None = every frame) of the first video stream, scaled
+    (bicubic) to exactly ``width`` × ``height`` -> uint8 (n, height, width, 3), in order.
+
+    For callers that choose their own frames (training's random segment sampling). Same process,
+    time limit (default ``decode_timeout``) and errors as :func:`iter_clips`; a stream that ends
+    early gives fewer frames; no frame at all -> ``VideoError``.
+    """
+    path = str(path)
+    info = info or probe(path)
+    timeout_s = decode_timeout(info.duration_s) if timeout_s is None else timeout_s
+    nbytes = width * height * 3
+    out: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory(prefix="bike-ffmpeg-") as tmp:
+        args = _decode_args(path, numbers, width, height, None, tmp)
+        with _FFmpegRun(args, timeout_s, "decoding") as run:
+            while numbers is None or len(out) < len(numbers):
+                buf = run.proc.stdout.read(nbytes)
+                if run.over_time() or len(buf) < nbytes:
+                    break
+                run.progressed()
+                out.append(np.frombuffer(buf, np.uint8).reshape(height, width, 3))
+            if run.killed:
+                raise VideoError(path, run.killed)
+            if not out:
+                raise VideoError(path, _no_frames_reason(run))
+    return np.stack(out)
 
 
 def _no_frames_reason(run: _FFmpegRun) -> str:

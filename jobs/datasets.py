@@ -12,8 +12,8 @@ taken relative to the list file's folder. A bad line is a :class:`~jobs.errors.U
 
 Clip loading:
 
-- :class:`FrameReader` gets the frames at given indices of a sample: one ffmpeg process with a
-  ``select`` filter (only the needed frames leave the decoder, short side capped at 256), or PIL for
+- :class:`FrameReader` gets the frames at given indices of a sample: engine.video.read_frames (one ffmpeg process with a
+  ``select`` filter: only the needed frames leave the decoder, short side capped at 256), or PIL for
   frame folders; short videos are decoded once and kept in a byte-bounded cache.
 - :func:`train_clip`: one random frame per segment + :func:`engine.augment.augment_clip`.
 - :func:`eval_views`: the ``clips × crops`` test views (BIKE.md §7).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ import numpy as np
 from engine.augment import AugmentConfig, augment_clip, center_view, short_side_size
 from engine.labels import LabelSet
 from engine.sampling import crop_boxes, random_segment_indices, segment_indices, view_offsets
-from engine.video import VideoError, decode_timeout, ffmpeg_exe, probe
+from engine.video import VideoError, probe, read_frames
 
 from .errors import UsageError
 
@@ -169,25 +168,6 @@ def _folder_files(path: str) -> list:
     return files
 
 
-def _ffmpeg_frames(path: str, indices: "list | None", width: int, height: int, timeout_s: float) -> np.ndarray:
-    """Decode the frames ``indices`` (sorted, unique; None = all) scaled to width×height → (n, h, w, 3)."""
-    vf = f"scale={width}:{height}:flags=bicubic"
-    if indices is not None:
-        vf = "select='" + "+".join(f"eq(n\\,{i})" for i in indices) + "'," + vf
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "file:" + os.path.abspath(path),
-           "-map", "0:V:0", "-vf", vf, "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise VideoError(path, f"decoding took longer than {timeout_s:g} s") from None
-    frame = width * height * 3
-    n = len(res.stdout) // frame
-    if n == 0:
-        err = res.stderr.decode(errors="replace").strip().splitlines()
-        raise VideoError(path, "no frame could be decoded" + (f" ({err[-1]})" if err else ""))
-    return np.frombuffer(res.stdout[:n * frame], np.uint8).reshape(n, height, width, 3)
-
-
 class FrameReader:
     """Frames of list samples at given indices, short side capped at ``resize`` (never upscaled here).
 
@@ -230,11 +210,11 @@ class FrameReader:
             info = self._video_info(s.path)
             w, h = self._out_size(info.width, info.height)
             if info.num_frames * w * h * 3 <= CACHE_VIDEO_MAX_BYTES and self.cache_bytes > 0:
-                whole = _ffmpeg_frames(s.path, None, w, h, decode_timeout(info.duration_s))
+                whole = read_frames(s.path, None, w, h, info=info)
                 self._remember(s.path, whole)
             else:
                 wanted = sorted(set(int(i) for i in indices))
-                got = _ffmpeg_frames(s.path, wanted, w, h, decode_timeout(info.duration_s))
+                got = read_frames(s.path, wanted, w, h, info=info)
                 pos = {f: min(k, len(got) - 1) for k, f in enumerate(wanted)}   # stream shorter: last frame
                 return got[[pos[int(i)] for i in indices]]
         self._cache.move_to_end(s.path)

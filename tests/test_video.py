@@ -446,3 +446,16 @@ def test_video_error_pickles():
 def test_decode_timeout_grows_with_duration():
     assert video.decode_timeout(0) == 30
     assert video.decode_timeout(3600) == 30 + 7200
+
+
+def test_read_frames_returns_exactly_the_chosen_frames(tmp_path):
+    path = make_video(tmp_path / "n.mp4", seconds=2, fps=10, size=(64, 48), pattern="numbered")
+    got = video.read_frames(path, [0, 3, 17], 32, 24)
+    assert got.shape == (3, 24, 32, 3) and [frame_number(f) for f in got] == [0, 3, 17]
+    every = video.read_frames(path, None, 32, 24)
+    assert [frame_number(f) for f in every] == list(range(20))
+    assert len(video.read_frames(path, [18, 19, 40], 32, 24)) == 2      # the stream ends early
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoError, match="empty file"):
+        video.read_frames(empty, [0], 32, 24)
