@@ -132,6 +132,15 @@ def _all_sum(values, device) -> list:
     return t.tolist()
 
 
+def _quiet_worker_logs() -> None:
+    """Keep a worker's console to bike's own progress lines: Ray Train's per-report INFO records ("Reporting
+    training result …", "Checkpoint successfully created …") and open_clip's INFO chatter are dropped;
+    warnings and errors still show."""
+    import logging
+    for name in ("", "ray.train", "open_clip"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _log(rank: int, msg: str) -> None:
     if rank == 0:
         print(f"[train] {msg}", flush=True)
@@ -213,6 +222,7 @@ def train_loop(config: dict) -> None:
     import engine
 
     cfg = TrainConfig(**config)
+    _quiet_worker_logs()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -225,6 +235,11 @@ def train_loop(config: dict) -> None:
     clip = model.clip
     if state is not None:
         clip.load_state_dict(state["model_state_dict"])
+    elif cfg.model.get("random_init"):
+        # BIKE.md §6: training starts from CLIP's logit scale of 100; a random-init tower has 1/0.07 ≈ 14.3
+        with torch.no_grad():
+            clip.logit_scale.fill_(MAX_LOGIT_SCALE)
+        _log(rank, "random-init model: logit scale set to 100 (BIKE.md §6 starts training at CLIP's 100)")
     text_width = int(clip.ln_final.weight.shape[0])
     header = None
     if cfg.header:
@@ -295,7 +310,7 @@ def train_loop(config: dict) -> None:
         loss_sum, n_steps, clips = _all_sum([total, steps, seen], device)
         metrics = {"epoch": epoch + 1, "stage": "video", "loss": loss_sum / max(1, n_steps),
                    "clips_per_s": clips / max(elapsed, 1e-9), "lr": opt.param_groups[0]["lr"],
-                   "logit_scale": float(clip.logit_scale.exp()), "seconds": elapsed}
+                   "logit_scale": float(clip.logit_scale.detach().exp()), "seconds": elapsed}
         metrics.update(heldout_top1(learner, cfg.val, val_reader, cfg.frames, aug.size, aug.resize, device,
                                     rank, world, local_batch))
         _log(rank, f"epoch {epoch + 1}/{cfg.epochs}  loss {metrics['loss']:.4f}  "
@@ -388,14 +403,25 @@ def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+#: Ray Train V2 routes a worker's print() through logging *and* the original stream, so every progress line
+#: reached the console twice; with the patch off a print is printed once.
+QUIET_TRAIN_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
 def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
-    """Join ``address`` (e.g. ``auto``) or start a local Ray sized to this machine; reuse a running one."""
+    """Join ``address`` (e.g. ``auto``) or start a local Ray sized to this machine; reuse a running one.
+
+    A local Ray is started with its dashboard: Ray Train's placement-group cleaner (which frees a crashed
+    run's resources) asks the state API, served by the dashboard, whether the run is still alive; without
+    it the cleaner cannot work and logs a warning every few seconds."""
     import ray
+    for k, v in QUIET_TRAIN_ENV.items():
+        os.environ.setdefault(k, v)              # Ray Train propagates these to its controller and workers
     if not ray.is_initialized():
         env = {"PYTHONPATH": os.pathsep.join(p for p in (_repo_root(), os.environ.get("PYTHONPATH")) if p)}
-        if os.environ.get("HF_HUB_OFFLINE"):
-            env["HF_HUB_OFFLINE"] = os.environ["HF_HUB_OFFLINE"]
-        kw = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False}
+        env.update({k: os.environ[k] for k in ("HF_HUB_OFFLINE", *QUIET_TRAIN_ENV) if k in os.environ})
+        kw = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": True,
+                                 "dashboard_host": "127.0.0.1"}
         ray.init(address=address, runtime_env={"env_vars": env}, **kw)
     return ray
 
