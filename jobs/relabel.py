@@ -12,6 +12,10 @@ and the rows are written with the same code as ``bike tag`` (``jobs.records``) u
 commands give the same rows up to float16 rounding of the stored features, and a later ``bike tag`` with
 the new labels skips what ``relabel`` already did. Source videos recorded as errors are carried over as
 errors. Exactly once like ``bike tag``: batches of videos are committed with ``Store.write_batch``.
+
+The model is the one that tagged the source: with no model options it is loaded from the store's ``models``
+row (``index.storemodel.load_store_model``: same weights, frames and lexicon, weights hash checked); model
+options name it explicitly (e.g. a weights file that moved), and must be the same model.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ class RelabelOptions:
     labels: str
     model_kwargs: dict = field(default_factory=dict)
     source: "str | None" = None          # source model_id (default: the one tagged with this model)
+    # model_kwargs naming no weights (no name/pretrained/checkpoint/random_init): the store's model is used
     batch: int = 64                      # videos per committed batch
     force: bool = False
     index: bool = True
@@ -108,6 +113,29 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict
     for c in store.commits():
         counts[c["model_id"]] += len(c["videos"])
     return max(rows, key=lambda m: counts[m["model_id"]])
+
+
+def names_a_model(model_kwargs: dict) -> bool:
+    """Whether the options choose a model (else relabel takes the one that tagged the store)."""
+    return any(model_kwargs.get(k) for k in ("name", "pretrained", "checkpoint", "random_init"))
+
+
+def store_model(store: Store, source: "str | None", device=None):
+    """The model that tagged ``source`` (default: the store's only tagging model), loaded as it was."""
+    from index.storemodel import load_store_model
+    committed = store.model_ids()
+    models = [m for m in store.read("models").to_pylist() if m["model_id"] in committed]
+    if source is None:
+        by_model = {m["fingerprint"]: m for m in models}
+        if len(by_model) != 1:
+            listing = "; ".join(f"{m['model_id']} ({m['name']}, {m['weights_sha']}, labels {m['label_set']})"
+                                for m in models) or "none"
+            raise UsageError(f"{store.root} holds clips of {len(by_model)} models; choose the source with --from "
+                             f"MODEL_ID or give its model options (model_ids: {listing})")
+        source = next(iter(by_model.values()))["model_id"]
+    elif source not in committed:
+        raise UsageError(f"--from {source}: no such model_id with committed clips in {store.root}")
+    return load_store_model(store, source, device=device)
 
 
 def _read_shard(store: Store, table: str, batch: str, model_id: str, columns=None):
@@ -196,7 +224,10 @@ def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
 def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> RelabelSummary:
     store.recover()
     import engine
-    model = engine.load_model(**opts.model_kwargs)
+    if names_a_model(opts.model_kwargs):
+        model = engine.load_model(**opts.model_kwargs)
+    else:
+        model = store_model(store, opts.source, device=opts.model_kwargs.get("device"))
     facts = model_facts(model)
     src = choose_source(store, facts["fingerprint"], opts.source)
     window = float(src["window_s"])

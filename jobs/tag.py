@@ -5,8 +5,9 @@ Steps (DESIGN.md "Data flow of bike tag"):
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
 2. list the sources (``jobs.sources``), start or join Ray (``jobs.raycluster``), load the model actors;
    the model id is derived from the model fingerprint + label set + window (``index.ids.model_id``);
-3. give each file its content id (``index.ids.identify``, hashed on the driver by a few threads) and skip
-   what the store already holds for this model id (unless ``force``); copies of one file are tagged once;
+3. give each file its content id (``index.ids.identify``, hashed on the driver by a few threads; an
+   unchanged file's id is remembered in the store, ``index.idcache``) and skip what the store already holds
+   for this model id (unless ``force``); copies of one file are tagged once;
 4. decode and score on Ray (``jobs.pipeline``), turn the results into rows (``jobs.records``);
 5. the driver is the single writer: every ``batch`` finished videos (or every ``flush_s`` seconds) become
    one all-or-nothing ``Store.write_batch`` — a SIGKILL at any moment loses at most the unwritten batch,
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from engine.config import DEFAULTS
 from engine.labels import load_labels
 from index import ids
+from index.idcache import IdCache
 from index.store import Store
 
 from . import raycluster
@@ -46,6 +48,7 @@ class TagOptions:
     model_batch: int = 32                                  # clips per model call
     force: bool = False
     retry_errors: bool = False
+    rehash: bool = False                                   # ignore remembered content ids (index.idcache)
     index: bool = True
     timeout_s: "float | None" = None                       # per-video decode limit (None: engine default)
     decoders: "int | None" = None
@@ -65,6 +68,8 @@ class TagSummary:
     skipped_done: int = 0
     skipped_sources: Counter = field(default_factory=Counter)
     duplicates: int = 0
+    ids_remembered: int = 0                               # content ids taken from the store's id cache
+    ids_hashed: int = 0                                   # files read and hashed
     frames: int = 0
     seconds: float = 0.0                                  # the whole job
     run_s: float = 0.0                                    # decoding + scoring + writing, after start-up
@@ -82,6 +87,8 @@ class TagSummary:
             skipped["same content as another listed file"] = self.duplicates
         out = [f"bike tag: {self.ok} ok, {self.error} error, {self.skipped_done} skipped (already in the store) "
                f"of {self.listed} listed; {self.frames} frames in {self.seconds:.1f} s ({rate})",
+               f"bike tag: content ids: {self.ids_hashed} files hashed, {self.ids_remembered} unchanged files "
+               "known from earlier runs (--rehash hashes every file)",
                f"bike tag: model_id {self.model_id}: {self.model}"
                + ("  [RANDOM WEIGHTS: labels are meaningless]" if self.random_init else ""),
                f"bike tag: store {self.store} ({self.batches} batches written)"
@@ -99,16 +106,16 @@ class TagSummary:
         return out
 
 
-def _identified(paths, workers: int = 4, ahead: int = 64):
-    """Yield ``(path, video_id, read_error)`` in order, hashing up to ``ahead`` files in parallel."""
+def _identified(paths, identify=ids.identify, workers: int = 4, ahead: int = 64):
+    """Yield ``(path, video_id, read_error)`` in order, identifying up to ``ahead`` files in parallel."""
     with ThreadPoolExecutor(workers) as pool:
         it = iter(paths)
-        pending = deque((p, pool.submit(ids.identify, p)) for p in itertools.islice(it, ahead))
+        pending = deque((p, pool.submit(identify, p)) for p in itertools.islice(it, ahead))
         while pending:
             path, fut = pending.popleft()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(ids.identify, nxt)))
+                pending.append((nxt, pool.submit(identify, nxt)))
             yield (path, *fut.result())
 
 
@@ -172,10 +179,11 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
+        id_cache = IdCache(store.root, enabled=not opts.rehash)
 
         def work():
             seen = set()
-            for path, vid, err in _identified(sources.videos):
+            for path, vid, err in _identified(sources.videos, id_cache.identify):
                 if vid in seen:
                     summary.duplicates += 1
                     progress.skip()
@@ -231,6 +239,11 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             raise
         finally:
             progress.close()
+            summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
+            try:
+                id_cache.save()
+            except OSError as e:                      # a speed-up only: say so, never fail the job for it
+                log(f"bike tag: warning: could not save the content-id cache {id_cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:

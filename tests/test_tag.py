@@ -130,6 +130,8 @@ def test_rerun_skips_what_is_done(tagged, corpus, capsys):
                 *TINY, "--no-index", "--no-progress") == 0
     out = capsys.readouterr().out
     assert "0 ok, 0 error, 7 skipped" in out
+    # nothing changed on disk: every readable file's content id is known from the first run (index/idcache.py)
+    assert "content ids: 0 files hashed, 7 unchanged files known from earlier runs" in out
     assert len(Store(store).commits(refresh=True)) == commits
 
 
@@ -170,8 +172,8 @@ def test_relabel_matches_tag_without_decoding(tagged, corpus, monkeypatch):
         raise AssertionError("relabel must not decode videos")
     for fn in ("probe", "iter_clips", "read_video"):
         monkeypatch.setattr(engine.video, fn, no_decoding)
-    assert bike("relabel", "--store", snapshot, "--labels", LABELS_B, *TINY, "--no-index",
-                "--no-progress") == 0
+    # no model options: relabel loads the model that tagged the snapshot from its `models` row
+    assert bike("relabel", "--store", snapshot, "--labels", LABELS_B, "--no-index", "--no-progress") == 0
     b = model_ids(store)[1]
     assert b in model_ids(snapshot)                   # the same model_id as `bike tag --labels B`
     q = (f"SELECT clip_id, rank, label, score, video_score, attribute_score, saliency, peak_s FROM labels "

@@ -10,8 +10,12 @@ def register(sub) -> None:
         description="Score every clip the store holds for a model against a new label set, from the stored "
                     "per-frame embeddings and attribute phrases (concept spotting + attributes branch); no "
                     "video is decoded. The rows are written under the model_id that `bike tag --labels SET` "
-                    "would use. Give the model options the clips were tagged with.",
-        epilog="example:\n  bike relabel --store tags/ --labels ucf101 --model bike-tiny --random-init",
+                    "would use. The model is the one that tagged the clips, read from the store (same "
+                    "weights, frames, lexicon); model options are only needed to point at weights that moved, "
+                    "and must name that same model.",
+        epilog="examples:\n  bike relabel --store tags/ --labels ucf101\n"
+               "  bike relabel --store tags/ --labels my_labels.csv --from 3f2a9c0d1e4b5a67\n"
+               "  bike relabel --store tags/ --labels ucf101 --checkpoint moved/k400.pt",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True, metavar="DIR", help="store directory")
     add_model_args(p)

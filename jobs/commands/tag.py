@@ -38,6 +38,9 @@ def register(sub) -> None:
                    help="decode time limit per video (default 30 s + 2 s per second of video)")
     p.add_argument("--force", action="store_true", help="tag again videos already in the store (replaces them)")
     p.add_argument("--retry-errors", action="store_true", help="tag again videos recorded as errors")
+    p.add_argument("--rehash", action="store_true",
+                   help="hash every file again instead of trusting the ids the store remembers for files whose "
+                        "path, size, modification time and inode are unchanged")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=run)
@@ -48,7 +51,7 @@ def run(args) -> int:
     opts = TagOptions(sources=args.sources, store=args.store, labels=args.labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
-                      retry_errors=args.retry_errors, index=not args.no_index, timeout_s=args.timeout,
+                      retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index, timeout_s=args.timeout,
                       decoders=args.decoders, progress=False if args.no_progress else None)
     summary = run_tag(opts)
     for line in summary.lines():
