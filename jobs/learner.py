@@ -6,6 +6,10 @@
     H vs the C class prompts (frozen text features) ─ VCS (or mean pooling) ─▶ logits (B, C) · exp(logit_scale)
 
 The text tower is frozen, so the class prompts' features are computed once and kept as buffers.
+With several data-parallel workers the loss is BIKE's global-batch loss, as in the released ``train.py``:
+each worker's raw frame features are all-gathered (:func:`all_gather_local_grad`; the backward keeps the
+gradient of this worker's own slice), every worker runs the header + VCS on the whole global batch and
+takes the loss over all ``B = batch`` videos, and DDP averages the gradients.
 :class:`AttributeLearner` is the attributes branch (two MLP heads on frozen sentence / class features).
 
 Optimisation (BIKE.md §6): AdamW (0.9, 0.999, eps 1e-8, weight decay 0.2); lr 5e-5 for new modules
@@ -50,6 +54,46 @@ def uses_quick_gelu(clip: nn.Module) -> bool:
     return any(type(m).__name__ == "QuickGELU" for m in clip.modules())
 
 
+class _AllGatherLocalGrad(torch.autograd.Function):
+    """all_gather along dim 0 whose backward returns the gradient of this rank's own slice (no reduction):
+    the released BIKE ``AllGather``. Every rank computes the same global loss, so that slice is exactly
+    d(loss)/d(local input); DDP then averages the parameter gradients over ranks."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+def distributed_world() -> int:
+    """Number of processes in the default process group (1 when there is none)."""
+    import torch.distributed as dist
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_gather_local_grad(x: torch.Tensor) -> torch.Tensor:
+    """(b, ...) on each of W ranks → (W·b, ...) in rank order; identity without a process group.
+    Every rank must pass the same ``b``."""
+    return _AllGatherLocalGrad.apply(x) if distributed_world() > 1 else x
+
+
+def all_gather_labels(y: torch.Tensor) -> torch.Tensor:
+    """Labels (b,) of every rank → (W·b,), in the order of :func:`all_gather_local_grad`."""
+    if distributed_world() == 1:
+        return y
+    import torch.distributed as dist
+    parts = [torch.empty_like(y) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, y.contiguous())
+    return torch.cat(parts, 0)
+
+
 def new_header(embed_dim: int, text_width: int, layers: int = 6, seed: int = 0) -> TemporalTransformer:
     """A freshly initialised temporal header (BIKE.md §3), identical on every worker for one seed."""
     state = torch.random.get_rng_state()
@@ -83,18 +127,21 @@ class VideoLearner(nn.Module):
             x = x[0]
         return x.reshape(b, t, -1)
 
-    def raw_logits(self, frames: torch.Tensor) -> torch.Tensor:
-        """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax)."""
+    def raw_logits(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
+        """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax). ``gather``: the frame
+        features of every data-parallel worker are all-gathered first → (global B, C) (see the module doc)."""
         h = self.frame_features(frames).float()
+        if gather:
+            h = all_gather_local_grad(h)
         if self.header is not None:
             h = self.header(h)                                # (B, T, D)
         if self.pooling == "mean":                            # order-blind baseline: mean of normalised frames
             return l2norm(l2norm(h).mean(dim=1)) @ l2norm(self.cls).T
         return concept_spotting(h, self.tokens, self.cls, tau=self.tau).logits
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Training logits (B, C) = raw logits × exp(logit_scale)."""
-        return self.raw_logits(frames) * self.logit_scale.exp()
+    def forward(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
+        """Training logits (B, C) = raw logits × exp(logit_scale); ``gather`` as in :meth:`raw_logits`."""
+        return self.raw_logits(frames, gather) * self.logit_scale.exp()
 
 
 class AttributeLearner(nn.Module):

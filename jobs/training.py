@@ -9,7 +9,8 @@ Worker (:func:`train_loop`), two stages:
 
 1. **video** — for each epoch: this rank's share of a seeded global shuffle (equal step counts on every
    rank); per sample one random frame per segment + clip augmentation (``jobs.datasets.train_clip``);
-   ``VideoLearner`` (CLIP visual → header → VCS against the frozen class prompts) → BIKE loss; AdamW,
+   ``VideoLearner`` (CLIP visual → header → VCS against the frozen class prompts) → BIKE loss over the
+   global batch (frame features all-gathered across workers, as the released ``train.py`` does); AdamW,
    warm-up + cosine per step, AMP on GPU. After every epoch: top-1 on the held-out samples (all ranks,
    summed), then rank 0 writes ``OUT/checkpoint.pt`` (released BIKE layout + optimizer/scheduler) and
    reports it to Ray Train with the metrics.
@@ -39,8 +40,10 @@ from engine.video import VideoError
 from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
-from .learner import (AttributeLearner, VideoLearner, checkpoint_dict, lr_factor, make_optimizer,
-                      make_scheduler, new_header, normalize, param_groups, save_atomic, warmup_epochs)
+from .learner import (AttributeLearner, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
+                      lr_factor,
+                      make_optimizer, make_scheduler, new_header, normalize, param_groups, save_atomic,
+                      warmup_epochs)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.jsonl"
@@ -293,7 +296,8 @@ def train_loop(config: dict) -> None:
             x = normalize(frames.to(device, non_blocking=True))            # (b, T, 3, S, S)
             y = labels.to(device)
             with torch.autocast("cuda", enabled=on_gpu and cfg.amp):
-                logits = net(x)                                            # (b, C), scaled
+                logits = net(x, gather=world > 1)                          # (global B, C), scaled
+            y = all_gather_labels(y)                                       # (global B,)
             loss = bike_loss(batch_logits(logits.float(), y), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -303,7 +307,7 @@ def train_loop(config: dict) -> None:
             with torch.no_grad():
                 clip.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
             total += float(loss.detach())
-            seen += len(y)
+            seen += x.shape[0]                                             # this worker's clips
             if cfg.log_every and (step + 1) % cfg.log_every == 0:
                 _log(rank, f"epoch {epoch + 1} step {step + 1}/{steps} loss {total / (step + 1):.4f}")
         elapsed = time.time() - t0
@@ -384,8 +388,8 @@ def _train_attributes(cfg, model, learner, data, reader, aug, device, rank, worl
         total = 0.0
         for k in range(steps):
             sel = torch.as_tensor(order[k * per_rank:(k + 1) * per_rank], device=device)
-            y = ys[sel]
-            loss = bike_loss(batch_logits(net(feats[sel]), y), y)
+            y = all_gather_labels(ys[sel])                  # the global batch, as in the video stage
+            loss = bike_loss(batch_logits(net(all_gather_local_grad(feats[sel])), y), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from engine.augment import (AugmentConfig, augment_clip, center_view, grayscale, hflip,
@@ -120,3 +121,72 @@ def test_augment_is_the_same_for_every_frame():
     a = augment_clip(frames[:1], np.random.default_rng(0), AugmentConfig(**{**cfg.__dict__, "flip": 1.0}))
     b = augment_clip(frames[:1], np.random.default_rng(0), AugmentConfig(**{**cfg.__dict__, "flip": 0.0}))
     assert np.array_equal(a, hflip(b))
+
+
+# ---- the global-batch loss over data-parallel workers (released train.py: AllGather + loss on all videos) ----
+
+def _tiny_learner():
+    from engine.temporal import TemporalTransformer
+    from jobs.learner import VideoLearner
+    torch.manual_seed(0)
+    visual = torch.nn.Linear(6, 4)                             # "image tower": one frame (6,) → (4,)
+    header = TemporalTransformer(4, heads=1, layers=1)
+    scale = torch.nn.Parameter(torch.tensor(2.0))
+    cls, tokens = torch.randn(3, 4), torch.randn(3, 77, 4)
+    return VideoLearner(visual, scale, cls, tokens, header)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(4, 5, 6, generator=g), torch.tensor([0, 2, 2, 1])   # 4 videos × 5 frames
+
+
+def _grads(learner):
+    return {n: p.grad.clone() for n, p in learner.named_parameters() if p.grad is not None}
+
+
+def _rank_main(rank, port, out):
+    import torch.distributed as dist
+
+    from jobs.learner import all_gather_labels
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        learner = _tiny_learner()
+        x, y = _batch()
+        mine = slice(2 * rank, 2 * rank + 2)                   # rank r holds videos 2r, 2r+1
+        logits = learner(x[mine], gather=True)
+        labels = all_gather_labels(y[mine])
+        loss = bike_loss(batch_logits(logits, labels), labels)
+        loss.backward()
+        torch.save({"loss": loss.detach(), "labels": labels, "grads": _grads(learner)}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_workers_compute_the_global_batch_loss(tmp_path):
+    """Each of 2 gloo workers holds half the batch; both get the loss of the whole batch, the header's
+    gradient of the whole batch, and image-tower gradients that sum to the whole batch's."""
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_main, args=(port, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+
+    learner = _tiny_learner()                                  # one process, the whole batch
+    x, y = _batch()
+    want = bike_loss(batch_logits(learner(x), y), y)
+    want.backward()
+    ref = _grads(learner)
+    for r in ranks:
+        assert torch.equal(r["labels"], y)
+        assert float(r["loss"]) == pytest.approx(float(want.detach()), rel=1e-5)
+        for name in ref:
+            if not name.startswith("visual."):                 # header, logit scale: the whole batch's
+                torch.testing.assert_close(r["grads"][name], ref[name], rtol=1e-4, atol=1e-6)
+    for name in ("visual.weight", "visual.bias"):              # each rank: its own videos' share
+        torch.testing.assert_close(ranks[0]["grads"][name] + ranks[1]["grads"][name], ref[name],
+                                   rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(ranks[0]["grads"][name], ref[name])
