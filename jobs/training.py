@@ -41,9 +41,8 @@ from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
 from .learner import (AttributeLearner, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
-                      lr_factor,
-                      make_optimizer, make_scheduler, new_header, normalize, param_groups, save_atomic,
-                      warmup_epochs)
+                      lr_factor, make_optimizer, make_scheduler, new_header, normalize, param_groups,
+                      save_atomic, warmup_epochs)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.jsonl"
