@@ -6,7 +6,8 @@
     (no header), on held-out videos. The default classes are "moving left", "moving right", "blinking" and
     "empty scene" (``--classes`` takes any of jobs/synthetic.py's base classes); left/right are time reverses
     of each other: their frames are the same set, only the order differs, so an order-blind model cannot
-    do better than 50 % within the pair.
+    do better than 50 % within the pair. ``--seeds 0,1,2`` repeats (a) with other seeds (each seed draws a
+    different random-init CLIP, header, shuffle and held-out split; ~6 min per seed on 2 cores).
 (b) ``bike adapt --mode fast`` of the (a) model to four new classes with K = 1, 2, 4, 8 examples each,
     evaluated with ``bike eval`` (engine path, fused scores) on held-out videos of the new classes.
 (c) Saliency: for held-out "blinking" videos (the shape is visible only in sampled frames 3–4 of 8), where
@@ -153,13 +154,14 @@ def main(argv=None) -> int:
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                    help="comma-separated base classes (from jobs/synthetic.py BASE_CLASSES)")
     p.add_argument("--train-per-class", type=int, default=48)
-    p.add_argument("--test-per-class", type=int, default=8)
+    p.add_argument("--test-per-class", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--epochs", type=int, default=25)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--attr-epochs", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds for (a) (default 0)")
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--lr-clip", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=1)
@@ -167,6 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "learn.json"))
     a = p.parse_args(argv)
     a.classes = [c.strip() for c in a.classes.split(",") if c.strip()]
+    a.seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
     unknown = [c for c in a.classes if c not in BASE_CLASSES]
     if unknown or BLINK_CLASS not in a.classes:
         raise SystemExit(f"--classes: unknown {unknown} or missing {BLINK_CLASS!r} (known: {', '.join(BASE_CLASSES)})")
@@ -177,16 +180,23 @@ def main(argv=None) -> int:
     labels = engine.load_labels(files["labels"])
     new_labels = engine.load_labels(files["new_labels"])
 
-    # (a) header + VCS vs mean pooling, trained the same way
-    rows = {}
-    for name, extra, pooling in (("header+VCS", [], "vcs"), ("mean pooling", ["--no-header", "--pooling", "mean"], "mean")):
-        out = f"{work}/train_{pooling}"
-        seconds = _train(files, out, a, extra)
-        pred, y = video_branch_predictions(f"{out}/checkpoint.pt", files["test"], labels, pooling)
-        rows[name] = {**_order_metrics(pred, y, labels), "train_seconds": seconds,
-                      "history": [json.loads(ln) for ln in open(f"{out}/history.jsonl")]}
-        print(f"(a) {name}: {rows[name]['top1_all']:.3f} top-1, trained in {seconds:.0f} s", flush=True)
-    base = f"{work}/train_vcs/checkpoint.pt"
+    # (a) header + VCS vs mean pooling, trained the same way, for every seed
+    rows = {name: {"seeds": {}} for name in ("header+VCS", "mean pooling")}
+    for seed in a.seeds:
+        for name, extra, pooling in (("header+VCS", [], "vcs"),
+                                     ("mean pooling", ["--no-header", "--pooling", "mean"], "mean")):
+            out = f"{work}/train_{pooling}_seed{seed}"
+            seconds = _train(files, out, a, extra + ["--seed", str(seed)])
+            pred, y = video_branch_predictions(f"{out}/checkpoint.pt", files["test"], labels, pooling)
+            r = rows[name]["seeds"][str(seed)] = {
+                **_order_metrics(pred, y, labels), "train_seconds": seconds,
+                "history": [json.loads(ln) for ln in open(f"{out}/history.jsonl")]}
+            print(f"(a) {name}, seed {seed}: {r['top1_all']:.3f} top-1, direction within pair "
+                  f"{r['within_pair_direction']:.3f}, trained in {seconds:.0f} s", flush=True)
+    for r in rows.values():
+        for key in ("top1_all", "top1_order_classes", "within_pair_direction", "train_seconds"):
+            r[key] = float(np.mean([v[key] for v in r["seeds"].values()]))
+    base = f"{work}/train_vcs_seed{a.seeds[0]}/checkpoint.pt"
     model = engine.load_model(None, checkpoint=base)
     fused = evaluate_standard(model, ds.parse_list(files["test"], labels), labels, log_every=0)
     rows["header+VCS"]["bike_eval_fused_top1"] = fused["top1"]
@@ -214,10 +224,12 @@ def main(argv=None) -> int:
     chance = 1 / len(a.classes)
     n_order = sum(c in a.classes for c in ORDER_CLASSES)
     lines = ["", f"(a) held-out top-1, {len(a.classes)} base classes (video branch; {n_order} come in time-reversed pairs)",
-             f"    {'model':<16} {'all':>7} {'order pairs':>12} {'direction within pair':>22} {'train s':>8}"]
+             f"    {'model':<16} {'seed':>6} {'all':>7} {'order pairs':>12} {'direction within pair':>22} {'train s':>8}"]
     for name, r in rows.items():
-        lines.append(f"    {name:<16} {r['top1_all']:7.3f} {r['top1_order_classes']:12.3f} "
-                     f"{r['within_pair_direction']:22.3f} {r['train_seconds']:8.0f}")
+        shown = list(r["seeds"].items()) + ([("mean", r)] if len(r["seeds"]) > 1 else [])
+        for seed, v in shown:
+            lines.append(f"    {name:<16} {seed:>6} {v['top1_all']:7.3f} {v['top1_order_classes']:12.3f} "
+                         f"{v['within_pair_direction']:22.3f} {v['train_seconds']:8.0f}")
     lines.append(f"    chance: {chance:.3f} over {len(a.classes)} classes; an order-blind model: 0.5 for the direction "
                  "within a pair")
     lines.append(f"    bike eval (engine, fused 0.7 video + 0.3 attributes), header+VCS: "
