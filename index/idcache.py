@@ -10,7 +10,8 @@ time (ns) and inode of every file it hashed, with the id it got::
 otherwise — the rule rsync and git use to skip unchanged files. Writing a file changes its mtime, so an
 edited video is re-hashed; replacing a file by another one (``mv``, a new copy) changes the inode. A file
 whose bytes change without any of the three changing (a tool that restores mtimes on a rewrite of the same
-length) would keep its old id: ``bike tag --rehash`` ignores the cache and hashes every file again.
+length) would keep its old id: ``bike tag --rehash`` hashes every file again and replaces what the cache
+remembered.
 
 Only ids of successfully read files are remembered; a file that changed while it was being hashed is not.
 The cache is a speed-up only: deleting ``STORE/_ids`` is always safe.
@@ -39,16 +40,18 @@ def _key(st: os.stat_result) -> tuple:
 
 class IdCache:
     """``identify(path)`` like :func:`index.ids.identify`, answered from ``STORE/_ids`` when the file is
-    unchanged. Thread-safe (``bike tag`` hashes several files at once). ``save()`` writes what was learnt."""
+    unchanged (``trust=False``: every file is hashed and the cache refreshed with the result). Thread-safe (``bike tag`` hashes several
+    files at once). ``save()`` writes what was learnt. ``hits`` / ``hashed`` count the files answered from
+    the cache / read and hashed (unreadable files count in neither)."""
 
-    def __init__(self, store_root: "str | os.PathLike", enabled: bool = True):
+    def __init__(self, store_root: "str | os.PathLike", trust: bool = True):
         self.path = Path(store_root) / FOLDER / FILE
-        self.enabled = enabled
+        self.trust = trust
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
         self._known: dict = {}
         self._changed = False
-        if enabled and self.path.is_file():
+        if self.path.is_file():
             try:
                 t = pq.read_table(self.path, schema=SCHEMA).to_pydict()
             except (pa.ArrowInvalid, OSError, ValueError):       # unreadable: start afresh (it is only a cache)
@@ -62,36 +65,34 @@ class IdCache:
 
     def identify(self, path: str) -> "tuple[str, str | None]":
         """``(video_id, None)``, or ``(path_id, reason)`` when the file cannot be read."""
-        if not self.enabled:
-            self.hashed += 1
-            return ids.identify(path)
         key = os.path.abspath(path)
         try:
             before = _key(os.stat(key))
         except OSError:
-            return ids.identify(path)                     # the reason comes from the same code as always
-        hit = self._known.get(key)
+            before = None                                 # unreadable: ids.identify says why
+        hit = self._known.get(key) if self.trust and before is not None else None
         if hit is not None and hit[0] == before:
             with self._lock:
                 self.hits += 1
             return hit[1], None
         vid, err = ids.identify(path)
+        if err is not None:
+            return vid, err
         with self._lock:
             self.hashed += 1
-        if err is None:
-            try:
-                unchanged = _key(os.stat(key)) == before
-            except OSError:
-                unchanged = False
-            if unchanged:                                 # not modified while it was read
-                with self._lock:
-                    self._known[key] = (before, vid)
-                    self._changed = True
+        try:
+            unchanged = before is not None and _key(os.stat(key)) == before
+        except OSError:
+            unchanged = False
+        if unchanged:                                     # not modified while it was read
+            with self._lock:
+                self._known[key] = (before, vid)
+                self._changed = True
         return vid, err
 
     def save(self) -> bool:
         """Write the cache when it learnt something → whether it wrote."""
-        if not self.enabled or not self._changed:
+        if not self._changed:
             return False
         with self._lock:
             items = list(self._known.items())

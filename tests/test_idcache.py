@@ -69,7 +69,10 @@ def test_rewrite_that_keeps_size_mtime_and_inode_needs_rehash(tmp_path):
         f.write(b"Z")
     os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))       # mtime put back
     assert cache.identify(str(a))[0] == old                # trusted: stale
-    assert IdCache(tmp_path / "store", enabled=False).identify(str(a))[0] == ids.video_id(str(a)) != old
+    cache.save()
+    rehash = IdCache(tmp_path / "store", trust=False)      # bike tag --rehash
+    assert rehash.identify(str(a))[0] == ids.video_id(str(a)) != old
+    assert rehash.save() and IdCache(tmp_path / "store").identify(str(a))[0] == ids.video_id(str(a))
 
 
 def test_unreadable_files_are_not_remembered_and_a_broken_cache_is_rebuilt(tmp_path):

@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--retry-errors", action="store_true", help="tag again videos recorded as errors")
     p.add_argument("--rehash", action="store_true",
                    help="hash every file again instead of trusting the ids the store remembers for files whose "
-                        "path, size, modification time and inode are unchanged")
+                        "path, size, modification time and inode are unchanged (and remember the new ones)")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=run)
