@@ -40,9 +40,9 @@ def _key(st: os.stat_result) -> tuple:
 
 class IdCache:
     """``identify(path)`` like :func:`index.ids.identify`, answered from ``STORE/_ids`` when the file is
-    unchanged (``trust=False``: every file is hashed and the cache refreshed with the result). Thread-safe (``bike tag`` hashes several
-    files at once). ``save()`` writes what was learnt. ``hits`` / ``hashed`` count the files answered from
-    the cache / read and hashed (unreadable files count in neither)."""
+    unchanged (``trust=False``: every file is hashed and the cache refreshed with the result). Thread-safe
+    (``bike tag`` hashes several files at once). ``save()`` writes what was learnt. ``hits`` / ``hashed``
+    count the files answered from the cache / read and hashed (unreadable files count in neither)."""
 
     def __init__(self, store_root: "str | os.PathLike", trust: bool = True):
         self.path = Path(store_root) / FOLDER / FILE

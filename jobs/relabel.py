@@ -85,13 +85,18 @@ class RelabelSummary:
         return out
 
 
+def _listing(models: list) -> str:
+    """The model_ids of ``models`` rows for an error message."""
+    return "; ".join(f"{m['model_id']} ({m['name']}, {m['weights_sha']}, labels {m['label_set']}, window "
+                     f"{m['window_s']:g})" for m in models) or "none"
+
+
 def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict:
     """The ``models`` row of the source model_id: tagged with the same model (fingerprint)."""
     models = store.read("models").to_pylist()
     committed = store.model_ids()
     fp = json.dumps(fingerprint, sort_keys=True)
-    listing = "; ".join(f"{m['model_id']} ({m['name']}, {m['weights_sha']}, labels {m['label_set']}, window "
-                        f"{m['window_s']:g})" for m in models) or "none"
+    listing = _listing(models)
     if source:
         rows = [m for m in models if m["model_id"] == source]
         if not rows:
@@ -128,10 +133,8 @@ def store_model(store: Store, source: "str | None", device=None):
     if source is None:
         by_model = {m["fingerprint"]: m for m in models}
         if len(by_model) != 1:
-            listing = "; ".join(f"{m['model_id']} ({m['name']}, {m['weights_sha']}, labels {m['label_set']})"
-                                for m in models) or "none"
             raise UsageError(f"{store.root} holds clips of {len(by_model)} models; choose the source with --from "
-                             f"MODEL_ID or give its model options (model_ids: {listing})")
+                             f"MODEL_ID or give its model options (model_ids: {_listing(models)})")
         source = next(iter(by_model.values()))["model_id"]
     elif source not in committed:
         raise UsageError(f"--from {source}: no such model_id with committed clips in {store.root}")

@@ -192,6 +192,18 @@ def test_relabel_matches_tag_without_decoding(tagged, corpus, monkeypatch):
     assert sql(snapshot, q) == sql(store, q)
 
 
+def test_relabel_without_model_options_asks_which_model_when_there_are_several(ray_cluster, corpus, tmp_path,
+                                                                               capsys):
+    store = tmp_path / "s"
+    for lexicon in ("hmdb51", "ucf101"):                 # two models: the lexicon is part of the model
+        assert bike("tag", corpus / "videos" / "short.mp4", "--store", store, "--labels", LABELS_A, "--model",
+                    "bike-tiny", "--random-init", "--lexicon", lexicon, "--no-index", "--no-progress") == 0
+    capsys.readouterr()
+    assert bike("relabel", "--store", store, "--labels", LABELS_B, "--no-index", "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "holds clips of 2 models; choose the source with --from" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("case", ["store is a file", "bad label file", "no weights"])
 def test_jobs_that_cannot_start_exit_2_with_a_message(ray_cluster, corpus, tmp_path, capsys, case):
     args = ["tag", corpus / "videos", "--store", tmp_path / "s", "--no-index"]
