@@ -6,7 +6,10 @@
 3. The attribute sentence ``This is a video about `` + the K phrases joined by ``,`` (no spaces).
 4. Score against each class: cosine of the sentence's end-of-text feature and the class prompt's, either
    directly (zero-shot) or through the two trained MLP heads :class:`AttributeHead`.
-5. Fusion with the video branch: ``P = 0.7 · softmax(video logits) + 0.3 · softmax(attribute scores)``.
+5. Fusion with the video branch: ``P = 0.7 · softmax(video logits) + 0.3 · softmax(attribute scores)``,
+   or one branch alone (``branches``).
+
+The math in words: docs/model.md §5.
 """
 from __future__ import annotations
 
@@ -59,14 +62,26 @@ def attribute_scores(sentences: torch.Tensor, classes: torch.Tensor, head: "Attr
     return head(a.to(next(head.parameters()).dtype), c.to(next(head.parameters()).dtype)).float()
 
 
-def fuse(video_logits: torch.Tensor, attr_scores: "torch.Tensor | None",
-         video_weight: float = DEFAULTS.video_weight, attribute_weight: float = DEFAULTS.attribute_weight):
-    """Fused class probabilities and the two branch probabilities (temperature-1 softmax of raw scores).
+#: Which branches produce the score: the video branch alone, the attributes branch alone, or their fusion.
+BRANCHES = ("video", "attributes", "fused")
 
-    Returns ``(fused, video_probs, attribute_probs)``; without an attributes branch, fused = video_probs.
+
+def fuse(video_logits: torch.Tensor, attr_scores: "torch.Tensor | None", branches: str = "fused",
+         video_weight: float = DEFAULTS.video_weight, attribute_weight: float = DEFAULTS.attribute_weight):
+    """Class probabilities from the branches (temperature-1 softmax of raw scores; docs/model.md §5, §8).
+
+    ``branches``: ``fused`` = 0.7 · video + 0.3 · attributes (video alone when ``attr_scores`` is None),
+    ``video`` = the video branch alone, ``attributes`` = the attributes branch alone.
+    Returns ``(probs, video_probs, attribute_probs)``; ``attribute_probs`` is None without attribute scores.
     """
+    if branches not in BRANCHES:
+        raise ValueError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
     pv = torch.softmax(video_logits.float(), dim=-1)
-    if attr_scores is None:
-        return pv, pv, None
-    pa = torch.softmax(attr_scores.float(), dim=-1)
+    pa = None if attr_scores is None else torch.softmax(attr_scores.float(), dim=-1)
+    if branches == "attributes":
+        if pa is None:
+            raise ValueError("branches='attributes' needs attribute scores")
+        return pa, pv, pa
+    if branches == "video" or pa is None:
+        return pv, pv, pa
     return video_weight * pv + attribute_weight * pa, pv, pa

@@ -1,7 +1,9 @@
-"""The BIKE model: CLIP towers + temporal header + concept spotting + attributes branch, read like BIKE.md.
+"""The loaded BIKE model: weights, caches and the forward of :mod:`engine.bike` (math: docs/model.md).
 
 :func:`load_model` returns a :class:`BikeModel`; it is the one object behind ``bike classify``, the tagging
-actors, search and relabelling. Shapes: B videos, T frames, C classes, L = 77 token positions, D width.
+actors, eval, search, relabelling and adaptation. Its steps are the functions of :mod:`engine.bike`, run at
+the model's precision (:mod:`engine.precision`); the score comes from the branches named by ``branches``.
+Shapes: B videos, T frames, C classes, L = 77 token positions, D width.
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import numpy as np
 import open_clip
 import torch
 
-from . import textcache
-from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
-from .config import CLIP_MEAN, CLIP_STD, DEFAULTS, eval_sizes
+from . import bike, textcache
+from .attributes import BRANCHES, AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
+from .config import DEFAULTS, eval_sizes
 from .labels import LabelSet, load_labels
 from .loading import Weights, load_weights
-from .spotting import Spotting, concept_spotting
+from .precision import Precision
+from .spotting import Spotting
 from .temporal import TemporalTransformer
 from .text import class_prompts, text_features
 
@@ -42,13 +45,14 @@ class LabelScore:
 class Scores:
     """Everything BIKE says about a batch of B clips for one label set."""
     labels: LabelSet
-    fused: torch.Tensor                 # (B, C) probabilities
+    fused: torch.Tensor                 # (B, C) probabilities from ``branches``
     video: torch.Tensor                 # (B, C) video-branch probabilities
     attribute: "torch.Tensor | None"    # (B, C) attributes-branch probabilities
     spotting: Spotting                  # logits (B, C), saliency (B, C, T), normalised frames
     features: torch.Tensor              # (B, T, D) frame features after the temporal header
     attributes: list                    # per clip: [(phrase, cosine)] * K
     sentences: list                     # per clip: the attribute sentence
+    branches: str = "fused"             # which branches produced ``fused``: video | attributes | fused
 
     def top(self, b: int, k: int = DEFAULTS.top_k) -> "list[LabelScore]":
         idx = self.fused[b].topk(min(k, self.fused.shape[1])).indices.tolist()
@@ -57,29 +61,47 @@ class Scores:
                            None if att is None else float(att[b, c])) for c in idx]
 
 
+def default_branches(weights: Weights) -> str:
+    """Which branches score a model when none are asked for (docs/model.md §8, "Which branches").
+
+    Trained attributes heads → ``fused`` (the authors' inference). A BIKE checkpoint without them (a released
+    checkpoint, ``bike train --attr-epochs 0``) → ``video``: the authors evaluate such checkpoints on the
+    video branch alone, and an untrained attributes branch would drown a trained video branch. Plain CLIP
+    weights (open_clip tag, weights file, random init) → ``fused``, zero-shot on both branches.
+    """
+    if weights.attributes_state:
+        return "fused"
+    return "video" if weights.meta.get("checkpoint") else "fused"
+
+
 class BikeModel:
-    """A loaded BIKE model. All computation is float32 on the CPU unless a device is given."""
+    """A loaded BIKE model at a precision (``fp32`` exact; see :mod:`engine.precision`)."""
 
     def __init__(self, weights: Weights, frames: int = DEFAULTS.frames, device=None,
-                 lexicon: "str | LabelSet" = DEFAULTS.lexicon):
+                 lexicon: "str | LabelSet" = DEFAULTS.lexicon, precision: str = "fp32",
+                 branches: "str | None" = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = Precision.of(precision, self.device)
+        if branches is not None and branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
+        self.branches = branches or default_branches(weights)
         self.meta = dict(weights.meta)
         self.name = self.meta["name"]
         self.frames = frames
-        self.clip = weights.clip.float().eval().to(self.device)
-        self.tokenizer = open_clip.get_tokenizer(self.name)
+        self.clip = self.precision.cast(weights.clip.float())
+        self.tokenizer = open_clip.get_tokenizer(self.meta.get("tokenizer") or self.name)
         self.embed_dim = int(self.clip.text_projection.shape[-1]) if isinstance(
             self.clip.text_projection, torch.Tensor) else int(self.clip.text_projection.out_features)
         text_width = int(self.clip.ln_final.weight.shape[0])
         self.header = None
         if weights.header_state:
             self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=text_width // 64)
-            self.header = self.header.float().eval().to(self.device)
+            self.header = self.precision.cast(self.header.float())
         self.attribute_head = None
         if weights.attributes_state:
             self.attribute_head = AttributeHead(self.embed_dim)
             self.attribute_head.load_state_dict(weights.attributes_state, strict=True)
-            self.attribute_head = self.attribute_head.float().eval().to(self.device)
+            self.attribute_head = self.attribute_head.float().eval().to(self.device)   # tiny: always fp32
         self.checkpoint_labels = weights.labels
         self.class_features = None        # adapted text side of a `bike adapt` checkpoint (names, cls, tokens)
         if weights.class_features:
@@ -90,8 +112,6 @@ class BikeModel:
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.resize, self.crop = eval_sizes(self.image_size)
         self.lexicon = load_labels(lexicon)
-        self._mean = torch.tensor(CLIP_MEAN, device=self.device).view(3, 1, 1)
-        self._std = torch.tensor(CLIP_STD, device=self.device).view(3, 1, 1)
         self._text_cache: "OrderedDict[tuple, TextFeatures]" = OrderedDict()
         self._sentence_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 
@@ -101,43 +121,43 @@ class BikeModel:
         return bool(self.meta.get("random_init"))
 
     def describe(self) -> str:
-        """One line naming the weights; random weights are said loudly."""
+        """One line naming the weights, precision and branches; random weights are said loudly."""
         m = self.meta
         src = (f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
                f"weights {m['pretrained']}" if m.get("pretrained") else "RANDOM WEIGHTS (--random-init)")
         hdr = "temporal header" if self.header is not None else "no temporal header"
         att = "trained attributes head" if self.attribute_head is not None else "zero-shot attributes"
-        return f"{self.name}, {src}, {self.frames} frames, {hdr}, {att}"
+        return (f"{self.name}, {src}, {self.frames} frames, {hdr}, {att}, branches {self.branches}, "
+                f"precision {self.precision.name}")
 
     def fingerprint(self) -> dict:
-        """What determines this model's numbers (used for store model ids)."""
-        return {"name": self.name, "weights": self.meta.get("weights_sha"), "frames": self.frames,
-                "lexicon": self.lexicon.digest, "random_init": self.random_init}
+        """What determines this model's numbers (used for store model ids). fp32 + fused models keep the
+        fingerprint they had before precision and branches existed, so their stores stay valid."""
+        fp = {"name": self.name, "weights": self.meta.get("weights_sha"), "frames": self.frames,
+              "lexicon": self.lexicon.digest, "random_init": self.random_init}
+        if self.precision.name != "fp32":
+            fp["precision"] = self.precision.name
+        if self.branches != "fused":
+            fp["branches"] = self.branches
+        return fp
 
     # ---- encoders ------------------------------------------------------------------------------------
     def preprocess(self, frames: "np.ndarray | torch.Tensor") -> torch.Tensor:
         """uint8 (..., S, S, 3) already resized and cropped → normalised float (..., 3, S, S) on the device."""
-        x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
-        x = x.to(self.device).movedim(-1, -3).float().div_(255.0)
-        return (x - self._mean) / self._std
+        return bike.normalise(frames, self.device)
 
     @torch.no_grad()
-    def encode_frames(self, frames: torch.Tensor, batch: int = 256) -> torch.Tensor:
-        """(B, T, 3, H, W) normalised frames → raw frame features (B, T, D); each frame on its own."""
-        b, t = frames.shape[:2]
-        flat = frames.reshape(b * t, *frames.shape[2:]).to(self.device, torch.float32)
-        out = []
-        for i in range(0, flat.shape[0], batch):
-            with torch.autocast("cuda", enabled=self.device.type == "cuda"):
-                out.append(self.clip.encode_image(flat[i:i + batch]).float())
-        return torch.cat(out).reshape(b, t, -1)
+    def encode_frames(self, frames: torch.Tensor, batch: int = bike.FRAME_BATCH) -> torch.Tensor:
+        """(B, T, 3, H, W) normalised frames → raw frame features X (B, T, D) float32; each frame alone."""
+        return bike.frame_features(self.clip.visual, frames.to(self.device), self.precision, batch)
 
     @torch.no_grad()
     def _run_text(self, texts, batch: int = 128):
         cls, tok = [], []
         for i in range(0, len(texts), batch):
             ids = self.tokenizer(list(texts[i:i + batch])).to(self.device)
-            c, t = text_features(self.clip, ids)
+            with self.precision.run():
+                c, t = text_features(self.clip, ids)
             cls.append(c.float())
             tok.append(t.float())
         return torch.cat(cls), torch.cat(tok)
@@ -147,7 +167,7 @@ class BikeModel:
         weights_id = self.meta.get("weights_sha")
         if len(texts) < textcache.MIN_TEXTS or not weights_id:
             return self._run_text(texts)
-        key = textcache.cache_key(weights_id, self.name, texts)
+        key = textcache.cache_key(weights_id, self.name, texts, self.precision.name)
         hit = textcache.load(key)
         if hit is not None:
             return hit[0].to(self.device), hit[1].to(self.device)
@@ -156,7 +176,7 @@ class BikeModel:
         return cls, tok
 
     def encode_text(self, prompts):
-        """List of strings → ``(cls (C, D), tokens (C, 77, D))`` (BIKE.md §2). Cached per text list."""
+        """List of strings → ``(cls (C, D), tokens (C, 77, D))`` float32 (docs/model.md §2). Cached per text list."""
         key = tuple(prompts)
         hit = self._text_cache.get(key)
         if hit is None:
@@ -196,15 +216,13 @@ class BikeModel:
     # ---- video branch --------------------------------------------------------------------------------
     @torch.no_grad()
     def temporal(self, frame_features: torch.Tensor) -> torch.Tensor:
-        """The temporal header when loaded (H = blocks(X + P) + X), else identity (H = X)."""
-        x = frame_features.to(self.device, torch.float32)
-        return x if self.header is None else self.header(x)
+        """H (B, T, D) float32: the temporal header when loaded (H = blocks(X + P) + X), else H = X."""
+        return bike.temporal(self.header, frame_features.to(self.device), self.precision)
 
     @torch.no_grad()
     def spot(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> Spotting:
         """Header + concept spotting on raw frame features (B, T, D)."""
-        return concept_spotting(self.temporal(frame_features), tokens.to(self.device), cls.to(self.device),
-                                tau=DEFAULTS.tau)
+        return bike.video_branch(self.temporal(frame_features), tokens, cls)
 
     def video_logits(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor):
         """Video-branch logits (B, C): temporal header (when loaded) + concept spotting."""
@@ -224,27 +242,32 @@ class BikeModel:
         return attribute_scores(self.sentence_features(sentences), class_cls.to(self.device),
                                 self.attribute_head)
 
-    # ---- both branches -------------------------------------------------------------------------------
+    # ---- the branches and their fusion ---------------------------------------------------------------
     @torch.no_grad()
-    def score_features(self, frame_features: torch.Tensor, labels: "str | LabelSet",
-                       sentences=None, attributes=None) -> Scores:
-        """Score raw frame features (B, T, D) against a label set with both branches and fuse them.
+    def score_features(self, frame_features: torch.Tensor, labels: "str | LabelSet") -> Scores:
+        """Score raw frame features X (B, T, D) against a label set: top attributes from X, the header,
+        then :meth:`score`."""
+        phrases, cos, sentences = self.attributes(frame_features)
+        attributes = [list(zip(p, c.tolist())) for p, c in zip(phrases, cos)]
+        return self.score(self.temporal(frame_features), labels, sentences, attributes)
 
-        ``sentences`` (one attribute sentence per clip) may be given to reuse stored attributes instead of
-        retrieving them from the raw features (the header output is not the raw feature).
+    @torch.no_grad()
+    def score(self, features: torch.Tensor, labels: "str | LabelSet", sentences, attributes=None) -> Scores:
+        """Score header outputs H (B, T, D) with their attribute sentences (one per clip) → :class:`Scores`.
+
+        The video branch always runs (its saliency is reported); the attributes branch runs when
+        :attr:`branches` uses it; the probabilities come from :attr:`branches` (docs/model.md §5, §8).
+        ``bike relabel`` calls this on stored header outputs and stored attribute phrases.
         """
         labels = load_labels(labels)
         text = self.label_features(labels)
-        if sentences is None:
-            phrases, cos, sentences = self.attributes(frame_features)
-            attributes = [list(zip(p, c.tolist())) for p, c in zip(phrases, cos)]
-        features = self.temporal(frame_features)
-        spotting = concept_spotting(features, text.tokens, text.cls, tau=DEFAULTS.tau)
-        attr_logits = self.attribute_logits(sentences, text.cls)
-        fused, pv, pa = fuse(spotting.logits, attr_logits)
-        return Scores(labels, fused.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
+        features = features.to(self.device, torch.float32)
+        spotting = bike.video_branch(features, text.tokens, text.cls)
+        attr_logits = None if self.branches == "video" else self.attribute_logits(sentences, text.cls)
+        probs, pv, pa = fuse(spotting.logits, attr_logits, self.branches)
+        return Scores(labels, probs.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
                       Spotting(spotting.logits.cpu(), spotting.saliency.cpu(), spotting.frames.cpu()),
-                      features.cpu(), attributes or [], list(sentences))
+                      features.cpu(), attributes or [], list(sentences), self.branches)
 
     def score_frames(self, frames: np.ndarray, labels: "str | LabelSet") -> Scores:
         """uint8 (B, T, S, S, 3) clips → :class:`Scores`."""
@@ -259,10 +282,17 @@ class BikeModel:
 
 def load_model(name: "str | None" = DEFAULTS.model, pretrained: "str | None" = None,
                checkpoint: "str | None" = None, random_init: bool = False, frames: int = DEFAULTS.frames,
-               device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed) -> BikeModel:
-    """Load a BIKE model: ``pretrained`` an open_clip tag or a weights file, or ``checkpoint`` a released
-    BIKE checkpoint, or ``random_init=True``. With none of them, the OpenAI weights are tried."""
+               device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed,
+               precision: str = "fp32", branches: "str | None" = None) -> BikeModel:
+    """Load a BIKE model: ``pretrained`` an open_clip tag or a weights file, or ``checkpoint`` a BIKE
+    checkpoint (any CLIP size: the architecture is read from the file when ``name`` is None), or
+    ``random_init=True``. With none of them, the OpenAI weights are tried.
+
+    ``precision``: ``fp32`` (exact, the default of the Python API), ``bf16``, ``fp16`` or ``auto`` (what the
+    hardware runs fastest: see :mod:`engine.precision`). ``branches``: ``video``, ``attributes`` or
+    ``fused``; None = the model's default (:func:`default_branches`)."""
     if not (pretrained or checkpoint or random_init):
         pretrained = DEFAULTS.pretrained
     weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed)
-    return BikeModel(weights, frames=frames, device=device, lexicon=lexicon)
+    return BikeModel(weights, frames=frames, device=device, lexicon=lexicon, precision=precision,
+                     branches=branches)

@@ -2,7 +2,8 @@
 
 Encoding 400 class prompts and 400 lexicon phrases with a ViT-B text tower takes about a minute on a 2-core
 CPU; the result depends only on the weights and the texts, so it is kept in ``~/.cache/bike/text`` (or
-``$BIKE_CACHE_DIR``; set it to an empty string to disable the cache) as float32, exactly what was computed.
+``$BIKE_CACHE_DIR``; set it to an empty string to disable the cache) as float32, exactly what was computed
+(at the model's precision, which is part of the key).
 Only lists of at least :data:`MIN_TEXTS` texts are cached (label sets, lexicons), not single queries.
 """
 from __future__ import annotations
@@ -23,8 +24,11 @@ def cache_dir() -> "Path | None":
     return Path.home() / ".cache" / "bike" / "text"
 
 
-def cache_key(weights_id: str, model_name: str, texts) -> str:
-    h = hashlib.sha256(f"{model_name}\0{weights_id}\0".encode())
+def cache_key(weights_id: str, model_name: str, texts, precision: str = "fp32") -> str:
+    """Key of a text list's features: weights, model, texts, and the precision they were computed at
+    (fp32 keys are those of caches written before precisions existed)."""
+    tag = f"{model_name}\0{weights_id}\0" + ("" if precision == "fp32" else f"{precision}\0")
+    h = hashlib.sha256(tag.encode())
     h.update("\n".join(texts).encode())
     return h.hexdigest()[:32]
 

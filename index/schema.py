@@ -11,7 +11,8 @@ window across models (when they used the same ``--window``).
                 label's saliency over the T frames, ``peak_s`` the frame time where it peaks (rank 0: top label)
     attributes  top-k attribute phrases per clip (BIKE.md §5) with their cosine
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
-    models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon);
+    models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
+                precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
 """
 from __future__ import annotations
@@ -55,6 +56,8 @@ MODELS = pa.schema([
     ("window_s", pa.float64()), ("label_set", pa.string()), ("label_digest", pa.string()),
     ("labels", pa.list_(pa.string())), ("lexicon", pa.string()), ("fingerprint", pa.string()),
     ("created_at", TS),
+    ("precision", pa.string()),       # fp32 | bf16 | fp16 (NULL in stores written before it existed: fp32)
+    ("branches", pa.string()),        # video | attributes | fused: which branches produced labels.score
 ])
 
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).

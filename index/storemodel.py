@@ -37,12 +37,17 @@ def _seed(weights_sha: "str | None") -> int:
     return int(m.group(1)) if m else DEFAULTS.seed
 
 
-def load_store_model(store: Store, model_id: str, weights: "str | None" = None, device=None):
-    """The :class:`engine.BikeModel` that produced ``model_id``'s rows (see the module docstring)."""
+def load_store_model(store: Store, model_id: str, weights: "str | None" = None, device=None,
+                     precision: "str | None" = None, branches: "str | None" = None):
+    """The :class:`engine.BikeModel` that produced ``model_id``'s rows (see the module docstring); its
+    precision and branches are the row's (fp32 / the model's default where the row predates them) unless
+    given."""
     import engine
     row = model_row(store, model_id)
     name, frames = row["name"], int(row.get("frames") or DEFAULTS.frames)
-    kwargs: dict = {"name": name, "frames": frames, "device": device}
+    kwargs: dict = {"name": name, "frames": frames, "device": device,
+                    "precision": precision or row.get("precision") or "fp32",
+                    "branches": branches or row.get("branches")}
     if row.get("random_init"):
         kwargs.update(random_init=True, seed=_seed(row.get("weights_sha")))
     else:

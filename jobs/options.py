@@ -22,6 +22,12 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
     g.add_argument("--lexicon", default=DEFAULTS.lexicon, metavar="SET",
                    help=f"attribute lexicon: a label set name or file (default {DEFAULTS.lexicon})")
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="numeric precision of the towers and the header: auto = fp16 on CUDA, bf16 on CPUs "
+                        "with AMX/AVX512-BF16, else fp32 (exact); see docs/model.md (default auto)")
+    g.add_argument("--branches", default=None, choices=("video", "attributes", "fused"),
+                   help="which branches score: video, attributes, or their 0.7/0.3 fusion (default: fused with "
+                        "trained attributes heads or plain CLIP weights, video for a checkpoint without them)")
     if labels:
         p.add_argument("--labels", default=DEFAULTS.labels, metavar="SET",
                        help="label set: built-in name (kinetics400, k600-split1..3, ucf101, hmdb51, "
@@ -31,7 +37,8 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
 def model_kwargs(args) -> dict:
     """The keyword arguments of :func:`engine.load_model` that the options select."""
     return dict(name=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-                random_init=args.random_init, frames=args.frames, device=args.device, lexicon=args.lexicon)
+                random_init=args.random_init, frames=args.frames, device=args.device, lexicon=args.lexicon,
+                precision=args.precision, branches=args.branches)
 
 
 def load_model_from_args(args):

@@ -112,7 +112,7 @@ def model_facts(model) -> dict:
     """What the ``models`` row and the model id need from a loaded ``BikeModel`` (small, picklable)."""
     return {"meta": dict(model.meta), "fingerprint": model.fingerprint(), "describe": model.describe(),
             "lexicon": model.lexicon.name, "frames": model.frames, "crop": model.crop, "resize": model.resize,
-            "random_init": model.random_init}
+            "random_init": model.random_init, "precision": model.precision.name, "branches": model.branches}
 
 
 def model_row(model_id: str, facts: dict, labels, window_s: float, now: "datetime | None" = None) -> pa.Table:
@@ -124,7 +124,8 @@ def model_row(model_id: str, facts: dict, labels, window_s: float, now: "datetim
            "window_s": float(window_s), "label_set": labels.name, "label_digest": labels.digest,
            "labels": list(labels.names), "lexicon": facts["lexicon"],
            "fingerprint": json.dumps(facts["fingerprint"], sort_keys=True),
-           "created_at": now or datetime.now(timezone.utc)}
+           "created_at": now or datetime.now(timezone.utc),
+           "precision": facts.get("precision", "fp32"), "branches": facts.get("branches", "fused")}
     return pa.Table.from_pylist([row], schema=TABLES["models"])
 
 

@@ -3,9 +3,8 @@
 No video is decoded. For each clip of a *source* model_id (one that was tagged with the same model):
 
     H      = the stored per-frame features after the temporal header          (T, D)  float16 → float32
-    video  = concept_spotting(H, tokens, cls) against the new label prompts    (BIKE.md §4)
-    attrs  = the stored top-K attribute phrases → attribute_sentence → attributes branch   (BIKE.md §5)
-    fused  = fuse(video logits, attribute scores)
+    scores = BikeModel.score(H, new labels, sentences of the stored top-K attribute phrases)
+             (video branch, attributes branch, fusion per the model's branches: docs/model.md §4, §5)
 
 and the rows are written with the same code as ``bike tag`` (``jobs.records``) under the model_id that
 ``bike tag --labels NEW`` would use (model fingerprint + new label set + the source's window): the two
@@ -30,11 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from engine.attributes import attribute_sentence, fuse
+from engine.attributes import attribute_sentence
 from engine.config import DEFAULTS
 from engine.labels import load_labels
-from engine.model import Scores
-from engine.spotting import concept_spotting
 from index import ids
 from index.schema import TABLES
 from index.store import Store
@@ -91,21 +88,30 @@ def _listing(models: list) -> str:
                      f"{m['window_s']:g})" for m in models) or "none"
 
 
+def same_weights(fingerprint: dict) -> str:
+    """A fingerprint without precision and branches: what the stored header outputs depend on (relabel
+    recomputes the branches and their fusion; the source may have been tagged at another precision)."""
+    return json.dumps({k: v for k, v in fingerprint.items() if k not in ("precision", "branches")},
+                      sort_keys=True)
+
+
 def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict:
-    """The ``models`` row of the source model_id: tagged with the same model (fingerprint)."""
+    """The ``models`` row of the source model_id: tagged with the same model (fingerprint, whatever the
+    precision and branches)."""
     models = store.read("models").to_pylist()
     committed = store.model_ids()
-    fp = json.dumps(fingerprint, sort_keys=True)
+    fp = same_weights(fingerprint)
     listing = _listing(models)
     if source:
         rows = [m for m in models if m["model_id"] == source]
         if not rows:
             raise UsageError(f"--from {source}: no such model_id in {store.root} (model_ids: {listing})")
-        if rows[0]["fingerprint"] != fp:
+        if same_weights(json.loads(rows[0]["fingerprint"])) != fp:
             raise UsageError(f"--from {source} was tagged with another model ({rows[0]['name']}, "
                              f"{rows[0]['weights_sha']}); give the model options it was tagged with")
         return rows[0]
-    rows = [m for m in models if m["fingerprint"] == fp and m["model_id"] in committed]
+    rows = [m for m in models
+            if same_weights(json.loads(m["fingerprint"])) == fp and m["model_id"] in committed]
     if not rows:
         raise UsageError(f"{store.root} holds no clips tagged with this model ({fingerprint['name']}, "
                          f"{fingerprint['weights']}); relabelling needs the model that tagged them: give its "
@@ -125,20 +131,20 @@ def names_a_model(model_kwargs: dict) -> bool:
     return any(model_kwargs.get(k) for k in ("name", "pretrained", "checkpoint", "random_init"))
 
 
-def store_model(store: Store, source: "str | None", device=None):
+def store_model(store: Store, source: "str | None", device=None, precision=None, branches=None):
     """The model that tagged ``source`` (default: the store's only tagging model), loaded as it was."""
     from index.storemodel import load_store_model
     committed = store.model_ids()
     models = [m for m in store.read("models").to_pylist() if m["model_id"] in committed]
     if source is None:
-        by_model = {m["fingerprint"]: m for m in models}
+        by_model = {same_weights(json.loads(m["fingerprint"])): m for m in models}
         if len(by_model) != 1:
             raise UsageError(f"{store.root} holds clips of {len(by_model)} models; choose the source with --from "
                              f"MODEL_ID or give its model options (model_ids: {_listing(models)})")
         source = next(iter(by_model.values()))["model_id"]
     elif source not in committed:
         raise UsageError(f"--from {source}: no such model_id with committed clips in {store.root}")
-    return load_store_model(store, source, device=device)
+    return load_store_model(store, source, device=device, precision=precision, branches=branches)
 
 
 def _read_shard(store: Store, table: str, batch: str, model_id: str, columns=None):
@@ -196,18 +202,12 @@ def source_videos(store: Store, model_id: str, skip: set):
 @torch.no_grad()
 def score_stored(model, labels, features, attributes, spans, top_k: int = DEFAULTS.top_k) -> list:
     """Scores of stored clips: ``features`` [(T, D)] after the header, ``attributes`` [[(phrase, cos)]]
-    in rank order → [ClipResult] (the same function ``bike tag`` uses for its rows)."""
+    in rank order → [ClipResult] (``BikeModel.score``, the same step ``bike tag`` runs after the header)."""
     if not spans:
         return []
-    text = model.label_features(labels)
-    H = torch.as_tensor(np.stack(features), dtype=torch.float32, device=model.device)        # (B, T, D)
+    H = torch.as_tensor(np.stack(features), dtype=torch.float32)                               # (B, T, D)
     sentences = [attribute_sentence([p for p, _ in a]) for a in attributes]
-    spotting = concept_spotting(H, text.tokens, text.cls, tau=DEFAULTS.tau)
-    fused, pv, pa = fuse(spotting.logits, model.attribute_logits(sentences, text.cls))
-    scores = Scores(labels, fused.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
-                    type(spotting)(spotting.logits.cpu(), spotting.saliency.cpu(), spotting.frames.cpu()),
-                    H.cpu(), [list(a) for a in attributes], sentences)
-    return clip_results(scores, spans, top_k)
+    return clip_results(model.score(H, labels, sentences, [list(a) for a in attributes]), spans, top_k)
 
 
 def _video_result(row: dict) -> VideoResult:
@@ -230,7 +230,9 @@ def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> R
     if names_a_model(opts.model_kwargs):
         model = engine.load_model(**opts.model_kwargs)
     else:
-        model = store_model(store, opts.source, device=opts.model_kwargs.get("device"))
+        model = store_model(store, opts.source, device=opts.model_kwargs.get("device"),
+                            precision=opts.model_kwargs.get("precision"),
+                            branches=opts.model_kwargs.get("branches"))
     facts = model_facts(model)
     src = choose_source(store, facts["fingerprint"], opts.source)
     window = float(src["window_s"])
