@@ -36,7 +36,7 @@ FRAME_BATCH = 256
 def normalise(frames: "np.ndarray | torch.Tensor", device=None) -> torch.Tensor:
     """uint8 (..., S, S, 3) already resized and cropped → CLIP-normalised float32 (..., 3, S, S)."""
     x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
-    x = x.to(device if device is not None else x.device).movedim(-1, -3).float().div_(255.0)
+    x = x.to(device if device is not None else x.device).movedim(-1, -3).float() / 255.0
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device).view(3, 1, 1)
     return (x - mean) / std

@@ -12,13 +12,15 @@ from .video import read_video
 @dataclass
 class ClassifyResult:
     video: str
-    labels: list            # [LabelScore] best first: fused, video-branch and attributes-branch probabilities
+    labels: list            # [LabelScore] best first: score (from ``branches``), video- and attributes-branch probabilities
     attributes: list        # [(phrase, cosine)] top-K lexicon phrases
     saliency: list          # top label's saliency per sampled frame (sums to 1)
     frame_times: list       # timestamp (s) of each sampled frame
     model: str              # which weights produced this (random weights are named)
     random_init: bool
     views: int = 1
+    branches: str = "fused"  # which branches produced ``score``: video | attributes | fused
+    precision: str = "fp32"  # what the towers and header ran at
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -29,7 +31,7 @@ class ClassifyResult:
 def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels, clips: int = 1,
                    crops: int = 1, top_k: int = DEFAULTS.top_k) -> ClassifyResult:
     """Decode ``clips`` × ``crops`` views of the whole video, score each, average the probabilities
-    (BIKE.md §7). Attributes and saliency are reported for the first view."""
+    (docs/model.md §7). Attributes and saliency are reported for the first view."""
     labels = load_labels(labels)
     clip = read_video(path, frames=model.frames, size=model.crop, resize=model.resize, clips=clips, crops=crops)
     scores = model.score_frames(clip.frames, labels)                        # B = views
@@ -44,4 +46,5 @@ def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels,
         video=path, labels=top, attributes=scores.attributes[0],
         saliency=[float(x) for x in scores.spotting.saliency[0, idx[0]]],
         frame_times=[float(x) for x in clip.frame_times[:t]],
-        model=model.describe(), random_init=model.random_init, views=int(clip.frames.shape[0]))
+        model=model.describe(), random_init=model.random_init, views=int(clip.frames.shape[0]),
+        branches=scores.branches, precision=model.precision.name)

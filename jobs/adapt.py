@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine import bike
 from engine.attributes import AttributeHead
 from engine.augment import AugmentConfig
 from engine.loss import batch_logits, bike_loss
-from engine.spotting import concept_spotting
 
 from . import datasets as ds
-from .learner import AttributeLearner, checkpoint_dict, normalize, save_atomic
+from .learner import AttributeLearner, checkpoint_dict, save_atomic
 
 
 @dataclass
@@ -57,8 +57,7 @@ def encode_examples(model, samples, cfg: FastConfig):
         rng = np.random.default_rng([cfg.seed, i])
         clips = [ds.eval_clip(reader, s, model.frames, model.crop, model.resize)]
         clips += [ds.train_clip(reader, s, model.frames, rng, cfg.augment) for _ in range(cfg.views - 1)]
-        x = torch.from_numpy(np.stack(clips)).to(model.device)                   # (views, T, S, S, 3)
-        feats.append(model.encode_frames(normalize(x)))                          # (views, T, D)
+        feats.append(model.encode_frames(model.preprocess(np.stack(clips))))    # (views, T, D)
         labels += [s.label] * len(clips)
     return torch.cat(feats), torch.tensor(labels, device=model.device)
 
@@ -73,7 +72,7 @@ def learn_class_features(model, feats, labels, names, cfg: FastConfig):
     rms = float(text.cls.pow(2).mean().sqrt())
     opt = torch.optim.Adam([cls, tokens], lr=cfg.lr * rms)
     for step in range(cfg.steps):
-        logits = concept_spotting(h, tokens, cls, tau=0.01).logits * scale          # (N, C)
+        logits = bike.video_logits(h, tokens, cls) * scale                         # (N, C), VCS
         loss = bike_loss(batch_logits(logits, labels), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,7 +104,10 @@ def learn_attribute_head(model, feats, labels, cls, cfg: FastConfig) -> Attribut
 
 
 def fast_adapt(model, samples, names, out_path: str, cfg: FastConfig = FastConfig()) -> dict:
-    """The ``fast`` mode end to end; writes ``out_path`` and returns a summary."""
+    """The ``fast`` mode end to end; writes ``out_path`` and returns a summary. ``model`` must hold fp32
+    weights (they are written into the new checkpoint)."""
+    if model.precision.weight_dtype != torch.float32:
+        raise ValueError(f"bike adapt needs the base model in fp32 weights, not {model.precision.name}")
     t0 = time.time()
     feats, labels = encode_examples(model, samples, cfg)
     t_enc = time.time() - t0

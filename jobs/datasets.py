@@ -16,7 +16,8 @@ Clip loading:
   ``select`` filter: only the needed frames leave the decoder, short side capped at 256), or PIL for
   frame folders; short videos are decoded once and kept in a byte-bounded cache.
 - :func:`train_clip`: one random frame per segment + :func:`engine.augment.augment_clip`.
-- :func:`eval_views`: the ``clips × crops`` test views (BIKE.md §7).
+- :func:`eval_views`: the ``clips × crops`` test views (docs/model.md §7); :func:`eval_clip` is its one
+  view. Every evaluation view of a video file is decoded by ``engine.video.read_video`` (one path).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.augment import AugmentConfig, augment_clip, center_view, short_side_size
+from engine.augment import AugmentConfig, augment_clip, short_side_size
 from engine.labels import LabelSet
 from engine.sampling import crop_boxes, random_segment_indices, segment_indices, view_offsets
 from engine.video import VideoError, probe, read_frames
@@ -255,9 +256,9 @@ def train_clip(reader: FrameReader, s: Sample, frames: int, rng: np.random.Gener
 
 
 def eval_clip(reader: FrameReader, s: Sample, frames: int, size: int = 224, resize: int = 256) -> np.ndarray:
-    """The single eval view: first frame of each segment, short side ``resize``, centre crop → (T, S, S, 3)."""
-    idx = segment_indices(reader.num_frames(s), frames)
-    return center_view(reader.frames(s, idx), size, resize)
+    """The single eval view (T, S, S, 3): :func:`eval_views` with 1 clip × 1 crop, so training's held-out
+    top-1, ``bike adapt`` and ``bike eval`` / ``bike classify`` see the same pixels."""
+    return eval_views(reader, s, frames, size, resize, 1, 1)[0]
 
 
 def eval_views(reader: FrameReader, s: Sample, frames: int, size: int = 224, resize: int = 256,

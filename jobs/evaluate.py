@@ -2,9 +2,10 @@
 
 Protocols:
 
-- ``standard``: every video as ``clips × crops`` views; BIKE's fused probabilities of each view
-  (0.7 video branch + 0.3 attributes branch) are averaged over the views → top-1 / top-5, or mAP with
-  ``multilabel`` lists.
+- ``standard``: every video as ``clips × crops`` views; the model's probabilities of each view (from its
+  ``branches``: 0.7 video + 0.3 attributes branch, or the video branch alone for a checkpoint without
+  trained attributes heads, as the authors' ``test.py``) are averaged over the views → top-1 / top-5, or
+  mAP with ``multilabel`` lists. The result names the branches.
 - ``zeroshot-half``: the authors' zero-shot numbers: raw per-frame features f_t of one view,
   ``softmax(100 · f_t · c)`` against the normalised class prompts c, averaged over frames; top-1 on 10
   seeded random halves of the classes (only the videos of the half's classes, softmax over the half),
@@ -42,7 +43,7 @@ def _views(reader, model, s, clips, crops):
 
 
 def predict(model, samples, labels, clips: int = 1, crops: int = 1, log_every: int = 50):
-    """Averaged fused probabilities (n, C) of the readable samples, and those samples."""
+    """Averaged probabilities (n, C) of the readable samples (the model's branches), and those samples."""
     reader = ds.FrameReader(resize=model.resize, cache_bytes=0)
     probs, kept, failed = [], [], []
     pending, owners = [], []                      # views waiting for a model call, and whose they are
@@ -79,9 +80,10 @@ def predict(model, samples, labels, clips: int = 1, crops: int = 1, log_every: i
 
 def evaluate_standard(model, samples, labels, clips: int = 1, crops: int = 1, multilabel: bool = False,
                       log_every: int = 50) -> dict:
-    """Top-1/top-5 (or mAP) of BIKE's fused scores averaged over ``clips × crops`` views."""
+    """Top-1/top-5 (or mAP) of the model's scores (its ``branches``) averaged over ``clips × crops`` views."""
     probs, kept, failed = predict(model, samples, labels, clips, crops, log_every)
-    result = {"protocol": "standard", "videos": len(kept), "failed": len(failed), "views": clips * crops}
+    result = {"protocol": "standard", "videos": len(kept), "failed": len(failed), "views": clips * crops,
+              "branches": model.branches, "precision": model.precision.name}
     if multilabel:
         targets = torch.zeros(len(kept), len(labels))
         for i, s in enumerate(kept):
@@ -115,6 +117,7 @@ def evaluate_zeroshot_half(model, samples, labels, splits: int = 10, seed: int =
     accs = [half_class_accuracy(frame_logits, y, half) for half in half_class_splits(len(labels), splits, seed)]
     mean, std = mean_std(accs)
     return {"protocol": "zeroshot-half", "videos": len(targets), "failed": failed, "splits": splits,
+            "branches": "zero-shot frame scores", "precision": model.precision.name,
             "top1_mean": mean, "top1_std": std, "top1_per_split": accs}
 
 
@@ -123,6 +126,7 @@ def format_result(r: dict) -> str:
         return (f"zero-shot half classes ({r['splits']} splits, {r['videos']} videos): "
                 f"top-1 {100 * r['top1_mean']:.1f} ± {100 * r['top1_std']:.1f}")
     head = f"{r['videos']} videos, {r['views']} view(s) each" + (f", {r['failed']} unreadable" if r["failed"] else "")
+    head += f", branches {r['branches']}" if r.get("branches") else ""
     if "mAP" in r:
         return f"{head}: mAP {100 * r['mAP']:.2f}"
     t1, t5 = r.get("top1", math.nan), r.get("top5", math.nan)

@@ -1,6 +1,7 @@
 """What training optimises, in plain PyTorch (no Ray): modules, optimizer, schedule, checkpoint layout.
 
-:class:`VideoLearner` is the video branch of BIKE as one ``nn.Module`` (what DDP wraps)::
+:class:`VideoLearner` is the video branch of BIKE as one ``nn.Module`` (what DDP wraps), made of the steps
+of :mod:`engine.bike` (the same functions inference runs; math: docs/model.md)::
 
     frames (B, T, 3, S, S) ─ CLIP visual, per frame ─▶ X (B, T, D) ─ header (optional) ─▶ H (B, T, D)
     H vs the C class prompts (frozen text features) ─ VCS (or mean pooling) ─▶ logits (B, C) · exp(logit_scale)
@@ -12,7 +13,7 @@ gradient of this worker's own slice), every worker runs the header + VCS on the 
 takes the loss over all ``B = batch`` videos, and DDP averages the gradients.
 :class:`AttributeLearner` is the attributes branch (two MLP heads on frozen sentence / class features).
 
-Optimisation (BIKE.md §6): AdamW (0.9, 0.999, eps 1e-8, weight decay 0.2); lr 5e-5 for new modules
+Optimisation (docs/model.md §6): AdamW (0.9, 0.999, eps 1e-8, weight decay 0.2); lr 5e-5 for new modules
 (header, attributes heads), 5e-6 for the CLIP visual weights and logit_scale; linear warm-up (5 epochs,
 fewer when training is short) then cosine decay to 0, stepped every batch.
 
@@ -27,13 +28,14 @@ import math
 import torch
 from torch import nn
 
-from engine.attributes import AttributeHead
-from engine.config import CLIP_MEAN, CLIP_STD, DEFAULTS
-from engine.spotting import concept_spotting, l2norm
+from engine import bike
+from engine.attributes import AttributeHead, attribute_scores
+from engine.config import DEFAULTS
+from engine.spotting import l2norm
 from engine.temporal import TemporalTransformer
 from index.store import atomic_write
 
-#: BIKE.md §6 learning rates.
+#: docs/model.md §6 learning rates.
 LR_NEW = 5e-5
 LR_CLIP = 5e-6
 WEIGHT_DECAY = 0.2
@@ -42,11 +44,8 @@ EPS = 1e-8
 WARMUP_EPOCHS = 5
 
 
-def normalize(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, T, S, S, 3) → CLIP-normalised float (B, T, 3, S, S) on the same device."""
-    mean = torch.tensor(CLIP_MEAN, device=frames.device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=frames.device).view(3, 1, 1)
-    return (frames.movedim(-1, -3).float() / 255.0 - mean) / std
+#: uint8 (B, T, S, S, 3) → CLIP-normalised float (B, T, 3, S, S) on the same device (engine.bike's step).
+normalize = bike.normalise
 
 
 def uses_quick_gelu(clip: nn.Module) -> bool:
@@ -95,7 +94,7 @@ def all_gather_labels(y: torch.Tensor) -> torch.Tensor:
 
 
 def new_header(embed_dim: int, text_width: int, layers: int = 6, seed: int = 0) -> TemporalTransformer:
-    """A freshly initialised temporal header (BIKE.md §3), identical on every worker for one seed."""
+    """A freshly initialised temporal header (docs/model.md §3), identical on every worker for one seed."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -121,23 +120,16 @@ class VideoLearner(nn.Module):
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, S, S) → raw frame features X (B, T, D), every frame through the image tower alone."""
-        b, t = frames.shape[:2]
-        x = self.visual(frames.reshape(b * t, *frames.shape[2:]))
-        if isinstance(x, (tuple, list)):                     # some open_clip towers also return tokens
-            x = x[0]
-        return x.reshape(b, t, -1)
+        return bike.frame_features(self.visual, frames)
 
     def raw_logits(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
         """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax). ``gather``: the frame
         features of every data-parallel worker are all-gathered first → (global B, C) (see the module doc)."""
-        h = self.frame_features(frames).float()
+        x = self.frame_features(frames)
         if gather:
-            h = all_gather_local_grad(h)
-        if self.header is not None:
-            h = self.header(h)                                # (B, T, D)
-        if self.pooling == "mean":                            # order-blind baseline: mean of normalised frames
-            return l2norm(l2norm(h).mean(dim=1)) @ l2norm(self.cls).T
-        return concept_spotting(h, self.tokens, self.cls, tau=self.tau).logits
+            x = all_gather_local_grad(x)
+        h = bike.temporal(self.header, x)                                 # (B, T, D)
+        return bike.video_logits(h, self.tokens, self.cls, self.pooling, self.tau)
 
     def forward(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
         """Training logits (B, C) = raw logits × exp(logit_scale); ``gather`` as in :meth:`raw_logits`."""
@@ -155,12 +147,12 @@ class AttributeLearner(nn.Module):
 
     def forward(self, sentences: torch.Tensor) -> torch.Tensor:
         """(B, D) sentence end-of-text features → scaled cosine logits (B, C)."""
-        return self.head(l2norm(sentences.float()), self.cls) * self.scale
+        return attribute_scores(sentences, self.cls, self.head) * self.scale
 
 
 def param_groups(visual: nn.Module, logit_scale: nn.Parameter, new_modules, lr_new: float = LR_NEW,
                  lr_clip: float = LR_CLIP) -> list:
-    """AdamW groups of BIKE.md §6: new modules at ``lr_new``; CLIP visual + logit_scale at ``lr_clip``."""
+    """AdamW groups of docs/model.md §6: new modules at ``lr_new``; CLIP visual + logit_scale at ``lr_clip``."""
     new = [p for m in new_modules if m is not None for p in m.parameters() if p.requires_grad]
     clip = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
     groups = []

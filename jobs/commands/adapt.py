@@ -69,6 +69,7 @@ def run(args) -> int:
     out_path = os.path.join(args.out, "adapted.pt")
     if args.mode == "fast":
         from ..adapt import FastConfig, fast_adapt
+        args.precision = "fp32"                  # it writes the base's weights into the new checkpoint: exact
         model = load_model_from_args(args)
         summary = fast_adapt(model, shots, list(labels.names), out_path,
                              FastConfig(views=args.views, steps=args.steps, seed=args.seed))

@@ -14,7 +14,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a model on a labelled list (top-1/top-5, zero-shot half classes, mAP)",
         description="Evaluate on LIST ('path label', 'dir num_frames label', or 'path l1,l2' with --multilabel). "
-                    "standard: BIKE's fused scores averaged over clips x crops views. zeroshot-half: the authors' "
+                    "standard: the model's scores (--branches; a checkpoint without trained attributes heads: "
+                    "the video branch alone) averaged over clips x crops views. zeroshot-half: the authors' "
                     "zero-shot protocol (per-frame softmax(100 f.c), 10 random halves of the classes, mean ± std).")
     p.add_argument("list", metavar="LIST")
     add_model_args(p)
