@@ -3,6 +3,8 @@
 * ``pretrained="openai"`` (or any open_clip tag): open_clip downloads and caches the weights on first use.
 * ``pretrained="/path/weights.pt"``: a local CLIP state dict (OpenAI/open_clip layout, a training checkpoint
   with ``state_dict``, or an OpenAI TorchScript archive).
+* Without a model name, the CLIP architecture of a checkpoint or weights file is read from its tensors'
+  shapes (:mod:`engine.architecture`), whatever its size; a name given overrides it.
 * ``checkpoint="/path/bike.pt"``: a released BIKE checkpoint: ``model_state_dict`` (CLIP, OpenAI layout) and
   ``fusion_model_state_dict`` (the temporal header); bike's own checkpoints add ``attributes_state_dict``
   and ``labels``. A leading ``module.`` (DataParallel) is stripped everywhere.
@@ -100,7 +102,16 @@ def _create(name: str, quick_gelu: bool, device="cpu") -> nn.Module:
         raise
 
 
-def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str) -> None:
+def _file_architecture(state: dict) -> str:
+    """What a mismatch message says about the file's own architecture."""
+    from .architecture import ArchitectureError, describe, infer_config
+    try:
+        return f"; the file holds {describe(infer_config(state))} (without --model it loads as it is)"
+    except ArchitectureError:
+        return ""
+
+
+def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str, explain=None) -> None:
     state = {k: v for k, v in strip_module(state).items() if k not in _NON_WEIGHT_KEYS}
     target = clip.state_dict()
     missing = [k for k in target if k not in state]
@@ -112,7 +123,8 @@ def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str) -> None
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
             f"shape mismatch for {wrong[0]}: file {tuple(state[wrong[0]].shape)} vs model "
             f"{tuple(target[wrong[0]].shape)}" if wrong else "") if s)
-        raise CheckpointError(f"{path}: weights do not fit model {name}: {detail}")
+        raise CheckpointError(f"{path}: weights do not fit model {name}: {detail}"
+                              + (explain(state) if explain else ""))
     clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
@@ -130,10 +142,30 @@ def _class_features(cf, path: str) -> "dict | None":
     return {"names": names, "cls": cls, "tokens": tokens}
 
 
+def _architecture(name: "str | None", state, hint: "str | None", path: str) -> str:
+    """The model name for the CLIP weights in ``path``: ``name`` when given (``--model`` overrides), else
+    read from the tensors' shapes (engine/architecture.py)."""
+    from .architecture import ArchitectureError, describe, is_inferred, resolve_name
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: the CLIP weights are not a state dict")
+    state = strip_module(state)
+    if name and not is_inferred(name):
+        return name
+    try:
+        found, cfg = resolve_name(state, hint)
+    except ArchitectureError as e:
+        raise CheckpointError(f"{path}: cannot read the CLIP architecture from the file: {e}") from None
+    if is_inferred(name) and name != found:
+        raise CheckpointError(f"{path}: the file holds {describe(cfg)} ({found}), not {name}")
+    return found
+
+
 def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint: "str | None" = None,
                  random_init: bool = False, seed: int = 0, quick_gelu: "bool | None" = None) -> Weights:
-    """Resolve the weights per the module docstring. Everything is float32 on the CPU."""
-    if not checkpoint:
+    """Resolve the weights per the module docstring. Everything is float32 on the CPU. ``name`` None with a
+    checkpoint or weights file: the architecture is read from the file's shapes."""
+    weights_file = bool(pretrained) and os.path.exists(pretrained)
+    if not checkpoint and not weights_file:
         name = name or DEFAULTS.model
     meta = {"name": name, "pretrained": None, "checkpoint": None, "weights_sha": None, "random_init": False}
     if checkpoint:
@@ -141,26 +173,30 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
         if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
             raise CheckpointError(f"{checkpoint}: not a BIKE checkpoint (no 'model_state_dict'); "
                                   "for plain CLIP weights use --pretrained FILE")
-        name = name or ckpt.get("model_name") or DEFAULTS.model
+        explicit = bool(name) and not name.startswith("inferred-")
+        name = _architecture(name, ckpt["model_state_dict"], ckpt.get("model_name"), checkpoint)
         meta["name"] = name
         # released checkpoints are OpenAI CLIP (QuickGELU); bike's own record what they were trained with
         clip = _create(name, bool(ckpt.get("quick_gelu", True)) if quick_gelu is None else quick_gelu)
-        _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name)
+        _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name,
+                         _file_architecture if explicit else None)
         header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
         attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
         meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint))
         return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
                        _class_features(ckpt.get("class_features"), checkpoint))
-    if pretrained and os.path.exists(pretrained):
+    if weights_file:
         state = read_state_file(pretrained)
         if isinstance(state, dict) and "model_state_dict" in state:
             raise CheckpointError(f"{pretrained}: this is a BIKE checkpoint; pass it with --checkpoint")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
+        explicit = bool(name) and not name.startswith("inferred-")
+        name = meta["name"] = _architecture(name, state, None, pretrained)
         jit = zipfile.is_zipfile(pretrained) and any(
             n.endswith("constants.pkl") for n in zipfile.ZipFile(pretrained).namelist())
         clip = _create(name, jit if quick_gelu is None else quick_gelu)
-        _load_clip_state(clip, state, pretrained, name)
+        _load_clip_state(clip, state, pretrained, name, _file_architecture if explicit else None)
         meta.update(pretrained=os.path.abspath(pretrained), weights_sha=file_sha256(pretrained))
         return Weights(clip, meta=meta)
     if pretrained:
