@@ -187,3 +187,71 @@ def test_label_text_features_are_cached_on_disk_exactly(tmp_path, monkeypatch):
     files[0].write_bytes(b"damaged")                            # a damaged entry is recomputed
     third = engine.load_model(TINY, random_init=True, seed=5, lexicon="hmdb51")
     assert torch.equal(third.label_features("ucf101").cls, computed.cls)
+
+
+# ---- any checkpoint architecture, read from the file (docs/model.md "Checkpoints") ---------------------
+
+#: Two CLIP sizes with no open_clip config: 96-wide ViT with 16-px patches on 64-px images; a 128-wide,
+#: one-layer ViT with 8-px patches on 40-px images, a 2-head text tower with a 32-token context and MLP ratio 2.
+ODD_SIZES = [
+    dict(embed_dim=48, vision_cfg=dict(image_size=64, layers=3, width=96, patch_size=16),
+         text_cfg=dict(context_length=77, vocab_size=49408, width=64, heads=1, layers=2)),
+    dict(embed_dim=32, vision_cfg=dict(image_size=40, layers=1, width=128, patch_size=8, head_width=64),
+         text_cfg=dict(context_length=32, vocab_size=49408, width=128, heads=2, layers=1, mlp_ratio=2.0)),
+]
+
+
+def _odd_checkpoint(tmp_path, cfg, seed):
+    import open_clip
+    torch.manual_seed(seed)
+    clip = open_clip.model.CLIP(**cfg, quick_gelu=True).eval()
+    header = TemporalTransformer(width=cfg["embed_dim"], heads=max(1, cfg["text_cfg"]["width"] // 64), layers=2)
+    path = tmp_path / f"odd{seed}.pt"
+    torch.save({"model_state_dict": {"module." + k: v for k, v in clip.state_dict().items()},
+                "fusion_model_state_dict": header.state_dict()}, path)
+    return path, clip, header.eval()
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_checkpoint_of_any_size_loads_without_model_name(tmp_path, which):
+    cfg = ODD_SIZES[which]
+    path, clip, header = _odd_checkpoint(tmp_path, cfg, seed=20 + which)
+    model = engine.load_model(None, checkpoint=str(path), lexicon="hmdb51")
+    v = cfg["vision_cfg"]
+    assert model.name.startswith("inferred-ViT-") and f"-p{v['patch_size']}-i{v['image_size']}-" in model.name
+    assert model.image_size == v["image_size"] and model.crop == v["image_size"]
+    for k, t in clip.state_dict().items():                          # every weight, exactly
+        assert torch.equal(model.clip.state_dict()[k], t), k
+    x = torch.randn(2, 3, 3, v["image_size"], v["image_size"])
+    prompts = ["This is a video about dog", "This is a video about cat"]
+    with torch.no_grad():
+        raw = torch.stack([clip.encode_image(f) for f in x])
+        from engine.text import text_features
+        cls, tok = text_features(clip, model.tokenizer(prompts))
+        expected = concept_spotting(header(raw), tok, cls).logits
+    assert tok.shape[1] == cfg["text_cfg"]["context_length"]
+    torch.testing.assert_close(model.video_logits(model.encode_frames(x), *model.encode_text(prompts)), expected)
+    # the name it was given resolves again to the same architecture (a store reloads its model by name)
+    again = engine.load_model(model.name, checkpoint=str(path), lexicon="hmdb51")
+    assert again.name == model.name and again.meta["weights_sha"] == model.meta["weights_sha"]
+    # --model still overrides; a mismatch names the model's shape and the file's architecture
+    with pytest.raises(CheckpointError, match=r"do not fit model bike-tiny.*file \(.*vs model \(.*the file holds ViT "
+                                              rf"patch {v['patch_size']}, image {v['image_size']}"):
+        engine.load_model(TINY, checkpoint=str(path))
+
+
+def test_architecture_of_a_standard_size_is_its_open_clip_name(tmp_path):
+    from engine.architecture import infer_config, resolve_name
+    src = load_weights(TINY, random_init=True, seed=2, quick_gelu=True)
+    assert resolve_name(src.clip.state_dict())[0] == TINY
+    path = tmp_path / "named.pt"
+    torch.save({"model_state_dict": src.clip.state_dict()}, path)
+    assert engine.load_model(None, checkpoint=str(path)).name == TINY
+    cfg = infer_config(src.clip.state_dict())
+    assert cfg["vision_cfg"]["patch_size"] == 32 and cfg["vision_cfg"]["image_size"] == 224
+    assert cfg["text_cfg"]["layers"] == 2 and cfg["embed_dim"] == 64
+
+
+def test_fingerprint_of_fp32_fused_models_is_unchanged(tiny_model):
+    assert set(tiny_model.fingerprint()) == {"name", "weights", "frames", "lexicon", "random_init"}
+    assert tiny_model.precision.name == "fp32" and tiny_model.branches == "fused"
