@@ -2,17 +2,20 @@
 
     .venv/bin/python bench/tag.py                      # defaults below; writes bench/results/tag.json
     .venv/bin/python bench/tag.py --sizes 8 16 --long-s 600 --model bike-tiny    # a quick run
+    .venv/bin/python bench/tag.py --precisions fp32 auto --long-s 0   # before/after reduced precision, one run
 
 1. Generates a corpus (lavfi ``testsrc2``, H.264 ultrafast, 25 fps, 5–30 s, 320×240 … 1280×720, seeded) and
    one long 1080p video (1 fps so it is cheap to make; default 1 hour).
 2. Decode alone: ``jobs.decode.decode_video`` over the corpus in as many processes as cores → sampled
    frames/s (what the model receives).
 3. Model alone: ``Scorer.score`` on random pre-decoded frames, batches of ``--model-batch`` clips, torch
-   threads = cores → frames/s.
+   threads = cores → frames/s, at every precision of ``--precisions`` (engine/precision.py).
 4. Pipeline: ``bike tag`` (in a subprocess, its own local Ray) on the first N videos for each N of
    ``--sizes`` → videos/s, frames/s after start-up and end to end, peak memory (PSS summed over the job's
    whole process tree: driver, Ray daemons, workers, ffmpeg), sampled every 0.2 s.
-5. Memory of tagging the long video alone (``--long-window`` s windows).
+   Steps 3–4 run once per precision of ``--precisions`` (default: fp32 and auto), so before/after ratios
+   come from one run on one machine state.
+5. Memory of tagging the long video alone (``--long-window`` s windows; ``--long-s 0`` skips it).
 
 The model is a random-init open_clip (no weights can be downloaded here): speed and memory are those of
 the real architecture; the labels are meaningless. Prints a table, writes ``bench/results/tag.json`` with
@@ -87,14 +90,15 @@ def bench_decode(paths, cores: int, frames=8, window=10.0, size=224, resize=256)
     return {"videos": len(paths), "frames": n, "seconds": dt, "frames_per_s": n / dt}
 
 
-def bench_model(model: str, cores: int, batch: int, calls: int = 2) -> dict:
+def bench_model(model: str, cores: int, batch: int, calls: int = 2, precision: str = "fp32") -> dict:
     import numpy as np
     import torch
 
     from jobs.records import ClipSpan
     from jobs.scoring import Scorer
     torch.set_num_threads(cores)
-    s = Scorer(dict(name=model, random_init=True), "kinetics400", threads=cores)
+    s = Scorer(dict(name=model, random_init=True, precision=precision), "kinetics400", threads=cores)
+    s.facts()                                                     # raises what loading met
     T = s.model.frames
     x = np.random.default_rng(0).integers(0, 255, (batch, T, s.model.crop, s.model.crop, 3), dtype=np.uint8)
     spans = [[ClipSpan(i, 0, 10, list(range(T))) for i in range(batch)]]
@@ -103,8 +107,8 @@ def bench_model(model: str, cores: int, batch: int, calls: int = 2) -> dict:
     for _ in range(calls):
         s.score(spans, x)
     dt = time.perf_counter() - t
-    return {"model": model, "batch_clips": batch, "frames": calls * batch * T, "seconds": dt,
-            "frames_per_s": calls * batch * T / dt}
+    return {"model": model, "precision": s.model.precision.name, "batch_clips": batch,
+            "frames": calls * batch * T, "seconds": dt, "frames_per_s": calls * batch * T / dt}
 
 
 # ---- the pipeline, in a subprocess, with its memory ----------------------------------------------------
@@ -124,10 +128,10 @@ def _tree_pss(pid: int) -> int:
     return total
 
 
-def run_tag(sources, store: Path, model: str, window: float, extra=()) -> dict:
+def run_tag(sources, store: Path, model: str, window: float, extra=(), precision: str = "fp32") -> dict:
     """Run `bike tag` in a child process (its own Ray), sampling the PSS of its process tree."""
     spec = {"sources": [str(s) for s in sources], "store": str(store), "model": model, "window": window,
-            "extra": list(extra)}
+            "extra": list(extra), "precision": precision}
     env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, env=env,
@@ -156,10 +160,16 @@ def _child(spec_json: str) -> None:
     spec = json.loads(spec_json)
     extra = dict(zip(spec["extra"][::2], spec["extra"][1::2]))
     s = tag(TagOptions(sources=spec["sources"], store=spec["store"], labels="kinetics400",
-                       model_kwargs=dict(name=spec["model"], random_init=True), window_s=spec["window"],
+                       model_kwargs=dict(name=spec["model"], random_init=True, precision=spec["precision"]),
+                       window_s=spec["window"],
                        index=False, progress=False, **{k: int(v) for k, v in extra.items()}),
             log=lambda m: None)
-    print(json.dumps({"ok": s.ok, "error": s.error, "frames": s.frames, "seconds": s.seconds, "run_s": s.run_s,
+    import torch
+
+    from engine.precision import resolve
+    precision = resolve(spec["precision"], "cuda" if torch.cuda.is_available() else "cpu")
+    print(json.dumps({"precision": precision, "model": s.model, "ok": s.ok, "error": s.error,
+                      "frames": s.frames, "seconds": s.seconds, "run_s": s.run_s,
                       "videos_per_s": (s.ok + s.error) / s.run_s, "frames_per_s": s.frames / s.run_s,
                       "end_to_end_frames_per_s": s.frames / s.seconds, "model_busy": s.model_busy}))
 
@@ -186,6 +196,8 @@ def main() -> None:
     ap.add_argument("--long-s", type=int, default=3600, help="length of the long 1080p video (s)")
     ap.add_argument("--long-window", type=float, default=60.0, help="window for the long video (s)")
     ap.add_argument("--model-batch", type=int, default=32)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "auto"],
+                    help="precisions to compare in this run (default fp32 auto)")
     ap.add_argument("--work", default=None, help="folder for the generated media (kept between runs)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tag.json"))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -199,52 +211,66 @@ def main() -> None:
     paths = make_corpus(work / "corpus", max(args.sizes))
     gen_corpus = time.perf_counter() - t
     t = time.perf_counter()
-    long_video = make_long(work / f"long_{args.long_s}s_1080p.mp4", args.long_s)
+    long_video = make_long(work / f"long_{args.long_s}s_1080p.mp4", args.long_s) if args.long_s else None
     gen_long = time.perf_counter() - t
     print(f"corpus: {len(paths)} videos ({gen_corpus:.0f} s to make), long video {args.long_s} s 1080p "
           f"({gen_long:.0f} s to make)", file=sys.stderr)
 
     decode = bench_decode(paths[: max(args.sizes)], cores)
     print(f"decode alone: {decode['frames_per_s']:.1f} frames/s", file=sys.stderr)
-    model = bench_model(args.model, cores, args.model_batch)
-    print(f"model alone: {model['frames_per_s']:.1f} frames/s", file=sys.stderr)
+    models = []
+    for prec in args.precisions:
+        models.append(bench_model(args.model, cores, args.model_batch, precision=prec))
+        print(f"model alone ({models[-1]['precision']}): {models[-1]['frames_per_s']:.1f} frames/s", file=sys.stderr)
     pipeline = []
-    for n in args.sizes:
-        folder = work / f"corpus_{n}"
-        folder.mkdir(exist_ok=True)
-        for p in paths[:n]:
-            link = folder / p.name
-            if not link.exists():
-                link.symlink_to(p)
+    for prec in args.precisions:
+        for n in args.sizes:
+            folder = work / f"corpus_{n}"
+            folder.mkdir(exist_ok=True)
+            for p in paths[:n]:
+                link = folder / p.name
+                if not link.exists():
+                    link.symlink_to(p)
+            with tempfile.TemporaryDirectory(prefix="bike-bench-store-") as store:
+                r = run_tag([folder], Path(store) / "s", args.model, 10.0, ["model_batch", args.model_batch],
+                            precision=prec)
+            r["videos"] = n
+            pipeline.append(r)
+            print(f"pipeline {n} videos ({r['model']}): {r['frames_per_s']:.1f} frames/s, "
+                  f"peak {r['peak_pss_bytes'] / 2**30:.2f} GiB", file=sys.stderr)
+    long = None
+    if args.long_s:
         with tempfile.TemporaryDirectory(prefix="bike-bench-store-") as store:
-            r = run_tag([folder], Path(store) / "s", args.model, 10.0, ["model_batch", args.model_batch])
-        r["videos"] = n
-        pipeline.append(r)
-        print(f"pipeline {n} videos: {r['frames_per_s']:.1f} frames/s, peak {r['peak_pss_bytes'] / 2**30:.2f} GiB",
-              file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="bike-bench-store-") as store:
-        long = run_tag([long_video], Path(store) / "s", args.model, args.long_window)
-    long.update(seconds_of_video=args.long_s, window_s=args.long_window, resolution="1920x1080", fps=1)
+            long = run_tag([long_video], Path(store) / "s", args.model, args.long_window,
+                           precision=args.precisions[-1])
+        long.update(seconds_of_video=args.long_s, window_s=args.long_window, resolution="1920x1080", fps=1)
+    model = models[0]
 
-    slower = min(decode["frames_per_s"], model["frames_per_s"])
-    result = {"machine": machine(), "model": f"{args.model} (random init)", "corpus": {
+    by_prec = {m["precision"]: m for m in models}
+    slower = {p["precision"]: min(decode["frames_per_s"], by_prec.get(p["precision"], model)["frames_per_s"])
+              for p in pipeline}
+    result = {"machine": machine(), "model": f"{args.model} (random init)", "shared_load": (
+        "other jobs shared the 2 cores while this ran: compare the precisions within this run"), "corpus": {
         "videos": len(paths), "seconds": "5-30", "sizes": [f"{w}x{h}" for w, h in SIZES], "fps": 25,
         "codec": "h264 ultrafast", "generation_s": gen_corpus}, "decode_alone": decode, "model_alone": model,
-        "pipeline": pipeline, "long_video": long,
-        "pipeline_vs_slower_stage": [p["frames_per_s"] / slower for p in pipeline],
+        "model_alone_by_precision": models, "pipeline": pipeline, "long_video": long,
+        "pipeline_vs_slower_stage": [p["frames_per_s"] / slower[p["precision"]] for p in pipeline],
         "command": " ".join([".venv/bin/python", "bench/tag.py", *sys.argv[1:]])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     gib = 2 ** 30
-    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", "", ""),
-            (f"model alone ({args.model})", f"batch {args.model_batch}", f"{model['frames_per_s']:.1f}", "", "",
-             "")]
-    for name, work_, p in [*[(f"bike tag, {p['videos']} videos", f"{p['videos_per_s']:.2f} videos/s", p)
-                             for p in pipeline],
-                           (f"bike tag, 1 video {args.long_s} s 1080p", f"window {args.long_window:g} s", long)]:
+    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", "", "")]
+    rows += [(f"model alone ({args.model}, {m['precision']})", f"batch {args.model_batch}",
+              f"{m['frames_per_s']:.1f}", "", "", "") for m in models]
+    runs = [(f"bike tag, {p['videos']} videos, {p['precision']}", f"{p['videos_per_s']:.2f} videos/s", p)
+            for p in pipeline]
+    if long:
+        runs.append((f"bike tag, 1 video {args.long_s} s 1080p", f"window {args.long_window:g} s", long))
+    for name, work_, p in runs:
         rows.append((name, work_, f"{p['frames_per_s']:.1f} ({p['end_to_end_frames_per_s']:.1f} e2e)",
-                     f"{p['peak_pss_bytes'] / gib:.2f}", f"{p['frames_per_s'] / slower:.0%}",
+                     f"{p['peak_pss_bytes'] / gib:.2f}",
+                     f"{p['frames_per_s'] / slower.get(p['precision'], min(slower.values())):.0%}",
                      f"{p.get('model_busy', 0):.0%}"))
     head = ("stage", "work", "frames/s", "peak GiB", "of slower", "model busy")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
