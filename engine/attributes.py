@@ -1,4 +1,4 @@
-"""Video-Attributes Association (BIKE.md §5): the video → text direction.
+"""Video-Attributes Association (docs/model.md §5): the video → text direction.
 
 1. A lexicon of attribute phrases (default: the Kinetics-400 class names), each embedded by the frozen CLIP
    text tower (end-of-text feature of the phrase itself).

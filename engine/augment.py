@@ -1,4 +1,4 @@
-"""Training augmentation of BIKE.md §6, applied to a whole clip at once (same draw for every frame).
+"""Training augmentation of docs/model.md §6, applied to a whole clip at once (same draw for every frame).
 
     short side → 256,  random resized crop (area 0.08–1, aspect 3/4–4/3) → 224,
     horizontal flip (p 0.5),  grayscale (p 0.2)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: CLIP's normalisation constants (BIKE.md §1).
+#: CLIP's normalisation constants (docs/model.md §1).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-#: The single prompt template (BIKE.md §2).
+#: The single prompt template (docs/model.md §2).
 PROMPT_TEMPLATE = "This is a video about {}"
-#: Prefix of the attribute sentence (BIKE.md §5); phrases follow, joined by "," with no spaces.
+#: Prefix of the attribute sentence (docs/model.md §5); phrases follow, joined by "," with no spaces.
 ATTRIBUTE_PREFIX = "This is a video about "
 
 
@@ -33,7 +33,7 @@ DEFAULTS = Defaults()
 
 
 def eval_sizes(image_size: int) -> tuple[int, int]:
-    """(resize, crop) for evaluation: short side 256 → centre 224; 336-px models: 336 → 336 (BIKE.md §1)."""
+    """(resize, crop) for evaluation: short side 256 → centre 224; 336-px models: 336 → 336 (docs/model.md §1)."""
     if image_size >= 336:
         return image_size, image_size
     return 256 * image_size // 224, image_size

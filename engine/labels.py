@@ -7,7 +7,7 @@ A label set can be named three ways (see :func:`load_labels`):
 * a file: an ``id,name`` CSV (header optional) or a Charades-style ``c000 name`` text file;
 * an inline comma-separated list: ``"dog,cat,surfing crowd"``.
 
-Names are used verbatim in the prompt ``This is a video about {name}`` (BIKE.md §2).
+Names are used verbatim in the prompt ``This is a video about {name}`` (docs/model.md §2).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BIKE's training objective (BIKE.md §6): symmetric KL against soft, multi-positive targets.
+"""BIKE's training objective (docs/model.md §6): symmetric KL against soft, multi-positive targets.
 
 A batch holds B videos and the B prompts of their own labels, so several columns of a row can be the
 same class. With ``G[i, j] = 1`` where samples i and j share a label (0 elsewhere)::
@@ -36,7 +36,7 @@ def kl_rows(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def bike_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The symmetric loss of BIKE.md §6.
+    """The symmetric loss of docs/model.md §6.
 
     ``logits`` (B, B): row i = video i against the prompts of the B samples' labels (already scaled);
     ``labels`` (B,) class ids. Returns a scalar.
@@ -58,7 +58,7 @@ def scaled(logits: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
 def batch_logits(class_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(B, C) logits of B videos against all C classes → (B, B) logits against each sample's own label.
 
-    Column j is the text of sample j's label, exactly the "texts in a batch" of BIKE.md §6; computing the
+    Column j is the text of sample j's label, exactly the "texts in a batch" of docs/model.md §6; computing the
     (B, C) matrix first avoids scoring a class prompt twice when labels repeat.
     """
     return class_logits[:, labels]

@@ -1,4 +1,4 @@
-"""Evaluation metrics of BIKE.md §7–§8 as pure functions on tensors (no files, no model).
+"""Evaluation metrics of docs/model.md §7–§8 as pure functions on tensors (no files, no model).
 
 - :func:`average_views`: multi-view test, the mean of the softmaxed scores of every view.
 - :func:`topk_accuracy`: top-1 / top-5 of single-label predictions.
@@ -21,7 +21,7 @@ ZEROSHOT_SCALE = 100.0
 
 
 def average_views(view_scores: torch.Tensor, softmax: bool = True) -> torch.Tensor:
-    """(N, V, C) per-view scores → (N, C): the mean over views of the softmaxed scores (BIKE.md §7).
+    """(N, V, C) per-view scores → (N, C): the mean over views of the softmaxed scores (docs/model.md §7).
 
     ``softmax=False`` when the scores are already probabilities (e.g. the fused BIKE output).
     """
@@ -70,7 +70,7 @@ def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float
 
 def zeroshot_frame_logits(frame_features: torch.Tensor, cls: torch.Tensor,
                           scale: float = ZEROSHOT_SCALE) -> torch.Tensor:
-    """Per-frame zero-shot logits ``scale · f_t · c`` (N, T, C) (BIKE.md §8).
+    """Per-frame zero-shot logits ``scale · f_t · c`` (N, T, C) (docs/model.md §8).
 
     ``frame_features`` (N, T, D) are the raw frame features, NOT normalised (as the authors' code);
     ``cls`` (C, D) are the class prompts' end-of-text features, L2-normalised here.

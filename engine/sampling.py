@@ -1,4 +1,4 @@
-"""Which frames and which pixels of a video the model sees (BIKE.md §7).
+"""Which frames and which pixels of a video the model sees (docs/model.md §7).
 
 Pure functions on integers and floats, shared by tagging, evaluation and training:
 

@@ -1,4 +1,4 @@
-"""Video Concept Spotting (BIKE.md §4): category-dependent temporal saliency.
+"""Video Concept Spotting (docs/model.md §4): category-dependent temporal saliency.
 
 For every class c (a text with end-of-text feature ``cls[c]`` and 77 token features ``tokens[c]``) and
 every video b (frame features ``H[b]`` after the temporal header)::

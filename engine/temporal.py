@@ -1,4 +1,4 @@
-"""The temporal transformer ("video header") of BIKE.md §3.
+"""The temporal transformer ("video header") of docs/model.md §3.
 
     H = blocks(X + P[:T]) + X          X: raw frame features (B, T, D), P: learned position table (77, D)
 

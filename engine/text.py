@@ -1,4 +1,4 @@
-"""Text features for BIKE (BIKE.md §2): end-of-text feature and all 77 token features of each prompt."""
+"""Text features for BIKE (docs/model.md §2): end-of-text feature and all 77 token features of each prompt."""
 from __future__ import annotations
 
 import torch

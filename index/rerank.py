@@ -4,7 +4,7 @@ The FAISS index holds one vector per clip (the embedding of the clip's *top labe
 finding candidates but knows nothing about the query. The re-rank scores every candidate against the query
 itself, frame by frame, and finds the moment inside the clip:
 
-* **Text query** (``bike search "a dog jumps"``): BIKE's Video Concept Spotting (BIKE.md §4) with the query
+* **Text query** (``bike search "a dog jumps"``): BIKE's Video Concept Spotting (docs/model.md §4) with the query
   as the single "class": its 77 token features pick out the frames that match, the saliency-weighted frame
   embedding is compared with the end-of-text feature. Score = the VCS logit (a cosine-like number ≤ 1),
   saliency = the query's weight on each frame (sums to 1), moment = the frame time of the saliency peak.

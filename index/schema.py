@@ -9,7 +9,7 @@ window across models (when they used the same ``--window``).
     clips       one row per clip: time span, sampled frame times, per-frame embeddings after the header (T×D fp16)
     labels      top-k labels per clip: fused / video / attributes probabilities; each row's saliency is that
                 label's saliency over the T frames, ``peak_s`` the frame time where it peaks (rank 0: top label)
-    attributes  top-k attribute phrases per clip (BIKE.md §5) with their cosine
+    attributes  top-k attribute phrases per clip (docs/model.md §5) with their cosine
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);

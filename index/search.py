@@ -10,7 +10,7 @@ How a query is answered (DESIGN.md "Search"):
 1. **Query features.** A text query goes through the CLIP text tower AS TYPED — no prompt template (the
    label template "This is a video about {}" is for class names; a user's sentence is already a
    description). It gives the end-of-text feature ``cls`` (D) and all 77 token features (77, D)
-   (BIKE.md §2). An example (``clip=CLIP_ID`` from the store, or ``like=VIDEO`` decoded and embedded with
+   (docs/model.md §2). An example (``clip=CLIP_ID`` from the store, or ``like=VIDEO`` decoded and embedded with
    the model, temporal header included) gives its T frame embeddings; its vector is their normalised mean.
 2. **Candidates.** ``cls`` (or the example vector) searches the FAISS index of clip embeddings
    (index/vectors.py) for the top N = max(candidates, 10·k) clips; a model with at most RERANK_ALL_MAX

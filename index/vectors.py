@@ -11,7 +11,7 @@ are written under temporary names and renamed into place, then the manifest nami
 one. A reader that opens the manifest always finds a complete pair of files; a crash leaves at most
 orphan files, which the next :func:`update_index` removes.
 
-Vectors are the ``embeddings`` table (saliency-weighted embedding V of each clip's top label, BIKE.md §4),
+Vectors are the ``embeddings`` table (saliency-weighted embedding V of each clip's top label, docs/model.md §4),
 L2-normalised, compared by inner product (= cosine). Index kinds (``kind="auto"`` picks by size):
 
     flat    exact IndexFlatIP                                   auto below EXACT_MAX (100k) vectors

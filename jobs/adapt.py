@@ -9,7 +9,7 @@ Two modes:
   BIKE's loss on VCS logits; then the attributes heads on the examples' attribute sentences (same loss,
   the adapted ``cls`` frozen). The result is stored as ``class_features`` in the checkpoint, and
   :meth:`engine.BikeModel.label_features` returns it whenever the requested label names are these classes.
-- ``finetune``: BIKE's few-shot recipe (BIKE.md §8): no temporal header, VCS on raw frames, CLIP visual
+- ``finetune``: BIKE's few-shot recipe (docs/model.md §8): no temporal header, VCS on raw frames, CLIP visual
   fine-tuned, through the same Ray Train program as ``bike train`` (:mod:`jobs.training`).
 
 Either way the output ``OUT/adapted.pt`` is a BIKE checkpoint usable by ``bike classify/tag/eval

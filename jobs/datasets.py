@@ -1,4 +1,4 @@
-"""List files and clip loading for training, adaptation and evaluation (BIKE.md §6–§8).
+"""List files and clip loading for training, adaptation and evaluation (docs/model.md §6–§8).
 
 List files (one sample per line, BIKE's formats; blank lines and ``#`` comments are skipped):
 
@@ -263,7 +263,7 @@ def eval_clip(reader: FrameReader, s: Sample, frames: int, size: int = 224, resi
 
 def eval_views(reader: FrameReader, s: Sample, frames: int, size: int = 224, resize: int = 256,
                clips: int = 1, crops: int = 1) -> np.ndarray:
-    """The ``clips × crops`` test views of BIKE.md §7 → uint8 (V, T, S, S, 3), clip-major.
+    """The ``clips × crops`` test views of docs/model.md §7 → uint8 (V, T, S, S, 3), clip-major.
 
     Video files go through ``engine.video.read_video`` (the same decoding as ``bike classify``); frame
     folders are read here with the same sampling and crops.

@@ -1,4 +1,4 @@
-"""``bike eval``: accuracy of a model on a labelled list (BIKE.md §7–§8), in this process.
+"""``bike eval``: accuracy of a model on a labelled list (docs/model.md §7–§8), in this process.
 
 Protocols:
 
@@ -96,7 +96,7 @@ def evaluate_standard(model, samples, labels, clips: int = 1, crops: int = 1, mu
 
 @torch.no_grad()
 def evaluate_zeroshot_half(model, samples, labels, splits: int = 10, seed: int = 0, log_every: int = 50) -> dict:
-    """The zero-shot half-classes protocol of BIKE.md §8 (one view per video)."""
+    """The zero-shot half-classes protocol of docs/model.md §8 (one view per video)."""
     reader = ds.FrameReader(resize=model.resize, cache_bytes=0)
     cls = model.label_features(labels).cls                                      # (C, D)
     logits, targets, failed = [], [], 0

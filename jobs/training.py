@@ -1,4 +1,4 @@
-"""``bike train`` as a Ray Train program: BIKE.md §6 on N data-parallel workers (DDP: gloo on CPU, nccl on GPU).
+"""``bike train`` as a Ray Train program: docs/model.md §6 on N data-parallel workers (DDP: gloo on CPU, nccl on GPU).
 
 Driver (:func:`run_training`): start or join Ray, build a ``TorchTrainer`` with one worker per
 ``--workers``, a ``FailureConfig`` (a lost worker restarts the group from the last reported checkpoint)
@@ -238,10 +238,10 @@ def train_loop(config: dict) -> None:
     if state is not None:
         clip.load_state_dict(state["model_state_dict"])
     elif cfg.model.get("random_init"):
-        # BIKE.md §6: training starts from CLIP's logit scale of 100; a random-init tower has 1/0.07 ≈ 14.3
+        # docs/model.md §6: training starts from CLIP's logit scale of 100; a random-init tower has 1/0.07 ≈ 14.3
         with torch.no_grad():
             clip.logit_scale.fill_(MAX_LOGIT_SCALE)
-        _log(rank, "random-init model: logit scale set to 100 (BIKE.md §6 starts training at CLIP's 100)")
+        _log(rank, "random-init model: logit scale set to 100 (docs/model.md §6 starts training at CLIP's 100)")
     text_width = int(clip.ln_final.weight.shape[0])
     header = None
     if cfg.header:

@@ -1,4 +1,4 @@
-"""The training loss and augmentation against their definitions (BIKE.md §6), by direct loops."""
+"""The training loss and augmentation against their definitions (docs/model.md §6), by direct loops."""
 import math
 
 import numpy as np
@@ -11,7 +11,7 @@ from engine.loss import batch_logits, bike_loss, scaled, soft_targets
 
 
 def _loop_loss(logits, labels):
-    """BIKE.md §6 written as loops over rows and entries, in float64."""
+    """docs/model.md §6 written as loops over rows and entries, in float64."""
     b = len(labels)
 
     def targets_row(i, g):                      # softmax(10 · G[i, :])

@@ -124,7 +124,7 @@ def test_random_init_is_seeded_and_named(tiny_model):
     assert "RANDOM WEIGHTS" in tiny_model.describe() and tiny_model.random_init
 
 
-# ---- attributes branch (BIKE.md §5) ----------------------------------------------------------------------
+# ---- attributes branch (docs/model.md §5) ----------------------------------------------------------------------
 
 def test_attribute_sentence_format():
     assert attribute_sentence(["a", "b c", "d"]) == "This is a video about a,b c,d"

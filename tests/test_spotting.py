@@ -1,4 +1,4 @@
-"""Video Concept Spotting against a direct, loop-based evaluation of BIKE.md §4."""
+"""Video Concept Spotting against a direct, loop-based evaluation of docs/model.md §4."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from engine.spotting import concept_spotting
 
 
 def reference_vcs(H, tokens, cls, tau=0.01):
-    """BIKE.md §4 written out with explicit loops (float64)."""
+    """docs/model.md §4 written out with explicit loops (float64)."""
     B, T, D = H.shape
     C, L, _ = tokens.shape
     logits = torch.zeros(B, C, dtype=torch.float64)

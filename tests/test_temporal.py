@@ -1,4 +1,4 @@
-"""The temporal header against BIKE.md §3 and the released checkpoint layout."""
+"""The temporal header against docs/model.md §3 and the released checkpoint layout."""
 import torch
 
 from engine.temporal import TemporalTransformer
@@ -30,7 +30,7 @@ def test_init_per_bike():
 
 
 def _reference(h: TemporalTransformer, x):
-    """BIKE.md §3 written out by hand, in sequence-first layout like the released code."""
+    """docs/model.md §3 written out by hand, in sequence-first layout like the released code."""
     sd = h.state_dict()
     def ln(y, p):
         u = y.mean(-1, keepdim=True)

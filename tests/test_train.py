@@ -67,7 +67,7 @@ def test_train_lowers_loss_and_checkpoint_loads_in_classify(trained, data, capsy
     samples = ds.parse_list(data["list"], labels)
     reader = ds.FrameReader()
     init = engine.load_model("bike-tiny", random_init=True, seed=0, lexicon="hmdb51")
-    with torch.no_grad():                          # where training starts a random-init model (BIKE.md §6)
+    with torch.no_grad():                          # where training starts a random-init model (docs/model.md §6)
         init.clip.logit_scale.fill_(math.log(100.0))
     text = init.label_features(labels)
     before = VideoLearner(init.clip.visual, init.clip.logit_scale, text.cls, text.tokens, new_header(64, 64)).eval()

@@ -1,4 +1,4 @@
-"""``bike train LIST --labels CSV --out DIR``: fine-tune BIKE on a labelled list with Ray Train (BIKE.md §6)."""
+"""``bike train LIST --labels CSV --out DIR``: fine-tune BIKE on a labelled list with Ray Train (docs/model.md §6)."""
 from __future__ import annotations
 
 import os
