@@ -60,7 +60,8 @@ def infer_config(state: dict) -> dict:
     vocab = _shape(state, "token_embedding.weight")[0]
     layers_t = _layers(state, "transformer.resblocks.")
     if not layers_v or not layers_t:
-        raise ArchitectureError("no transformer blocks found (visual.transformer.resblocks.* / transformer.resblocks.*)")
+        raise ArchitectureError("no transformer blocks found "
+                                "(visual.transformer.resblocks.* / transformer.resblocks.*)")
     vision = {"image_size": patch * grid, "layers": layers_v, "width": width_v, "patch_size": patch,
               "head_width": min(HEAD_WIDTH, width_v)}
     text = {"context_length": context, "vocab_size": vocab, "width": width_t,

@@ -12,7 +12,7 @@ from .video import read_video
 @dataclass
 class ClassifyResult:
     video: str
-    labels: list            # [LabelScore] best first: score (from ``branches``), video- and attributes-branch probabilities
+    labels: list            # [LabelScore] best first: score (from ``branches``), video / attributes probabilities
     attributes: list        # [(phrase, cosine)] top-K lexicon phrases
     saliency: list          # top label's saliency per sampled frame (sums to 1)
     frame_times: list       # timestamp (s) of each sampled frame
