@@ -86,7 +86,7 @@ def test_train_lowers_loss_and_checkpoint_loads_in_classify(trained, data, capsy
     video = samples[0].path
     capsys.readouterr()
     assert bike_main(["classify", video, "--checkpoint", str(out / "checkpoint.pt"), "--labels", data["labels"],
-                      "--lexicon", "hmdb51", "--json"]) == 0
+                      "--lexicon", "hmdb51", "--precision", "fp32", "--json"]) == 0
     got = {d["label"]: d["video_score"] for d in json.loads(capsys.readouterr().out)["labels"]}
     frames = engine.read_video(video, frames=8).frames                          # (1, T, S, S, 3)
     with torch.no_grad():
