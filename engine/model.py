@@ -89,13 +89,13 @@ class BikeModel:
         self.name = self.meta["name"]
         self.frames = frames
         self.clip = self.precision.cast(weights.clip.float())
-        self.tokenizer = open_clip.get_tokenizer(self.meta.get("tokenizer") or self.name)
+        self.tokenizer = open_clip.get_tokenizer(self.name)
         self.embed_dim = int(self.clip.text_projection.shape[-1]) if isinstance(
             self.clip.text_projection, torch.Tensor) else int(self.clip.text_projection.out_features)
         text_width = int(self.clip.ln_final.weight.shape[0])
         self.header = None
         if weights.header_state:
-            self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=text_width // 64)
+            self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=max(1, text_width // 64))
             self.header = self.precision.cast(self.header.float())
         self.attribute_head = None
         if weights.attributes_state:
