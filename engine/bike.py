@@ -62,13 +62,13 @@ def frame_features(visual: nn.Module, frames: torch.Tensor, precision: "Precisio
 
 
 def temporal(header: "nn.Module | None", x: torch.Tensor, precision: "Precision | None" = None) -> torch.Tensor:
-    """H = blocks(X + P[:T]) + X with the temporal header, H = X without one; (B, T, D) float32."""
+    """H = blocks(X + P[:T]) + X with the temporal header, H = X without one; (B, T, D) float32. The input
+    takes the header's dtype; on CUDA the precision's autocast applies."""
     if header is None:
         return x.float()
-    if precision is None:
-        return header(x.float()).float()
-    with precision.run():
-        return header(precision.input(x)).float()
+    dtype = next(header.parameters()).dtype
+    with precision.run() if precision is not None else contextlib.nullcontext():
+        return header(x.to(dtype)).float()
 
 
 def video_branch(h: torch.Tensor, tokens: torch.Tensor, cls: torch.Tensor, tau: float = DEFAULTS.tau) -> Spotting:

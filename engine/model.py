@@ -96,7 +96,9 @@ class BikeModel:
         self.header = None
         if weights.header_state:
             self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=max(1, text_width // 64))
-            self.header = self.precision.cast(self.header.float())
+            # fp32 on the CPU at every precision: bf16 measured no faster (bench/model.py; it is <1% of the
+            # image tower's work) and it would round H, where the saliency is read; autocast on CUDA
+            self.header = self.header.float().eval().to(self.device)
         self.attribute_head = None
         if weights.attributes_state:
             self.attribute_head = AttributeHead(self.embed_dim)

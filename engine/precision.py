@@ -7,6 +7,8 @@ What engages the hardware is the dtype of the *weights and inputs*, not autocast
   every call and keeps LayerNorm/softmax paths in fp32: measured 42 frames/s vs 184 for the cast tower
   (ViT-B-32, 2 cores; fp32 37).
 * CUDA: fp16 (or bf16) autocast over fp32 weights, the usual mixed precision of GPU inference.
+* The temporal header stays fp32 on the CPU: cast to bf16 it was not faster (0.85x, bench/model.py; it is
+  under 1% of the image tower's work) and it would round H, from which the saliency is read.
 
 ``auto`` picks fp16 on CUDA, bf16 on CPUs that have AMX or AVX512-BF16, fp32 elsewhere. fp32 is exact (the
 equivalence tests use it). Concept spotting and fusion always accumulate in fp32: the saliency is a softmax
