@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine import bike
 from engine.config import DEFAULTS
-from engine.spotting import concept_spotting, l2norm
+from engine.spotting import l2norm
 
 #: Candidates per chunk of the example re-rank (N·Te·T similarities each).
 CHUNK = 4096
@@ -78,7 +79,7 @@ def rerank_text(frames, tokens: torch.Tensor, cls: torch.Tensor, tau: float = DE
     if h.shape[0] == 0:
         return Ranked(np.zeros(0, np.float32), np.zeros((0, h.shape[1]), np.float32))
     with _threads_for(h.shape[0], h.device):
-        sp = concept_spotting(h, tokens, cls, tau=tau)
+        sp = bike.video_branch(h, tokens, cls, tau=tau)                # the model's own VCS step
     return Ranked(sp.logits[:, 0].cpu().numpy(), sp.saliency[:, 0].cpu().numpy())
 
 
