@@ -95,3 +95,12 @@ def test_train_without_attribute_heads_then_eval_is_the_video_branch(ray_cluster
     assert r["top1"] == pytest.approx(video_top1)
     assert main([*common, "--branches", "fused"]) == 0
     assert json.loads(capsys.readouterr().out)["branches"] == "fused"
+
+
+def test_models_row_records_precision_and_branches(tmp_path):
+    from jobs.records import model_facts, model_row
+    m = engine.load_model(None, checkpoint=_checkpoint(tmp_path, False), lexicon="hmdb51", precision="bf16")
+    row = model_row("m1", model_facts(m), engine.load_labels("a,b"), 10.0).to_pylist()[0]
+    assert row["precision"] == "bf16" and row["branches"] == "video"
+    fp = json.loads(row["fingerprint"])
+    assert fp["precision"] == "bf16" and fp["branches"] == "video"     # part of the store's model_id

@@ -92,6 +92,7 @@ def test_classify_cli_says_which_precision_ran(tmp_path, capsys):
         assert main([*args, "--precision", p]) == 0
         got[p] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert got[p]["precision"] == p and f"precision {p}" in got[p]["model"]
+        assert got[p]["branches"] == "fused"                       # plain (random) CLIP weights: both branches
     a = {r["label"]: r["video_score"] for r in got["fp32"]["labels"]}
     b = {r["label"]: r["video_score"] for r in got["bf16"]["labels"]}
     assert a.keys() == b.keys() and max(abs(a[k] - b[k]) for k in a) < 0.01
