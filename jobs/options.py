@@ -23,7 +23,7 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
                    help=f"attribute lexicon: a label set name or file (default {DEFAULTS.lexicon})")
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="numeric precision of the towers and the header: auto = fp16 on CUDA, bf16 on CPUs "
+                   help="numeric precision of the image and text towers: auto = fp16 on CUDA, bf16 on CPUs "
                         "with AMX/AVX512-BF16, else fp32 (exact); see docs/model.md (default auto)")
     g.add_argument("--branches", default=None, choices=("video", "attributes", "fused"),
                    help="which branches score: video, attributes, or their 0.7/0.3 fusion (default: fused with "

@@ -27,7 +27,8 @@ def register(sub) -> None:
 def _print_text(r) -> None:
     warn = "   [RANDOM WEIGHTS: labels are meaningless]" if r.random_init else ""
     print(f"{r.video}{warn}")
-    print(f"  {'label':<40} {r.branches:>8} {'video':>8} {'attrib':>8}   (score: {r.branches} branches)")
+    print(f"  {'label':<40} {'score':>8} {'video':>8} {'attrib':>8}   (score = {r.branches} branch"
+          f"{'es' if r.branches == 'fused' else ''}, {r.precision})")
     for ls in r.labels:
         att = "" if ls.attribute_score is None else f"{ls.attribute_score:8.4f}"
         print(f"  {ls.label[:40]:<40} {ls.score:8.4f} {ls.video_score:8.4f} {att:>8}")
