@@ -259,10 +259,13 @@ class BikeModel:
 
 def load_model(name: "str | None" = DEFAULTS.model, pretrained: "str | None" = None,
                checkpoint: "str | None" = None, random_init: bool = False, frames: int = DEFAULTS.frames,
-               device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed) -> BikeModel:
+               device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed,
+               trust_checkpoint: bool = False, expect_sha: "str | None" = None) -> BikeModel:
     """Load a BIKE model: ``pretrained`` an open_clip tag or a weights file, or ``checkpoint`` a released
-    BIKE checkpoint, or ``random_init=True``. With none of them, the OpenAI weights are tried."""
+    BIKE checkpoint, or ``random_init=True``. With none of them, the OpenAI weights are tried.
+    ``trust_checkpoint`` / ``expect_sha``: see ``engine.loading`` (safe loading, hash checked first)."""
     if not (pretrained or checkpoint or random_init):
         pretrained = DEFAULTS.pretrained
-    weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed)
+    weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed,
+                           trust_checkpoint=trust_checkpoint, expect_sha=expect_sha)
     return BikeModel(weights, frames=frames, device=device, lexicon=lexicon)

@@ -15,6 +15,9 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
                    help=f"open_clip pretrained tag or a local CLIP weights file (default {DEFAULTS.pretrained})")
     g.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="a BIKE checkpoint (released layout: model_state_dict + fusion_model_state_dict)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full unpickling of a legacy --checkpoint/--pretrained file that safe loading "
+                        "refuses (it can run code: only for files you trust)")
     g.add_argument("--random-init", action="store_true",
                    help="run with seeded random weights when no weights are available (results meaningless)")
     g.add_argument("--frames", type=int, default=DEFAULTS.frames,
@@ -31,7 +34,8 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
 def model_kwargs(args) -> dict:
     """The keyword arguments of :func:`engine.load_model` that the options select."""
     return dict(name=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
-                random_init=args.random_init, frames=args.frames, device=args.device, lexicon=args.lexicon)
+                random_init=args.random_init, frames=args.frames, device=args.device, lexicon=args.lexicon,
+                **({"trust_checkpoint": True} if getattr(args, "trust_checkpoint", False) else {}))
 
 
 def load_model_from_args(args):

@@ -81,6 +81,11 @@ class TrainConfig:
                       for s in self.train]
         self.val = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
                     for s in self.val]
+        # made absolute where the user typed them (the driver): Ray workers run in another directory, and a
+        # relative --resume path there silently found nothing and restarted at epoch 1
+        self.out = os.path.abspath(self.out)
+        if self.resume_path:
+            self.resume_path = os.path.abspath(self.resume_path)
 
 
 # ---- data ------------------------------------------------------------------------------------------------
@@ -184,6 +189,19 @@ def heldout_top1(learner, samples, reader, frames, size, resize, device, rank, w
 
 # ---- the worker -----------------------------------------------------------------------------------------
 
+def load_resume_state(path: str) -> dict:
+    """A checkpoint to continue from, loaded safely (``weights_only``: bike's checkpoints hold only tensors,
+    numbers, strings, lists and dicts) and checked → the state; :class:`engine.CheckpointError` with the
+    file and the reason otherwise (the file is left as it is)."""
+    from engine.loading import CheckpointError, read_state_file
+    state = read_state_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model_state_dict"), dict) \
+            or not isinstance(state.get("epoch", 0), int):
+        raise CheckpointError(f"{path}: not a checkpoint written by bike train (no model_state_dict/epoch); "
+                              "cannot resume from it")
+    return state
+
+
 def _load_state(cfg: TrainConfig):
     """The checkpoint to continue from, else None: Ray's latest reported one (worker group restarted), or
     ``OUT/checkpoint.pt``, which only exists when this run wrote it (a restart whose report had not reached
@@ -192,10 +210,12 @@ def _load_state(cfg: TrainConfig):
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            return torch.load(os.path.join(d, CHECKPOINT_NAME), map_location="cpu", weights_only=False), "ray"
+            return load_resume_state(os.path.join(d, CHECKPOINT_NAME)), "ray"
     path = cfg.resume_path or os.path.join(cfg.out, CHECKPOINT_NAME)
     if os.path.isfile(path):
-        return torch.load(path, map_location="cpu", weights_only=False), path
+        return load_resume_state(path), path
+    if cfg.resume_path:                     # asked to continue: never restart from scratch over it
+        raise FileNotFoundError(f"{path}: the checkpoint to resume from is gone")
     return None, None
 
 
@@ -431,7 +451,12 @@ def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
 
 def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker=None,
                  address: "str | None" = None, max_failures: int = 2) -> list:
-    """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``)."""
+    """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``). A ``resume_path``
+    is checked here, on the driver, before Ray starts: a missing or damaged checkpoint is one clear error
+    (:class:`engine.CheckpointError`), and the file is left untouched."""
+    if cfg.resume_path:
+        load_resume_state(cfg.resume_path)
+    _check_out_writable(cfg.out)
     ray = ensure_ray(address)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -473,6 +498,19 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
     )
     trainer.fit()
     return read_history(cfg.out)
+
+
+def _check_out_writable(out: str) -> None:
+    """``--out`` must be a folder this user can write (checked before Ray starts)."""
+    from .errors import UsageError
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("x")
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write the output folder (--out): {e.strerror or e}") from None
 
 
 def read_history(out: str) -> list:

@@ -56,7 +56,8 @@ def build_config(args, labels, train, val, resume_path=None, header=None, poolin
     """The :class:`~jobs.training.TrainConfig` the options describe."""
     from ..training import TrainConfig
     kw = model_kwargs(args)
-    model = {k: kw[k] for k in ("name", "pretrained", "checkpoint", "random_init", "lexicon")}
+    model = {k: kw[k] for k in ("name", "pretrained", "checkpoint", "random_init", "lexicon", "trust_checkpoint")
+             if k in kw}
     model["seed"] = args.seed
     aug = AugmentConfig(scale=tuple(args.crop_scale), flip=0.0 if args.no_flip else 0.5)
     return TrainConfig(model=model, labels=list(labels.names), train=train, val=val,
