@@ -302,7 +302,7 @@ class Store:
                 if c["batch"] >= r["batch"]:
                     break
                 if c["model_id"] == r["model_id"] and c["tables"].get(table):
-                    vids = sorted(set(c["videos"]) & set(r["videos"]))
+                    vids = sorted(set(c["videos"]) & (set(r["videos"]) | set(r.get("drop", ()))))
                     if vids:
                         path = self.shard(table, c["batch"])
                         model, old = out.get(path, (r["model_id"], []))
@@ -376,10 +376,11 @@ class Store:
                      lambda tmp: Path(tmp).write_text(json.dumps(record)))
 
     def write_batch(self, tables: "dict[str, pa.Table]", model_id: str, videos: "dict[str, str]",
-                    replace: bool = False) -> str:
+                    replace: bool = False, drop=()) -> str:
         """Atomically add one batch: ``tables`` (name → rows), for ``model_id``, finishing ``videos``
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
-        model_id are removed once the batch is committed."""
+        model_id are removed once the batch is committed; ``drop``: more video ids whose older rows go the
+        same way (e.g. the "file not found" row of a path that now has content)."""
         commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts, files = {}, {}
@@ -390,8 +391,11 @@ class Store:
             counts[name] = rows.num_rows
             if rows.num_rows:
                 files[name] = self._write_shard(self.shard(name, batch), rows)
+        replace = bool(replace or drop)
         record = {"batch": batch, "model_id": model_id, "videos": videos, "tables": counts, "files": files,
-                  "replace": bool(replace), "cleaned": not replace, "created": time.time()}
+                  "replace": replace, "cleaned": not replace, "created": time.time()}
+        if drop:
+            record["drop"] = sorted(set(drop) - set(videos))
         self._write_record(record)
         commits.append(record)
         self._records.append(record)
@@ -403,11 +407,12 @@ class Store:
         """Remove rows of ``record``'s videos (same model_id) from every older batch's shards, and bring those
         batches' records (videos, row counts, checksums) up to date. Damaged older batches are left alone
         (``bike repair`` deals with them); rows they hold are not visible anyway."""
-        vids = pa.array(list(record["videos"]))
+        gone = set(record["videos"]) | set(record.get("drop", ()))
+        vids = pa.array(sorted(gone), pa.string())
         for c in self.commits():
             if c["batch"] >= record["batch"]:
                 break
-            if c["model_id"] != record["model_id"] or not set(c["videos"]) & set(record["videos"]):
+            if c["model_id"] != record["model_id"] or not set(c["videos"]) & gone:
                 continue
             files = c.setdefault("files", {})
             for table, n in c["tables"].items():
@@ -421,7 +426,7 @@ class Store:
                 elif files.get(table) is None or files[table].get("bytes") != path.stat().st_size:
                     files[table] = file_stats(path)     # rewritten by an interrupted earlier pass
                 c["tables"][table] = keep.num_rows
-            c["videos"] = {v: s for v, s in c["videos"].items() if v not in record["videos"]}
+            c["videos"] = {v: s for v, s in c["videos"].items() if v not in gone}
             self._write_record(c)
         record["cleaned"] = True
         self._write_record(record)

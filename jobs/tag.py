@@ -17,6 +17,7 @@ Steps (DESIGN.md "Data flow of bike tag"):
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -178,6 +179,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()
+        stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         id_cache = IdCache(store.root, trust=not opts.rehash)
 
@@ -196,6 +198,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                     continue
                 if status is not None:
                     redo.add(vid)
+                if err is None:
+                    pid = ids.path_id(os.path.abspath(path))
+                    if pid in done:
+                        stale[vid] = pid
                 yield vid, path, err
 
         buffer: list = []
@@ -209,7 +215,8 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             if need_models_row:
                 rows = {"models": model_row(model_id, facts, labels, opts.window_s or 0.0), **rows}
             statuses = {v.video_id: v.status for v in buffer}
-            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)))
+            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)),
+                              drop=[stale[v] for v in statuses if v in stale])
             need_models_row = False
             summary.batches += 1
             buffer.clear()
@@ -251,8 +258,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             pipeline.stop()
         raycluster.shutdown(started)
     summary.seconds = time.monotonic() - t0
-    if opts.index and summary.batches:
+    # also when nothing new was tagged: an earlier run may have been killed between its last commit and
+    # this step (update_index says "up to date" when there is nothing to add)
+    if opts.index and any(c["model_id"] == model_id and c["tables"].get("embeddings") for c in store.commits()):
         summary.index, summary.index_failed = update_vector_index(store, model_id)
     elif opts.index:
-        summary.index = "vector index unchanged (nothing new was tagged)"
+        summary.index = "vector index unchanged (no clips of this model to index)"
     return summary
