@@ -409,6 +409,7 @@ class Store:
         (``bike repair`` deals with them); rows they hold are not visible anyway."""
         gone = set(record["videos"]) | set(record.get("drop", ()))
         vids = pa.array(sorted(gone), pa.string())
+        failed = False
         for c in self.commits():
             if c["batch"] >= record["batch"]:
                 break
@@ -419,7 +420,13 @@ class Store:
                 path = self.shard(table, c["batch"])
                 if not n or not path.exists() or "video_id" not in TABLES[table].names:
                     continue                        # `models` rows belong to the model, not to a video
-                t = pq.read_table(path, schema=TABLES[table])
+                try:
+                    t = pq.read_table(path, schema=TABLES[table])
+                except Exception as e:  # noqa: BLE001 - a damaged shard must not stop every later writer
+                    failed = True
+                    self.warn(f"{path}: cannot rewrite this shard ({type(e).__name__}: {str(e)[:120]}); its "
+                              f"replaced rows stay hidden; run `bike check --store {self.root}` and `bike repair`")
+                    continue
                 keep = t.filter(pc.invert(pc.is_in(t["video_id"], value_set=vids)))
                 if keep.num_rows != t.num_rows:
                     files[table] = self._write_shard(path, keep)
@@ -428,8 +435,9 @@ class Store:
                 c["tables"][table] = keep.num_rows
             c["videos"] = {v: s for v, s in c["videos"].items() if v not in gone}
             self._write_record(c)
-        record["cleaned"] = True
-        self._write_record(record)
+        if not failed:                  # else: retried by the next recover(); readers hide the rows meanwhile
+            record["cleaned"] = True
+            self._write_record(record)
 
     def recover(self) -> "dict[str, int]":
         """Delete temporary files and uncommitted shards; finish pending replacements. Idempotent. Shards of
