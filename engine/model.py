@@ -16,6 +16,7 @@ from . import textcache
 from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
 from .config import CLIP_MEAN, CLIP_STD, DEFAULTS, eval_sizes
 from .labels import LabelSet, load_labels
+from .device import resolve_device
 from .loading import Weights, load_weights
 from .spotting import Spotting, concept_spotting
 from .temporal import TemporalTransformer
@@ -62,7 +63,7 @@ class BikeModel:
 
     def __init__(self, weights: Weights, frames: int = DEFAULTS.frames, device=None,
                  lexicon: "str | LabelSet" = DEFAULTS.lexicon):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)            # DeviceError: one clear line for a bad --device
         self.meta = dict(weights.meta)
         self.name = self.meta["name"]
         self.frames = frames

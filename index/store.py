@@ -33,6 +33,7 @@ and the settings are locked.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -381,6 +382,15 @@ class Store:
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
         model_id are removed once the batch is committed; ``drop``: more video ids whose older rows go the
         same way (e.g. the "file not found" row of a path that now has content)."""
+        try:
+            return self._write_batch(tables, model_id, videos, replace, drop)
+        except OSError as e:            # disk full, read-only file system, quota: one line, nothing half-visible
+            what = "disk full" if e.errno == errno.ENOSPC else "disk quota exceeded" if e.errno == errno.EDQUOT \
+                else e.strerror or str(e)
+            raise StoreError(f"{self.root}: cannot write a batch: {what}; the committed batches are intact and "
+                             "the unfinished one is not visible (free space, then rerun the same command)") from None
+
+    def _write_batch(self, tables, model_id, videos, replace, drop) -> str:
         commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts, files = {}, {}

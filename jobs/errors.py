@@ -1,6 +1,7 @@
 """Errors a user can act on. The CLI prints their message (no traceback) and exits with status 2."""
 from __future__ import annotations
 
+from engine.device import DeviceError
 from engine.labels import LabelError
 from engine.loading import CheckpointError, WeightsUnavailable
 from engine.video import VideoError
@@ -12,4 +13,5 @@ class UsageError(Exception):
 
 
 #: Exceptions whose message is enough for the user: printed as ``bike: error: <message>``.
-USER_ERRORS = (UsageError, LabelError, CheckpointError, WeightsUnavailable, VideoError, StoreError)
+USER_ERRORS = (UsageError, LabelError, CheckpointError, WeightsUnavailable, VideoError, StoreError,
+               DeviceError)
