@@ -78,3 +78,13 @@ def test_disk_full_while_writing_a_batch_keeps_the_store(tmp_path, monkeypatch):
     assert set(r.done_videos("m1")) == {"a"}
     assert r.connect().execute("SELECT count(*) FROM labels").fetchone()[0] == 2
     assert not list((s.root / "labels").glob("*.tmp")) and r.recover()["uncommitted"] >= 1
+
+
+def test_unwritable_adapt_out_is_one_line(tmp_path, capsys):
+    video = make_video(tmp_path / "v.mp4", seconds=1.0)
+    lst = tmp_path / "shots.txt"
+    lst.write_text(f"{video} dog\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert bike("adapt", lst, "--shots", "1", "--out", blocker / "out", *TINY) == 2
+    assert str(blocker / "out") in _one_line(capsys)

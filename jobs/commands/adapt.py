@@ -65,7 +65,12 @@ def run(args) -> int:
     missing = sorted(set(range(len(labels))) - {s.label for s in shots})
     if missing:
         raise UsageError(f"{args.list}: no examples of {', '.join(labels.names[i] for i in missing[:5])}")
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{args.out}: cannot create the output folder (--out): {e.strerror or e}") from None
+    if not os.access(args.out, os.W_OK):
+        raise UsageError(f"{args.out}: the output folder (--out) is not writable")
     out_path = os.path.join(args.out, "adapted.pt")
     if args.mode == "fast":
         from ..adapt import FastConfig, fast_adapt
