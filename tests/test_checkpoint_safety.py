@@ -80,7 +80,7 @@ def test_cli_classify_with_a_crafted_checkpoint_is_one_line(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_store_naming_a_crafted_checkpoint_is_hashed_before_loading(tmp_path):
+def test_store_naming_a_crafted_checkpoint_is_hashed_before_loading(tmp_path, capsys):
     good = _good(tmp_path)
     model = engine.load_model(TINY, checkpoint=str(good), lexicon="hmdb51")
     labels = engine.load_labels("a,b,c")
@@ -94,6 +94,10 @@ def test_store_naming_a_crafted_checkpoint_is_hashed_before_loading(tmp_path):
     with pytest.raises(ModelMismatch, match="is not the expected"):
         load_store_model(store, mid)
     assert not marker.exists()
+    import jobs.cli                                    # the same through `bike search`: one line, exit 2
+    assert jobs.cli.main(["search", "--store", str(store.root), "a dog"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("bike: error:")]
+    assert len(err) == 1 and "is not the expected" in err[0] and not marker.exists()
     # a crafted store whose row carries the payload's own hash: the hash matches, safe loading refuses it
     evil, marker2 = _evil(tmp_path, "row.pt")
     import pyarrow as pa
