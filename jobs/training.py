@@ -23,6 +23,7 @@ takes ``OUT/checkpoint.pt``. Either continues after the last completed epoch.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -496,8 +497,43 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(cpus_per_worker))}},
         ),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - re-raised unless a worker hit something the user can act on
+        cause = worker_user_error(e)
+        if cause is None:
+            raise
+        if isinstance(cause, OSError):
+            from .errors import UsageError
+            raise UsageError(f"{cause.filename or cfg.out}: cannot write: {os.strerror(cause.errno)} (training "
+                             f"stopped; {os.path.join(cfg.out, CHECKPOINT_NAME)} holds the last whole epoch: "
+                             "free space, then rerun with --resume)") from None
+        raise cause from None
     return read_history(cfg.out)
+
+
+#: Errors of the file system that a worker can hit and the user can fix (disk full, quota, read-only).
+_FS_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def worker_user_error(exc: BaseException) -> "BaseException | None":
+    """The error inside a Ray Train failure that deserves one line instead of a worker traceback: a
+    full/read-only disk (``OSError``) or a bad checkpoint (``engine.CheckpointError``); None otherwise.
+    Follows Ray's ``worker_failures`` / ``controller_failure`` / ``cause`` and Python's ``__cause__`` /
+    ``__context__``."""
+    from engine.loading import CheckpointError
+    stack, seen = [exc], set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, CheckpointError) or (isinstance(e, OSError) and e.errno in _FS_ERRNOS):
+            return e
+        stack.extend(getattr(e, "worker_failures", {}).values())
+        stack.extend([getattr(e, "controller_failure", None), getattr(e, "cause", None), e.__cause__,
+                      e.__context__])
+    return None
 
 
 def _check_out_writable(out: str) -> None:

@@ -171,3 +171,25 @@ def test_unwritable_out_is_one_line(data, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith(f"bike: error: {blocker / 'run'}") and "Traceback" not in "".join(err)
     assert blocker.read_text() == "not a folder"
+
+
+def test_worker_disk_full_becomes_one_line():
+    """A worker's ENOSPC (or a bad checkpoint) inside Ray Train's real failure types is found for one line."""
+    import errno as _errno
+
+    from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
+
+    from engine.loading import CheckpointError
+    from jobs.training import worker_user_error
+    full = OSError(_errno.ENOSPC, "No space left on device", "/out/checkpoint.pt")
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("save failed") from inner
+    except RuntimeError as wrapped:
+        group = WorkerGroupError("worker 0 failed", {0: wrapped})
+    assert worker_user_error(group) is full
+    bad = CheckpointError("/out/checkpoint.pt: not a PyTorch weights file")
+    assert worker_user_error(ControllerError(WorkerGroupError("x", {1: bad}))) is bad
+    assert worker_user_error(WorkerGroupError("x", {0: ValueError("a bug")})) is None
