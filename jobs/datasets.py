@@ -20,6 +20,7 @@ Clip loading:
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections import OrderedDict
@@ -95,30 +96,30 @@ def parse_list(path: str, labels: LabelSet, multilabel: bool = False, check_file
         raise UsageError(f"{path}: list file not found")
     base = os.path.dirname(os.path.abspath(path))
     samples = []
-    text = _read_list_text(path)
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        where = f"{path}:{lineno}"
-        parts = line.split()
-        if len(parts) < 2:
-            raise UsageError(f"{where}: expected 'path label' or 'dir num_frames label', got {line!r}")
-        p = parts[0] if os.path.isabs(parts[0]) else os.path.join(base, parts[0])
-        folder = os.path.isdir(p)
-        if folder:
-            if len(parts) < 3 or not parts[1].isdigit():
-                raise UsageError(f"{where}: {parts[0]} is a folder: expected 'dir num_frames label'")
-            n, label_text = int(parts[1]), " ".join(parts[2:])
-            if n < 1:
-                raise UsageError(f"{where}: num_frames must be >= 1, got {n}")
-        else:
-            if check_files and not os.path.exists(p):
-                raise UsageError(f"{where}: {parts[0]}: file not found")
-            if check_files and not os.path.isfile(p):        # a FIFO or /dev/zero would never end
-                raise UsageError(f"{where}: {parts[0]}: not a regular file (a pipe or device); give a video file")
-            n, label_text = None, " ".join(parts[1:])
-        samples.append(Sample(p, _parse_labels(label_text, labels, multilabel, where), n, where))
+    with io.StringIO(_read_list_text(path)) as f:       # not UTF-8, unreadable: one line (UsageError)
+        for lineno, raw in enumerate(f, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            where = f"{path}:{lineno}"
+            parts = line.split()
+            if len(parts) < 2:
+                raise UsageError(f"{where}: expected 'path label' or 'dir num_frames label', got {line!r}")
+            p = parts[0] if os.path.isabs(parts[0]) else os.path.join(base, parts[0])
+            folder = os.path.isdir(p)
+            if folder:
+                if len(parts) < 3 or not parts[1].isdigit():
+                    raise UsageError(f"{where}: {parts[0]} is a folder: expected 'dir num_frames label'")
+                n, label_text = int(parts[1]), " ".join(parts[2:])
+                if n < 1:
+                    raise UsageError(f"{where}: num_frames must be >= 1, got {n}")
+            else:
+                if check_files and not os.path.exists(p):
+                    raise UsageError(f"{where}: {parts[0]}: file not found")
+                if check_files and not os.path.isfile(p):        # a FIFO or /dev/zero would never end
+                    raise UsageError(f"{where}: {parts[0]}: not a regular file (a pipe or device); give a video file")
+                n, label_text = None, " ".join(parts[1:])
+            samples.append(Sample(p, _parse_labels(label_text, labels, multilabel, where), n, where))
     if not samples:
         raise UsageError(f"{path}: the list holds no samples")
     return samples
@@ -127,8 +128,8 @@ def parse_list(path: str, labels: LabelSet, multilabel: bool = False, check_file
 def label_names_in_list(path: str) -> list:
     """Class names in a ``path label`` list in order of first appearance (for lists that use names)."""
     names = []
-    if os.path.isfile(path):
-        for raw in _read_list_text(path).splitlines():
+    with io.StringIO(_read_list_text(path)) as f:
+        for raw in f:
             parts = raw.split()
             if len(parts) >= 2 and not raw.strip().startswith("#"):
                 base = os.path.dirname(os.path.abspath(path))
