@@ -15,8 +15,8 @@ import torch
 from . import textcache
 from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
 from .config import CLIP_MEAN, CLIP_STD, DEFAULTS, eval_sizes
-from .labels import LabelSet, load_labels
 from .device import resolve_device
+from .labels import LabelSet, load_labels
 from .loading import Weights, load_weights
 from .spotting import Spotting, concept_spotting
 from .temporal import TemporalTransformer
