@@ -39,6 +39,8 @@ DEFAULT_ENV = "BIKE_DECODER"
 
 #: Share of damaged frames (decoder errors, concealed corruption) above which a video is an error.
 CORRUPT_ERROR_SHARE = 0.2
+#: ... and at least this many damaged frames (a few concealed frames are a warning, not an error).
+MIN_DAMAGED_FOR_ERROR = 4
 
 
 class DecodeReport:
@@ -61,7 +63,7 @@ class DecodeReport:
         return out
 
     def too_damaged(self) -> bool:
-        return self.damaged > max(1, CORRUPT_ERROR_SHARE * max(self.decoded, 1))
+        return self.damaged >= MIN_DAMAGED_FOR_ERROR and self.damaged > CORRUPT_ERROR_SHARE * self.decoded
 
 
 class Decoder:

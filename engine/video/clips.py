@@ -73,6 +73,9 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     index = dec.frame_index(path, info, budget)
     windows = list(plan(index, frames, window_s, clips, sampling))
     if not windows:
+        if info.duration_s > 0:
+            raise VideoError(path, f"corrupt or truncated: the header promises {info.duration_s:g} s of "
+                                   "video but the file holds no frame")
         raise VideoError(path, "zero duration: the video stream holds no frames")
     needed = sorted({f for win in windows for row in win.numbers for f in row})
     out_w, out_h = resized_size(info.width, info.height, resize)

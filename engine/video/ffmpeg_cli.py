@@ -482,7 +482,7 @@ class FFmpegDecoder(Decoder):
                             break
                         run.progressed()
                         seen = _stderr_problems(run.stderr, seen, report)
-                        report.decoded += 1
+                        report.decoded = number + 1     # ffmpeg decoded every frame up to this one
                         yield number, np.frombuffer(buf, np.uint8).reshape(height, width, 3)
                     else:
                         run.kill()              # everything needed is in: do not decode the rest

@@ -46,15 +46,42 @@ def _key(path: str):
 def open_container(path: str, hwaccel=None, timeout_s: float = READ_TIMEOUT_S):
     """``av.open`` restricted to single-file demuxers and the file protocol; errors -> ``VideoError``."""
     import av
-    import av.logging
+    _quiet_logs()
     opts = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": ",".join(PROTOCOLS)}
     try:
-        with av.logging.Capture(local=True) as logs:
-            kw = {"hwaccel": hwaccel} if hwaccel is not None else {}
-            return av.open(file_url(path), container_options=opts, timeout=(timeout_s, timeout_s), **kw)
+        kw = {"hwaccel": hwaccel} if hwaccel is not None else {}
+        return av.open(file_url(path), container_options=opts, timeout=(timeout_s, timeout_s), **kw)
     except av.error.FFmpegError as e:
-        text = "\n".join(m for _, _, m in logs) + "\n" + str(e)
+        text = str(e).replace("; last error log: ", "\n")
+        if "moov atom not found" in text and not _looks_like_mp4(path):
+            text = "Invalid data found when processing input"     # chosen by the .mp4 name only
         raise VideoError(path, _reason(text, e)) from None
+
+
+def _looks_like_mp4(path: str) -> bool:
+    """Whether the file starts with an ISO-BMFF box (``ftyp``, ``moov``, ``mdat``, ...)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp")
+
+
+_logs_set = False
+
+
+def _quiet_logs() -> None:
+    """FFmpeg's error lines end up in exception texts ("last error log") and in the ``DecodeReport``,
+    not on the worker's stderr."""
+    global _logs_set
+    if not _logs_set:
+        import av.logging
+        av.logging.set_level(av.logging.ERROR)
+        lg = logging.getLogger("libav")
+        lg.addHandler(logging.NullHandler())
+        lg.propagate = False
+        _logs_set = True
 
 
 def _reason(text: str, e) -> str:
@@ -93,12 +120,15 @@ def index_packets(container, stream, path: str, budget: "Budget | None", first_f
     import av
     pts, keys, durs = [], [], []
     frame = None
-    truncated = False
+    truncated = truncated_tail = False
     cc = stream.codec_context
     try:
         for i, p in enumerate(container.demux(stream)):
             if p.size == 0 or p.is_discard:
                 continue
+            if p.is_corrupt:                  # a packet cut by the end of the file: the stream ends here
+                truncated_tail = True
+                break
             if budget is not None and i % 256 == 0:
                 budget.check()
             pts.append(p.pts if p.pts is not None else p.dts)
@@ -123,6 +153,8 @@ def index_packets(container, stream, path: str, budget: "Budget | None", first_f
             frame = got[0] if got else None
         except av.error.FFmpegError:
             pass
+    if truncated_tail:
+        log.warning("%s: the file ends inside a packet (truncated); %d frames indexed", path, len(pts))
     index = from_packets(pts, keys, durs, stream.time_base, _rate(stream), truncated)
     return index, frame
 
@@ -180,9 +212,13 @@ class PyAVDecoder(Decoder):
             cc.thread_count = 1
             index, first = index_packets(c, s, path, budget, first_frame=True)
             fps = _rate(s)
+            claimed = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / 1e6
             rotation = _rotation_cw(first) if first is not None else 0
             first_ok = first is not None
         if len(index) == 0:
+            if claimed > 0:
+                raise VideoError(path, f"corrupt or truncated: the header promises {claimed:g} s of video "
+                                       "but the file holds no frame")
             raise VideoError(path, "zero duration: the video stream holds no frames")
         if not first_ok:
             raise VideoError(path, "corrupt or truncated: no frame could be decoded")
