@@ -46,11 +46,13 @@ def _key(path: str):
 def open_container(path: str, hwaccel=None, timeout_s: float = READ_TIMEOUT_S):
     """``av.open`` restricted to single-file demuxers and the file protocol; errors -> ``VideoError``."""
     import av
-    _quiet_logs()
     opts = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": ",".join(PROTOCOLS)}
     try:
         kw = {"hwaccel": hwaccel} if hwaccel is not None else {}
-        return av.open(file_url(path), container_options=opts, timeout=(timeout_s, timeout_s), **kw)
+        return _logged_open(av, file_url(path), container_options=opts, timeout=(timeout_s, timeout_s),
+                       metadata_errors="replace", **kw)
+    except (UnicodeError, OverflowError, MemoryError) as e:      # a damaged header PyAV cannot represent
+        raise VideoError(path, f"corrupt or truncated: unreadable header ({type(e).__name__})") from None
     except av.error.FFmpegError as e:
         text = str(e).replace("; last error log: ", "\n")
         if "moov atom not found" in text and not _looks_like_mp4(path):
@@ -68,20 +70,20 @@ def _looks_like_mp4(path: str) -> bool:
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp")
 
 
-_logs_set = False
-
-
-def _quiet_logs() -> None:
-    """FFmpeg's error lines end up in exception texts ("last error log") and in the ``DecodeReport``,
-    not on the worker's stderr."""
-    global _logs_set
-    if not _logs_set:
-        import av.logging
-        av.logging.set_level(av.logging.ERROR)
-        lg = logging.getLogger("libav")
+def _logged_open(av, *args, **kw):
+    """``av.open`` with FFmpeg's error log on, so its exception says why ("moov atom not found"). Off
+    again afterwards: PyAV's Python log callback can deadlock with the decoder's frame threads, so
+    decoding runs with FFmpeg's logs ignored (problems are counted from exceptions and corrupt flags)."""
+    import av.logging
+    av.logging.set_level(av.logging.ERROR)
+    lg = logging.getLogger("libav")
+    if not lg.handlers:
         lg.addHandler(logging.NullHandler())
-        lg.propagate = False
-        _logs_set = True
+    lg.propagate = False
+    try:
+        return av.open(*args, **kw)
+    finally:
+        av.logging.set_level(None)
 
 
 def _reason(text: str, e) -> str:
@@ -101,6 +103,8 @@ def _reason(text: str, e) -> str:
 def video_stream(container, path: str):
     """The first video stream that is not an attached picture (cover art)."""
     for s in container.streams.video:
+        if s.codec_context is None:
+            raise VideoError(path, "no decoder for this video stream's codec")
         disp = getattr(s, "disposition", 0)
         if "attached_pic" in str(disp).lower() or "timed_thumbnails" in str(disp).lower():
             continue
@@ -186,6 +190,24 @@ def _rotation_cw(frame) -> int:
     return int(round(-ccw / 90.0)) * 90 % 360
 
 
+def _safe_demux(container, stream, report: DecodeReport):
+    """``container.demux(stream)`` that ends (with a final None: drain the decoder) instead of raising when
+    the file is damaged or cut; the problem goes into the report."""
+    import av
+    it = container.demux(stream)
+    while True:
+        try:
+            p = next(it)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:
+            report.damaged += 1
+            report.warn(f"demuxer stopped early: {str(e).split(';')[0].strip()}")
+            yield None
+            return
+        yield p
+
+
 class PyAVDecoder(Decoder):
     name = "pyav"
     device = "cpu"
@@ -266,11 +288,11 @@ class PyAVDecoder(Decoder):
                     if demux is not None or k > 0:
                         c.seek(int(index.pts[k]), stream=s, backward=True, any_frame=False)
                         cc.flush_buffers()
-                    demux, pos, seek_from, start_k, fresh = c.demux(s), k - 1, None, k, True
+                    demux, pos, seek_from, start_k, fresh = _safe_demux(c, s, report), k - 1, None, k, True
                 packet = _END
                 for packet in demux:
                     budget.check()
-                    if packet.size == 0:
+                    if packet is None or packet.size == 0:
                         packet = None                     # end of stream: drain the decoder
                     else:
                         cc.skip_frame = skip_default if packet.pts in wanted_pts else (
