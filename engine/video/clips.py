@@ -9,8 +9,9 @@ attached to the clips as ``warnings``; past ``base.CORRUPT_ERROR_SHARE`` of dama
 """
 from __future__ import annotations
 
-import itertools
+import bisect
 import logging
+import os
 from typing import Iterator
 
 import numpy as np
@@ -39,14 +40,14 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
                resize: int = 256, clips: int = 1, crops: int = 1,
                timeout_s: "float | None" = None, info: "VideoInfo | None" = None,
                threads: "int | None" = None, decoder: "str | Decoder | None" = None,
-               sampling: str = "exact") -> Iterator[Clip]:
+               sampling: "str | None" = None) -> Iterator[Clip]:
     """Decode a video as consecutive time windows, one ``Clip`` of ``frames`` frames per window.
 
     ``window_s=None``: the whole video is one window. Each window's n frames are sampled with
     ``segment_indices(n, frames, offset)`` for ``clips`` offsets (``view_offsets``), resized so the short
     side is ``resize`` and cut into ``crops`` crops of ``size`` (1: centre; 3: along the long side) ->
     ``Clip.frames`` (clips*crops, frames, size, size, 3). Windows and frame times come from the frames'
-    own timestamps. ``sampling="keyframes"``: approximate, each sample is the keyframe nearest to its
+    own timestamps. ``sampling`` (default ``$BIKE_SAMPLING`` or "exact") "keyframes": approximate, each sample is the keyframe nearest to its
     segment's centre (much faster; ``frame_times`` are those keyframes' real times).
 
     ``decoder``: "auto" (default), "pyav", "ffmpeg", "nvdec" or a ``Decoder``. ``threads`` caps the
@@ -61,6 +62,7 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     path = str(path)
     if size > resize:
         raise ValueError(f"crop size {size} is larger than the resize {resize}")
+    sampling = sampling or os.environ.get("BIKE_SAMPLING") or "exact"
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     dec = get_decoder(decoder)
@@ -83,11 +85,27 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     report = DecodeReport()
     stream = dec.frames(path, needed, out_w, out_h, info, index, budget, threads, report,
                         keyframes_only=sampling == "keyframes")
+    pending: list = []                       # a frame taken from the stream that belongs to a later window
+
+    def take(upto: int) -> dict:
+        """Frames from the stream up to number ``upto`` (the stream yields increasing numbers)."""
+        out = {}
+        while True:
+            item = pending.pop() if pending else next(stream, None)
+            if item is None:
+                return out
+            if item[0] > upto:
+                pending.append(item)
+                return out
+            out[item[0]] = item[1]
+
     try:
         last = None  # (frame_number, frame) most recently received
+        have: dict = {}                      # the previous window's frames (keyframes mode may share one)
         for win in windows:
             wanted = {f for row in win.numbers for f in row}
-            got = dict(itertools.islice(stream, len(wanted)))
+            got = {n: have[n] for n in wanted if n in have}
+            got.update(take(max(wanted)))
             budget.check()
             if got:
                 last = max(got.items(), key=lambda kv: kv[0])
@@ -96,13 +114,15 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
             if not got:
                 break  # the stream ended before this window
             if len(got) < len(wanted):
-                log.warning("%s: stream ended at frame %d (index holds %d frames); window %d repeats it",
-                            path, last[0], len(index), win.index)
+                log.warning("%s: %d of %d sampled frames of window %d did not decode (damaged or past the "
+                            "end of the stream); the nearest earlier frame stands in", path,
+                            len(wanted) - len(got), len(wanted), win.index)
             if report.too_damaged():
                 raise VideoError(path, f"corrupt: {report.damaged} of {report.decoded} decoded frames "
                                        f"damaged ({'; '.join(report.take()[:2])})")
             clip = _make_clip(win, got, last, boxes, size, index.times)
             clip.warnings = report.take()
+            have = got
             budget.pause()
             yield clip
             budget.resume()
@@ -113,15 +133,17 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
 
 
 def _make_clip(win: Window, got: dict, last, boxes, size: int, times) -> Clip:
-    """Assemble (V, T, S, S, 3) from the window's frames; missing frames -> the last one received."""
+    """Assemble (V, T, S, S, 3) from the window's frames; a missing frame -> the nearest earlier one."""
     T = len(win.numbers[0])
     views = len(win.numbers) * len(boxes)
     out = np.empty((views, T, size, size, 3), np.uint8)
     frame_times = []
+    have = sorted(got)
     for c, row in enumerate(win.numbers):
         for t, number in enumerate(row):
-            if number not in got:  # past the end of the stream
-                number = last[0]
+            if number not in got:  # damaged, or past the end of the stream: the nearest earlier frame
+                i = bisect.bisect_right(have, number) - 1
+                number = have[i] if i >= 0 else have[0]
             img = got[number]  # (H, W, 3)
             for j, (y0, x0) in enumerate(boxes):
                 out[c * len(boxes) + j, t] = img[y0:y0 + size, x0:x0 + size]
@@ -162,7 +184,7 @@ def read_frames(path, numbers: "list[int] | None", width: int, height: int,
 
 def read_video(path, frames: int = 8, size: int = 224, resize: int = 256, clips: int = 1,
                crops: int = 1, timeout_s: "float | None" = None, threads: "int | None" = None,
-               decoder: "str | Decoder | None" = None, sampling: str = "exact") -> Clip:
+               decoder: "str | Decoder | None" = None, sampling: "str | None" = None) -> Clip:
     """The whole video as ONE clip (one window), for classification and evaluation."""
     gen = iter_clips(path, frames=frames, window_s=None, size=size, resize=resize, clips=clips,
                      crops=crops, timeout_s=timeout_s, threads=threads, decoder=decoder, sampling=sampling)

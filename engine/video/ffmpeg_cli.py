@@ -476,13 +476,13 @@ class FFmpegDecoder(Decoder):
                 budget.listeners.append(run)
                 seen = 0
                 try:
-                    for number in numbers:
+                    for number, n in zip(numbers, select):
                         buf = run.proc.stdout.read(nbytes)
                         if run.over_time() or len(buf) < nbytes:
                             break
                         run.progressed()
                         seen = _stderr_problems(run.stderr, seen, report)
-                        report.decoded = number + 1     # ffmpeg decoded every frame up to this one
+                        report.decoded = n + 1          # ffmpeg decoded every frame (keyframe) up to this one
                         yield number, np.frombuffer(buf, np.uint8).reshape(height, width, 3)
                     else:
                         run.kill()              # everything needed is in: do not decode the rest

@@ -50,12 +50,17 @@ class FrameIndex:
         i = int(np.searchsorted(self.keyframes, number, side="right")) - 1
         return int(self.keyframes[i]) if i >= 0 else 0
 
-    def nearest_keyframe(self, t: float) -> int:
-        """The keyframe whose time is nearest to ``t`` seconds."""
-        kt = self.times[self.keyframes]
+    def nearest_keyframe(self, t: float, first: int = 0, stop: "int | None" = None) -> int:
+        """The keyframe whose time is nearest to ``t`` seconds, among frames ``first..stop-1`` when that
+        range holds one (a window's own keyframes), else among all."""
+        keys = self.keyframes
+        inside = keys[(keys >= first) & (keys < (len(self) if stop is None else stop))]
+        if len(inside):
+            keys = inside
+        kt = self.times[keys]
         i = int(np.searchsorted(kt, t))
         best = [j for j in (i - 1, i) if 0 <= j < len(kt)]
-        return int(self.keyframes[min(best, key=lambda j: abs(kt[j] - t))])
+        return int(keys[min(best, key=lambda j: abs(kt[j] - t))])
 
 
 def from_packets(pts: list, keys: list, durations: list, time_base: Fraction, fps: float,

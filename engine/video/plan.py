@@ -72,6 +72,6 @@ def plan(index: FrameIndex, frames: int, window_s: "float | None", clips: int = 
                        for off in view_offsets(n, frames, clips)]
         else:
             seg = (end_s - start_s) / frames
-            numbers = [[index.nearest_keyframe(start_s + (i + (c + 0.5) / clips) * seg) for i in range(frames)]
-                       for c in range(clips)]
+            numbers = [[index.nearest_keyframe(start_s + (i + (c + 0.5) / clips) * seg, first, stop)
+                        for i in range(frames)] for c in range(clips)]
         yield Window(k, start_s, end_s, numbers)

@@ -286,8 +286,14 @@ class PyAVDecoder(Decoder):
                 k = index.keyframe_before(targets[i]) if seek_from is None else seek_from
                 if demux is None or seek_from is not None or k > pos + 1:   # the target's GOP is not next
                     if demux is not None or k > 0:
-                        c.seek(int(index.pts[k]), stream=s, backward=True, any_frame=False)
-                        cc.flush_buffers()
+                        try:
+                            c.seek(int(index.pts[k]), stream=s, backward=True, any_frame=False)
+                            cc.flush_buffers()
+                        except av.error.FFmpegError as e:    # a damaged index: decode from the start
+                            report.warn(f"seek failed ({str(e).split(';')[0]}); decoding from the start")
+                            c.close()
+                            c, s = self._open_for_decode(path, threads)
+                            cc, k = s.codec_context, 0
                     demux, pos, seek_from, start_k, fresh = _safe_demux(c, s, report), k - 1, None, k, True
                 packet = _END
                 for packet in demux:
