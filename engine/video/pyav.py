@@ -282,9 +282,15 @@ class PyAVDecoder(Decoder):
         skip_default = "NONKEY" if keyframes_only else "DEFAULT"
         try:
             i, pos, demux, seek_from, start_k, fresh = 0, -1, None, None, 0, False
+            jumps, max_jumps = 0, 2 * len(targets) + 8
             while i < len(targets):
+                budget.check()
                 k = index.keyframe_before(targets[i]) if seek_from is None else seek_from
                 if demux is None or seek_from is not None or k > pos + 1:   # the target's GOP is not next
+                    jumps += 1
+                    if jumps > max_jumps:             # a damaged index sends the decoder in circles
+                        raise VideoError(path, "corrupt: the decoder cannot reach the sampled frames "
+                                               f"({jumps} seeks for {len(targets)} frames)")
                     if demux is not None or k > 0:
                         try:
                             c.seek(int(index.pts[k]), stream=s, backward=True, any_frame=False)
