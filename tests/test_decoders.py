@@ -288,3 +288,32 @@ def test_fuzz_damaged_files_give_clips_or_one_video_error(tmp_path, backend):
     assert outcomes["ok"] and outcomes["error"]
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4_000_000            # KiB
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 2_000_000
+
+
+# ------------------------------------------------------------------------------------ warnings column
+
+
+def test_decode_warnings_reach_the_videos_row_and_old_stores_read_null(media, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from index.schema import VIDEOS
+    from jobs.decode import decode_video
+    from jobs.records import VideoResult, tables
+
+    src = encode(media / "clean_w.mp4", frames=100, size="160x120", x264="keyint=25")
+    light = corrupt_middle(src, media / "light_w.mp4", 3)
+    msgs = list(decode_video(str(light), frames=8, window_s=1, size=64, resize=64))
+    end = msgs[-1]
+    assert end["kind"] == "end" and end["error"] is None and end["warnings"] and end["decoder"] == "pyav"
+    r = VideoResult.from_info("v1", str(light), msgs[0]["info"])
+    r.warnings = "; ".join(end["warnings"])
+    row = tables("m1", [r])["videos"].to_pylist()[0]
+    assert row["warnings"] == r.warnings and row["status"] == "ok"
+    # a store written before the column existed: the column reads as NULL
+    old = pa.Table.from_pylist([{k: v for k, v in row.items() if k != "warnings"}],
+                               schema=pa.schema([f for f in VIDEOS if f.name != "warnings"]))
+    (tmp_path / "videos").mkdir()
+    pq.write_table(old, tmp_path / "videos" / "old.parquet")
+    got = pq.read_table(tmp_path / "videos" / "old.parquet", schema=VIDEOS)
+    assert got["warnings"].to_pylist() == [None]        # as index.store reads shards
