@@ -96,7 +96,10 @@ class Pipeline:
         self.model_kwargs, self.labels, self.res = model_kwargs, labels, resources
         self.window_s, self.model_batch, self.timeout_s = window_s, max(1, model_batch), timeout_s
         self.chunk_clips = max(1, min(chunk_clips, self.model_batch))
-        self.decode_threads = decode_threads
+        # threads per decode: the cores left to decoding shared by the decodes in flight (the in-process
+        # decoder would otherwise start one thread per core in every decode)
+        self.decode_threads = decode_threads or max(1, int(round(
+            max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
         self.decoder, self.sampling = decoder, sampling         # None: the workers' $BIKE_DECODER / auto
         self.max_queue_clips = 4 * self.model_batch
         self.actors: list = []
