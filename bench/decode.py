@@ -5,11 +5,12 @@
 
 1. Generates a corpus with realistic GOPs (x264, superfast, 25 fps): GOP 1 s (25 frames), 2 s (50) and
    x264's default 250; 480p, 720p, 1080p; with 3 B-frames and without. lavfi ``testsrc2`` content.
-2. For every video and every decoder mode (ffmpeg-select = today's path, pyav exact, pyav keyframes,
-   ffmpeg keyframes) runs ``engine.video.iter_clips`` as ``bike tag`` does (10 s windows, 8 frames,
-   resize 256, crop 224; one decoder thread) in a FRESH subprocess, and reads there: CPU seconds (the
-   process and its children, ``getrusage``), wall time, frames kept, frames the decoder decoded, and peak
-   RSS (the Python process; ffmpeg's own peak separately).
+2. For every decoder mode (ffmpeg-select = today's path, pyav exact, pyav keyframes, ffmpeg keyframes), in
+   one fresh subprocess per mode (after a warm-up on a tiny clip), runs ``engine.video.iter_clips`` on every
+   video as ``bike tag`` does (10 s windows, 8 frames, resize 256, crop 224; one decoder thread) and reads:
+   CPU seconds (the process and its children, ``getrusage``; probe and frame index included), wall time,
+   frames kept, frames the decoder decoded, and peak RSS (the mode's process, a high-water mark over its
+   videos; ffmpeg's own peak separately).
 3. Prints per GOP group: CPU-seconds per kept frame, kept frames/s per core (= 1 / that), decoded frames per
    kept frame, peak memory, and the ratio to ffmpeg-select measured in the same run.
 
@@ -85,11 +86,22 @@ def measure_one(path: str, decoder: str, sampling: str) -> dict:
             "peak_rss_mib": r1.ru_maxrss / 1024, "peak_child_rss_mib": c1.ru_maxrss / 1024}
 
 
-def run_child(path: str, mode: str) -> dict:
+def measure_many(paths: list, decoder: str, sampling: str) -> list:
+    """In one fresh process per mode: a warm-up (imports, first open) on a tiny clip, then every video."""
+    import tempfile
+    from engine.video import ffmpeg_exe, iter_clips
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = os.path.join(tmp, "warm.mp4")
+        subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc2=size=64x48:rate=25:duration=1", warm], check=True)
+        list(iter_clips(warm, frames=8, window_s=10, decoder=decoder, sampling=sampling))
+    return [measure_one(p, decoder, sampling) for p in paths]
+
+
+def run_mode(paths: list, mode: str) -> list:
     decoder, sampling = MODES[mode]
-    code = ("import json,sys; sys.path.insert(0, %r); from bench.decode import measure_one; "
-            "print(json.dumps(measure_one(%r, %r, %r)))" % (str(ROOT), path, decoder, sampling))
-    # a warm-up probe in the same process is not wanted: each mode pays its own probe + index
+    code = ("import json,sys; sys.path.insert(0, %r); from bench.decode import measure_many; "
+            "print(json.dumps(measure_many(%r, %r, %r)))" % (str(ROOT), paths, decoder, sampling))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -123,9 +135,8 @@ def main() -> None:
     corpus = make_corpus(Path(args.corpus), args.seconds, args.sizes)
     gen_s = time.perf_counter() - t
     rows = []
-    for v in corpus:
-        for mode in args.modes:
-            r = run_child(v["path"], mode)
+    for mode in args.modes:
+        for v, r in zip(corpus, run_mode([v["path"] for v in corpus], mode)):
             rows.append({**v, "mode": mode, **r})
             print(f"{Path(v['path']).name:<28} {mode:<17} kept {r['kept']:>4}  decoded {r['decoded']:>5}  "
                   f"cpu {r['cpu_s']:6.2f} s  wall {r['wall_s']:6.2f} s", flush=True)
