@@ -52,8 +52,8 @@ class NvdecDecoder(PyAVDecoder):
         from av.codec.hwaccel import HWAccel
         return HWAccel(device_type="cuda", allow_software_fallback=True)
 
-    def _open_for_decode(self, path: str, threads):
-        c = open_container(path, hwaccel=self.hwaccel)
+    def _open_for_decode(self, path: str, threads, timeout_s: float = 60.0):
+        c = open_container(path, hwaccel=self.hwaccel, timeout_s=timeout_s)
         s = video_stream(c, path)
         if not getattr(s.codec_context, "is_hwaccel", True):
             codec = s.codec_context.name

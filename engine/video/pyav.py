@@ -169,10 +169,16 @@ def cached_index(path: str, info: VideoInfo, budget: Budget) -> FrameIndex:
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    with open_container(path) as c:
+    with open_container(path, timeout_s=_read_timeout(budget)) as c:
         index, _ = index_packets(c, video_stream(c, path), path, budget)
     _remember(key, index)
     return index
+
+
+def _read_timeout(budget: Budget) -> float:
+    """PyAV's interrupt timeout for one demux/seek call: what is left of the budget (a demuxer looping
+    inside FFmpeg on a crafted file is interrupted there), at most ``READ_TIMEOUT_S``."""
+    return max(0.5, min(READ_TIMEOUT_S, budget.timeout_s - budget.active_s()))
 
 
 def _remember(key, index) -> None:
@@ -255,8 +261,8 @@ class PyAVDecoder(Decoder):
                          num_frames=len(index), width=width, height=height, rotation=rotation, codec=codec)
 
     # ------------------------------------------------------------------------------------------ frames
-    def _open_for_decode(self, path: str, threads: "int | None"):
-        c = open_container(path, hwaccel=self.hwaccel)
+    def _open_for_decode(self, path: str, threads: "int | None", timeout_s: float = READ_TIMEOUT_S):
+        c = open_container(path, hwaccel=self.hwaccel, timeout_s=timeout_s)
         s = video_stream(c, path)
         s.thread_type = "AUTO"
         s.codec_context.thread_count = threads or 0
@@ -277,7 +283,7 @@ class PyAVDecoder(Decoder):
         if not targets:
             return
         wanted_pts = {int(index.pts[n]) for n in targets}
-        c, s = self._open_for_decode(path, threads)
+        c, s = self._open_for_decode(path, threads, _read_timeout(budget))
         cc = s.codec_context
         skip_default = "NONKEY" if keyframes_only else "DEFAULT"
         try:
@@ -298,7 +304,7 @@ class PyAVDecoder(Decoder):
                         except av.error.FFmpegError as e:    # a damaged index: decode from the start
                             report.warn(f"seek failed ({str(e).split(';')[0]}); decoding from the start")
                             c.close()
-                            c, s = self._open_for_decode(path, threads)
+                            c, s = self._open_for_decode(path, threads, _read_timeout(budget))
                             cc, k = s.codec_context, 0
                     demux, pos, seek_from, start_k, fresh = _safe_demux(c, s, report), k - 1, None, k, True
                 packet = _END
@@ -309,8 +315,11 @@ class PyAVDecoder(Decoder):
                     else:
                         cc.skip_frame = skip_default if packet.pts in wanted_pts else (
                             "NONKEY" if keyframes_only else "NONREF")
+                    drained = False
                     try:
                         out = cc.decode(packet)
+                        if keyframes_only and packet is not None and packet.pts in wanted_pts and not out:
+                            out, drained = cc.decode(None), True   # do not wait for the next GOP's keyframe
                     except av.error.FFmpegError as e:
                         report.damaged += 1
                         report.warn(f"decoder rejected a packet: {str(e).split(';')[-1].strip()}")
@@ -332,6 +341,9 @@ class PyAVDecoder(Decoder):
                         if i < len(targets) and targets[i] == n:
                             yield n, self._to_rgb(f, width, height, info.rotation)
                             i += 1
+                    if drained and seek_from is None and i < len(targets):
+                        seek_from = index.keyframe_before(targets[i])   # a drained decoder restarts by a seek
+                        jumps -= 1                                       # (a planned jump, not a retry)
                     if seek_from is not None or i >= len(targets) or packet is None:
                         break
                     if index.keyframe_before(targets[i]) > pos + 1:
