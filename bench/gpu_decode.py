@@ -78,7 +78,8 @@ def tag_sampling(path: str) -> dict:
     from engine.video import iter_clips
     t = time.perf_counter()
     kept = sum(c.frames.shape[1] for c in iter_clips(path, frames=8, window_s=10, decoder="pyav", threads=1))
-    return {"kept": kept, "seconds": time.perf_counter() - t, "kept_per_s_one_core": kept / (time.perf_counter() - t)}
+    dt = time.perf_counter() - t
+    return {"kept": kept, "seconds": dt, "kept_per_s_one_core": kept / dt}
 
 
 def encoder_bound(batch: int = 512, steps: int = 20) -> dict:
@@ -120,8 +121,9 @@ def main() -> None:
     avail = available()
     res = {"machine": {"cores": os.cpu_count(), "platform": platform.platform(), "decoders": avail}, "parts": {}}
     try:
-        res["machine"]["gpu"] = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                                               capture_output=True, text=True).stdout.strip()
+        res["machine"]["gpu"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True).stdout.strip()
     except OSError:
         res["machine"]["gpu"] = "none"
     folder = Path(tempfile.gettempdir()) / "bike-gpu-corpus"

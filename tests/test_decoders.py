@@ -317,3 +317,17 @@ def test_decode_warnings_reach_the_videos_row_and_old_stores_read_null(media, tm
     pq.write_table(old, tmp_path / "videos" / "old.parquet")
     got = pq.read_table(tmp_path / "videos" / "old.parquet", schema=VIDEOS)
     assert got["warnings"].to_pylist() == [None]        # as index.store reads shards
+
+
+def test_decoder_options_reach_every_decode_of_the_command(monkeypatch, media):
+    from jobs.cli import build_parser
+    monkeypatch.delenv("BIKE_DECODER", raising=False)
+    monkeypatch.delenv("BIKE_SAMPLING", raising=False)
+    args = build_parser().parse_args(["classify", "v.mp4", "--decoder", "ffmpeg", "--sampling", "keyframes"])
+    assert (args.decoder, args.sampling) == ("ffmpeg", "keyframes")
+    assert get_decoder().name == "ffmpeg"                                   # the default of decoder=
+    path = make_video(media / "numbered_opt.mp4", seconds=4, fps=25, size=(64, 48), extra=("-g", "25"))
+    clip = read_video(path, frames=4, size=32, resize=32)                  # sampling from the option
+    assert all(frame_number(f) % 25 == 0 for f in clip.frames[0])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["classify", "v.mp4", "--decoder", "opencv"])

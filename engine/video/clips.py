@@ -47,8 +47,8 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     ``segment_indices(n, frames, offset)`` for ``clips`` offsets (``view_offsets``), resized so the short
     side is ``resize`` and cut into ``crops`` crops of ``size`` (1: centre; 3: along the long side) ->
     ``Clip.frames`` (clips*crops, frames, size, size, 3). Windows and frame times come from the frames'
-    own timestamps. ``sampling`` (default ``$BIKE_SAMPLING`` or "exact") "keyframes": approximate, each sample is the keyframe nearest to its
-    segment's centre (much faster; ``frame_times`` are those keyframes' real times).
+    own timestamps. ``sampling`` (default ``$BIKE_SAMPLING`` or "exact") "keyframes": approximate, each
+    sample is the keyframe nearest to its segment's centre (much faster; ``frame_times`` are those keyframes' real times).
 
     ``decoder``: "auto" (default), "pyav", "ffmpeg", "nvdec" or a ``Decoder``. ``threads`` caps the
     decoder's threads. Decoding longer than ``timeout_s`` (default ``decode_timeout``; only time inside
