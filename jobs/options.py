@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from engine.config import DEFAULTS
@@ -25,6 +26,7 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
     g.add_argument("--lexicon", default=DEFAULTS.lexicon, metavar="SET",
                    help=f"attribute lexicon: a label set name or file (default {DEFAULTS.lexicon})")
     g.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    add_decoder_args(p)
     if labels:
         p.add_argument("--labels", default=DEFAULTS.labels, metavar="SET",
                        help="label set: built-in name (kinetics400, k600-split1..3, ucf101, hmdb51, "
@@ -44,3 +46,30 @@ def load_model_from_args(args):
     model = engine.load_model(**model_kwargs(args))
     print(f"bike: model: {model.describe()}", file=sys.stderr)
     return model
+
+
+class _EnvChoice(argparse.Action):
+    """Store the choice and export it as an environment variable, so every decode in this process (and the
+    local Ray workers it starts) uses it: ``engine.video`` reads ``$BIKE_DECODER`` / ``$BIKE_SAMPLING``."""
+
+    def __init__(self, *a, env: str, **k):
+        self.env = env
+        super().__init__(*a, **k)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, value)
+        os.environ[self.env] = value
+
+
+def add_decoder_args(p: argparse.ArgumentParser) -> None:
+    """``--decoder`` and ``--sampling`` (docs/decoding.md) for every command that decodes video."""
+    g = p.add_argument_group("decoding")
+    g.add_argument("--decoder", default=None, action=_EnvChoice, env="BIKE_DECODER",
+                   choices=("auto", "pyav", "ffmpeg", "nvdec"),
+                   help="video decoder: pyav (in-process, decodes only the sampled GOPs), ffmpeg (one ffmpeg "
+                        "process per video), nvdec (NVIDIA GPUs; falls back to the CPU); default auto: the "
+                        "fastest available")
+    g.add_argument("--sampling", default=None, action=_EnvChoice, env="BIKE_SAMPLING",
+                   choices=("exact", "keyframes"),
+                   help="exact (default): the frames BIKE's sampler names; keyframes: the keyframe nearest each "
+                        "segment centre (approximate, several times faster; for triage of huge archives)")

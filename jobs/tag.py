@@ -53,6 +53,8 @@ class TagOptions:
     index: bool = True
     timeout_s: "float | None" = None                       # per-video decode limit (None: engine default)
     decoders: "int | None" = None
+    decoder: "str | None" = None                           # engine.video backend (None: $BIKE_DECODER / auto)
+    sampling: "str | None" = None                          # exact | keyframes (None: $BIKE_SAMPLING / exact)
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
 
@@ -120,6 +122,15 @@ def _identified(paths, identify=ids.identify, workers: int = 4, ahead: int = 64)
             yield (path, *fut.result())
 
 
+def _decoder_name(name) -> str:
+    """Which backend the decodes use (``auto`` resolved on this host)."""
+    from engine.video import get_decoder
+    try:
+        return get_decoder(name).name
+    except (ValueError, RuntimeError) as e:
+        return f"? ({e})"
+
+
 def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
     """Call the search side's ``index.vectors.update_index`` when it exists → (message, failed)."""
     try:
@@ -168,14 +179,15 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         res = raycluster.cluster_resources(opts.decoders)
         from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
         pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
-                            model_batch=opts.model_batch, timeout_s=opts.timeout_s)
+                            model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
+                            sampling=opts.sampling)
         facts = pipeline.start()
         model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
-            f"{res.actors} model actor(s), {res.decoders} decodes at once")
+            f"{res.actors} model actor(s), {res.decoders} decodes at once; decoder {_decoder_name(opts.decoder)}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()

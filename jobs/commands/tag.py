@@ -52,7 +52,7 @@ def run(args) -> int:
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index, timeout_s=args.timeout,
-                      decoders=args.decoders, progress=False if args.no_progress else None)
+                      decoders=args.decoders, decoder=args.decoder, sampling=args.sampling, progress=False if args.no_progress else None)
     summary = run_tag(opts)
     for line in summary.lines():
         print(line)
