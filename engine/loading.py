@@ -23,7 +23,10 @@ import open_clip
 import torch
 from torch import nn
 
+from . import CONFIGS
 from .config import DEFAULTS
+
+open_clip.add_model_config(CONFIGS)          # the engine's own configs (bike-tiny, ...)
 
 # Keys OpenAI's TorchScript archives carry beside the weights.
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
