@@ -10,7 +10,7 @@
 * Names from the outside world (file names, labels, SQL values) may hold newlines, escape sequences or
   bidirectional overrides: :func:`safe` shows them as escapes (``\\n``, ``\\x1b``, ``\\u202e``) in every
   table and message, so a file name can neither fake a line of output nor drive the terminal. JSON escapes
-  them itself; CSV keeps the exact value (it is data), quoted as CSV requires.
+  them itself; CSV keeps the exact value (it is data) in a file or pipe, and escapes it on a terminal.
 """
 from __future__ import annotations
 
@@ -182,22 +182,23 @@ def write_jsonl(data, out=None) -> None:
         out.write(json.dumps(plain(r)) + "\n")
 
 
-def _csv_value(v):
+def _csv_value(v, terminal: bool = False):
     if v is None:
         return ""
     if isinstance(v, (list, dict)):
         return json.dumps(v)
-    return v
+    return safe(v) if terminal and isinstance(v, str) else v
 
 
 def write_csv(data, out=None, columns=None) -> None:
     out = out or sys.stdout
     records = _records(data)
     cols = _columns(records, columns)
+    terminal = bool(getattr(out, "isatty", lambda: False)())      # a file or pipe gets the exact values
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(cols)
+    w.writerow([safe(c) if terminal else c for c in cols])
     for r in records:
-        w.writerow([_csv_value(r.get(c)) for c in cols])
+        w.writerow([_csv_value(r.get(c), terminal) for c in cols])
 
 
 def emit(data, fmt: str = "table", table_fn=None, columns=None, out=None) -> None:

@@ -54,9 +54,18 @@ def _short(items, n: int, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def shell_quote(path: str) -> str:
+    """``path`` quoted for a POSIX shell; names with control characters in bash's ``$'...'`` form, whose
+    escapes (``\\n``, ``\\x1b``) are exactly those of :func:`jobs.output.safe`: inert on screen, exact when pasted."""
+    shown = output.safe(path)
+    if shown == path:
+        return shlex.quote(path)
+    return "$'" + shown.replace("'", "\\'") + "'"
+
+
 def play_command(r) -> str:
-    """A shell line that plays result ``r`` from its moment (quoted for the shell, inert in a terminal)."""
-    return f"ffplay -ss {r.moment_s:.2f} {output.safe(shlex.quote(r.path or r.video_id))}"
+    """A shell line that plays result ``r`` from its moment (ready to paste, inert in a terminal)."""
+    return f"ffplay -ss {r.moment_s:.2f} {shell_quote(r.path or r.video_id)}"
 
 
 def print_table(res, out=None) -> None:
