@@ -221,6 +221,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
+        progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store.root, trust=not opts.rehash)
 
         def work():
