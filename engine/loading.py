@@ -151,7 +151,8 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
         _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name)
         header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
         attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
-        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint))
+        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint),
+                    random_init=bool(ckpt.get("random_init")))      # trained/adapted from random weights
         return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
                        _class_features(ckpt.get("class_features"), checkpoint))
     if pretrained and os.path.exists(pretrained):
