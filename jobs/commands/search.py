@@ -39,8 +39,9 @@ def register(sub) -> None:
     add_model_id_arg(p)
     p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
                    help="FAISS candidates to re-rank (default max(200, 10·k))")
-    p.add_argument("--checkpoint", "--weights", dest="checkpoint", default=None, metavar="FILE",
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="the weights/checkpoint file the store was tagged with, if it has moved")
+    p.add_argument("--weights", dest="checkpoint", help=output.argparse_suppress())      # the older name
     p.add_argument("--gpu", action="store_true", help="search the FAISS index on GPUs (faiss-gpu)")
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
     p.add_argument("--open", action="store_true",
