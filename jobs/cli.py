@@ -53,7 +53,12 @@ def _error_line(e) -> str:
     path, reason = getattr(e, "path", None), getattr(e, "reason", None)
     if isinstance(path, str) and isinstance(reason, str):           # VideoError-like: the name made safe
         return f"bike: error: {output.safe(path)}: {output.safe(reason, keep_newlines=True)}"
-    return f"bike: error: {output.safe(str(e), keep_newlines=True)}"
+    line = f"bike: error: {output.safe(str(e), keep_newlines=True)}"
+    if type(e).__name__ == "WeightsUnavailable":
+        from .doctor import RELEASED, hub_cache
+        line += (f"\n  open_clip caches downloaded weights in {hub_cache()}; released BIKE checkpoints: {RELEASED}"
+                 " (pass one with --checkpoint FILE); `bike weights` lists what is cached here")
+    return line
 
 
 def main(argv=None) -> int:
