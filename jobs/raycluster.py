@@ -2,7 +2,9 @@
 
 * No ``--address``: a local Ray sized to this machine (all its CPUs, its GPUs), shut down when the job ends,
   and ended by a small watchdog (jobs/reaper.py) within a second when the driver is killed (``kill -9``).
-* ``RAY_ADDRESS`` set (e.g. by ``ray start --head``): that running Ray is reused, like ``--address``.
+* ``RAY_ADDRESS`` set, or ``--address auto``: a running Ray (``ray start --head``) is reused. Without either,
+  bike never attaches to whatever Ray it finds on the host (Ray's own default): that one may belong to another
+  session and end mid-job.
 * ``--address auto`` (inside a cluster, e.g. ``ray job submit``) or ``HOST:PORT``: join that cluster.
 * Ray already initialised in this process (tests, notebooks): used as it is, left running.
 
@@ -58,8 +60,8 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
             start_reaper()
     except ConnectionError as e:
         raise UsageError(f"cannot join the Ray cluster at --address {address}: {e}; start one with "
