@@ -19,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:                                     # what type checkers see (the package ships py.typed)
-    from engine.classify import ClassifyResult
+    from engine.classify import AttributeScore, ClassifyResult
     from engine.labels import LabelError, LabelSet, load_labels
     from engine.loading import CheckpointError, WeightsUnavailable
     from engine.model import BikeModel, LabelScore, load_model
@@ -36,6 +36,7 @@ _EXPORTS = {
     "BikeModel": "engine.model:BikeModel",
     "LabelScore": "engine.model:LabelScore",
     "ClassifyResult": "engine.classify:ClassifyResult",
+    "AttributeScore": "engine.classify:AttributeScore",
     "LabelSet": "engine.labels:LabelSet",
     "load_labels": "engine.labels:load_labels",
     "read_video": "engine.video:read_video",

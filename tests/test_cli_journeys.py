@@ -203,6 +203,9 @@ def test_python_api(tagged):
     model = api.load_model("bike-tiny", random_init=True, lexicon="hmdb51")
     r = api.classify(str(tagged[0] / "a.mp4"), model=model, labels=LABELS, top=2)
     assert isinstance(r, api.ClassifyResult) and len(r.labels) == 2 and r.random_init
+    assert all(isinstance(a, api.AttributeScore) for a in r.attributes) and r.attributes
+    phrase, score = r.attributes[0]                         # still unpacks like the (phrase, score) pairs
+    assert phrase == r.attributes[0].attribute and score == r.attributes[0].score
     hits = api.Searcher(str(store)).search("cat", k=2)
     assert isinstance(hits[0], api.SearchResult) and hits[0].end_s > hits[0].start_s
     cols, rows = api.sql(str(store), "SELECT count(*) AS n FROM videos")
