@@ -45,13 +45,14 @@ def _unsafe(ch: str) -> bool:
 
 def safe(text, keep_newlines: bool = False) -> str:
     """``text`` with control and format characters escaped (``\\n``, ``\\x1b``, ``\\u202e``) and ``\\``
-    doubled, so it prints as one inert line. ``keep_newlines`` keeps ``\\n`` (messages bike wrote itself)."""
+    doubled, so it prints as one inert line. ``keep_newlines`` (messages bike wrote itself, whose hint lines are
+    indented) keeps a newline followed by two spaces, so a name can still not start a line of its own."""
     s = str(text)
     if s.isprintable() and "\\" not in s:
         return s
     out = []
-    for ch in s:
-        if keep_newlines and ch == "\n":
+    for i, ch in enumerate(s):
+        if keep_newlines and ch == "\n" and s[i + 1:i + 3] == "  ":
             out.append(ch)
         elif ch == "\\":
             out.append("\\\\" if not keep_newlines else ch)

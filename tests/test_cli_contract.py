@@ -165,7 +165,8 @@ def test_safe_escapes_control_and_format_characters():
     assert output.safe("r\u202etxt.mp4") == "r\\u202etxt.mp4"      # right-to-left override
     assert output.safe("tab\there\r") == "tab\\there\\r"
     assert output.safe("back\\slash\n") == "back\\\\slash\\n"        # unambiguous
-    assert output.safe("line one\nline two", keep_newlines=True) == "line one\nline two"
+    assert output.safe("no weights\n  fix: ...", keep_newlines=True) == "no weights\n  fix: ..."   # hint lines
+    assert output.safe("a\nbike: fake", keep_newlines=True) == "a\\nbike: fake"          # never a line of its own
     assert output.safe("é ü 日本") == "é ü 日本"                       # printable text stays as it is
 
 

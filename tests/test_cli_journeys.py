@@ -214,3 +214,13 @@ def test_python_api(tagged):
                       random_init=True, lexicon="hmdb51")
     assert isinstance(summary, api.TagSummary) and summary.skipped_done == 2
     assert os.path.isfile(os.path.join(os.path.dirname(api.__file__), "py.typed"))
+
+
+def test_open_without_a_display_says_so(tagged, capsys, monkeypatch):
+    _, store = tagged
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert bike("search", "--store", store, "cat", "-k", "1", "--open") == 0
+    cap = capsys.readouterr()
+    assert "ffplay -ss " in cap.out and "no display here" in cap.err
