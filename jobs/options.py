@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 import textwrap
 
 from engine.config import DEFAULTS
