@@ -146,7 +146,7 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
     from .precheck import check_weights
-    if not os.path.isdir(opts.store):
+    if not os.path.isdir(opts.store) and not opts.address:
         check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
     store = Store(opts.store, create=True)
     with store.lock():
@@ -201,8 +201,9 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         if opts.index:
             summary.index, summary.index_failed = update_vector_index(store, summary.model_id)
         return summary
-    from .precheck import check_weights
-    check_weights(opts.model_kwargs)                      # before Ray: a missing file is said in a second
+    if not opts.address:                                  # on a cluster the weights may live on the workers
+        from .precheck import check_weights
+        check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
     started = raycluster.connect(opts.address)
     pipeline = None
     try:
