@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -63,9 +64,17 @@ def check_weights(kw: dict) -> None:
                 "       `bike weights` lists what is cached")
 
 
-def _sha256(path: str) -> str:
-    from engine.loading import file_sha256
-    return file_sha256(path)
+def _sha256(path: str) -> "str | None":
+    """SHA-256 (hex) of a weights file, as engine.loading records it, without importing torch; None when it
+    cannot be read here. Should the engine record another digest, nothing matches and the normal path runs."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed) -> "tuple[str, dict] | None":
@@ -95,13 +104,13 @@ def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULT
             if row.get("checkpoint") != os.path.abspath(value):
                 continue
             sha = sha or _sha256(value)
-            if fp["weights"] != sha:
+            if sha is None or fp["weights"] != sha:
                 continue
         elif kind == "file":
             if row.get("pretrained") != os.path.abspath(value):
                 continue
             sha = sha or _sha256(value)
-            if fp["weights"] != sha:
+            if sha is None or fp["weights"] != sha:
                 continue
         elif kind == "tag":
             if fp["weights"] != f"open_clip:{name or DEFAULTS.model}:{value}" or fp["random_init"]:

@@ -183,6 +183,21 @@ def test_adapted_checkpoint_carries_labels_and_random_lineage(tagged, tmp_path, 
     assert "RANDOM WEIGHTS" in cap.err
     assert bike("classify", corpus / "a.mp4", "--checkpoint", out / "adapted.pt", "--lexicon", "hmdb51") == 0
     assert "[RANDOM WEIGHTS" in capsys.readouterr().out
+    # bike tag with it: its labels by default; the rerun is recognised (file hash) without Ray
+    store = tmp_path / "s3"
+    argv = ["tag", str(corpus / "a.mp4"), "--store", str(store), "--checkpoint", str(out / "adapted.pt"),
+            "--lexicon", "hmdb51", "--window", "1", "--no-index", "--format", "json"]
+    assert bike(*argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["ok"] == 1 and first["random_init"] is True
+    from index.store import Store
+    assert Store(store).read("models", ["labels"])["labels"].to_pylist() == [["jumping", "sitting"]]
+    code = f"import sys; sys.modules['ray'] = None\nimport jobs.cli\nsys.exit(jobs.cli.main({argv!r}))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=ROOT,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    again = json.loads(res.stdout)
+    assert again["skipped_done"] == 1 and again["model_id"] == first["model_id"] and again["random_init"] is True
 
 
 def test_weights_command_reports_without_downloading(capsys):
