@@ -250,3 +250,19 @@ class _Fixed:
 
     def print_help(self):
         self.parser.print_help()
+
+
+def test_progress_counts_frames_of_unfinished_videos():
+    """A single long video moves the frame count while it is still being scored (jobs/progress.py)."""
+    from jobs.progress import Progress
+    scored = {"frames": 0}
+    buf = io.StringIO()
+    p = Progress(1, "tag", stream=buf, interval=0.05, bar=False)
+    p.follow(lambda: scored["frames"])
+    for n in (80, 160, 240):
+        scored["frames"] = n
+        time.sleep(0.2)
+    p.close()
+    counts = [int(line.split(" frames,")[0].rsplit(" ", 1)[1]) for line in buf.getvalue().splitlines()]
+    assert counts and counts[-1] == 240 and sorted(counts) == counts and counts[0] < 240
+    assert all("0/1 videos" in line for line in buf.getvalue().splitlines())       # no video has finished
