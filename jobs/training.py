@@ -283,8 +283,7 @@ def train_loop(config: dict) -> None:
                f"{world} worker(s) on {device.type}, batch {cfg.batch} ({local_batch}/worker), "
                f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
     extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
-             "train_config": {k: v for k, v in config.items()
-                                                        if k not in ("train", "val")}}
+             "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
 
     for epoch in range(start, cfg.epochs):
         data.epoch = epoch
