@@ -33,7 +33,10 @@ import open_clip
 import torch
 from torch import nn
 
+from . import CONFIGS
 from .config import DEFAULTS
+
+open_clip.add_model_config(CONFIGS)          # the engine's own configs (bike-tiny, ...)
 
 # Keys OpenAI's TorchScript archives carry beside the weights.
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -197,7 +200,8 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
         _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name)
         header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
         attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
-        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=sha)
+        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=sha,
+                    random_init=bool(ckpt.get("random_init")))      # trained/adapted from random weights
         return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
                        _class_features(ckpt.get("class_features"), checkpoint))
     if pretrained and os.path.exists(pretrained):

@@ -104,7 +104,8 @@ class BikeModel:
     def describe(self) -> str:
         """One line naming the weights; random weights are said loudly."""
         m = self.meta
-        src = (f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
+        src = (f"checkpoint {m['checkpoint']} (trained from RANDOM WEIGHTS)" if m.get("checkpoint") and
+               m.get("random_init") else f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
                f"weights {m['pretrained']}" if m.get("pretrained") else "RANDOM WEIGHTS (--random-init)")
         hdr = "temporal header" if self.header is not None else "no temporal header"
         att = "trained attributes head" if self.attribute_head is not None else "zero-shot attributes"

@@ -156,9 +156,43 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
         raise UsageError("--batch and --model-batch must be at least 1")
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
+    from .precheck import check_weights
+    if not os.path.isdir(opts.store) and not opts.address:
+        check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
     store = Store(opts.store, create=True)
     with store.lock():
         return _run_locked(opts, store, labels, log, t0)
+
+
+def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: TagSummary) -> bool:
+    """True (and ``summary`` filled) when every listed video is already stored for this model: answered
+    from the store alone, without Ray or the model (jobs/precheck.py)."""
+    from .precheck import describe_row, known_model_id
+    if opts.force:
+        return False
+    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0)
+    if known is None:
+        return False
+    model_id, row = known
+    done = store.done_videos(model_id)
+    id_cache = IdCache(store.root, trust=not opts.rehash)
+    seen: set = set()
+    for path, vid, _err in _identified(sources.videos, id_cache.identify):
+        status = done.get(vid)
+        if vid not in seen and (status is None or (opts.retry_errors and status == "error")):
+            return False                                  # work to do: the normal path (cache not saved)
+        if vid in seen:
+            summary.duplicates += 1
+        else:
+            summary.skipped_done += 1
+        seen.add(vid)
+    summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
+    try:
+        id_cache.save()
+    except OSError:
+        pass
+    summary.model_id, summary.model, summary.random_init = model_id, describe_row(row), bool(row["random_init"])
+    return True
 
 
 def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSummary:
@@ -173,6 +207,14 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
                          f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
 
+    if _nothing_to_do(opts, store, labels, sources, summary):
+        summary.seconds = time.monotonic() - t0
+        if opts.index:
+            summary.index, summary.index_failed = update_vector_index(store, summary.model_id)
+        return summary
+    if not opts.address:                                  # on a cluster the weights may live on the workers
+        from .precheck import check_weights
+        check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
     started = raycluster.connect(opts.address)
     pipeline = None
     try:
@@ -193,6 +235,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         redo: set = set()
         stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
+        progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store.root, trust=not opts.rehash)
 
         def work():

@@ -303,8 +303,8 @@ def train_loop(config: dict) -> None:
     _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
                f"{world} worker(s) on {device.type}, batch {cfg.batch} ({local_batch}/worker), "
                f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
-    extra = {"pooling": cfg.pooling, "train_config": {k: v for k, v in config.items()
-                                                        if k not in ("train", "val")}}
+    extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
+             "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
 
     for epoch in range(start, cfg.epochs):
         data.epoch = epoch
