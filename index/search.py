@@ -25,10 +25,23 @@ How a query is answered (DESIGN.md "Search"):
    saliency peak. Results are sorted by this score; for ``clip=`` the clip itself comes first.
 5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
    labels and attributes. The CLI (``bike search``) prints the same objects.
+
+**Threads.** One :class:`Searcher` may serve many threads at once (``bike serve`` does): each thread gets its
+own DuckDB cursor on one shared in-memory database (the store's views plus in-memory copies of the result
+details), the lazy loads (model, FAISS index, exact-scan vectors) and the frame cache happen under a lock,
+and the model is called by one thread at a time (its text-feature cache is a plain ordered dict).
+:meth:`refresh` starts a new generation of connections; a query in flight keeps the one it started with.
+Nothing here changes ``torch.set_num_threads`` per query except index/rerank.py's one-thread rule for small
+re-ranks, which is a no-op when torch already runs one thread (the server sets that once at start).
+
+**SQL sandbox.** ``--where`` conditions are user SQL, so the connection is sandboxed in DuckDB's own
+configuration (:func:`readonly_connection`): it reads the store's committed shards and nothing else on disk,
+loads no extensions, and its configuration is locked.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -52,6 +65,34 @@ EXACT_FILTER_MAX = 5000
 #: and the rest of the top 10 is decided by frame-level detail (bench/search.py measured 54% top-10
 #: overlap at 500 clips with N = 100).
 RERANK_ALL_MAX = 2000
+
+
+def readonly_connection(store: Store):
+    """A DuckDB connection with the store's views that reads the store's committed shards and nothing else:
+    ``index.sql.connect_readonly`` where the store layer provides it, else the same restrictions applied here
+    (external access off except the shard files, no extension auto-loading/installing, no spilling to a temp
+    directory, configuration locked so a query cannot turn any of it back on)."""
+    try:
+        from .sql import connect_readonly
+    except ImportError:
+        connect_readonly = None
+    if connect_readonly is not None:
+        return connect_readonly(store)
+    con = store.connect()
+    files = [str(p) for table in _tables() for p in store.files(table)]
+    for stmt, params in (("SET autoload_known_extensions = false", None),
+                         ("SET autoinstall_known_extensions = false", None),
+                         ("SET temp_directory = ''", None),
+                         ("SET allowed_paths = $p", {"p": files}),
+                         ("SET enable_external_access = false", None),
+                         ("SET lock_configuration = true", None)):
+        con.execute(stmt, params) if params else con.execute(stmt)
+    return con
+
+
+def _tables():
+    from .schema import TABLES
+    return TABLES
 
 
 class SearchError(StoreError):
@@ -145,58 +186,78 @@ class Searcher:
         self.frames = ClipFrames(self.store, self.model_id, cache_bytes)
         self._index = None
         self._index_loaded = False
-        self._con = None
+        self._base = None                    # the shared DuckDB database of this generation
+        self._gen = 0                        # bumped by refresh(): threads then open new cursors
+        self._local = threading.local()      # per-thread cursor (and its generation)
         self._meta = None
         self._row_desc = None
         self._cache = _Cache()
+        self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
+        self._model_lock = threading.Lock()  # one model call at a time
 
     # ---- pieces, loaded on first use -----------------------------------------------------------------
     @property
     def model(self):
         if self._model is None:
-            from .storemodel import load_store_model
-            self._model = load_store_model(self.store, self.model_id, weights=self._weights, device=self._device)
+            with self._lock:
+                if self._model is None:
+                    from .storemodel import load_store_model
+                    self._model = load_store_model(self.store, self.model_id, weights=self._weights,
+                                                   device=self._device)
         return self._model
 
     @property
     def index(self):
         """The FAISS index (index/vectors.py ``VectorIndex``), or None when none was built."""
-        if not self._index_loaded:
-            self._index = open_index(self.store, self.model_id)
-            if self._index is not None and self._gpu:
-                self._index.to_gpu()
-            self._index_loaded = True
-        return self._index
+        with self._lock:
+            if not self._index_loaded:
+                self._index = open_index(self.store, self.model_id)
+                if self._index is not None and self._gpu:
+                    self._index.to_gpu()
+                self._index_loaded = True
+            return self._index
+
+    def _database(self):
+        """(connection, meta names, generation) of the current generation, made on first use: the sandboxed
+        store views (:func:`readonly_connection`) plus, for a store whose clips fit in memory, in-memory copies
+        of this model's result details (a lookup then costs ~1 ms instead of a scan of every Parquet shard)."""
+        with self._lock:
+            if self._base is None:
+                con = readonly_connection(self.store)
+                names = {"videos": "videos", "labels": "labels", "attributes": "attributes"}
+                if self.frames.in_memory:
+                    cols = {"videos": "video_id, model_id, path",
+                            "labels": "clip_id, model_id, rank, label, score",
+                            "attributes": "clip_id, model_id, rank, attribute, score"}
+                    for table, c in cols.items():      # plain tables: every cursor of this database sees them
+                        con.execute(f"CREATE OR REPLACE TABLE mem_{table} AS SELECT {c} FROM {table} "
+                                    f"WHERE model_id = $m", {"m": self.model_id})
+                        names[table] = f"mem_{table}"
+                self._base, self._meta = con, names
+            return self._base, self._meta, self._gen
 
     @property
     def con(self):
-        """DuckDB over the store (views of index/store.py, plus the search_clips view for --where)."""
-        if self._con is None:
-            self._con = self.store.connect()
-        return self._con
+        """This thread's DuckDB cursor over the store (views of index/store.py, sandboxed; plus the
+        search_clips view for --where)."""
+        base, _, gen = self._database()
+        local = self._local
+        if getattr(local, "gen", None) != gen or getattr(local, "owner", None) is not base:
+            local.con, local.gen, local.owner = base.cursor(), gen, base
+        return local.con
 
     @property
     def meta(self):
-        """Where result details (paths, labels, attributes) are looked up: for a store whose clips fit in
-        memory, in-memory copies of this model's rows (a lookup then costs ~1 ms instead of a scan of every
-        Parquet shard); else the store's views."""
-        if self._meta is None:
-            con = self.con
-            names = {"videos": "videos", "labels": "labels", "attributes": "attributes"}
-            if self.frames.in_memory:
-                cols = {"videos": "video_id, model_id, path", "labels": "clip_id, model_id, rank, label, score",
-                        "attributes": "clip_id, model_id, rank, attribute, score"}
-                for table, c in cols.items():
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE mem_{table} AS SELECT {c} FROM {table} "
-                                f"WHERE model_id = $m", {"m": self.model_id})
-                    names[table] = f"mem_{table}"
-            self._meta = names
-        return self._meta
+        """Table names for result details: ``mem_*`` copies when the clips fit in memory, else the views."""
+        return self._database()[1]
 
     def refresh(self) -> None:
-        """Pick up batches committed (and indexes built) since this searcher was made."""
-        self.store.commits(refresh=True)
-        self._index_loaded, self._index, self._con, self._meta = False, None, None, None
+        """Pick up batches committed (and indexes built) since this searcher was made. Safe while other
+        threads search: they finish on the connection they started with."""
+        with self._lock:
+            self.store.commits(refresh=True)
+            self._index_loaded, self._index, self._base, self._meta = False, None, None, None
+            self._gen += 1
 
     def index_status(self) -> "list[str]":
         """Human lines on the index: missing, stale (how many batches/clips it lacks), or current."""
@@ -218,11 +279,13 @@ class Searcher:
         """Text → end-of-text + 77 token features, without a prompt template (see the module docstring)."""
         if not text or not text.strip():
             raise SearchError("empty query: give a text, --like VIDEO or --clip CLIP_ID")
-        cls, tokens = self.model.encode_text([text])
+        model = self.model
+        with self._model_lock:
+            cls, tokens = model.encode_text([text])
         return Query(text, "text", cls[0].float().cpu().numpy(), tokens=tokens[0].float(), cls=cls[0].float())
 
     def clip_query(self, clip_id: str) -> Query:
-        row = self.frames.get([clip_id]).get(clip_id)
+        row = self._frames([clip_id]).get(clip_id)
         if row is None:
             raise SearchError(f"--clip {clip_id}: no such clip for model {self.model_id} in {self.store.root} "
                               f"(clip ids look like <video_id>/<n>; list them with `bike sql`)")
@@ -235,7 +298,8 @@ class Searcher:
         from engine.video import read_video
         m = self.model
         clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize)
-        example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
+        with self._model_lock:
+            example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
         return Query(str(path), "video", example_vector(example), example=example)
 
     # ---- the search ----------------------------------------------------------------------------------
@@ -328,14 +392,20 @@ class Searcher:
 
     def _vectors(self, batches: "tuple | None"):
         """Embeddings of the given batches (None: all), cached for the searcher's life."""
-        if batches not in self._cache.vectors:
-            self._cache.vectors = {batches: read_vectors(self.store, self.model_id,
-                                                         None if batches is None else list(batches))}
-        return self._cache.vectors[batches]
+        with self._lock:
+            if batches not in self._cache.vectors:
+                self._cache.vectors = {batches: read_vectors(self.store, self.model_id,
+                                                             None if batches is None else list(batches))}
+            return self._cache.vectors[batches]
+
+    def _frames(self, clip_ids) -> dict:
+        """``self.frames.get`` under the lock (the cache grows as batches are committed)."""
+        with self._lock:
+            return self.frames.get(clip_ids)
 
     def rerank(self, q: Query, found: "dict[str, float]") -> "list[tuple]":
         """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow)] best first."""
-        rows = self.frames.get(found)
+        rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
