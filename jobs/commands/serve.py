@@ -1,0 +1,93 @@
+"""``bike serve --store DIR``: a search service and web page over a store (docs/serve.md)."""
+from __future__ import annotations
+
+import sys
+
+from ..errors import UsageError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="search service and web page over a store (http://127.0.0.1:8765/)",
+        description="Load the store's model, FAISS index and frame cache once, then answer searches over HTTP "
+                    "(JSON API under /api, the same objects as `bike search --format json`) and serve a page to "
+                    "search, play the moment, browse tags and run read-only SQL. Binds 127.0.0.1; another "
+                    "--host needs --token or --token-file. Batches that `bike tag` commits while it runs appear "
+                    "without a restart. API and security: docs/serve.md.")
+    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    tok = p.add_mutually_exclusive_group()
+    tok.add_argument("--token", default=None, metavar="T", help="require this token on every /api request")
+    tok.add_argument("--token-file", default=None, metavar="F", help="read the token from this file (first line)")
+    p.add_argument("--model-id", default=None, metavar="ID", help="which model's clips (default: as bike search)")
+    p.add_argument("--weights", default=None, metavar="FILE", help="the weights file, if it moved since tagging")
+    p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="torch/FAISS threads per query (default 1: requests run side by side instead)")
+    p.add_argument("--sql-rows", type=int, default=1000, metavar="N", help="row limit of /api/sql (default 1000)")
+    p.add_argument("--sql-seconds", type=float, default=5.0, metavar="S", help="time limit of /api/sql (default 5)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
+                   help="largest video accepted by POST /api/search (default 50)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                   help="uvicorn log level (info shows every request)")
+    p.set_defaults(func=run)
+
+
+def _token(args) -> "str | None":
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.readline().strip()
+        except OSError as e:
+            raise UsageError(f"{args.token_file}: cannot read the token file ({e.strerror or e})") from None
+        if not token:
+            raise UsageError(f"{args.token_file}: the token file is empty")
+        return token
+    if args.token is not None and not args.token.strip():
+        raise UsageError("--token: empty token")
+    return args.token
+
+
+def run(args) -> int:
+    for name, value, low in (("--port", args.port, 1), ("--threads", args.threads, 1),
+                             ("--sql-rows", args.sql_rows, 1)):
+        if value < low or (name == "--port" and value > 65535):
+            raise UsageError(f"{name} {value}: out of range")
+    if not (args.sql_seconds > 0 and args.max_upload_mb > 0):
+        raise UsageError("--sql-seconds and --max-upload-mb must be positive")
+    token = _token(args)
+    from ..serve.security import BindError, check_bind
+    try:
+        check_bind(args.host, token)
+    except BindError as e:
+        raise UsageError(str(e)) from None
+
+    import faiss
+    import torch
+    import uvicorn
+
+    from index.store import Store
+
+    from ..serve.app import create_app
+    from ..serve.limits import Limits
+    from ..serve.service import Service
+    torch.set_num_threads(args.threads)                 # once, here: queries never change it
+    faiss.omp_set_num_threads(args.threads)
+    limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_seconds,
+                    max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+    service = Service(Store(args.store), model_id=args.model_id, limits=limits, weights=args.weights,
+                      device=args.device)
+    print(f"bike: serving {service.store.root} (model {service.model_id}); loading…", file=sys.stderr)
+    service.warm()
+    desc, random_init = service.searcher.describe_model()
+    print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
+          file=sys.stderr)
+    config = uvicorn.Config(create_app(service, token), host=args.host, port=args.port,
+                            log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
+    server = uvicorn.Server(config)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"bike: open http://{host}:{args.port}/" + ("  (token required)" if token else ""),
+          file=sys.stderr, flush=True)
+    server.run()
+    return 0
