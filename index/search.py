@@ -257,6 +257,7 @@ class Searcher:
         with self._lock:
             self.store.commits(refresh=True)
             self._index_loaded, self._index, self._base, self._meta = False, None, None, None
+            self._cache = _Cache()           # exact-scan vectors: "all batches" now means more of them
             self._gen += 1
 
     def index_status(self) -> "list[str]":

@@ -16,7 +16,7 @@ from index.store import Store
 from media import make_video
 from searchstore import add_video
 
-VIDEOS = {"walk.mp4": 20.0, "cars.mp4": 20.0, "dance.mp4": 10.0}
+VIDEOS = {"walk.mp4": (20.0, (96, 64)), "cars.mp4": (20.0, (112, 64)), "dance.mp4": (10.0, (80, 64))}
 T = 8
 
 
@@ -26,8 +26,8 @@ def make_store(root: Path, model, labels, seed: int = 0):
     media_dir.mkdir(parents=True)
     store = Store(root / "store", create=True)
     paths, mid = {}, None
-    for name, seconds in VIDEOS.items():
-        path = make_video(media_dir / name, seconds=seconds, fps=10, size=(96, 64), pattern="testsrc")
+    for name, (seconds, size) in VIDEOS.items():      # sizes differ: same-content files would share one id
+        path = make_video(media_dir / name, seconds=seconds, fps=10, size=size, pattern="testsrc")
         vid = content_id(str(path))
         n = int(seconds // 10)
         clips = [np.asarray(rng.standard_normal((T, model.embed_dim)), np.float32) for _ in range(n)]

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from engine.video import VideoError
 from index.search import Searcher, SearchError, readonly_connection
 from index.sql import SQLError
 from index.store import Store, StoreError
@@ -117,6 +118,8 @@ class Service:
             res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, like=like)
         except (SearchError, WhereError, StoreError) as e:
             raise _bad(str(e)) from None
+        except VideoError as e:                      # an upload that is no video: name it, not its temp file
+            raise _bad(str(e).replace(str(like), like_name or "the uploaded video")) from None
         out = res.to_dict()
         if like is not None:                         # the upload's temporary file name means nothing to a user
             out["query"] = like_name or "uploaded video"
