@@ -113,8 +113,10 @@ class ClipFrames:
         if not clip_ids:
             return {}
         con = self.store.connect()
-        t = con.execute(f"SELECT {', '.join(_COLS)} FROM clips WHERE model_id = $m AND clip_id IN "
-                        f"(SELECT unnest($ids))", {"m": self.model_id, "ids": clip_ids}).arrow()
+        cur = con.execute(f"SELECT {', '.join(_COLS)} FROM clips WHERE model_id = $m AND clip_id IN "
+                          f"(SELECT unnest($ids))", {"m": self.model_id, "ids": clip_ids})
+        t = getattr(cur, "to_arrow_table", None) or getattr(cur, "fetch_arrow_table", None) or cur.arrow
+        t = t()                                     # DuckDB 2: to_arrow_table (1.x: fetch_arrow_table / arrow)
         if isinstance(t, pa.RecordBatchReader):
             t = t.read_all()
         return {r.clip_id: r for r in _rows(t)}

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -116,7 +116,8 @@ class SearchResult:
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
+        d["saliency"], d["frame_times"] = list(self.saliency), list(self.frame_times)
         d["labels"] = [{"label": a, "score": s} for a, s in self.labels]
         d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
         if d["index_score"] is not None and math.isnan(d["index_score"]):
@@ -165,6 +166,57 @@ class Query:
 
 
 @dataclass
+class _Details:
+    """One model's result details held in memory: video_id → path, clip_id → [(label, score)] and
+    clip_id → [(attribute, score)], best first (read once per generation through the store's views)."""
+    paths: dict
+    labels: dict
+    attributes: dict
+
+    @classmethod
+    def load(cls, con, model_id: str) -> "_Details":
+        m = {"m": model_id}
+        paths = dict(con.execute("SELECT video_id, any_value(path) FROM videos WHERE model_id = $m GROUP BY video_id",
+                                 m).fetchall())
+        grouped = {}
+        for table, column in (("labels", "label"), ("attributes", "attribute")):
+            cur = con.execute(f"SELECT clip_id, {column}, score FROM {table} WHERE model_id = $m "
+                              f"ORDER BY clip_id, rank", m)
+            grouped[table] = _grouped(arrow_table(cur))
+        return cls(paths, grouped["labels"], grouped["attributes"])
+
+
+def arrow_table(cur):
+    """A DuckDB result as one Arrow table (DuckDB 2 calls it ``to_arrow_table``; 1.x ``fetch_arrow_table``)."""
+    import warnings
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        fn = getattr(cur, name, None)
+        if fn is not None:
+            with warnings.catch_warnings():       # DuckDB 2 notes the copy a cursor result makes: fine here
+                warnings.simplefilter("ignore", UserWarning)
+                t = fn()
+            return t.read_all() if hasattr(t, "read_all") else t
+    raise AttributeError("this DuckDB has no Arrow result method")
+
+
+def _grouped(t) -> "dict[str, list]":
+    """Rows (clip_id, name, score) sorted by clip → {clip_id: [(name, score), ...]}; names are shared
+    strings (dictionary-encoded), so 500k label rows cost tens of MB, not hundreds."""
+    if not t.num_rows:
+        return {}
+    cid = t.column(0).combine_chunks().dictionary_encode()
+    codes = cid.indices.to_numpy(zero_copy_only=False)
+    keys = cid.dictionary.to_pylist()
+    nm = t.column(1).combine_chunks().dictionary_encode()
+    names, ncodes = nm.dictionary.to_pylist(), nm.indices.to_numpy(zero_copy_only=False).tolist()
+    scores = t.column(2).to_numpy(zero_copy_only=False).astype(np.float64).tolist()
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]).tolist()
+    ends = starts[1:] + [len(codes)]
+    codes = codes.tolist()
+    return {keys[codes[a]]: [(names[ncodes[j]], scores[j]) for j in range(a, b)] for a, b in zip(starts, ends)}
+
+
+@dataclass
 class _Cache:
     vectors: "dict[tuple, tuple]" = field(default_factory=dict)   # batches → (ids, vectors) of exact scans
 
@@ -189,7 +241,7 @@ class Searcher:
         self._base = None                    # the shared DuckDB database of this generation
         self._gen = 0                        # bumped by refresh(): threads then open new cursors
         self._local = threading.local()      # per-thread cursor (and its generation)
-        self._meta = None
+        self._details = None                 # in-memory result details (when the clips fit in memory)
         self._row_desc = None
         self._cache = _Cache()
         self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
@@ -218,23 +270,16 @@ class Searcher:
             return self._index
 
     def _database(self):
-        """(connection, meta names, generation) of the current generation, made on first use: the sandboxed
-        store views (:func:`readonly_connection`) plus, for a store whose clips fit in memory, in-memory copies
-        of this model's result details (a lookup then costs ~1 ms instead of a scan of every Parquet shard)."""
+        """(connection, details, generation) of the current generation, made on first use: the sandboxed store
+        views (:func:`readonly_connection`) and, for a store whose clips fit in memory, :class:`_Details` (this
+        model's paths, labels and attributes in dicts: a result's details then cost a lookup instead of a scan
+        of every Parquet shard)."""
         with self._lock:
             if self._base is None:
                 con = readonly_connection(self.store)
-                names = {"videos": "videos", "labels": "labels", "attributes": "attributes"}
-                if self.frames.in_memory:
-                    cols = {"videos": "video_id, model_id, path",
-                            "labels": "clip_id, model_id, rank, label, score",
-                            "attributes": "clip_id, model_id, rank, attribute, score"}
-                    for table, c in cols.items():      # plain tables: every cursor of this database sees them
-                        con.execute(f"CREATE OR REPLACE TABLE mem_{table} AS SELECT {c} FROM {table} "
-                                    f"WHERE model_id = $m", {"m": self.model_id})
-                        names[table] = f"mem_{table}"
-                self._base, self._meta = con, names
-            return self._base, self._meta, self._gen
+                self._details = _Details.load(con, self.model_id) if self.frames.in_memory else None
+                self._base = con
+            return self._base, self._details, self._gen
 
     @property
     def con(self):
@@ -248,15 +293,15 @@ class Searcher:
 
     @property
     def meta(self):
-        """Table names for result details: ``mem_*`` copies when the clips fit in memory, else the views."""
-        return self._database()[1]
+        """The views result details are read from when they are not held in memory (:class:`_Details`)."""
+        return {"videos": "videos", "labels": "labels", "attributes": "attributes"}
 
     def refresh(self) -> None:
         """Pick up batches committed (and indexes built) since this searcher was made. Safe while other
         threads search: they finish on the connection they started with."""
         with self._lock:
             self.store.commits(refresh=True)
-            self._index_loaded, self._index, self._base, self._meta = False, None, None, None
+            self._index_loaded, self._index, self._base, self._details = False, None, None, None
             self._cache = _Cache()           # exact-scan vectors: "all batches" now means more of them
             self._gen += 1
 
@@ -423,11 +468,17 @@ class Searcher:
     def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
         video_ids = list({r.video_id for *_, r in ranked})
-        paths = dict(self.con.execute(
-            f"SELECT video_id, any_value(path) FROM {self.meta['videos']} WHERE model_id = $m AND video_id IN "
-            "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
-        labels = self._per_clip("labels", "label", clip_ids)
-        attributes = self._per_clip("attributes", "attribute", clip_ids)
+        con, details, _ = self._database()
+        if details is not None:
+            paths = {v: details.paths.get(v) for v in video_ids}
+            labels = {c: details.labels.get(c, []) for c in clip_ids}
+            attributes = {c: details.attributes.get(c, []) for c in clip_ids}
+        else:
+            paths = dict(self.con.execute(
+                "SELECT video_id, any_value(path) FROM videos WHERE model_id = $m AND video_id IN "
+                "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
+            labels = self._per_clip("labels", "label", clip_ids)
+            attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
         for i, (cid, score, sal, row) in enumerate(ranked):
             peak = int(np.argmax(sal))

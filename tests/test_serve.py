@@ -378,6 +378,18 @@ def test_many_threads_search_one_service_at_once(tmp_path, tiny_model, labels):
         assert [r["clip_id"] for r in res["results"]] == want[q]
 
 
+def test_store_larger_than_the_frame_cache_is_searched_through_duckdb(corpus, tiny_model, service):
+    """A store whose frames do not fit the cache: frames and details are read per query via DuckDB."""
+    store, mid, _ = corpus
+    big = Service(store, searcher=Searcher(store, mid, model=tiny_model, cache_bytes=1))
+    assert not big.searcher.frames.in_memory
+    for q in ("a person walking", "cars"):
+        a, b = big.search(q=q, k=5), service.search(q=q, k=5)
+        assert [(r["clip_id"], r["labels"], r["path"]) for r in a["results"]] == \
+               [(r["clip_id"], r["labels"], r["path"]) for r in b["results"]]
+    assert big.search(clip=b["results"][0]["clip_id"], k=1)["results"][0]["clip_id"] == b["results"][0]["clip_id"]
+
+
 # ---- a real server -----------------------------------------------------------------------------------------
 def test_bike_serve_command_on_a_real_uvicorn_server(corpus):
     store, mid, paths = corpus

@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch/FAISS threads per query (default 1: requests run side by side instead)")
+    p.add_argument("--cache-gb", type=float, default=None, metavar="GB",
+                   help="memory for clip frame embeddings (default 1; the estimate assumes 1024-d float16 frames, "
+                        "so a store of small-d clips may need more to be held in memory)")
     p.add_argument("--sql-rows", type=int, default=1000, metavar="N", help="row limit of /api/sql (default 1000)")
     p.add_argument("--sql-seconds", type=float, default=5.0, metavar="S", help="time limit of /api/sql (default 5)")
     p.add_argument("--max-upload-mb", type=float, default=50.0, metavar="MB",
@@ -76,7 +79,15 @@ def run(args) -> int:
     faiss.omp_set_num_threads(args.threads)
     limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_seconds,
                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
-    service = Service(Store(args.store), model_id=args.model_id, limits=limits, weights=args.weights,
+    if args.cache_gb is not None and args.cache_gb <= 0:
+        raise UsageError("--cache-gb must be positive")
+    store = Store(args.store)
+    searcher = None
+    if args.cache_gb is not None:
+        from index.search import Searcher
+        searcher = Searcher(store, args.model_id, weights=args.weights, device=args.device,
+                            cache_bytes=int(args.cache_gb * (1 << 30)))
+    service = Service(store, searcher=searcher, model_id=args.model_id, limits=limits, weights=args.weights,
                       device=args.device)
     print(f"bike: serving {service.store.root} (model {service.model_id}); loading…", file=sys.stderr)
     service.warm()

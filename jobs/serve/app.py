@@ -140,8 +140,8 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
                label: "str | None" = None, min_score: "float | None" = None):
-        return service.search(q=q, k=k, where=where or None, clip=clip or None, label=label or None,
-                              min_score=min_score)
+        return JSONResponse(service.search(q=q, k=k, where=where or None, clip=clip or None, label=label or None,
+                                           min_score=min_score))             # plain JSON: no per-field encoder
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,
@@ -161,9 +161,9 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
                     f.write(chunk)
             if not size:
                 return error(400, "empty body: POST a video file to search by example")
-            return await run_in_threadpool(service.search, like=path, k=k, where=where or None,
-                                           label=label or None, min_score=min_score,
-                                           like_name=f"uploaded video ({size} bytes)")
+            return JSONResponse(await run_in_threadpool(
+                service.search, like=path, k=k, where=where or None, label=label or None, min_score=min_score,
+                like_name=f"uploaded video ({size} bytes)"))
         finally:
             os.unlink(path)
 

@@ -58,7 +58,7 @@ class Service:
     def warm(self) -> None:
         """Load everything a query needs (model, index, frame cache, result details) before serving."""
         s = self.searcher
-        _ = s.model, s.index, s.meta
+        _ = s.model, s.index, s.con
         s._frames([])
         s.search("warm up", k=1)
 
