@@ -17,6 +17,7 @@ Pages: ``GET /`` (the search page), ``GET /static/<file>``, ``GET|POST /login`` 
 """
 from __future__ import annotations
 
+import json
 import logging
 import mimetypes
 import os
@@ -32,6 +33,7 @@ from starlette.exceptions import HTTPException
 
 from .security import COOKIE, HEADERS, Guard
 from .service import Service, ServiceError
+from .sqlrun import jsonable
 
 log = logging.getLogger("bike.serve")
 
@@ -49,6 +51,46 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
+class GuardMiddleware:
+    """Plain ASGI middleware (cheaper than ``@app.middleware("http")``): refuses foreign Host headers and
+    unauthenticated ``/api`` calls (security.py), and adds the security headers to every response."""
+
+    def __init__(self, app, guard: Guard):
+        self.app, self.guard = app, guard
+        self.extra = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        if not self.guard.host_ok(request.headers.get("host")):
+            response = error(403, "this server answers only requests to 127.0.0.1 / localhost (Host header)")
+        elif scope["path"].startswith("/api") and not self.guard.authorized(request.headers, request.cookies):
+            response = error(401, "a token is required: header 'Authorization: Bearer TOKEN' or the login form at /")
+        else:
+            response = None
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *(kv for kv in self.extra if kv[0] not in have)]}
+            await send(message)
+        if response is not None:
+            return await response(scope, receive, send_with_headers)
+        return await self.app(scope, receive, send_with_headers)
+
+
+def json_response(obj) -> Response:
+    """JSON of a plain object; values JSON cannot carry (NaN, dates...) go through ``jsonable`` only when
+    the fast path fails."""
+    try:
+        body = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        body = json.dumps(jsonable(obj), separators=(",", ":"))
+    return Response(body, media_type="application/json")
+
+
 def create_app(service: Service, token: "str | None" = None) -> FastAPI:
     """The app for one :class:`Service`. ``token``: required on every ``/api`` request when given."""
     app = FastAPI(title="bike serve", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -57,17 +99,7 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
     files = _static()
 
     # ---- guard, headers and errors -------------------------------------------------------------------
-    @app.middleware("http")
-    async def guard_requests(request: Request, call_next):
-        if not guard.host_ok(request.headers.get("host")):
-            response = error(403, "this server answers only requests to 127.0.0.1 / localhost (Host header)")
-        elif request.url.path.startswith("/api") and not guard.authorized(request.headers, request.cookies):
-            response = error(401, "a token is required: header 'Authorization: Bearer TOKEN' or the login form at /")
-        else:
-            response = await call_next(request)
-        for key, value in HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
+    app.add_middleware(GuardMiddleware, guard=guard)
 
     @app.exception_handler(ServiceError)
     async def service_error(request, exc: ServiceError):
@@ -140,8 +172,8 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
                label: "str | None" = None, min_score: "float | None" = None):
-        return JSONResponse(service.search(q=q, k=k, where=where or None, clip=clip or None, label=label or None,
-                                           min_score=min_score))             # plain JSON: no per-field encoder
+        return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
+                                            label=label or None, min_score=min_score))
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,
@@ -161,7 +193,7 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
                     f.write(chunk)
             if not size:
                 return error(400, "empty body: POST a video file to search by example")
-            return JSONResponse(await run_in_threadpool(
+            return json_response(await run_in_threadpool(
                 service.search, like=path, k=k, where=where or None, label=label or None, min_score=min_score,
                 like_name=f"uploaded video ({size} bytes)"))
         finally:

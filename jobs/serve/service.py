@@ -129,7 +129,7 @@ class Service:
                 out["notes"].append(f"min_score {min_score:g} removed {len(out['results']) - len(kept)} result(s)")
             out["results"] = kept
         out["warning"] = RANDOM_WARNING if out["random_init"] else None
-        return jsonable(out)
+        return out                                   # plain floats/strings/lists (app.json_response checks)
 
     # ---- details -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: dict) -> "list[dict]":
