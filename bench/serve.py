@@ -198,7 +198,8 @@ def main(argv=None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)}
-    out = {"machine": machine(), "clips": args.clips, "frames": T, "dim": D, "model": "bike-tiny (random init)",
+    out = {"machine": machine(), "command": "python bench/serve.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "clips": args.clips, "frames": T, "dim": D, "model": "bike-tiny (random init)",
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with tempfile.TemporaryDirectory(prefix="bike-bench-serve-") as tmp:
         store = build_store(Path(tmp) / "store", args.clips, log)

@@ -80,12 +80,12 @@ def readonly_connection(store: Store):
         return connect_readonly(store)
     con = store.connect()
     files = [str(p) for table in _tables() for p in store.files(table)]
-    for stmt, params in (("SET autoload_known_extensions = false", None),
-                         ("SET autoinstall_known_extensions = false", None),
-                         ("SET temp_directory = ''", None),
-                         ("SET allowed_paths = $p", {"p": files}),
-                         ("SET enable_external_access = false", None),
-                         ("SET lock_configuration = true", None)):
+    steps = [("SET autoload_known_extensions = false", None), ("SET autoinstall_known_extensions = false", None),
+             ("SET temp_directory = ''", None)]
+    if files:
+        steps.append(("SET allowed_paths = $p", {"p": files}))
+    steps += [("SET enable_external_access = false", None), ("SET lock_configuration = true", None)]
+    for stmt, params in steps:
         con.execute(stmt, params) if params else con.execute(stmt)
     return con
 

@@ -400,7 +400,7 @@ def test_bike_serve_command_on_a_real_uvicorn_server(corpus):
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180                                # a loaded 2-core machine is slow to start
         while True:
             try:
                 if httpx.get(base + "/api/health", timeout=2).status_code == 200:
