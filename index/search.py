@@ -338,12 +338,13 @@ class Searcher:
         example = row.frames.astype(np.float32)
         return Query(clip_id, "clip", example_vector(example), example=example, self_clip=clip_id)
 
-    def video_query(self, path: str) -> Query:
+    def video_query(self, path: str, timeout_s: "float | None" = None) -> Query:
         """Decode an example video (one window over the whole file, the model's T frames) and embed its
         frames with the model, temporal header included (the space of ``clips.frame_embeddings``)."""
         from engine.video import read_video
         m = self.model
-        clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize)
+        opts = {} if timeout_s is None else {"timeout_s": timeout_s}      # bounded decode (bike serve uploads)
+        clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize, **opts)
         with self._model_lock:
             example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
         return Query(str(path), "video", example_vector(example), example=example)

@@ -362,6 +362,11 @@ def test_batches_committed_while_serving_appear_without_restart(tmp_path, tiny_m
     assert len(after) == len(before) + 2 and {"livevideo01/0", "livevideo01/1"} <= {r["clip_id"] for r in after}
     first = c.get("/api/search", params={"clip": "livevideo01/1", "k": 1}).json()["results"]
     assert first[0]["clip_id"] == "livevideo01/1"
+    from index.vectors import update_index
+    assert svc.searcher.index is None or svc.searcher.index.pending()
+    update_index(writer_store, mid)                                 # `bike index` while serving
+    assert svc.maybe_refresh() is True and svc.searcher.index is not None and not svc.searcher.index.pending()
+    assert svc.maybe_refresh() is False                             # nothing changed since
 
 
 def test_many_threads_search_one_service_at_once(tmp_path, tiny_model, labels):

@@ -3,9 +3,9 @@
 It holds one :class:`index.search.Searcher` (model, FAISS index and frame cache loaded once, safe across
 threads) and answers searches, clip and video details, statistics and SQL. All lookups run on sandboxed
 DuckDB connections with ids passed as query parameters. A store that ``bike tag`` is still writing is served
-live: before answering, the service looks (at most every ``refresh_s``) whether ``_commits/`` changed and
-then lets the searcher pick up the new batches (the index is extended by exact scans, as ``bike search``
-does). Errors a user can act on are :class:`ServiceError` with an HTTP status.
+live: before answering, the service looks (at most every ``refresh_s``) whether ``_commits/`` or the index
+manifest changed and then lets the searcher pick up the new batches (clips the index does not cover yet are
+scanned exactly, as ``bike search`` does) or the rebuilt index. Errors a user can act on are :class:`ServiceError` with an HTTP status.
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class Service:
         self._lock = threading.Lock()
         self._sig = self._signature()
         self._checked = time.monotonic()
+        self.video_timeout_s = 60.0                  # decoding an uploaded example
         self.started = time.time()
 
     @property
@@ -63,11 +64,14 @@ class Service:
         s.search("warm up", k=1)
 
     def _signature(self):
-        d = self.store.root / "_commits"
-        try:
-            return os.stat(d).st_mtime_ns, len(os.listdir(d))
-        except OSError:
-            return None
+        """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest."""
+        def stamp(path, count=False):
+            try:
+                return os.stat(path).st_mtime_ns, len(os.listdir(path)) if count else 0
+            except OSError:
+                return None
+        return (stamp(self.store.root / "_commits", count=True),
+                stamp(self.store.root / "_index" / self.model_id / "manifest.json"))
 
     def maybe_refresh(self) -> bool:
         """Pick up newly committed batches (checked at most every ``refresh_s``). True when it refreshed."""
@@ -115,7 +119,11 @@ class Service:
         cond = self._check(q, k, where, label)
         self.maybe_refresh()
         try:
-            res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, like=like)
+            if like is not None:                     # decoded here, with a time limit
+                res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
+                                           k=k, where=cond)
+            else:
+                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip)
         except (SearchError, WhereError, StoreError) as e:
             raise _bad(str(e)) from None
         except VideoError as e:                      # an upload that is no video: name it, not its temp file
