@@ -125,9 +125,17 @@ def test_search_click_plays_at_the_moment(server, browser, tmp_path):
 
 
 def test_errors_inline_and_the_tags_page(server, browser, tmp_path):
-    base, _ = server
+    base, paths = server
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(base + "/")
+    example = next(p for p in paths.values() if p.name == "dance.mp4")
+    page.set_input_files("#upload", str(example))                       # "Video…": search by example
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('like dance.mp4') && "
+                           "document.querySelectorAll('.card').length > 0")
+    page.click(".card")
+    page.wait_for_selector("#player-panel:not([hidden])")
+    page.keyboard.press("Escape")                                         # Esc closes the player
+    page.wait_for_selector("#player-panel", state="hidden")
     page.click("#filters summary")
     page.fill("#f-where", "no_such_column > 1")
     page.fill("#q", "anything")
