@@ -27,9 +27,10 @@ How a query is answered (DESIGN.md "Search"):
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
 **Threads.** One :class:`Searcher` may serve many threads at once (``bike serve`` does): each thread gets its
-own DuckDB cursor on one shared in-memory database (the store's views plus in-memory copies of the result
-details), the lazy loads (model, FAISS index, exact-scan vectors) and the frame cache happen under a lock,
-and the model is called by one thread at a time (its text-feature cache is a plain ordered dict).
+own DuckDB cursor on one shared in-memory database (the store's views); result details (paths, labels,
+attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
+vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
+(its text-feature cache is a plain ordered dict).
 :meth:`refresh` starts a new generation of connections; a query in flight keeps the one it started with.
 Nothing here changes ``torch.set_num_threads`` per query except index/rerank.py's one-thread rule for small
 re-ranks, which is a no-op when torch already runs one thread (the server sets that once at start).
@@ -446,7 +447,10 @@ class Searcher:
             return self._cache.vectors[batches]
 
     def _frames(self, clip_ids) -> dict:
-        """``self.frames.get`` under the lock (the cache grows as batches are committed)."""
+        """``self.frames.get``: under the lock when the frames are cached in memory (the cache grows as
+        batches are committed); a store read per query (larger stores) opens its own connection."""
+        if not self.frames.in_memory:
+            return self.frames.get(clip_ids)
         with self._lock:
             return self.frames.get(clip_ids)
 
@@ -469,11 +473,11 @@ class Searcher:
     def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
         video_ids = list({r.video_id for *_, r in ranked})
-        con, details, _ = self._database()
-        if details is not None:
+        details = self._database()[1]
+        if details is not None:                      # copies: a caller may change its results' lists
             paths = {v: details.paths.get(v) for v in video_ids}
-            labels = {c: details.labels.get(c, []) for c in clip_ids}
-            attributes = {c: details.attributes.get(c, []) for c in clip_ids}
+            labels = {c: list(details.labels.get(c, ())) for c in clip_ids}
+            attributes = {c: list(details.attributes.get(c, ())) for c in clip_ids}
         else:
             paths = dict(self.con.execute(
                 "SELECT video_id, any_value(path) FROM videos WHERE model_id = $m AND video_id IN "
