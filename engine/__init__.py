@@ -4,28 +4,45 @@
     >>> model = engine.load_model("ViT-B-32", pretrained="openai")      # or checkpoint=..., random_init=True
     >>> result = model.classify("clip.mp4", labels="kinetics400")
     >>> result.labels[0].label, result.saliency
+
+Importing the package is cheap: each public name is imported from its module on first use (PEP 562), so
+``import engine.labels`` or ``import engine.config`` never pulls in torch or open_clip. The model configs
+shipped in ``engine/configs`` (e.g. ``bike-tiny``) are registered with open_clip by ``engine.loading``,
+which every model construction goes through.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-import open_clip
+#: Folder of the open_clip model configs shipped with the engine (registered by :mod:`engine.loading`).
+CONFIGS = Path(__file__).parent / "configs"
 
-# Register the model configs shipped with the engine (e.g. "bike-tiny", a tiny random-init CLIP for tests).
-open_clip.add_model_config(Path(__file__).parent / "configs")
+#: public name → the submodule that defines it
+_EXPORTS = {
+    "AttributeHead": "attributes", "attribute_scores": "attributes", "attribute_sentence": "attributes",
+    "fuse": "attributes", "top_attributes": "attributes",
+    "DEFAULTS": "config",
+    "LabelError": "labels", "LabelSet": "labels", "load_labels": "labels",
+    "CheckpointError": "loading", "WeightsUnavailable": "loading", "load_weights": "loading",
+    "BikeModel": "model", "LabelScore": "model", "Scores": "model", "load_model": "model",
+    "Spotting": "spotting", "concept_spotting": "spotting",
+    "TemporalTransformer": "temporal",
+    "Clip": "video", "VideoError": "video", "VideoInfo": "video", "iter_clips": "video", "probe": "video",
+    "read_video": "video",
+}
 
-from .attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes  # noqa: E402
-from .config import DEFAULTS  # noqa: E402
-from .labels import LabelError, LabelSet, load_labels  # noqa: E402
-from .loading import CheckpointError, WeightsUnavailable, load_weights  # noqa: E402
-from .model import BikeModel, LabelScore, Scores, load_model  # noqa: E402
-from .spotting import Spotting, concept_spotting  # noqa: E402
-from .temporal import TemporalTransformer  # noqa: E402
-from .video import Clip, VideoError, VideoInfo, iter_clips, probe, read_video  # noqa: E402
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "AttributeHead", "BikeModel", "CheckpointError", "Clip", "DEFAULTS", "LabelError", "LabelScore",
-    "LabelSet", "Scores", "Spotting", "TemporalTransformer", "VideoError", "VideoInfo", "WeightsUnavailable",
-    "attribute_scores", "attribute_sentence", "concept_spotting", "fuse", "iter_clips", "load_labels",
-    "load_model", "load_weights", "probe", "read_video", "top_attributes",
-]
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value                      # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

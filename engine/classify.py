@@ -9,11 +9,22 @@ from .model import LabelScore
 from .video import read_video
 
 
+@dataclass(frozen=True)
+class AttributeScore:
+    """One attribute phrase of the lexicon and its cosine; unpacks as ``phrase, score`` like the pairs it replaced."""
+    attribute: str
+    score: float
+
+    def __iter__(self):
+        yield self.attribute
+        yield self.score
+
+
 @dataclass
 class ClassifyResult:
     video: str
     labels: list            # [LabelScore] best first: score (from ``branches``), video / attributes probabilities
-    attributes: list        # [(phrase, cosine)] top-K lexicon phrases
+    attributes: list        # [AttributeScore] top-K lexicon phrases (attribute, cosine)
     saliency: list          # top label's saliency per sampled frame (sums to 1)
     frame_times: list       # timestamp (s) of each sampled frame
     model: str              # which weights produced this (random weights are named)
@@ -43,7 +54,7 @@ def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels,
                       None if attr is None else float(attr[0, c])) for c in idx]
     t = model.frames
     return ClassifyResult(
-        video=path, labels=top, attributes=scores.attributes[0],
+        video=path, labels=top, attributes=[AttributeScore(str(a), float(c)) for a, c in scores.attributes[0]],
         saliency=[float(x) for x in scores.spotting.saliency[0, idx[0]]],
         frame_times=[float(x) for x in clip.frame_times[:t]],
         model=model.describe(), random_init=model.random_init, views=int(clip.frames.shape[0]),

@@ -52,26 +52,66 @@ class LabelSet:
         return self.names.index(name)
 
 
+#: Header names accepted for the class-name column of a label CSV.
+NAME_COLUMNS = ("name", "label", "class", "class_name", "classname")
+
+
+def _ordered(path: str, pairs: "list[tuple[int, int, str]]") -> "list[str]":
+    """(line, id, name) → names in id order; ids must be exactly 0..C-1, each once."""
+    first: dict = {}
+    for line, cid, _ in pairs:
+        if cid in first:
+            raise LabelError(f"{path}: line {line}: duplicate id {cid} (also on line {first[cid]})")
+        first[cid] = line
+    missing = sorted(set(range(len(pairs))) - set(first))
+    if missing:
+        extra = sorted(c for c in first if c >= len(pairs))
+        raise LabelError(f"{path}: ids must be 0..{len(pairs) - 1} (one per class): id {missing[0]} is missing"
+                         + (f", id {extra[0]} is out of range" if extra else ""))
+    return [name for _, _, name in sorted(pairs, key=lambda x: x[1])]
+
+
 def _read_file(path: str) -> list[str]:
+    """Names in id order from an ``id,name`` CSV (header optional; the ids decide the order, not the rows),
+    a Charades ``c000 name`` file, or a plain one-name-per-line file (row order)."""
     with open(path, newline="", encoding="utf-8") as f:
-        lines = [ln.rstrip("\n\r") for ln in f if ln.strip()]
+        lines = [(n, ln.rstrip("\n\r")) for n, ln in enumerate(f, 1) if ln.strip()]
     if not lines:
         raise LabelError(f"{path}: empty label file")
-    first = lines[0].split(None, 1)[0]
+    first = lines[0][1].split(None, 1)[0]
     if first.startswith("c") and first[1:].isdigit():          # Charades: "c000 Holding some clothes"
-        return [ln.split(None, 1)[1].strip() for ln in lines]
-    rows = list(csv.reader(lines))
-    if rows[0] and rows[0][0].strip().lower() == "id":          # header row
+        pairs = []
+        for n, ln in lines:
+            parts = ln.split(None, 1)
+            if len(parts) != 2 or not (parts[0].startswith("c") and parts[0][1:].isdigit()):
+                raise LabelError(f"{path}: line {n}: expected 'c<id> name', got {ln!r}")
+            pairs.append((n, int(parts[0][1:]), parts[1].strip()))
+        return _ordered(path, pairs)
+    rows = [(n, row) for (n, _), row in zip(lines, csv.reader([ln for _, ln in lines]))]
+    head = [c.strip().lower() for c in rows[0][1]]
+    id_col, name_col = 0, 1
+    if head and (head[0] == "id" or any(c in NAME_COLUMNS for c in head)):      # a header row
+        if not any(c in NAME_COLUMNS for c in head):
+            raise LabelError(f"{path}: line {rows[0][0]}: the header {','.join(rows[0][1])!r} has no name column "
+                             f"(expected 'id,name')")
+        name_col = next(k for k, c in enumerate(head) if c in NAME_COLUMNS)
+        id_col = head.index("id") if "id" in head else None
         rows = rows[1:]
-    names = []
-    for i, row in enumerate(rows):
-        if len(row) == 1:                                         # plain one-name-per-line file
-            names.append(row[0].strip())
-        elif len(row) >= 2 and row[0].strip().isdigit():
-            names.append(",".join(row[1:]).strip())
-        else:
-            raise LabelError(f"{path}: line {i + 2}: expected 'id,name', got {','.join(row)!r}")
-    return names
+        if not rows:
+            raise LabelError(f"{path}: no classes after the header")
+        if id_col is None:                                        # a "name" column only: row order
+            return [row[name_col].strip() if len(row) > name_col else "" for _, row in rows]
+    elif all(len(row) == 1 for _, row in rows):                   # plain one-name-per-line file: row order
+        return [row[0].strip() for _, row in rows]
+    plain_pair = (id_col, name_col) == (0, 1)
+    pairs = []
+    for n, row in rows:
+        if len(row) <= max(id_col, name_col) or not row[id_col].strip().isdigit():
+            raise LabelError(f"{path}: line {n}: expected 'id,name', got {','.join(row)!r}")
+        # an unquoted comma inside the name of a plain "id,name" file stays part of the name
+        name = ",".join(row[1:]) if plain_pair and len(head) <= 2 else row[name_col]
+        pairs.append((n, int(row[id_col]), name.strip()))
+    return _ordered(path, pairs)
 
 
 def load_labels(spec: "str | LabelSet | list[str]") -> LabelSet:

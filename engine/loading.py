@@ -11,6 +11,15 @@
 * ``random_init=True``: seeded random weights, for tests and offline demos; named in every output.
 
 No weights and no ``random_init`` → :class:`WeightsUnavailable` with what to do about it.
+
+Safety. A ``.pt`` file is a pickle, and unpickling can run any code the file's author wrote. Files are
+therefore loaded with ``torch.load(weights_only=True)`` only (tensors, numbers, strings, lists, dicts): a
+file that needs more is refused with a clear error, never retried with full unpickling. A legacy file you
+trust (one you made, or a release you verified) loads with ``trust_checkpoint=True`` (``bike ...
+--trust-checkpoint``), which prints a warning. When the expected SHA-256 is known (a store's ``models`` row
+names the checkpoint that tagged it), the file is hashed *before* it is opened as a checkpoint and refused
+on a mismatch (``expect_sha``). OpenAI's TorchScript archives are read with ``torch.jit.load``, whose
+unpickler only rebuilds tensors and TorchScript code objects (no Python code runs while loading).
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import zipfile
 from dataclasses import dataclass, field
 
@@ -25,7 +35,10 @@ import open_clip
 import torch
 from torch import nn
 
+from . import CONFIGS
 from .config import DEFAULTS
+
+open_clip.add_model_config(CONFIGS)          # the engine's own configs (bike-tiny, ...)
 
 # Keys OpenAI's TorchScript archives carry beside the weights.
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -63,21 +76,56 @@ def strip_module(state: dict) -> dict:
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
 
 
-def read_state_file(path: str) -> dict:
-    """Load a ``.pt``/``.pth`` file as a dict of tensors (or a dict of such dicts)."""
+def check_sha(path: str, expect_sha: "str | None") -> str:
+    """SHA-256 of ``path``; :class:`CheckpointError` when ``expect_sha`` is given and differs. Called before
+    the file is loaded, so a swapped file is refused before any of it is unpickled."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: file not found")
+        raise CheckpointError(f"{path}: file not found" if not os.path.exists(path) else
+                              f"{path}: not a regular file")
+    try:
+        sha = file_sha256(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it: {e.strerror or e}") from None
+    if expect_sha and sha != expect_sha:
+        raise CheckpointError(f"{path}: SHA-256 {sha[:16]}… is not the expected {expect_sha[:16]}… (the file "
+                              "changed since it was recorded); refusing to load it")
+    return sha
+
+
+def _first_line(e: BaseException) -> str:
+    """The informative line of a torch.load error (its boilerplate lines skipped)."""
+    boiler = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(boiler) and "WeightsUnpickler error" not in ln]
+    return ((useful or lines or [type(e).__name__])[0])[:300]
+
+
+def read_state_file(path: str, trust: bool = False) -> dict:
+    """Load a ``.pt``/``.pth`` file as a dict of tensors (or a dict of such dicts): ``weights_only`` loading
+    only, unless ``trust`` (see the module docstring)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: file not found" if not os.path.exists(path) else
+                              f"{path}: not a regular file")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as z:
             if any(n.endswith("constants.pkl") for n in z.namelist()):   # TorchScript (OpenAI release)
                 return torch.jit.load(path, map_location="cpu").state_dict()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001 - retried below, then reported
-        try:   # released training checkpoints may pickle optimizer state or numbers; they are the user's files
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"{path}: not a PyTorch weights file ({e or first})") from None
+    except Exception as e:  # noqa: BLE001 - reported below; never retried with full unpickling unless trusted
+        first = e
+    if "Weights only load failed" not in str(first):
+        raise CheckpointError(f"{path}: not a PyTorch weights file ({_first_line(first)})") from None
+    if not trust:
+        raise CheckpointError(
+            f"{path}: this file needs full unpickling, which can run code hidden in it ({_first_line(first)}); "
+            "only if you trust where it came from, pass --trust-checkpoint") from None
+    print(f"bike: warning: {path}: loading with full unpickling (--trust-checkpoint): code in this file runs "
+          "with your permissions", file=sys.stderr, flush=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path}: not a PyTorch weights file ({_first_line(e)})") from None
 
 
 @contextlib.contextmanager
@@ -161,15 +209,19 @@ def _architecture(name: "str | None", state, hint: "str | None", path: str) -> s
 
 
 def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint: "str | None" = None,
-                 random_init: bool = False, seed: int = 0, quick_gelu: "bool | None" = None) -> Weights:
-    """Resolve the weights per the module docstring. Everything is float32 on the CPU. ``name`` None with a
-    checkpoint or weights file: the architecture is read from the file's shapes."""
+                 random_init: bool = False, seed: int = 0, quick_gelu: "bool | None" = None,
+                 trust_checkpoint: bool = False, expect_sha: "str | None" = None) -> Weights:
+    """Resolve the weights per the module docstring. Everything is float32 on the CPU. ``expect_sha``: the
+    SHA-256 a weights/checkpoint file must have (checked before loading it); ``trust_checkpoint``: allow full
+    unpickling of a legacy file (a warning is printed). ``name`` None with a checkpoint or weights file: the
+    architecture is read from the file's shapes."""
     weights_file = bool(pretrained) and os.path.exists(pretrained)
     if not checkpoint and not weights_file:
         name = name or DEFAULTS.model
     meta = {"name": name, "pretrained": None, "checkpoint": None, "weights_sha": None, "random_init": False}
     if checkpoint:
-        ckpt = read_state_file(checkpoint)
+        sha = check_sha(checkpoint, expect_sha)
+        ckpt = read_state_file(checkpoint, trust=trust_checkpoint)
         if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
             raise CheckpointError(f"{checkpoint}: not a BIKE checkpoint (no 'model_state_dict'); "
                                   "for plain CLIP weights use --pretrained FILE")
@@ -182,11 +234,13 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
                          _file_architecture if explicit else None)
         header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
         attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
-        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=file_sha256(checkpoint))
+        meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=sha,
+                    random_init=bool(ckpt.get("random_init")))      # trained/adapted from random weights
         return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
                        _class_features(ckpt.get("class_features"), checkpoint))
     if weights_file:
-        state = read_state_file(pretrained)
+        sha = check_sha(pretrained, expect_sha)
+        state = read_state_file(pretrained, trust=trust_checkpoint)
         if isinstance(state, dict) and "model_state_dict" in state:
             raise CheckpointError(f"{pretrained}: this is a BIKE checkpoint; pass it with --checkpoint")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -197,7 +251,7 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
             n.endswith("constants.pkl") for n in zipfile.ZipFile(pretrained).namelist())
         clip = _create(name, jit if quick_gelu is None else quick_gelu)
         _load_clip_state(clip, state, pretrained, name, _file_architecture if explicit else None)
-        meta.update(pretrained=os.path.abspath(pretrained), weights_sha=file_sha256(pretrained))
+        meta.update(pretrained=os.path.abspath(pretrained), weights_sha=sha)
         return Weights(clip, meta=meta)
     if pretrained:
         try:

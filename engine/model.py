@@ -17,6 +17,7 @@ import torch
 from . import bike, textcache
 from .attributes import BRANCHES, AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
 from .config import DEFAULTS, eval_sizes
+from .device import resolve_device
 from .labels import LabelSet, load_labels
 from .loading import Weights, load_weights
 from .precision import Precision
@@ -80,7 +81,7 @@ class BikeModel:
     def __init__(self, weights: Weights, frames: int = DEFAULTS.frames, device=None,
                  lexicon: "str | LabelSet" = DEFAULTS.lexicon, precision: str = "fp32",
                  branches: "str | None" = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)            # DeviceError: one clear line for a bad --device
         self.precision = Precision.of(precision, self.device)
         if branches is not None and branches not in BRANCHES:
             raise ValueError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
@@ -125,7 +126,8 @@ class BikeModel:
     def describe(self) -> str:
         """One line naming the weights, precision and branches; random weights are said loudly."""
         m = self.meta
-        src = (f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
+        src = (f"checkpoint {m['checkpoint']} (trained from RANDOM WEIGHTS)" if m.get("checkpoint") and
+               m.get("random_init") else f"checkpoint {m['checkpoint']}" if m.get("checkpoint") else
                f"weights {m['pretrained']}" if m.get("pretrained") else "RANDOM WEIGHTS (--random-init)")
         hdr = "temporal header" if self.header is not None else "no temporal header"
         att = "trained attributes head" if self.attribute_head is not None else "zero-shot attributes"
@@ -285,16 +287,19 @@ class BikeModel:
 def load_model(name: "str | None" = DEFAULTS.model, pretrained: "str | None" = None,
                checkpoint: "str | None" = None, random_init: bool = False, frames: int = DEFAULTS.frames,
                device=None, lexicon: "str | LabelSet" = DEFAULTS.lexicon, seed: int = DEFAULTS.seed,
+               trust_checkpoint: bool = False, expect_sha: "str | None" = None,
                precision: str = "fp32", branches: "str | None" = None) -> BikeModel:
     """Load a BIKE model: ``pretrained`` an open_clip tag or a weights file, or ``checkpoint`` a BIKE
     checkpoint (any CLIP size: the architecture is read from the file when ``name`` is None), or
     ``random_init=True``. With none of them, the OpenAI weights are tried.
+    ``trust_checkpoint`` / ``expect_sha``: see ``engine.loading`` (safe loading, hash checked first).
 
     ``precision``: ``fp32`` (exact, the default of the Python API), ``bf16``, ``fp16`` or ``auto`` (what the
     hardware runs fastest: see :mod:`engine.precision`). ``branches``: ``video``, ``attributes`` or
     ``fused``; None = the model's default (:func:`default_branches`)."""
     if not (pretrained or checkpoint or random_init):
         pretrained = DEFAULTS.pretrained
-    weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed)
+    weights = load_weights(name, pretrained=pretrained, checkpoint=checkpoint, random_init=random_init, seed=seed,
+                           trust_checkpoint=trust_checkpoint, expect_sha=expect_sha)
     return BikeModel(weights, frames=frames, device=device, lexicon=lexicon, precision=precision,
                      branches=branches)

@@ -113,8 +113,10 @@ class ClipFrames:
         if not clip_ids:
             return {}
         con = self.store.connect()
-        t = con.execute(f"SELECT {', '.join(_COLS)} FROM clips WHERE model_id = $m AND clip_id IN "
-                        f"(SELECT unnest($ids))", {"m": self.model_id, "ids": clip_ids}).arrow()
+        rel = con.sql(f"SELECT {', '.join(_COLS)} FROM clips WHERE model_id = $m AND clip_id IN "
+                      f"(SELECT unnest($ids))", params={"m": self.model_id, "ids": clip_ids})
+        t = getattr(rel, "to_arrow_table", None) or getattr(rel, "fetch_arrow_table", None) or rel.arrow
+        t = t()                                     # DuckDB 2: to_arrow_table (1.x: fetch_arrow_table / arrow)
         if isinstance(t, pa.RecordBatchReader):
             t = t.read_all()
         return {r.clip_id: r for r in _rows(t)}

@@ -1,15 +1,41 @@
 """Content-derived identities: a renamed or copied video is the same video; an edited one is not."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (FIFO, device, socket, directory): never read."""
+
+
+def open_regular(path: str):
+    """Open ``path`` for reading only if it is a regular file. Opened with ``O_NONBLOCK`` (opening a FIFO
+    does not wait for a writer) and checked with ``fstat`` on the open descriptor (no race with a rename);
+    raises :class:`NotRegularFile` for FIFOs, devices (``/dev/zero``), sockets and directories."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise NotRegularFile(f"is {kind}, not a regular video file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def video_id(path: str, chunk: int = 1 << 20) -> str:
-    """BLAKE2b-128 of the file's bytes (hex, 32 chars). Reads the whole file (I/O-bound, ~1 s/GB)."""
+    """BLAKE2b-128 of the file's bytes (hex, 32 chars). Reads the whole file (I/O-bound, ~1 s/GB). Only
+    regular files are read (:func:`open_regular`)."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
@@ -24,9 +50,12 @@ def path_id(path: str) -> str:
 
 
 def identify(path: str) -> "tuple[str, str | None]":
-    """``(video_id, None)`` from the content, or ``(path_id, reason)`` when the bytes cannot be read."""
+    """``(video_id, None)`` from the content, or ``(path_id, reason)`` when the bytes cannot be read (missing,
+    no permission, not a regular file, a symbolic link loop)."""
     try:
         return video_id(path), None
+    except NotRegularFile as e:
+        reason = str(e)
     except FileNotFoundError:
         reason = "file not found"
     except IsADirectoryError:
@@ -34,7 +63,7 @@ def identify(path: str) -> "tuple[str, str | None]":
     except PermissionError:
         reason = "permission denied"
     except OSError as e:
-        reason = f"cannot read it: {e.strerror or e}"
+        reason = "symbolic link loop" if e.errno == errno.ELOOP else f"cannot read it: {e.strerror or e}"
     return path_id(os.path.abspath(path)), reason
 
 

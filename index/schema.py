@@ -5,7 +5,8 @@ DuckDB view of the same name (``bike sql``). Every row carries the ``model_id`` 
 models / label sets coexist in one store. ``clip_id`` = ``<video_id>/<clip index>`` names the same time
 window across models (when they used the same ``--window``).
 
-    videos      one row per (video, model): file facts, status 'ok' | 'error' and the reason
+    videos      one row per (video, model): file facts, status 'ok' | 'error' and the reason; ``warnings``:
+                decode problems of an 'ok' video (docs/decoding.md), NULL when clean or in older stores
     clips       one row per clip: time span, sampled frame times, per-frame embeddings after the header (T×D fp16)
     labels      top-k labels per clip: fused / video / attributes probabilities; each row's saliency is that
                 label's saliency over the T frames, ``peak_s`` the frame time where it peaks (rank 0: top label)
@@ -26,6 +27,7 @@ VIDEOS = pa.schema([
     ("duration_s", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
     ("codec", pa.string()), ("num_clips", pa.int32()), ("status", pa.string()), ("error", pa.string()),
     ("tagged_at", TS),
+    ("warnings", pa.string()),       # decode problems of an 'ok' video (concealed corruption...); NULL: clean
 ])
 
 CLIPS = pa.schema([

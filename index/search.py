@@ -25,12 +25,26 @@ How a query is answered (DESIGN.md "Search"):
    saliency peak. Results are sorted by this score; for ``clip=`` the clip itself comes first.
 5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
    labels and attributes. The CLI (``bike search``) prints the same objects.
+
+**Threads.** One :class:`Searcher` may serve many threads at once (``bike serve`` does): each thread gets its
+own DuckDB cursor on one shared in-memory database (the store's views); result details (paths, labels,
+attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
+vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
+(its text-feature cache is a plain ordered dict).
+:meth:`refresh` starts a new generation of connections; a query in flight keeps the one it started with.
+Nothing here changes ``torch.set_num_threads`` per query except index/rerank.py's one-thread rule for small
+re-ranks, which is a no-op when torch already runs one thread (the server sets that once at start).
+
+**SQL sandbox.** ``--where`` conditions are user SQL, so the connection is sandboxed in DuckDB's own
+configuration (:func:`readonly_connection`): it reads the store's committed shards and nothing else on disk,
+loads no extensions, and its configuration is locked.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -54,6 +68,34 @@ EXACT_FILTER_MAX = 5000
 RERANK_ALL_MAX = 2000
 
 
+def readonly_connection(store: Store):
+    """A DuckDB connection with the store's views that reads the store's committed shards and nothing else:
+    ``index.sql.connect_readonly`` where the store layer provides it, else the same restrictions applied here
+    (external access off except the shard files, no extension auto-loading/installing, no spilling to a temp
+    directory, configuration locked so a query cannot turn any of it back on)."""
+    try:
+        from .sql import connect_readonly
+    except ImportError:
+        connect_readonly = None
+    if connect_readonly is not None:
+        return connect_readonly(store)
+    con = store.connect()
+    files = [str(p) for table in _tables() for p in store.files(table)]
+    steps = [("SET autoload_known_extensions = false", None), ("SET autoinstall_known_extensions = false", None),
+             ("SET temp_directory = ''", None)]
+    if files:
+        steps.append(("SET allowed_paths = $p", {"p": files}))
+    steps += [("SET enable_external_access = false", None), ("SET lock_configuration = true", None)]
+    for stmt, params in steps:
+        con.execute(stmt, params) if params else con.execute(stmt)
+    return con
+
+
+def _tables():
+    from .schema import TABLES
+    return TABLES
+
+
 class SearchError(StoreError):
     """A query that cannot be answered as asked; the message says what to change."""
 
@@ -75,7 +117,8 @@ class SearchResult:
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
+        d["saliency"], d["frame_times"] = list(self.saliency), list(self.frame_times)
         d["labels"] = [{"label": a, "score": s} for a, s in self.labels]
         d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
         if d["index_score"] is not None and math.isnan(d["index_score"]):
@@ -124,6 +167,57 @@ class Query:
 
 
 @dataclass
+class _Details:
+    """One model's result details held in memory: video_id → path, clip_id → [(label, score)] and
+    clip_id → [(attribute, score)], best first (read once per generation through the store's views)."""
+    paths: dict
+    labels: dict
+    attributes: dict
+
+    @classmethod
+    def load(cls, con, model_id: str) -> "_Details":
+        m = {"m": model_id}
+        paths = dict(con.execute("SELECT video_id, any_value(path) FROM videos WHERE model_id = $m GROUP BY video_id",
+                                 m).fetchall())
+        grouped = {}
+        for table, column in (("labels", "label"), ("attributes", "attribute")):
+            cur = con.execute(f"SELECT clip_id, {column}, score FROM {table} WHERE model_id = $m "
+                              f"ORDER BY clip_id, rank", m)
+            grouped[table] = _grouped(arrow_table(cur))
+        return cls(paths, grouped["labels"], grouped["attributes"])
+
+
+def arrow_table(cur):
+    """A DuckDB result as one Arrow table (DuckDB 2 calls it ``to_arrow_table``; 1.x ``fetch_arrow_table``)."""
+    import warnings
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        fn = getattr(cur, name, None)
+        if fn is not None:
+            with warnings.catch_warnings():       # DuckDB 2 notes the copy a cursor result makes: fine here
+                warnings.simplefilter("ignore", UserWarning)
+                t = fn()
+            return t.read_all() if hasattr(t, "read_all") else t
+    raise AttributeError("this DuckDB has no Arrow result method")
+
+
+def _grouped(t) -> "dict[str, list]":
+    """Rows (clip_id, name, score) sorted by clip → {clip_id: [(name, score), ...]}; names are shared
+    strings (dictionary-encoded), so 500k label rows cost tens of MB, not hundreds."""
+    if not t.num_rows:
+        return {}
+    cid = t.column(0).combine_chunks().dictionary_encode()
+    codes = cid.indices.to_numpy(zero_copy_only=False)
+    keys = cid.dictionary.to_pylist()
+    nm = t.column(1).combine_chunks().dictionary_encode()
+    names, ncodes = nm.dictionary.to_pylist(), nm.indices.to_numpy(zero_copy_only=False).tolist()
+    scores = t.column(2).to_numpy(zero_copy_only=False).astype(np.float64).tolist()
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]).tolist()
+    ends = starts[1:] + [len(codes)]
+    codes = codes.tolist()
+    return {keys[codes[a]]: [(names[ncodes[j]], scores[j]) for j in range(a, b)] for a, b in zip(starts, ends)}
+
+
+@dataclass
 class _Cache:
     vectors: "dict[tuple, tuple]" = field(default_factory=dict)   # batches → (ids, vectors) of exact scans
 
@@ -145,58 +239,72 @@ class Searcher:
         self.frames = ClipFrames(self.store, self.model_id, cache_bytes)
         self._index = None
         self._index_loaded = False
-        self._con = None
-        self._meta = None
+        self._base = None                    # the shared DuckDB database of this generation
+        self._gen = 0                        # bumped by refresh(): threads then open new cursors
+        self._local = threading.local()      # per-thread cursor (and its generation)
+        self._details = None                 # in-memory result details (when the clips fit in memory)
         self._row_desc = None
         self._cache = _Cache()
+        self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
+        self._model_lock = threading.Lock()  # one model call at a time
 
     # ---- pieces, loaded on first use -----------------------------------------------------------------
     @property
     def model(self):
         if self._model is None:
-            from .storemodel import load_store_model
-            self._model = load_store_model(self.store, self.model_id, weights=self._weights, device=self._device)
+            with self._lock:
+                if self._model is None:
+                    from .storemodel import load_store_model
+                    self._model = load_store_model(self.store, self.model_id, weights=self._weights,
+                                                   device=self._device)
         return self._model
 
     @property
     def index(self):
         """The FAISS index (index/vectors.py ``VectorIndex``), or None when none was built."""
-        if not self._index_loaded:
-            self._index = open_index(self.store, self.model_id)
-            if self._index is not None and self._gpu:
-                self._index.to_gpu()
-            self._index_loaded = True
-        return self._index
+        with self._lock:
+            if not self._index_loaded:
+                self._index = open_index(self.store, self.model_id)
+                if self._index is not None and self._gpu:
+                    self._index.to_gpu()
+                self._index_loaded = True
+            return self._index
+
+    def _database(self):
+        """(connection, details, generation) of the current generation, made on first use: the sandboxed store
+        views (:func:`readonly_connection`) and, for a store whose clips fit in memory, :class:`_Details` (this
+        model's paths, labels and attributes in dicts: a result's details then cost a lookup instead of a scan
+        of every Parquet shard)."""
+        with self._lock:
+            if self._base is None:
+                con = readonly_connection(self.store)
+                self._details = _Details.load(con, self.model_id) if self.frames.in_memory else None
+                self._base = con
+            return self._base, self._details, self._gen
 
     @property
     def con(self):
-        """DuckDB over the store (views of index/store.py, plus the search_clips view for --where)."""
-        if self._con is None:
-            self._con = self.store.connect()
-        return self._con
+        """This thread's DuckDB cursor over the store (views of index/store.py, sandboxed; plus the
+        search_clips view for --where)."""
+        base, _, gen = self._database()
+        local = self._local
+        if getattr(local, "gen", None) != gen or getattr(local, "owner", None) is not base:
+            local.con, local.gen, local.owner = base.cursor(), gen, base
+        return local.con
 
     @property
     def meta(self):
-        """Where result details (paths, labels, attributes) are looked up: for a store whose clips fit in
-        memory, in-memory copies of this model's rows (a lookup then costs ~1 ms instead of a scan of every
-        Parquet shard); else the store's views."""
-        if self._meta is None:
-            con = self.con
-            names = {"videos": "videos", "labels": "labels", "attributes": "attributes"}
-            if self.frames.in_memory:
-                cols = {"videos": "video_id, model_id, path", "labels": "clip_id, model_id, rank, label, score",
-                        "attributes": "clip_id, model_id, rank, attribute, score"}
-                for table, c in cols.items():
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE mem_{table} AS SELECT {c} FROM {table} "
-                                f"WHERE model_id = $m", {"m": self.model_id})
-                    names[table] = f"mem_{table}"
-            self._meta = names
-        return self._meta
+        """The views result details are read from when they are not held in memory (:class:`_Details`)."""
+        return {"videos": "videos", "labels": "labels", "attributes": "attributes"}
 
     def refresh(self) -> None:
-        """Pick up batches committed (and indexes built) since this searcher was made."""
-        self.store.commits(refresh=True)
-        self._index_loaded, self._index, self._con, self._meta = False, None, None, None
+        """Pick up batches committed (and indexes built) since this searcher was made. Safe while other
+        threads search: they finish on the connection they started with."""
+        with self._lock:
+            self.store.commits(refresh=True)
+            self._index_loaded, self._index, self._base, self._details = False, None, None, None
+            self._cache = _Cache()           # exact-scan vectors: "all batches" now means more of them
+            self._gen += 1
 
     def index_status(self) -> "list[str]":
         """Human lines on the index: missing, stale (how many batches/clips it lacks), or current."""
@@ -218,24 +326,28 @@ class Searcher:
         """Text → end-of-text + 77 token features, without a prompt template (see the module docstring)."""
         if not text or not text.strip():
             raise SearchError("empty query: give a text, --like VIDEO or --clip CLIP_ID")
-        cls, tokens = self.model.encode_text([text])
+        model = self.model
+        with self._model_lock:
+            cls, tokens = model.encode_text([text])
         return Query(text, "text", cls[0].float().cpu().numpy(), tokens=tokens[0].float(), cls=cls[0].float())
 
     def clip_query(self, clip_id: str) -> Query:
-        row = self.frames.get([clip_id]).get(clip_id)
+        row = self._frames([clip_id]).get(clip_id)
         if row is None:
             raise SearchError(f"--clip {clip_id}: no such clip for model {self.model_id} in {self.store.root} "
                               f"(clip ids look like <video_id>/<n>; list them with `bike sql`)")
         example = row.frames.astype(np.float32)
         return Query(clip_id, "clip", example_vector(example), example=example, self_clip=clip_id)
 
-    def video_query(self, path: str) -> Query:
+    def video_query(self, path: str, timeout_s: "float | None" = None) -> Query:
         """Decode an example video (one window over the whole file, the model's T frames) and embed its
         frames with the model, temporal header included (the space of ``clips.frame_embeddings``)."""
         from engine.video import read_video
         m = self.model
-        clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize)
-        example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
+        opts = {} if timeout_s is None else {"timeout_s": timeout_s}      # bounded decode (bike serve uploads)
+        clip = read_video(path, frames=m.frames, size=m.crop, resize=m.resize, **opts)
+        with self._model_lock:
+            example = m.temporal(m.encode_frames(m.preprocess(clip.frames[:1])))[0].float().cpu().numpy()
         return Query(str(path), "video", example_vector(example), example=example)
 
     # ---- the search ----------------------------------------------------------------------------------
@@ -328,14 +440,23 @@ class Searcher:
 
     def _vectors(self, batches: "tuple | None"):
         """Embeddings of the given batches (None: all), cached for the searcher's life."""
-        if batches not in self._cache.vectors:
-            self._cache.vectors = {batches: read_vectors(self.store, self.model_id,
-                                                         None if batches is None else list(batches))}
-        return self._cache.vectors[batches]
+        with self._lock:
+            if batches not in self._cache.vectors:
+                self._cache.vectors = {batches: read_vectors(self.store, self.model_id,
+                                                             None if batches is None else list(batches))}
+            return self._cache.vectors[batches]
+
+    def _frames(self, clip_ids) -> dict:
+        """``self.frames.get``: under the lock when the frames are cached in memory (the cache grows as
+        batches are committed); a store read per query (larger stores) opens its own connection."""
+        if not self.frames.in_memory:
+            return self.frames.get(clip_ids)
+        with self._lock:
+            return self.frames.get(clip_ids)
 
     def rerank(self, q: Query, found: "dict[str, float]") -> "list[tuple]":
         """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow)] best first."""
-        rows = self.frames.get(found)
+        rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
@@ -352,11 +473,17 @@ class Searcher:
     def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
         video_ids = list({r.video_id for *_, r in ranked})
-        paths = dict(self.con.execute(
-            f"SELECT video_id, any_value(path) FROM {self.meta['videos']} WHERE model_id = $m AND video_id IN "
-            "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
-        labels = self._per_clip("labels", "label", clip_ids)
-        attributes = self._per_clip("attributes", "attribute", clip_ids)
+        details = self._database()[1]
+        if details is not None:                      # copies: a caller may change its results' lists
+            paths = {v: details.paths.get(v) for v in video_ids}
+            labels = {c: list(details.labels.get(c, ())) for c in clip_ids}
+            attributes = {c: list(details.attributes.get(c, ())) for c in clip_ids}
+        else:
+            paths = dict(self.con.execute(
+                "SELECT video_id, any_value(path) FROM videos WHERE model_id = $m AND video_id IN "
+                "(SELECT unnest($v)) GROUP BY video_id", {"m": self.model_id, "v": video_ids}).fetchall()) if ranked else {}
+            labels = self._per_clip("labels", "label", clip_ids)
+            attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
         for i, (cid, score, sal, row) in enumerate(ranked):
             peak = int(np.argmax(sal))

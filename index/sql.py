@@ -1,15 +1,26 @@
 """Read-only SQL over a store: DuckDB in-process, one view per table (``Store.connect``).
 
-Only statements that read are run: ``SELECT`` (including ``WITH``, ``VALUES``, ``DESCRIBE``, ``SHOW``,
+Two layers keep a query from writing or reading anything but the store:
+
+1. **DuckDB's own configuration** (:func:`connect_readonly` → ``index.store.sandboxed_duckdb``): external
+   access is off except for the store's committed shard files (``enable_external_access = false`` +
+   ``allowed_paths``), so ``read_text('/etc/passwd')``, ``glob``, ``read_csv``, ``COPY ... TO``, ``ATTACH`` and
+   ``EXPORT`` fail with a permission error whatever statement carries them (``EXPLAIN ANALYZE COPY`` too);
+   extensions are neither installed nor loaded automatically, ``LOAD``/``INSTALL`` are refused; nothing
+   spills to disk; and ``lock_configuration`` makes every ``SET``/``RESET``/``PRAGMA`` that would change this
+   fail.
+2. **Statement inspection**, as a second layer: ``SELECT`` (including ``WITH``, ``VALUES``, ``DESCRIBE``, ``SHOW``,
 ``SUMMARIZE``, which DuckDB parses as selects) and ``EXPLAIN``. Anything that writes or changes the session
 (INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, COPY, ATTACH, EXPORT, IMPORT, SET, PRAGMA, INSTALL, LOAD,
 CALL, ...) is refused before anything runs. The check uses DuckDB's own parser
 (``duckdb.extract_statements`` → statement type), so comments, case and multi-statement input cannot
-slip a write through.
+slip a write through. ``EXPLAIN ANALYZE`` runs its statement, so it is only allowed around a SELECT.
 
     >>> columns, rows = query(Store("tags/"), "SELECT label, count(*) FROM labels WHERE rank = 0 GROUP BY 1")
 """
 from __future__ import annotations
+
+import re
 
 import duckdb
 
@@ -30,6 +41,15 @@ def check_read_only(sql: str) -> list:
     if not statements:
         raise SQLError("empty query: give a SELECT statement")
     for st in statements:
+        analyze = re.match(r"\s*EXPLAIN\s+ANALY[SZ]E\s+(.*)", st.query, re.IGNORECASE | re.DOTALL)
+        if analyze:
+            try:
+                nested = duckdb.extract_statements(analyze.group(1))
+            except duckdb.Error:
+                nested = []
+            if len(nested) != 1 or nested[0].type != duckdb.StatementType.SELECT:
+                raise SQLError("refused: EXPLAIN ANALYZE runs its statement; `bike sql` is read-only, so it is "
+                               "only allowed around a SELECT")
         if st.type not in READ_ONLY:
             kind = st.type.name.replace("_STATEMENT", "").replace("_", " ")
             raise SQLError(f"refused: {kind} statements are not allowed; `bike sql` is read-only "
@@ -38,11 +58,17 @@ def check_read_only(sql: str) -> list:
     return statements
 
 
+def connect_readonly(store):
+    """A sandboxed DuckDB connection with the store's views (see the module docstring): for every reader
+    that runs SQL it did not write itself (``bike sql``, the HTTP server)."""
+    return store.connect()
+
+
 def query(store, sql: str) -> "tuple[list[str], list[tuple]]":
     """Run a read-only query against ``store`` (an ``index.store.Store``) → (column names, rows).
     With several statements, the result of the last one is returned."""
     statements = check_read_only(sql)
-    con = store.connect()
+    con = connect_readonly(store)
     try:
         rel = None
         for st in statements:

@@ -8,6 +8,11 @@ with other weights would give meaningless scores, so a mismatch is an error, nev
 Random weights are seeded: ``weights_sha`` = ``random-init:<name>:seed<N>`` gives back the same weights.
 A weights file that moved can be given with ``weights=`` (``bike search --weights FILE``); its SHA-256 is
 checked against the store.
+
+A store is data, not code: its ``models`` row only *names* a file. That file is hashed and compared with the
+row's ``weights_sha`` BEFORE it is loaded, and it is loaded with safe (``weights_only``) loading only, so a
+crafted store cannot make search unpickle a file it did not record, nor run code hidden in one it did
+(``trust_checkpoint=True`` is the explicit way to load a legacy pickle).
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ def _seed(weights_sha: "str | None") -> int:
 
 
 def load_store_model(store: Store, model_id: str, weights: "str | None" = None, device=None,
-                     precision: "str | None" = None, branches: "str | None" = None):
+                     trust_checkpoint: bool = False, precision: "str | None" = None,
+                     branches: "str | None" = None):
     """The :class:`engine.BikeModel` that produced ``model_id``'s rows (see the module docstring); its
     precision and branches are the row's (fp32 / the model's default where the row predates them) unless
     given."""
@@ -61,12 +67,24 @@ def load_store_model(store: Store, model_id: str, weights: "str | None" = None, 
                 f"{source}: the weights file that tagged model {model_id} of {store.root} is not there; fix: pass "
                 f"the same file with --weights PATH (its SHA-256 is checked against {row.get('weights_sha')})")
         kwargs[source_key] = source
+        if is_file:                                  # hashed and compared before a byte of it is unpickled
+            want = row.get("weights_sha")
+            if not want:
+                raise ModelMismatch(f"{store.root}: model {model_id} names the weights file {source} without its "
+                                    "SHA-256; refusing to load an unverified file")
+            kwargs.update(expect_sha=want, trust_checkpoint=trust_checkpoint)
     lexicon = row.get("lexicon") or DEFAULTS.lexicon
     try:                               # the lexicon only matters for attributes, which search does not compute
         engine.load_labels(lexicon)
     except engine.LabelError:
         lexicon = DEFAULTS.lexicon
-    model = engine.load_model(lexicon=lexicon, **kwargs)
+    try:
+        model = engine.load_model(lexicon=lexicon, **kwargs)
+    except engine.CheckpointError as e:
+        if "is not the expected" in str(e):
+            raise ModelMismatch(f"{e}: these are not the weights that tagged model {model_id} of {store.root}; "
+                                "search needs the same weights (--weights PATH)") from None
+        raise
     want, got = row.get("weights_sha"), model.meta.get("weights_sha")
     if want and got != want:
         raise ModelMismatch(f"{weights or name}: these weights ({got}) are not the ones that tagged model {model_id} "

@@ -18,6 +18,11 @@ condition, so ``label = 'surfing crowd'`` means "surfing crowd is among the clip
 
 Examples: ``--where "label = 'surfing crowd' AND duration_s > 5"``,
 ``--where "path LIKE '%/2023/%'"``, ``--where "list_contains(attributes, 'dancing ballet')"``.
+
+The condition is parsed by DuckDB as ONE expression (``duckdb.SQLExpression``), never pasted into a
+statement: ``1=1) UNION SELECT ...`` is a syntax error, not a second query. Subqueries are refused (a
+condition is about the clip's own columns), and it runs on the store's sandboxed connection
+(``index.store.sandboxed_duckdb``), which can read no file but the store's shards.
 """
 from __future__ import annotations
 
@@ -54,22 +59,63 @@ def create_view(con) -> None:
     con.execute(_VIEW_SQL)
 
 
-def filter_clips(con, model_id: str, condition: str) -> "list[str]":
-    """clip_ids of ``model_id`` for which some ``search_clips`` row satisfies ``condition``."""
+def parse_condition(condition: str):
+    """``condition`` → a ``duckdb.Expression``; :class:`WhereError` unless it is exactly one expression
+    without subqueries."""
     import duckdb
     condition = (condition or "").strip()
     if not condition:
         raise WhereError("--where: empty condition")
-    create_view(con)
-    sql = f"SELECT DISTINCT clip_id FROM {VIEW} WHERE model_id = $model_id AND ({condition})"
     try:
-        if len(con.extract_statements(sql)) != 1:
-            raise WhereError(f"--where {condition!r}: one condition only (no ';')")
-        rows = con.execute(sql, {"model_id": model_id}).fetchall()
+        expr = duckdb.SQLExpression(condition)
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
-        raise WhereError(f"--where {condition!r}: DuckDB cannot evaluate it: {first}\n"
-                         f"  columns: {', '.join(COLUMNS)}\n"
-                         f"  example: --where \"label = 'surfing crowd' AND duration_s > 5\" "
-                         f"(strings in single quotes)") from None
+        raise WhereError(f"--where {condition!r}: one condition only (a single expression): {first}\n  {_HELP}") from None
+    if _has_subquery(str(expr)):
+        raise WhereError(f"--where {condition!r}: subqueries are not allowed; a condition is about the clip's "
+                         f"own columns\n  {_HELP}")
+    return expr
+
+
+def _has_subquery(expression: str) -> bool:
+    """Whether DuckDB's parse tree of ``expression`` (one expression, already checked) holds a subquery."""
+    import json
+
+    import duckdb
+    con = duckdb.connect(":memory:")
+    try:
+        tree = con.execute("SELECT json_serialize_sql($q)", {"q": f"SELECT 1 WHERE {expression}"}).fetchone()[0]
+    finally:
+        con.close()
+
+    def walk(node) -> bool:
+        if isinstance(node, dict):
+            if node.get("class") == "SUBQUERY" or node.get("type") in ("SUBQUERY", "TABLE_FUNCTION"):
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+    parsed = json.loads(tree)
+    return bool(parsed.get("error")) or walk(parsed.get("statements", []))
+
+
+_HELP = (f"columns: {', '.join(COLUMNS)}\n  example: --where \"label = 'surfing crowd' AND duration_s > 5\" "
+         "(strings in single quotes)")
+
+
+def filter_clips(con, model_id: str, condition: str) -> "list[str]":
+    """clip_ids of ``model_id`` for which some ``search_clips`` row satisfies ``condition`` (one expression,
+    :func:`parse_condition`), evaluated with DuckDB's relational API — the text never becomes part of a
+    statement."""
+    import duckdb
+    expr = parse_condition(condition)
+    create_view(con)
+    try:
+        rel = (con.view(VIEW).filter(duckdb.ColumnExpression("model_id") == duckdb.ConstantExpression(model_id))
+               .filter(expr).select(duckdb.ColumnExpression("clip_id")).distinct())
+        rows = rel.fetchall()
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise WhereError(f"--where {condition.strip()!r}: DuckDB cannot evaluate it: {first}\n  {_HELP}") from None
     return [r[0] for r in rows]

@@ -115,7 +115,7 @@ def fast_adapt(model, samples, names, out_path: str, cfg: FastConfig = FastConfi
     cls, tokens = learn_class_features(model, feats, labels, names, cfg)
     head = learn_attribute_head(model, feats, labels, cls, cfg)
     ckpt = checkpoint_dict(model.name, model.clip, model.header, head, names, model.frames, epoch=0,
-                           stage="adapted",
+                           stage="adapted", random_init=model.random_init,      # lineage of random weights
                            class_features={"names": list(names), "cls": cls.cpu(), "tokens": tokens.cpu()},
                            adapt={"mode": "fast", "examples": len(samples), "views": cfg.views,
                                   "steps": cfg.steps, "base": model.describe()})

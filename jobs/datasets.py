@@ -21,6 +21,7 @@ Clip loading:
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections import OrderedDict
@@ -79,13 +80,24 @@ def _parse_labels(text: str, labels: LabelSet, multilabel: bool, where: str) -> 
     return tuple(sorted({_resolve_label(p, labels, where) for p in parts}))
 
 
+def _read_list_text(path: str) -> str:
+    """A list file's text; one-line UsageError when it is not UTF-8 or cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start}); save the list as UTF-8") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read the list file: {e.strerror or e}") from None
+
+
 def parse_list(path: str, labels: LabelSet, multilabel: bool = False, check_files: bool = True) -> list:
     """Read a list file → [:class:`Sample`]. Raises UsageError with ``file:line`` on a bad line."""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: list file not found")
     base = os.path.dirname(os.path.abspath(path))
     samples = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(_read_list_text(path)) as f:       # not UTF-8, unreadable: one line (UsageError)
         for lineno, raw in enumerate(f, 1):
             line = raw.strip()
             if not line or line.startswith("#"):
@@ -105,6 +117,8 @@ def parse_list(path: str, labels: LabelSet, multilabel: bool = False, check_file
             else:
                 if check_files and not os.path.exists(p):
                     raise UsageError(f"{where}: {parts[0]}: file not found")
+                if check_files and not os.path.isfile(p):        # a FIFO or /dev/zero would never end
+                    raise UsageError(f"{where}: {parts[0]}: not a regular file (a pipe or device); give a video file")
                 n, label_text = None, " ".join(parts[1:])
             samples.append(Sample(p, _parse_labels(label_text, labels, multilabel, where), n, where))
     if not samples:
@@ -115,7 +129,7 @@ def parse_list(path: str, labels: LabelSet, multilabel: bool = False, check_file
 def label_names_in_list(path: str) -> list:
     """Class names in a ``path label`` list in order of first appearance (for lists that use names)."""
     names = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(_read_list_text(path)) as f:
         for raw in f:
             parts = raw.split()
             if len(parts) >= 2 and not raw.strip().startswith("#"):

@@ -4,7 +4,7 @@
    clips generated with ffmpeg's lavfi sources (one ~45 s long, so it becomes several clips), and broken
    files (empty, text named .mp4, a truncated mp4) to show how bad input is recorded;
 2. ``bike classify`` one real clip with the default model (ViT-B-32, OpenAI weights); offline those cannot
-   be downloaded, so the demo says so in one line and uses random weights (``--random-init``; every output
+   be downloaded, so the demo says so up front (before anything else) and uses random weights (``--random-init``; every output
    says RANDOM WEIGHTS: the labels are meaningless, the pipeline is real);
 3. ``bike tag`` the corpus into ``demo_out/store/`` on a local Ray;
 4. three ``bike sql`` queries: label histogram, where each label peaks, the error report.
@@ -87,22 +87,41 @@ def build_corpus(folder: Path) -> Path:
     return folder
 
 
+def weights_notice() -> bool:
+    """Say up front whether the demo will run with real weights; True when the default ones are cached."""
+    from jobs.doctor import cached_weights
+    try:
+        (w,) = cached_weights([("ViT-B-32", "openai")])
+    except Exception:  # noqa: BLE001 - cannot tell: step 2 finds out
+        return False
+    if w.cached:
+        print(f"demo: the ViT-B-32 OpenAI weights are cached ({w.where}): real labels and scores")
+        return True
+    print("demo: NOTE: the ViT-B-32 OpenAI weights are not cached here and this demo does not download them "
+          f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE')}): it runs with RANDOM WEIGHTS. Every step is real, "
+          "but the labels and scores it prints are meaningless (and say so). For real ones: run "
+          "`HF_HUB_OFFLINE=0 bike classify demo_out/videos/bikes.mp4` once with internet, or see `bike weights` "
+          "and the README's Weights section (released BIKE checkpoints).", flush=True)
+    return False
+
+
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     t0 = time.monotonic()
+    weights_notice()
     say(f"1. a sample corpus in {OUT}/videos")
     videos = build_corpus(OUT / "videos")
     sample = next(iter(sorted(videos.glob("bikes.mp4"))), videos / GENERATED[0][0])
 
     say("2. classify one clip with the default model (ViT-B-32, OpenAI weights)")
-    res = bike("classify", sample, "--top", "3", check=False)
+    res = bike("classify", sample, "-k", "3", check=False)
     model = ["--model", "ViT-B-32"]
     if res.returncode != 0:
         print("demo: no pretrained weights here (offline): using RANDOM weights from now on; the labels below "
               "are meaningless, everything else is the real pipeline")
         t = time.monotonic()
-        bike("classify", sample, "--top", "3", "--model", "ViT-B-32", "--random-init")
+        bike("classify", sample, "-k", "3", "--model", "ViT-B-32", "--random-init")
         if time.monotonic() - t > SLOW_S:
             print(f"demo: ViT-B-32 took {time.monotonic() - t:.0f} s for one clip here; tagging with the tiny "
                   "test model bike-tiny instead")

@@ -1,15 +1,51 @@
-"""Errors a user can act on. The CLI prints their message (no traceback) and exits with status 2."""
+"""Errors a user can act on. The CLI prints their message (no traceback) and exits with status 2.
+
+This module imports nothing heavy: the error classes of the engine and the store are looked up by name
+(:data:`USER_ERROR_CLASSES`) only when an exception is being handled, and only in modules already imported
+(an exception can only be raised by a module that has been imported), so ``bike --help`` never loads torch.
+"""
 from __future__ import annotations
 
-from engine.labels import LabelError
-from engine.loading import CheckpointError, WeightsUnavailable
-from engine.video import VideoError
-from index.store import StoreError
+import importlib
+import sys
 
 
 class UsageError(Exception):
     """Bad arguments or a bad store/path: the message says what to fix."""
 
 
-#: Exceptions whose message is enough for the user: printed as ``bike: error: <message>``.
-USER_ERRORS = (UsageError, LabelError, CheckpointError, WeightsUnavailable, VideoError, StoreError)
+#: ``(module, class)`` of every exception whose message is enough for the user (``bike: error: <message>``).
+#: A new module with its own user-facing error adds one line here.
+USER_ERROR_CLASSES = [
+    ("engine.labels", "LabelError"),
+    ("engine.device", "DeviceError"),
+    ("engine.loading", "CheckpointError"),
+    ("engine.loading", "WeightsUnavailable"),
+    ("engine.video", "VideoError"),
+    ("index.store", "StoreError"),
+    ("index.sql", "SQLError"),
+    ("index.where", "WhereError"),
+]
+
+
+def user_errors(imported_only: bool = True) -> tuple:
+    """The user-facing exception classes: :class:`UsageError` and those of :data:`USER_ERROR_CLASSES` whose
+    module is imported (``imported_only=False`` imports them all)."""
+    found = [UsageError]
+    for module, name in USER_ERROR_CLASSES:
+        mod = sys.modules.get(module)
+        if mod is None and not imported_only:
+            try:
+                mod = importlib.import_module(module)
+            except ImportError:
+                continue
+        cls = getattr(mod, name, None) if mod is not None else None
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def __getattr__(name: str):
+    if name == "USER_ERRORS":            # the old constant: every class, importing their modules
+        return user_errors(imported_only=False)
+    raise AttributeError(f"module 'jobs.errors' has no attribute {name!r}")

@@ -56,10 +56,12 @@ _niced = False
 # Own runtime env (only a marker variable): Ray keeps separate worker processes for it, so a niced decode
 # worker is never reused for a model actor.
 @ray.remote(num_returns="streaming", max_retries=0, runtime_env={"env_vars": {"BIKE_DECODE_WORKER": "1"}})
-def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads):
+def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
+                 sampling=None):
     _lower_priority()
     yield from decode_video(path, frames=frames, window_s=window_s, size=size, resize=resize,
-                            chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads)
+                            chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads, decoder=decoder,
+                            sampling=sampling)
 
 
 ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
@@ -71,6 +73,7 @@ class _Video:
     path: str
     info: object = None
     error: "str | None" = None
+    warnings: list = field(default_factory=list)  # decode problems that did not make it an error
     ended: bool = False                         # the "end" message arrived
     done: bool = False                          # the decode stream has ended
     outstanding: int = 0                        # chunks queued or being scored
@@ -88,11 +91,16 @@ class Pipeline:
 
     def __init__(self, model_kwargs: dict, labels, resources: Resources, window_s: "float | None" = 10.0,
                  model_batch: int = 32, timeout_s: "float | None" = None, chunk_clips: int = CHUNK_CLIPS,
-                 decode_threads: "int | None" = None):
+                 decode_threads: "int | None" = None, decoder: "str | None" = None,
+                 sampling: "str | None" = None):
         self.model_kwargs, self.labels, self.res = model_kwargs, labels, resources
         self.window_s, self.model_batch, self.timeout_s = window_s, max(1, model_batch), timeout_s
         self.chunk_clips = max(1, min(chunk_clips, self.model_batch))
-        self.decode_threads = decode_threads
+        # threads per decode: the cores left to decoding shared by the decodes in flight (the in-process
+        # decoder would otherwise start one thread per core in every decode)
+        self.decode_threads = decode_threads or max(1, int(round(
+            max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
+        self.decoder, self.sampling = decoder, sampling         # None: the workers' $BIKE_DECODER / auto
         self.max_queue_clips = 4 * self.model_batch
         self.actors: list = []
         self.facts: "dict | None" = None
@@ -140,7 +148,7 @@ class Pipeline:
         f = self.facts
         return _decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4).remote(
             path, f["frames"], self.window_s, f["crop"], f["resize"], self.chunk_clips, self.timeout_s,
-            self.decode_threads)
+            self.decode_threads, self.decoder, self.sampling)
 
     def run(self, items):
         """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
@@ -175,6 +183,7 @@ class Pipeline:
             if v.error is not None:
                 return VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
             r = VideoResult.from_info(v.video_id, v.path, v.info)
+            r.warnings = "; ".join(v.warnings) or None
             r.clips = sorted(v.clips, key=lambda c: c.span.index)
             return r
 
@@ -275,5 +284,6 @@ class Pipeline:
                     want_frames[gen] = msg["spans"]
                 elif kind == "end":
                     v.ended = True
+                    v.warnings = msg.get("warnings") or []
                     if msg.get("error"):
                         v.error = v.error or msg["error"]

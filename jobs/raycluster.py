@@ -1,8 +1,14 @@
 """Starting or joining Ray, and sizing the work to what the cluster has.
 
-* No ``--address``: a local Ray sized to this machine (all its CPUs, its GPUs), shut down when the job ends.
+* No ``--address``: a local Ray sized to this machine (all its CPUs, its GPUs), shut down when the job ends,
+  and ended by a small watchdog (jobs/reaper.py) within a second when the driver is killed (``kill -9``).
+* ``RAY_ADDRESS`` set, or ``--address auto``: a running Ray (``ray start --head``) is reused. Without either,
+  bike never attaches to whatever Ray it finds on the host (Ray's own default): that one may belong to another
+  session and end mid-job.
 * ``--address auto`` (inside a cluster, e.g. ``ray job submit``) or ``HOST:PORT``: join that cluster.
 * Ray already initialised in this process (tests, notebooks): used as it is, left running.
+
+Ray's own logs (its start banner, worker output) stay out of the terminal; ``-v`` shows them.
 
 Sizing (:func:`plan_resources`): one model actor per GPU (``num_gpus=1``); with no GPU one model actor on
 the CPU. Actors and decode tasks ask for fractional CPUs so they never hold every CPU and starve each other
@@ -11,9 +17,13 @@ bounded by the driver, not by Ray's CPU accounting.
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
+from . import output
 from .errors import UsageError
 
 #: Environment variables passed on to Ray workers when set on the driver.
@@ -39,18 +49,49 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
         return False
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False,
+    verbose = output.verbosity() >= output.VERBOSE
+    kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
                   runtime_env={"env_vars": env})
+    if not verbose:                      # Ray's banners and warnings (token auth, ...) stay out of the terminal
+        import logging
+        kwargs["logging_level"] = "ERROR"
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            start_reaper()
     except ConnectionError as e:
         raise UsageError(f"cannot join the Ray cluster at --address {address}: {e}; start one with "
                          "`ray start --head` or `ray up ray_cluster.yaml`, or leave --address out to run "
                          "locally") from None
     return True
+
+
+def start_reaper() -> "subprocess.Popen | None":
+    """Start jobs/reaper.py for the Ray processes this driver just started (see the module docstring)."""
+    try:
+        import ray
+        node = ray._private.worker._global_node
+        procs = [p.pid for _, p in node.live_processes()] if node is not None else []
+    except Exception:  # noqa: BLE001 - a Ray without these internals: no watchdog, Ray's own timeouts apply
+        return None
+    from .reaper import start_time
+    spec = {"driver": os.getpid(), "procs": [(pid, start_time(pid)) for pid in procs if start_time(pid)],
+            "interval": 0.2, "grace": 0.0}
+    if not spec["procs"]:
+        return None
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")
+    proc = subprocess.Popen([sys.executable, "-S", script, json.dumps(spec)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            close_fds=True)
+    _REAPERS.append(proc)                  # kept referenced: it outlives nothing but this process
+    return proc
+
+
+_REAPERS: list = []
 
 
 def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None) -> Resources:

@@ -66,6 +66,7 @@ class VideoResult:
     height: "int | None" = None
     codec: "str | None" = None
     clips: list = field(default_factory=list)     # [ClipResult]
+    warnings: "str | None" = None                 # decode problems of an 'ok' video (engine.video)
 
     @classmethod
     def failed(cls, video_id: str, path: str, reason: str, info=None, size=None) -> "VideoResult":
@@ -156,7 +157,7 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
         v_rows.append({"video_id": v.video_id, "model_id": model_id, "path": v.path, "size": v.size,
                        "duration_s": v.duration_s, "fps": v.fps, "width": v.width, "height": v.height,
                        "codec": v.codec, "num_clips": len(v.clips), "status": v.status, "error": v.error,
-                       "tagged_at": now})
+                       "tagged_at": now, "warnings": getattr(v, "warnings", None)})
         for c in v.clips:
             cid = clip_id(v.video_id, c.span.index)
             c_cols.append((cid, v.video_id, c.span.index, float(c.span.start_s), float(c.span.end_s),

@@ -105,9 +105,9 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict
     if source:
         rows = [m for m in models if m["model_id"] == source]
         if not rows:
-            raise UsageError(f"--from {source}: no such model_id in {store.root} (model_ids: {listing})")
+            raise UsageError(f"--model-id {source}: no such model_id in {store.root} (model_ids: {listing})")
         if same_weights(json.loads(rows[0]["fingerprint"])) != fp:
-            raise UsageError(f"--from {source} was tagged with another model ({rows[0]['name']}, "
+            raise UsageError(f"--model-id {source} was tagged with another model ({rows[0]['name']}, "
                              f"{rows[0]['weights_sha']}); give the model options it was tagged with")
         return rows[0]
     rows = [m for m in models
@@ -119,7 +119,7 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict
                          f"{listing})")
     if len({m["window_s"] for m in rows}) > 1:
         raise UsageError("several model_ids of this model use different --window lengths; choose one with "
-                         "--from: " + ", ".join(f"{m['model_id']} (window {m['window_s']:g})" for m in rows))
+                         "--model-id: " + ", ".join(f"{m['model_id']} (window {m['window_s']:g})" for m in rows))
     counts = defaultdict(int)
     for c in store.commits():
         counts[c["model_id"]] += len(c["videos"])
@@ -139,11 +139,11 @@ def store_model(store: Store, source: "str | None", device=None, precision=None,
     if source is None:
         by_model = {same_weights(json.loads(m["fingerprint"])): m for m in models}
         if len(by_model) != 1:
-            raise UsageError(f"{store.root} holds clips of {len(by_model)} models; choose the source with --from "
-                             f"MODEL_ID or give its model options (model_ids: {_listing(models)})")
+            raise UsageError(f"{store.root} holds clips of {len(by_model)} models; choose the source with "
+                             f"--model-id MODEL_ID or give its model options (model_ids: {_listing(models)})")
         source = next(iter(by_model.values()))["model_id"]
     elif source not in committed:
-        raise UsageError(f"--from {source}: no such model_id with committed clips in {store.root}")
+        raise UsageError(f"--model-id {source}: no such model_id with committed clips in {store.root}")
     return load_store_model(store, source, device=device, precision=precision, branches=branches)
 
 

@@ -17,9 +17,18 @@ nothing is a usage error (most likely a typo).
 
 The same file reached twice (two SOURCEs, a symlink) is listed once; copies with different paths are
 found later by their content id (``index.ids.video_id``).
+
+Paths are listed absolute and normalised (``os.path.abspath``: the store records where a video is, whatever
+directory ``bike tag`` ran in; symbolic links are kept as typed). Folder walks follow symbolic links to
+folders but enter each real folder once (device + inode), so a link to a parent or two links to each other
+end the walk instead of looping; such links are counted as "symbolic link loops". Inside folders only
+regular files are listed (a FIFO named ``x.mp4`` is skipped as "not regular files"); a FIFO or device named
+explicitly (``/dev/zero`` in a list file) is kept and becomes an error row without being read
+(``index.ids.open_regular``).
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from collections import Counter
@@ -55,11 +64,33 @@ def _hidden(path: str, root: str = "") -> bool:
     return any(part.startswith(".") and part not in (".", "..") for part in rel.split(os.sep))
 
 
-def _walk(folder: str):
-    """Files under ``folder`` in sorted order, hidden folders not entered; yields (path, hidden)."""
+def _walk(folder: str, loops: "Counter | None" = None):
+    """Files under ``folder`` in sorted order, hidden folders not entered, each real folder entered once
+    (symbolic-link loops end there; counted in ``loops``); yields (path, hidden)."""
+    seen: set = set()
+    try:
+        st = os.stat(folder)
+        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        return
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         hidden_dirs = sorted(d for d in dirnames if d.startswith("."))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            try:
+                st = os.stat(os.path.join(dirpath, d))
+            except OSError:                           # a dangling or looping link: nothing to enter
+                if loops is not None:
+                    loops["symbolic link loops"] += 1
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                if loops is not None:
+                    loops["symbolic link loops"] += 1
+                continue
+            seen.add(key)
+            keep.append(d)
+        dirnames[:] = keep
         for d in hidden_dirs:
             yield os.path.join(dirpath, d), True
         for name in sorted(filenames):
@@ -94,14 +125,16 @@ def list_sources(specs) -> Sources:
             out.skipped["listed twice"] += 1
             return
         seen.add(key)
-        out.videos.append(path)
+        out.videos.append(os.path.abspath(path))
 
     def add_folder(folder: str) -> None:
-        for path, hidden in _walk(folder):
+        for path, hidden in _walk(folder, out.skipped):
             if hidden:
                 out.skipped["hidden"] += 1
             elif os.path.isfile(path):
                 add(path, explicit=False, root=folder)
+            elif os.path.exists(path) and not os.path.isdir(path):
+                out.skipped["not regular files"] += 1
 
     for spec in specs:
         spec = os.path.expanduser(str(spec))
@@ -116,16 +149,47 @@ def list_sources(specs) -> Sources:
         elif os.path.exists(spec):
             add(spec, explicit=True)
         elif glob.has_magic(spec):
-            matches = sorted(glob.glob(spec, recursive=True))
+            matches = sorted(_glob(spec, out.skipped))
             if not matches:
                 raise UsageError(f"{spec}: the pattern matches no file; check the path")
             for path in matches:
                 if os.path.isdir(path):
                     continue
+                if not os.path.isfile(path):
+                    out.skipped["not regular files"] += 1
+                    continue
                 add(path, explicit=False, root=_glob_root(spec))
         else:
             raise UsageError(f"{spec}: no such file or folder; give video files, folders, globs or a "
                              f"list file ({'/'.join(sorted(LIST_EXTENSIONS))}) of paths")
+    return out
+
+
+def _match(parts: list, names: list) -> bool:
+    """Whether path components ``names`` match pattern components ``parts`` (``**``: any number of them)."""
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_match(parts[1:], names[i:]) for i in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], parts[0]) and _match(parts[1:], names[1:])
+
+
+def _glob(pattern: str, loops: Counter) -> list:
+    """``glob.glob(pattern, recursive=True)`` without its endless descent into symbolic-link loops: a
+    pattern with ``**`` is matched against a loop-safe walk (:func:`_walk`) below its fixed part; hidden
+    names are not matched (as glob does)."""
+    if "**" not in pattern:
+        return glob.glob(pattern)
+    root = _glob_root(pattern)
+    rest = [p for p in os.path.relpath(pattern, root).split(os.sep) if p not in ("", ".")] \
+        if pattern != root else []
+    out = []
+    for path, hidden in _walk(root, loops):
+        if hidden:
+            continue
+        names = os.path.relpath(path, root).split(os.sep)
+        if not any(n.startswith(".") for n in names) and _match(rest, names):
+            out.append(path if os.path.isabs(pattern) or root != "." else os.path.relpath(path))
     return out
 
 

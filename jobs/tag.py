@@ -17,6 +17,7 @@ Steps (DESIGN.md "Data flow of bike tag"):
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -52,6 +53,8 @@ class TagOptions:
     index: bool = True
     timeout_s: "float | None" = None                       # per-video decode limit (None: engine default)
     decoders: "int | None" = None
+    decoder: "str | None" = None                           # engine.video backend (None: $BIKE_DECODER / auto)
+    sampling: "str | None" = None                          # exact | keyframes (None: $BIKE_SAMPLING / exact)
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
 
@@ -119,6 +122,15 @@ def _identified(paths, identify=ids.identify, workers: int = 4, ahead: int = 64)
             yield (path, *fut.result())
 
 
+def _decoder_name(name) -> str:
+    """Which backend the decodes use (``auto`` resolved on this host)."""
+    from engine.video import get_decoder
+    try:
+        return get_decoder(name).name
+    except (ValueError, RuntimeError) as e:
+        return f"? ({e})"
+
+
 def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
     """Call the search side's ``index.vectors.update_index`` when it exists → (message, failed)."""
     try:
@@ -144,9 +156,43 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
         raise UsageError("--batch and --model-batch must be at least 1")
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
+    from .precheck import check_weights
+    if not os.path.isdir(opts.store) and not opts.address:
+        check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
     store = Store(opts.store, create=True)
     with store.lock():
         return _run_locked(opts, store, labels, log, t0)
+
+
+def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: TagSummary) -> bool:
+    """True (and ``summary`` filled) when every listed video is already stored for this model: answered
+    from the store alone, without Ray or the model (jobs/precheck.py)."""
+    from .precheck import describe_row, known_model_id
+    if opts.force:
+        return False
+    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0)
+    if known is None:
+        return False
+    model_id, row = known
+    done = store.done_videos(model_id)
+    id_cache = IdCache(store.root, trust=not opts.rehash)
+    seen: set = set()
+    for path, vid, _err in _identified(sources.videos, id_cache.identify):
+        status = done.get(vid)
+        if vid not in seen and (status is None or (opts.retry_errors and status == "error")):
+            return False                                  # work to do: the normal path (cache not saved)
+        if vid in seen:
+            summary.duplicates += 1
+        else:
+            summary.skipped_done += 1
+        seen.add(vid)
+    summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
+    try:
+        id_cache.save()
+    except OSError:
+        pass
+    summary.model_id, summary.model, summary.random_init = model_id, describe_row(row), bool(row["random_init"])
+    return True
 
 
 def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSummary:
@@ -161,24 +207,35 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
                          f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
 
+    if _nothing_to_do(opts, store, labels, sources, summary):
+        summary.seconds = time.monotonic() - t0
+        if opts.index:
+            summary.index, summary.index_failed = update_vector_index(store, summary.model_id)
+        return summary
+    if not opts.address:                                  # on a cluster the weights may live on the workers
+        from .precheck import check_weights
+        check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
     started = raycluster.connect(opts.address)
     pipeline = None
     try:
         res = raycluster.cluster_resources(opts.decoders)
         from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
         pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
-                            model_batch=opts.model_batch, timeout_s=opts.timeout_s)
+                            model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
+                            sampling=opts.sampling)
         facts = pipeline.start()
         model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
-            f"{res.actors} model actor(s), {res.decoders} decodes at once")
+            f"{res.actors} model actor(s), {res.decoders} decodes at once; decoder {_decoder_name(opts.decoder)}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()
+        stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
+        progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store.root, trust=not opts.rehash)
 
         def work():
@@ -196,6 +253,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                     continue
                 if status is not None:
                     redo.add(vid)
+                if err is None:
+                    pid = ids.path_id(os.path.abspath(path))
+                    if pid in done:
+                        stale[vid] = pid
                 yield vid, path, err
 
         buffer: list = []
@@ -209,7 +270,8 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             if need_models_row:
                 rows = {"models": model_row(model_id, facts, labels, opts.window_s or 0.0), **rows}
             statuses = {v.video_id: v.status for v in buffer}
-            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)))
+            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)),
+                              drop=[stale[v] for v in statuses if v in stale])
             need_models_row = False
             summary.batches += 1
             buffer.clear()
@@ -251,8 +313,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             pipeline.stop()
         raycluster.shutdown(started)
     summary.seconds = time.monotonic() - t0
-    if opts.index and summary.batches:
+    # also when nothing new was tagged: an earlier run may have been killed between its last commit and
+    # this step (update_index says "up to date" when there is nothing to add)
+    if opts.index and any(c["model_id"] == model_id and c["tables"].get("embeddings") for c in store.commits()):
         summary.index, summary.index_failed = update_vector_index(store, model_id)
     elif opts.index:
-        summary.index = "vector index unchanged (nothing new was tagged)"
+        summary.index = "vector index unchanged (no clips of this model to index)"
     return summary

@@ -23,6 +23,7 @@ takes ``OUT/checkpoint.pt``. Either continues after the last completed epoch.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -81,6 +82,11 @@ class TrainConfig:
                       for s in self.train]
         self.val = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
                     for s in self.val]
+        # made absolute where the user typed them (the driver): Ray workers run in another directory, and a
+        # relative --resume path there silently found nothing and restarted at epoch 1
+        self.out = os.path.abspath(self.out)
+        if self.resume_path:
+            self.resume_path = os.path.abspath(self.resume_path)
 
 
 # ---- data ------------------------------------------------------------------------------------------------
@@ -184,6 +190,19 @@ def heldout_top1(learner, samples, reader, frames, size, resize, device, rank, w
 
 # ---- the worker -----------------------------------------------------------------------------------------
 
+def load_resume_state(path: str) -> dict:
+    """A checkpoint to continue from, loaded safely (``weights_only``: bike's checkpoints hold only tensors,
+    numbers, strings, lists and dicts) and checked → the state; :class:`engine.CheckpointError` with the
+    file and the reason otherwise (the file is left as it is)."""
+    from engine.loading import CheckpointError, read_state_file
+    state = read_state_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("model_state_dict"), dict) \
+            or not isinstance(state.get("epoch", 0), int):
+        raise CheckpointError(f"{path}: not a checkpoint written by bike train (no model_state_dict/epoch); "
+                              "cannot resume from it")
+    return state
+
+
 def _load_state(cfg: TrainConfig):
     """The checkpoint to continue from, else None: Ray's latest reported one (worker group restarted), or
     ``OUT/checkpoint.pt``, which only exists when this run wrote it (a restart whose report had not reached
@@ -192,10 +211,12 @@ def _load_state(cfg: TrainConfig):
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            return torch.load(os.path.join(d, CHECKPOINT_NAME), map_location="cpu", weights_only=False), "ray"
+            return load_resume_state(os.path.join(d, CHECKPOINT_NAME)), "ray"
     path = cfg.resume_path or os.path.join(cfg.out, CHECKPOINT_NAME)
     if os.path.isfile(path):
-        return torch.load(path, map_location="cpu", weights_only=False), path
+        return load_resume_state(path), path
+    if cfg.resume_path:                     # asked to continue: never restart from scratch over it
+        raise FileNotFoundError(f"{path}: the checkpoint to resume from is gone")
     return None, None
 
 
@@ -282,8 +303,8 @@ def train_loop(config: dict) -> None:
     _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
                f"{world} worker(s) on {device.type}, batch {cfg.batch} ({local_batch}/worker), "
                f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
-    extra = {"pooling": cfg.pooling, "train_config": {k: v for k, v in config.items()
-                                                        if k not in ("train", "val")}}
+    extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
+             "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
 
     for epoch in range(start, cfg.epochs):
         data.epoch = epoch
@@ -431,7 +452,12 @@ def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
 
 def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker=None,
                  address: "str | None" = None, max_failures: int = 2) -> list:
-    """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``)."""
+    """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``). A ``resume_path``
+    is checked here, on the driver, before Ray starts: a missing or damaged checkpoint is one clear error
+    (:class:`engine.CheckpointError`), and the file is left untouched."""
+    if cfg.resume_path:
+        load_resume_state(cfg.resume_path)
+    _check_out_writable(cfg.out)
     ray = ensure_ray(address)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -471,8 +497,56 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
             worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(cpus_per_worker))}},
         ),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    except Exception as e:  # noqa: BLE001 - re-raised unless a worker hit something the user can act on
+        cause = worker_user_error(e)
+        if cause is None:
+            raise
+        if isinstance(cause, OSError):
+            from .errors import UsageError
+            raise UsageError(f"{cause.filename or cfg.out}: cannot write: {os.strerror(cause.errno)} (training "
+                             f"stopped; {os.path.join(cfg.out, CHECKPOINT_NAME)} holds the last whole epoch: "
+                             "free space, then rerun with --resume)") from None
+        raise cause from None
     return read_history(cfg.out)
+
+
+#: Errors of the file system that a worker can hit and the user can fix (disk full, quota, read-only).
+_FS_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def worker_user_error(exc: BaseException) -> "BaseException | None":
+    """The error inside a Ray Train failure that deserves one line instead of a worker traceback: a
+    full/read-only disk (``OSError``) or a bad checkpoint (``engine.CheckpointError``); None otherwise.
+    Follows Ray's ``worker_failures`` / ``controller_failure`` / ``cause`` and Python's ``__cause__`` /
+    ``__context__``."""
+    from engine.loading import CheckpointError
+    stack, seen = [exc], set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, CheckpointError) or (isinstance(e, OSError) and e.errno in _FS_ERRNOS):
+            return e
+        stack.extend(getattr(e, "worker_failures", {}).values())
+        stack.extend([getattr(e, "controller_failure", None), getattr(e, "cause", None), e.__cause__,
+                      e.__context__])
+    return None
+
+
+def _check_out_writable(out: str) -> None:
+    """``--out`` must be a folder this user can write (checked before Ray starts)."""
+    from .errors import UsageError
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("x")
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot write the output folder (--out): {e.strerror or e}") from None
 
 
 def read_history(out: str) -> list:

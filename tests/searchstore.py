@@ -35,8 +35,8 @@ def models_row(model, labels) -> pa.Table:
 
 
 def add_video(store, model, labels, video_id: str, clips, path: "str | None" = None, duration_s=None,
-              replace: bool = False) -> str:
-    """Write one video (one batch). Returns the model_id."""
+              replace: bool = False, size: int = 1000) -> str:
+    """Write one video (one batch). Returns the model_id. ``size``: the file size recorded for it."""
     mid = model_id_of(model, labels)
     feats = torch.as_tensor(np.stack(clips), dtype=torch.float32)                # (B, T, D)
     b, t, _ = feats.shape
@@ -68,7 +68,7 @@ def add_video(store, model, labels, video_id: str, clips, path: "str | None" = N
         # batch that also holds the replaced video (it filters every table by video_id)
         store.write_batch({"models": models_row(model, labels)}, mid, {})
     tables["videos"] = pa.Table.from_pylist([{
-        "video_id": video_id, "model_id": mid, "path": path or f"/videos/{video_id}.mp4", "size": 1000,
+        "video_id": video_id, "model_id": mid, "path": path or f"/videos/{video_id}.mp4", "size": size,
         "duration_s": duration_s if duration_s is not None else WINDOW_S * b, "fps": 25.0, "width": 64,
         "height": 48, "codec": "h264", "num_clips": b, "status": "ok", "error": None,
         "tagged_at": datetime.now(timezone.utc)}], schema=TABLES["videos"])

@@ -25,3 +25,8 @@ def test_quickstart_notebook_runs():
     # the search cell produced a results table with moments
     html = "".join(str(o.get("data", {}).get("text/plain", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "moment_s" in html
+    # the plots are drawn into the notebook (a non-interactive backend would leave plt.show() empty)
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2, "the histogram and the saliency plot must render as images"
+    saliency_cell = next(c for c in nb.cells if c.cell_type == "code" and "set_ylim(bottom=0)" in c.source)
+    assert "QUERY" in saliency_cell.source and any("image/png" in o.get("data", {}) for o in saliency_cell.outputs)

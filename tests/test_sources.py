@@ -49,3 +49,55 @@ def test_command_line_source_that_matches_nothing_is_a_usage_error(tree):
         list_sources([tree / "nope.mp4"])
     with pytest.raises(UsageError, match="matches no file"):
         list_sources([str(tree / "*.avi")])
+
+
+# ---- things that used to hang: symbolic-link loops, FIFOs, devices --------------------------------------
+def _loopy(tmp_path):
+    d = tmp_path / "loop"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "v.mp4").write_bytes(b"x")
+    os.symlink(".", d / "self")                     # two links to itself and one to its parent
+    os.symlink(".", d / "again")
+    os.symlink("..", d / "sub" / "up")
+    os.mkfifo(d / "pipe.mp4")
+    return d
+
+
+def test_symlink_loops_and_fifos_end_the_walk(tmp_path):
+    import signal
+    d = _loopy(tmp_path)
+    signal.alarm(20)                                 # a hang fails the test instead of blocking the suite
+    try:
+        s = list_sources([d])
+        g = list_sources([str(d / "**" / "*.mp4")])
+    finally:
+        signal.alarm(0)
+    assert s.videos == [str(d / "sub" / "v.mp4")] and g.videos == s.videos
+    assert s.skipped["symbolic link loops"] == 3 and s.skipped["not regular files"] == 1
+
+
+def test_fifo_and_device_are_error_rows_never_read(tmp_path):
+    import signal
+
+    from index.ids import identify
+    d = _loopy(tmp_path)
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{d / 'pipe.mp4'}\n/dev/zero\n")
+    s = list_sources([lst])
+    assert s.videos == [str(d / "pipe.mp4"), "/dev/zero"]     # named explicitly: kept, become error rows
+    signal.alarm(10)
+    try:
+        fifo, zero = identify(s.videos[0]), identify(s.videos[1])
+    finally:
+        signal.alarm(0)
+    assert fifo[0].startswith("path:") and "FIFO" in fifo[1]
+    assert zero[0].startswith("path:") and "device" in zero[1]
+
+
+def test_paths_are_absolute_and_normalised(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "v.mp4").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "a")
+    assert list_sources(["../a/./v.mp4"]).videos == [str(tmp_path / "a" / "v.mp4")]
+    assert list_sources(["."]).videos == [str(tmp_path / "a" / "v.mp4")]
+    assert list_sources(["**/*.mp4"]).videos == [str(tmp_path / "a" / "v.mp4")]

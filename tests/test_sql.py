@@ -63,3 +63,54 @@ def test_cli_formats_and_exit_codes(store, capsys, monkeypatch):
     assert "read-only" in capsys.readouterr().err
     assert jobs.cli.main(["sql", "--store", str(store.root / "nope"), "SELECT 1"]) == 2
     assert "no such store" in capsys.readouterr().err
+
+
+# ---- the sandbox: DuckDB's own configuration, tested without the statement check in front of it ----------
+def _tree(root):
+    import hashlib
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT 42) TO '{out}'", "EXPLAIN ANALYZE COPY (SELECT 42) TO '{out}'",
+    "COPY videos TO '{shard}' (FORMAT parquet)", "EXPORT DATABASE '{tmp}/exported'",
+    "ATTACH '{tmp}/x.duckdb' AS x", "SELECT * FROM read_text('{secret}')", "SELECT * FROM read_blob('{secret}')",
+    "SELECT * FROM read_csv('{secret}')", "SELECT * FROM glob('{tmp}/*')", "SET enable_external_access = true",
+    "RESET allowed_paths", "SET temp_directory = '{tmp}'", "LOAD httpfs", "INSTALL httpfs",
+    "SELECT * FROM read_parquet('{tmp}/*/*.parquet')",
+])
+def test_sandbox_refuses_file_access_writes_and_settings_on_its_own(store, tmp_path, sql):
+    from index.sql import connect_readonly
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    shard = store.files("videos")[0]
+    before = _tree(tmp_path)
+    con = connect_readonly(store)
+    import duckdb
+    with pytest.raises(duckdb.Error) as e:
+        con.execute(sql.format(out=tmp_path / "out.csv", shard=shard, tmp=tmp_path, secret=secret)).fetchall()
+    assert "top secret" not in str(e.value)
+    assert _tree(tmp_path) == before                     # nothing written, nothing rewritten
+    assert con.execute("SELECT count(*) FROM videos").fetchone()[0] == 3     # the store's views still read
+    assert con.execute("SELECT current_setting('enable_external_access')").fetchone()[0] is False
+
+
+@pytest.mark.parametrize("sql", [
+    "EXPLAIN ANALYZE COPY (SELECT 42) TO '{out}'", "SELECT * FROM read_text('{secret}')",
+    "SELECT content FROM read_text('{secret}') UNION ALL SELECT path FROM videos", "SELECT * FROM glob('/root/*')",
+    "SELECT * FROM read_blob('/etc/shadow')",
+])
+def test_bike_sql_attacks_fail_with_one_line_and_change_nothing(store, tmp_path, capsys, monkeypatch, sql):
+    import jobs.cli
+    monkeypatch.setattr(jobs.cli, "COMMANDS", ["sql"])
+    monkeypatch.chdir(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    before = _tree(tmp_path)
+    assert jobs.cli.main(["sql", "--store", str(store.root),
+                          sql.format(out=tmp_path / "out.csv", secret=secret)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bike: error:") and "top secret" not in err and "Traceback" not in err
+    assert _tree(tmp_path) == before
+    cols, rows = query(store, "SELECT count(*) FROM videos")
+    assert rows == [(3,)]

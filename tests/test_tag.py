@@ -201,7 +201,7 @@ def test_relabel_without_model_options_asks_which_model_when_there_are_several(r
     capsys.readouterr()
     assert bike("relabel", "--store", store, "--labels", LABELS_B, "--no-index", "--no-progress") == 2
     err = capsys.readouterr().err
-    assert "holds clips of 2 models; choose the source with --from" in err and "Traceback" not in err
+    assert "holds clips of 2 models; choose the source with --model-id" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("case", ["store is a file", "bad label file", "no weights"])

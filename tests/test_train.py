@@ -103,11 +103,12 @@ def _config(data, out, epochs, **kw):
                        lr_new=1e-3, lr_clip=1e-4, attr_epochs=0, **kw)
 
 
-def test_resume_continues_from_the_last_checkpoint(trained, data, tmp_path, capsys):
+def test_resume_continues_from_the_last_checkpoint(trained, data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "copy"
     shutil.copytree(trained, out)
     steps = torch.load(out / "checkpoint.pt", weights_only=True)["scheduler"]["last_epoch"] // 6
-    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(out), "--epochs", "7",
+    monkeypatch.chdir(tmp_path)                 # a relative --out, as in the README (Ray workers run elsewhere)
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", "copy", "--epochs", "7",
                     "--attr-epochs", "0", "--resume", *FAST])
     assert rc == 0
     hist = read_history(str(out))
@@ -134,3 +135,61 @@ def test_resume_without_checkpoint_is_a_usage_error(data, tmp_path, capsys):
     rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(tmp_path / "none"), "--resume",
                     *FAST])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "payload"])
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_keeps_it(trained, data, tmp_path, capsys, monkeypatch,
+                                                                   damage):
+    out = tmp_path / "run"
+    out.mkdir()
+    good = (trained / "checkpoint.pt").read_bytes()
+    marker = tmp_path / "PWNED"
+    bad = {"truncated": good[: len(good) // 2], "garbage": b"\x00not a checkpoint" * 64,
+           "payload": __import__("pickle").dumps({"model_state_dict": _Marker(str(marker)), "epoch": 1})}[damage]
+    (out / "checkpoint.pt").write_bytes(bad)
+    monkeypatch.chdir(tmp_path)
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", "run", "--epochs", "7",
+                    "--attr-epochs", "0", "--resume", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("bike: error: ") and "checkpoint.pt" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert (out / "checkpoint.pt").read_bytes() == bad and not marker.exists()     # left as it was
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_unwritable_out_is_one_line(data, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")          # --out below a regular file: unwritable even for root
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(blocker / "run"), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"bike: error: {blocker / 'run'}") and "Traceback" not in "".join(err)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_worker_disk_full_becomes_one_line():
+    """A worker's ENOSPC (or a bad checkpoint) inside Ray Train's real failure types is found for one line."""
+    import errno as _errno
+
+    from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
+
+    from engine.loading import CheckpointError
+    from jobs.training import worker_user_error
+    full = OSError(_errno.ENOSPC, "No space left on device", "/out/checkpoint.pt")
+    try:
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("save failed") from inner
+    except RuntimeError as wrapped:
+        group = WorkerGroupError("worker 0 failed", {0: wrapped})
+    assert worker_user_error(group) is full
+    bad = CheckpointError("/out/checkpoint.pt: not a PyTorch weights file")
+    assert worker_user_error(ControllerError(WorkerGroupError("x", {1: bad}))) is bad
+    assert worker_user_error(WorkerGroupError("x", {0: ValueError("a bug")})) is None

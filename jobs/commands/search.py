@@ -1,84 +1,142 @@
 """``bike search --store DIR "QUERY"``: the best clips for a text (or an example), with the matching moment."""
 from __future__ import annotations
 
-import json
+import os
+import shlex
+import shutil
+import subprocess
 import sys
 
-from index.search import Searcher
-from index.store import Store, StoreError
-from index.where import WhereError
-
-from ..errors import UsageError
+from .. import output
+from ..options import add_model_id_arg, add_top_arg, command_parser, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "search", help="text-to-video search over a store, with the moment in each clip",
+    p = command_parser(
+        sub, "search", help="text-to-video search over a store, with the moment in each clip",
         description="Search a tagged store. The query text is encoded as typed (no prompt template); FAISS finds "
                     "candidate clips, every candidate is re-ranked with concept spotting over its stored frame "
-                    "embeddings, and each result names the moment (frame time of the saliency peak). "
+                    "embeddings, and each result names the moment (frame time of the saliency peak) with a "
+                    "ready-to-paste `ffplay -ss MOMENT PATH` line. "
                     "--where filters first with a DuckDB condition over the view search_clips (one row per clip "
                     "and label; columns: clip_id, video_id, clip_index, start_s, end_s, clip_s, path, size, "
                     "duration_s, fps, width, height, codec, tagged_at, rank, label, score, video_score, "
-                    "attribute_score, peak_s, top_label, labels, attributes; see docs/search.md).")
+                    "attribute_score, peak_s, top_label, labels, attributes; see docs/search.md).",
+        examples=["bike search --store tags/ \"a dog catches a frisbee\" -k 5",
+                  "bike search --store tags/ surfing --where \"label = 'surfing crowd' AND duration_s > 5\"",
+                  "bike search --store tags/ --clip CLIP_ID            # more like this clip",
+                  "bike search --store tags/ --like example.mp4 --format json",
+                  "bike search --store tags/ \"goal\" -k 1 --open        # play the best moment"])
     p.add_argument("query", nargs="?", default=None, help="what to look for, in words")
     p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
-    p.add_argument("-k", type=int, default=10, help="results to return (default 10)")
+    add_top_arg(p, 10, "results")
     p.add_argument("--where", default=None, metavar="SQL",
                    help="DuckDB condition, e.g. \"label = 'surfing crowd' AND duration_s > 5\"")
     ex = p.add_mutually_exclusive_group()
     ex.add_argument("--like", default=None, metavar="VIDEO", help="query by an example video file")
     ex.add_argument("--clip", default=None, metavar="CLIP_ID", help="query by a stored clip (it comes first)")
-    p.add_argument("--format", default="table", choices=("table", "json"), help="output (default table)")
-    p.add_argument("--model-id", default=None, metavar="ID",
-                   help="which model's clips (default: the only one, else the most recently tagged)")
-    p.add_argument("--candidates", type=int, default=None, metavar="N",
+    output.add_format_arg(p, what="json: the whole answer, jsonl/csv: one line per clip")
+    add_model_id_arg(p)
+    p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
                    help="FAISS candidates to re-rank (default max(200, 10·k))")
-    p.add_argument("--weights", default=None, metavar="FILE",
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="the weights/checkpoint file the store was tagged with, if it has moved")
+    p.add_argument("--weights", dest="checkpoint", help=output.argparse_suppress())      # the older name
     p.add_argument("--gpu", action="store_true", help="search the FAISS index on GPUs (faiss-gpu)")
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
+    p.add_argument("--open", action="store_true",
+                   help="play the best result from its moment (ffplay, else the system player; needs a display)")
     p.set_defaults(func=run)
 
 
 def _short(items, n: int, width: int) -> str:
     text = ", ".join(f"{a} ({s:.2f})" for a, s in items[:n])
+    text = output.safe(text)
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def shell_quote(path: str) -> str:
+    """``path`` quoted for a POSIX shell; names with control characters in bash's ``$'...'`` form, whose
+    escapes (``\\n``, ``\\x1b``) are exactly those of :func:`jobs.output.safe`: inert on screen, exact when pasted."""
+    shown = output.safe(path)
+    if shown == path:
+        return shlex.quote(path)
+    return "$'" + shown.replace("'", "\\'") + "'"
+
+
+def play_command(r) -> str:
+    """A shell line that plays result ``r`` from its moment (ready to paste, inert in a terminal)."""
+    return f"ffplay -ss {r.moment_s:.2f} {shell_quote(r.path or r.video_id)}"
 
 
 def print_table(res, out=None) -> None:
     out = out or sys.stdout                  # looked up per call (tests and notebooks swap sys.stdout)
     warn = "   [RANDOM WEIGHTS: scores are meaningless]" if res.random_init else ""
-    print(f"{res.kind} query {res.query!r}: {len(res)} result(s) from {res.candidates} candidates "
-          f"in {res.seconds * 1000:.0f} ms{warn}", file=out)
+    print(f"{res.kind} query {output.safe(repr(res.query))}: {len(res)} result(s) from {res.candidates} "
+          f"candidates in {res.seconds * 1000:.0f} ms{warn}", file=out)
     if not res:
         return
-    print(f"{'#':>3} {'score':>7} {'moment':>8} {'clip span':>15}  {'video':<34} labels | attributes", file=out)
+    print(f"{'#':>3} {'score':>7} {'moment':>8} {'clip span':>15}  {'clip_id':<36} labels | attributes", file=out)
     for r in res:
-        path = r.path or r.video_id
-        path = path if len(path) <= 34 else "…" + path[-33:]
         span = f"{r.start_s:.1f}-{r.end_s:.1f}s"
-        print(f"{r.rank:>3} {r.score:7.4f} {r.moment_s:7.2f}s {span:>15}  {path:<34} "
+        print(f"{r.rank:>3} {r.score:7.4f} {r.moment_s:7.2f}s {span:>15}  {output.safe(r.clip_id):<36} "
               f"{_short(r.labels, 2, 50)} | {_short(r.attributes, 2, 40)}", file=out)
+        print(f"{'':>12}{play_command(r)}", file=out)
+
+
+def has_display() -> bool:
+    return sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_result(r) -> None:
+    """Start a player at the result's moment (detached); say why not when there is no display or player."""
+    path = r.path
+    if not path or not os.path.isfile(path):
+        output.warn(f"bike: cannot open {output.safe(path or r.video_id)}: the file is not there")
+        return
+    if not has_display():
+        output.warn("bike: --open: no display here; paste the ffplay line above on a machine with one")
+        return
+    if shutil.which("ffplay"):
+        cmd = ["ffplay", "-autoexit", "-loglevel", "error", "-ss", f"{r.moment_s:.2f}", path]
+    else:
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        if not shutil.which(opener):
+            output.warn("bike: --open: neither ffplay nor a system opener found")
+            return
+        cmd = [opener, path]
+    subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    output.info(f"bike: playing {output.safe(path)} from {r.moment_s:.2f} s")
 
 
 def run(args) -> int:
+    from index.search import Searcher
+    from index.store import Store, StoreError
+    from index.where import WhereError
+
+    from ..errors import UsageError
     if args.query is None and args.like is None and args.clip is None:
         raise UsageError("give a text QUERY, --like VIDEO or --clip CLIP_ID")
     if args.query is not None and (args.like or args.clip):
         raise UsageError("give either a text QUERY or --like/--clip, not both")
     try:
-        searcher = Searcher(Store(args.store), args.model_id, weights=args.weights, device=args.device,
+        searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
                             gpu=args.gpu)
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
-        res = searcher.search(args.query, k=args.k, where=args.where, like=args.like, clip=args.clip, **kwargs)
+        res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip, **kwargs)
     except (StoreError, WhereError) as e:
         raise UsageError(str(e)) from None
-    print(f"bike: model: {res.model}", file=sys.stderr)
+    output.info(f"bike: model: {res.model}")
     for note in res.notes:
-        print(f"bike: note: {note}", file=sys.stderr)
+        output.info(f"bike: note: {note}")
     if args.format == "json":
-        print(json.dumps(res.to_dict()))
-    else:
+        output.write_json(res.to_dict())
+    elif args.format == "table":
         print_table(res)
+    else:
+        output.emit([{"model_id": res.model_id, "random_init": res.random_init, **r.to_dict()} for r in res],
+                    args.format)
+    if args.open and res:
+        open_result(res[0])
     return 0

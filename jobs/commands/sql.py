@@ -1,66 +1,64 @@
 """``bike sql --store DIR "SELECT ..."``: read-only SQL over a store's tables (DuckDB views)."""
 from __future__ import annotations
 
-import csv
-import json
-import math
+import os
 import sys
 
-#: Longest cell in the table format; longer values (embeddings, saliency lists) are cut with "…".
-MAX_CELL = 60
+from .. import output
+from ..options import command_parser
+
+#: ``--out`` file kinds, by extension.
+OUT_KINDS = (".parquet", ".csv", ".json", ".jsonl")
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "sql", help="read-only SQL over a store (DuckDB)",
+    p = command_parser(
+        sub, "sql", help="read-only SQL over a store (DuckDB)",
         description="Run a read-only SQL query against the store's views: videos, clips, labels, attributes, "
                     "embeddings, models (docs/tagging.md has example queries). Statements that write are "
-                    "refused.",
-        epilog="example:\n  bike sql --store tags/ \"SELECT label, count(*) AS n FROM labels WHERE rank = 0 "
-               "GROUP BY label ORDER BY n DESC LIMIT 10\"",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                    "refused; --out FILE saves the result (.parquet, .csv, .json or .jsonl) outside the store.",
+        examples=["bike sql --store tags/ \"SELECT label, count(*) AS n FROM labels WHERE rank = 0 "
+                  "GROUP BY label ORDER BY n DESC LIMIT 10\"",
+                  "bike sql --store tags/ \"SELECT * FROM labels WHERE rank = 0\" --out labels.parquet",
+                  "bike sql --store tags/ \"SELECT path, error FROM videos WHERE status = 'error'\" --format csv",
+                  "bike sql --store tags/ --schema"])
     p.add_argument("query", nargs="?", help="SQL (quote it); '-' reads it from stdin")
     p.add_argument("--store", required=True, metavar="DIR", help="store directory")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="table (aligned text, long values cut), csv, or json (one array of objects)")
+    output.add_format_arg(p, what="table cuts long values")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write the result to FILE instead of printing it: .parquet, .csv, .json or .jsonl")
     p.add_argument("--schema", action="store_true", help="list the tables and their columns")
     p.set_defaults(func=run)
 
 
-def _cell(v) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, (list, tuple)):
-        s = "[" + ", ".join(_cell(x) for x in v[:16]) + (", …" if len(v) > 16 else "") + "]"
-    else:
-        s = str(v)
-    s = s.replace("\n", " ")
-    return s if len(s) <= MAX_CELL else s[:MAX_CELL - 1] + "…"
-
-
 def print_table(columns, rows, out=None) -> None:
-    out = out or sys.stdout                  # looked up per call (tests and notebooks swap sys.stdout)
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
-    print("  ".join("-" * w for w in widths), file=out)
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
-    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=out)
+    output.table(columns, rows, out)
 
 
-def _json_value(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)                       # timestamps, decimals, ...
+def write_result(path: str, columns, rows) -> None:
+    """The result as a file (written under a temporary name, then renamed: never half a file)."""
+    from ..errors import UsageError
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUT_KINDS:
+        raise UsageError(f"--out {path}: give a file ending in {', '.join(OUT_KINDS)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {path}: folder {folder} does not exist")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        if ext == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            data = {c: [row[i] for row in rows] for i, c in enumerate(columns)}
+            pq.write_table(pa.table(data) if rows else pa.table({c: pa.array([], pa.null()) for c in columns}),
+                           tmp)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                output.emit_rows(columns, rows, ext.lstrip("."), out=f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def run(args) -> int:
@@ -80,14 +78,9 @@ def run(args) -> int:
         columns, rows = query(store, sql)
     except SQLError as e:
         raise UsageError(str(e)) from None
-    if args.format == "csv":
-        w = csv.writer(sys.stdout)
-        w.writerow(columns)
-        w.writerows([[("" if v is None else json.dumps(_json_value(v)) if isinstance(v, (list, dict)) else v)
-                      for v in row] for row in rows])
-    elif args.format == "json":
-        json.dump([{c: _json_value(v) for c, v in zip(columns, row)} for row in rows], sys.stdout)
-        print()
+    if args.out:
+        write_result(args.out, columns, rows)
+        output.info(f"bike: {len(rows)} row(s) → {output.safe(os.path.abspath(args.out))}")
     else:
-        print_table(columns, rows)
+        output.emit_rows(columns, rows, args.format)
     return 0

@@ -3,38 +3,40 @@ from __future__ import annotations
 
 from engine.config import DEFAULTS
 
-from ..options import add_model_args, model_kwargs
+from .. import output
+from ..options import add_model_args, command_parser, model_kwargs, nonneg_float, positive_float, positive_int
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "tag", help="tag videos into a store (Ray; exactly once per model and label set)",
+    p = command_parser(
+        sub, "tag", help="tag videos into a store (Ray; exactly once per model and label set)",
         description="Tag every video of SOURCE... into the store: per clip (a --window of the video) the top-5 "
                     "labels with fused / video / attributes scores and saliency, the top-5 attributes, the "
                     "per-frame embeddings and the saliency-weighted clip embedding. Videos the store already "
-                    "holds for this model + label set + window are skipped; files that cannot be decoded "
-                    "become rows with status 'error'. Runs on a local Ray sized to the machine, or on a "
-                    "cluster with --address auto.",
-        epilog="examples:\n  bike tag ~/videos --store tags/ --random-init --model bike-tiny\n"
-               "  bike tag 'archive/**/*.mp4' list.txt --store tags/ --labels ucf101\n"
-               "  ray job submit -- bike tag /data/videos --store /data/tags --address auto",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                    "holds for this model + label set + window are skipped (a rerun with nothing new answers "
+                    "in about a second, without starting Ray); files that cannot be decoded become rows with "
+                    "status 'error'. Runs on a local Ray sized to the machine (its logs stay out of the "
+                    "terminal; -v shows them), or on a cluster with --address auto.",
+        examples=["bike tag ~/videos --store tags/ --model bike-tiny --random-init",
+                  "bike tag 'archive/**/*.mp4' list.txt --store tags/ --labels ucf101",
+                  "bike tag ~/videos --store tags/ --format json      # the summary as one JSON object",
+                  "ray job submit -- bike tag /data/videos --store /data/tags --address auto"])
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video files, folders (recursive), globs (quoted), or .txt/.list files of paths")
     p.add_argument("--store", required=True, metavar="DIR", help="store directory (created when missing)")
     add_model_args(p)
-    p.add_argument("--window", type=float, default=DEFAULTS.window_s, metavar="SECONDS",
+    p.add_argument("--window", type=nonneg_float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
                         "0: each video is one clip)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
-    p.add_argument("--batch", type=int, default=16, metavar="N",
+    p.add_argument("--batch", type=positive_int, default=16, metavar="N",
                    help="videos per store batch: the unit of commit, and what a crash can lose (default 16)")
-    p.add_argument("--model-batch", type=int, default=32, metavar="CLIPS",
+    p.add_argument("--model-batch", type=positive_int, default=32, metavar="CLIPS",
                    help="clips per model call, across videos (default 32)")
-    p.add_argument("--decoders", type=int, default=None, metavar="N",
+    p.add_argument("--decoders", type=positive_int, default=None, metavar="N",
                    help="videos decoded at once (default: sized to the cluster)")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
                    help="decode time limit per video (default 30 s + 2 s per second of video)")
     p.add_argument("--force", action="store_true", help="tag again videos already in the store (replaces them)")
     p.add_argument("--retry-errors", action="store_true", help="tag again videos recorded as errors")
@@ -43,17 +45,25 @@ def register(sub) -> None:
                         "path, size, modification time and inode are unchanged (and remember the new ones)")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    output.add_format_arg(p, what="prints the job summary")
     p.set_defaults(func=run)
 
 
+def summary_table(summary, out) -> None:
+    for line in summary.lines():
+        print(output.safe(line), file=out)
+
+
 def run(args) -> int:
+    from ..options import resolve_labels
     from ..tag import TagOptions, run_tag
-    opts = TagOptions(sources=args.sources, store=args.store, labels=args.labels,
+    labels = resolve_labels(args)
+    opts = TagOptions(sources=args.sources, store=args.store, labels=labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
-                      retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index, timeout_s=args.timeout,
-                      decoders=args.decoders, progress=False if args.no_progress else None)
-    summary = run_tag(opts)
-    for line in summary.lines():
-        print(line)
+                      retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index,
+                      timeout_s=args.timeout, decoders=args.decoders, decoder=args.decoder, sampling=args.sampling,
+                      progress=False if args.no_progress or output.verbosity() < output.NORMAL else None)
+    summary = run_tag(opts, log=output.info)
+    output.emit(summary, args.format, table_fn=summary_table)
     return 1 if summary.index_failed else 0

@@ -1,0 +1,149 @@
+"""The ``Decoder`` interface and the registry of backends.
+
+A backend is one module with one ``Decoder`` subclass, registered by name in ``BACKENDS`` (module path,
+class name: imported only when chosen). A decoder answers four questions:
+
+- ``unavailable()``: None when it can run here, else why not (no GPU, no driver, package missing);
+- ``probe(path)``: the file's ``VideoInfo``;
+- ``frame_index(path, info, budget)``: every frame's timestamp and the keyframes (shared default: PyAV demux);
+- ``frames(path, numbers, width, height, ...)``: the frames with the given sorted numbers, as displayed
+  (rotation applied), resized (bicubic) to width × height, RGB uint8, in order.
+
+``device`` says what it needs ("cpu" or "gpu"), so the pipeline can schedule it. ``get_decoder("auto")``
+picks the fastest available (nvdec, then pyav, then ffmpeg) and says once in the log which it used; asking
+for an unavailable one falls back the same way, said once.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections import deque
+from typing import Iterator
+
+import numpy as np
+
+from .types import Budget, VideoInfo
+
+log = logging.getLogger("engine.video")
+
+#: name -> (module, class). Order = preference of ``auto``.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "nvdec": ("engine.video.nvdec", "NvdecDecoder"),
+    "pyav": ("engine.video.pyav", "PyAVDecoder"),
+    "ffmpeg": ("engine.video.ffmpeg_cli", "FFmpegDecoder"),
+}
+CHOICES = ("auto",) + tuple(BACKENDS)
+#: ``$BIKE_DECODER`` sets the default when no decoder is named.
+DEFAULT_ENV = "BIKE_DECODER"
+
+#: Share of damaged frames (decoder errors, concealed corruption) above which a video is an error.
+CORRUPT_ERROR_SHARE = 0.2
+#: ... and at least this many damaged frames (a few concealed frames are a warning, not an error).
+MIN_DAMAGED_FOR_ERROR = 4
+
+
+class DecodeReport:
+    """Decode problems met so far: counts, and the messages not yet handed to a clip."""
+
+    def __init__(self):
+        self.decoded = 0          # frames that came out of the decoder
+        self.damaged = 0          # of which flagged corrupt, plus packets the decoder rejected
+        self.pending: deque[str] = deque(maxlen=20)
+        self.total_messages = 0
+
+    def warn(self, message: str) -> None:
+        self.total_messages += 1
+        if len(self.pending) < 20:
+            self.pending.append(message)
+
+    def take(self) -> list[str]:
+        out = list(self.pending)
+        self.pending.clear()
+        return out
+
+    def too_damaged(self) -> bool:
+        return self.damaged >= MIN_DAMAGED_FOR_ERROR and self.damaged > CORRUPT_ERROR_SHARE * self.decoded
+
+
+class Decoder:
+    """Base class of the backends (see the module doc)."""
+
+    name = "?"
+    device = "cpu"
+
+    def unavailable(self) -> "str | None":
+        return None
+
+    def probe(self, path, timeout_s: float = 30.0) -> VideoInfo:
+        raise NotImplementedError
+
+    def frame_index(self, path: str, info: VideoInfo, budget: Budget):
+        from .pyav import cached_index
+        return cached_index(path, info, budget)
+
+    def frames(self, path: str, numbers: "list[int]", width: int, height: int, info: VideoInfo, index,
+               budget: Budget, threads: "int | None", report: DecodeReport,
+               keyframes_only: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        raise NotImplementedError
+
+
+_instances: dict[str, Decoder] = {}
+_said: set = set()
+
+
+def _instance(name: str) -> Decoder:
+    if name not in _instances:
+        module, cls = BACKENDS[name]
+        _instances[name] = getattr(importlib.import_module(module), cls)()
+    return _instances[name]
+
+
+def _say_once(key, level, msg, *args) -> None:
+    if key not in _said:
+        _said.add(key)
+        log.log(level, msg, *args)
+
+
+def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
+    """The decoder called ``name`` (None: ``$BIKE_DECODER`` or "auto"), or the best available fallback."""
+    if isinstance(name, Decoder):
+        return name
+    name = name or os.environ.get(DEFAULT_ENV) or "auto"
+    if name not in CHOICES:
+        raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(CHOICES)}")
+    if name != "auto":
+        try:
+            dec = _instance(name)
+            why = dec.unavailable()
+        except ImportError as e:
+            why = f"cannot import it ({e})"
+        if why is None:
+            return dec
+        fallback = next(n for n in BACKENDS if n != name and _usable(n))
+        _say_once(("fallback", name), logging.WARNING, "decoder %s is not available here (%s): using %s",
+                  name, why, fallback)
+        return _instance(fallback)
+    for n in BACKENDS:
+        if _usable(n):
+            _say_once(("auto", n), logging.INFO, "decoder: auto chose %s", n)
+            return _instance(n)
+    raise RuntimeError("no video decoder available: install PyAV (`pip install av`) or ffmpeg")
+
+
+def _usable(name: str) -> bool:
+    try:
+        return _instance(name).unavailable() is None
+    except ImportError:
+        return False
+
+
+def available() -> dict[str, "str | None"]:
+    """Every backend -> None (usable here) or the reason it is not."""
+    out = {}
+    for n in BACKENDS:
+        try:
+            out[n] = _instance(n).unavailable()
+        except ImportError as e:
+            out[n] = f"cannot import it ({e})"
+    return out

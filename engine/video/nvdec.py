@@ -1,0 +1,65 @@
+"""The GPU backend: NVDEC through PyAV's CUDA hwaccel (PyAV's bundled FFmpeg has the CUDA hwaccel built in).
+
+Same GOP-aware plan as the ``pyav`` backend (this class only adds the hardware device): packets are decoded
+on the GPU's NVDEC engines, frames are copied to host memory and resized there. It is usable only where
+PyAV's FFmpeg knows CUDA, an NVIDIA device node exists and the driver's ``libnvcuvid`` loads; otherwise
+``unavailable()`` says why and ``get_decoder`` falls back to the CPU backend, said once in the log. A codec
+NVDEC cannot decode (FFmpeg's software fallback takes it) is also said once.
+
+Not yet done (needs a GPU host to build and measure): handing frames to the model actor without the host
+round trip (``HWAccel(is_hw_owned=True)`` + DLPack), and the Ray ``NVDEC`` resource per engine
+(docs/decoding.md). ``bench/gpu_decode.py`` is the measurement script for such a host.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import logging
+from functools import lru_cache
+
+from .pyav import PyAVDecoder, open_container, video_stream
+
+log = logging.getLogger("engine.video")
+_said: set = set()
+
+
+@lru_cache(maxsize=1)
+def _why_not() -> "str | None":
+    try:
+        import av.codec.hwaccel as hw
+    except ImportError as e:
+        return f"PyAV is not installed ({e})"
+    if "cuda" not in hw.hwdevices_available():
+        return "PyAV's FFmpeg has no CUDA hwaccel"
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        return "no NVIDIA GPU (no /dev/nvidia* device)"
+    try:
+        ctypes.CDLL("libnvcuvid.so.1")
+    except OSError:
+        return "the NVIDIA driver's NVDEC library (libnvcuvid.so.1) is not installed"
+    return None
+
+
+class NvdecDecoder(PyAVDecoder):
+    name = "nvdec"
+    device = "gpu"
+
+    def unavailable(self):
+        return _why_not()
+
+    @property
+    def hwaccel(self):
+        from av.codec.hwaccel import HWAccel
+        return HWAccel(device_type="cuda", allow_software_fallback=True)
+
+    def _open_for_decode(self, path: str, threads, timeout_s: float = 60.0):
+        c = open_container(path, hwaccel=self.hwaccel, timeout_s=timeout_s)
+        s = video_stream(c, path)
+        if not getattr(s.codec_context, "is_hwaccel", True):
+            codec = s.codec_context.name
+            if codec not in _said:
+                _said.add(codec)
+                log.warning("nvdec: NVDEC cannot decode %s here; decoding it on the CPU", codec)
+            s.thread_type = "AUTO"
+            s.codec_context.thread_count = threads or 0
+        return c, s

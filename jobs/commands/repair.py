@@ -1,0 +1,27 @@
+"""``bike repair --store DIR``: set damaged batches aside and mark their videos for tagging again."""
+from __future__ import annotations
+
+from .. import output
+from ..options import command_parser
+
+
+def register(sub) -> None:
+    p = command_parser(
+        sub, "repair", help="quarantine damaged batches of a store; their videos are tagged again by the next bike tag",
+        description="Run the checks of `bike check`; move every damaged batch (all its shards, then its commit "
+                    "record) into STORE/_quarantine/<batch>/ with retag.txt listing its videos (nothing is "
+                    "deleted); remove files of no batch and finish replacements a killed run left. The next "
+                    "`bike tag` over the same sources tags the set-aside videos again. Takes the store's "
+                    "writer lock.",
+        examples=['bike repair --store tags/', 'bike repair --store tags/ && bike tag ~/videos --store tags/'])
+    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from index.check import repair_store
+    from index.store import Store
+    report = repair_store(Store(args.store, warn=lambda msg: None))
+    for line in report.lines():
+        print(output.safe(line))
+    return 0

@@ -1,0 +1,130 @@
+"""Checks ``bike tag`` makes before it starts Ray: are the weights there, and is there anything to do?
+
+* :func:`check_weights` fails in a fraction of a second, before a store is created or Ray started, when
+  the weights the options name cannot be had (a missing file; an open_clip tag that is not cached while
+  ``HF_HUB_OFFLINE=1``), with the same advice as the engine (``bike weights`` lists what is cached).
+* :func:`known_model_id` finds the store's ``models`` row of the requested model without loading it: the
+  row's fingerprint must name the same model, weights (file hash, open_clip tag or random-init seed),
+  frames and lexicon, and hash to its model_id with the requested label set and window. A fingerprint with
+  fields this module does not know (a newer bike) is never matched, so the answer is either exact or None
+  (then ``bike tag`` takes the normal path and loads the model).
+* With that model_id, a rerun whose every listed file is already in the store (content ids from the
+  store's id cache: unchanged files are not read again) has nothing to do and says so without Ray.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from engine.config import DEFAULTS
+from index import ids
+
+#: Fingerprint fields this module can predict (engine.model.BikeModel.fingerprint); others → no match.
+KNOWN_FIELDS = {"name", "weights", "frames", "lexicon", "random_init"}
+
+
+def _weights_choice(kw: dict) -> "tuple[str, str | None]":
+    """('checkpoint' | 'file' | 'tag' | 'random', value) as engine.load_model resolves the options."""
+    if kw.get("checkpoint"):
+        return "checkpoint", kw["checkpoint"]
+    pretrained = kw.get("pretrained")
+    if not pretrained and not kw.get("random_init"):
+        pretrained = DEFAULTS.pretrained
+    if pretrained:
+        return ("file", pretrained) if os.path.exists(pretrained) else ("tag", pretrained)
+    return "random", None
+
+
+def _looks_like_file(text: str) -> bool:
+    return os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+
+
+def check_weights(kw: dict) -> None:
+    """Raise :class:`engine.loading.WeightsUnavailable` / ``CheckpointError`` when the weights cannot be had."""
+    from engine.loading import CheckpointError, WeightsUnavailable
+    kind, value = _weights_choice(kw)
+    if kind == "checkpoint" and not os.path.isfile(value):
+        raise CheckpointError(f"{value}: file not found (--checkpoint)")
+    if kind == "tag" and _looks_like_file(value):
+        raise CheckpointError(f"{value}: file not found (--pretrained)")
+    if kind == "tag" and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        from .doctor import cached_weights
+        name = kw.get("name") or DEFAULTS.model
+        try:
+            found = cached_weights([(name, value)])
+        except Exception:  # noqa: BLE001 - unknown model/tag: the engine says so with its own message
+            return
+        if found and not found[0].cached:
+            raise WeightsUnavailable(
+                f"open_clip weights {name!r} / {value!r} are not cached and HF_HUB_OFFLINE is set\n"
+                f"  fix: run once with internet access (they are cached in {found[0].where}),\n"
+                "       or pass --pretrained /path/to/weights.pt or --checkpoint /path/to/bike_checkpoint.pt,\n"
+                "       or pass --random-init to run with random weights (labels are then meaningless);\n"
+                "       `bike weights` lists what is cached")
+
+
+def _sha256(path: str) -> "str | None":
+    """SHA-256 (hex) of a weights file, as engine.loading records it, without importing torch; None when it
+    cannot be read here. Should the engine record another digest, nothing matches and the normal path runs."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed) -> "tuple[str, dict] | None":
+    """``(model_id, models row)`` of the requested model if the store holds it, else None (see module doc)."""
+    from engine.labels import load_labels
+    try:
+        rows = store.read("models").to_pylist()
+    except Exception:  # noqa: BLE001 - an unreadable store: the normal path reports it
+        return None
+    if not rows:
+        return None
+    kind, value = _weights_choice(kw)
+    name = kw.get("name")
+    lexicon = load_labels(kw.get("lexicon") or DEFAULTS.lexicon).digest
+    frames = int(kw.get("frames") or DEFAULTS.frames)
+    sha = None
+    for row in rows:
+        try:
+            fp = json.loads(row.get("fingerprint") or "")
+        except ValueError:
+            continue
+        if not isinstance(fp, dict) or set(fp) != KNOWN_FIELDS:
+            continue
+        if fp["frames"] != frames or fp["lexicon"] != lexicon or (name and fp["name"] != name):
+            continue
+        if kind == "checkpoint":
+            if row.get("checkpoint") != os.path.abspath(value):
+                continue
+            sha = sha or _sha256(value)
+            if sha is None or fp["weights"] != sha:
+                continue
+        elif kind == "file":
+            if row.get("pretrained") != os.path.abspath(value):
+                continue
+            sha = sha or _sha256(value)
+            if sha is None or fp["weights"] != sha:
+                continue
+        elif kind == "tag":
+            if fp["weights"] != f"open_clip:{name or DEFAULTS.model}:{value}" or fp["random_init"]:
+                continue
+        elif fp["weights"] != f"random-init:{name or DEFAULTS.model}:seed{seed}" or not fp["random_init"]:
+            continue
+        mid = ids.model_id(fp, labels.digest, window_s or 0.0)
+        if mid == row["model_id"]:
+            return mid, row
+    return None
+
+
+def describe_row(row: dict) -> str:
+    """One line naming a stored model (as BikeModel.describe() would, without loading it)."""
+    src = (f"checkpoint {row['checkpoint']}" if row.get("checkpoint") else
+           f"weights {row['pretrained']}" if row.get("pretrained") else "RANDOM WEIGHTS (--random-init)")
+    return f"{row['name']}, {src}, {row['frames']} frames"

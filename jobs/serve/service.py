@@ -1,0 +1,250 @@
+"""What ``bike serve`` answers, without HTTP: one :class:`Service` per store, shared by every request thread.
+
+It holds one :class:`index.search.Searcher` (model, FAISS index and frame cache loaded once, safe across
+threads) and answers searches, clip and video details, statistics and SQL. All lookups run on sandboxed
+DuckDB connections with ids passed as query parameters. A store that ``bike tag`` is still writing is served
+live: before answering, the service looks (at most every ``refresh_s``) whether ``_commits/`` or the index
+manifest changed and then lets the searcher pick up the new batches (clips the index does not cover yet are
+scanned exactly, as ``bike search`` does) or the rebuilt index. Errors a user can act on are :class:`ServiceError` with an HTTP status.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+from engine.video import VideoError
+from index.search import Searcher, SearchError, readonly_connection
+from index.sql import SQLError
+from index.store import Store, StoreError
+from index.where import WhereError
+
+from . import media
+from .limits import Limits
+from .sqlrun import jsonable, run_sql
+
+RANDOM_WARNING = "RANDOM WEIGHTS: scores are meaningless"
+
+
+class ServiceError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _bad(message: str) -> ServiceError:
+    return ServiceError(400, message)
+
+
+class Service:
+    def __init__(self, store: "Store | str", searcher: "Searcher | None" = None, model_id: "str | None" = None,
+                 limits: Limits = Limits(), weights: "str | None" = None, device=None, refresh_s: float = 0.5):
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.searcher = searcher or Searcher(self.store, model_id, weights=weights, device=device)
+        self.limits, self.refresh_s = limits, refresh_s
+        self.thumbs = media.thumbs_dir(self.store.root)
+        self._lock = threading.Lock()
+        self._sig = self._signature()
+        self._checked = time.monotonic()
+        self.video_timeout_s = 60.0                  # decoding an uploaded example
+        self.started = time.time()
+
+    @property
+    def model_id(self) -> str:
+        return self.searcher.model_id
+
+    # ---- start-up and live refresh -------------------------------------------------------------------
+    def warm(self) -> None:
+        """Load everything a query needs (model, index, frame cache, result details) before serving."""
+        s = self.searcher
+        _ = s.model, s.index, s.con
+        s._frames([])
+        s.search("warm up", k=1)
+
+    def _signature(self):
+        """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest."""
+        def stamp(path, count=False):
+            try:
+                return os.stat(path).st_mtime_ns, len(os.listdir(path)) if count else 0
+            except OSError:
+                return None
+        return (stamp(self.store.root / "_commits", count=True),
+                stamp(self.store.root / "_index" / self.model_id / "manifest.json"))
+
+    def maybe_refresh(self) -> bool:
+        """Pick up newly committed batches (checked at most every ``refresh_s``). True when it refreshed."""
+        now = time.monotonic()
+        if now - self._checked < self.refresh_s:
+            return False
+        with self._lock:
+            if now - self._checked < self.refresh_s:
+                return False
+            self._checked = now
+            sig = self._signature()
+            if sig == self._sig:
+                return False
+            self._sig = sig
+            self.searcher.refresh()
+            return True
+
+    # ---- search --------------------------------------------------------------------------------------
+    def _check(self, q: "str | None", k: int, where: "str | None", label: "str | None"):
+        L = self.limits
+        if q is not None and len(q) > L.max_query_chars:
+            raise _bad(f"query too long ({len(q)} characters; at most {L.max_query_chars})")
+        if not 1 <= k <= L.max_k:
+            raise _bad(f"k={k}: must be between 1 and {L.max_k}")
+        for name, v in (("where", where), ("label", label)):
+            if v is not None and len(v) > L.max_where_chars:
+                raise _bad(f"{name} too long ({len(v)} characters; at most {L.max_where_chars})")
+        conds = [c for c in ((where or "").strip(), ) if c]
+        if label:
+            conds.append("label = '" + label.replace("'", "''") + "'")
+        return " AND ".join(f"({c})" for c in conds) or None
+
+    def search(self, q: "str | None" = None, k: int = 10, where: "str | None" = None,
+               clip: "str | None" = None, label: "str | None" = None, min_score: "float | None" = None,
+               like: "str | None" = None, like_name: "str | None" = None) -> dict:
+        """The objects of ``bike search --format json`` (plus ``warning`` for random weights). ``label``: only
+        clips with this label among their top labels; ``min_score``: drop results scoring less; ``like``: a
+        video file to search by example (``like_name`` is shown as the query)."""
+        if sum(x is not None and x != "" for x in (q, clip, like)) != 1:
+            raise _bad("give exactly one of: q=TEXT, clip=CLIP_ID, or a video in the request body")
+        if clip is not None and not media.valid_clip_id(clip):
+            raise ServiceError(404, f"clip {clip!r}: not a clip id of this store (ids look like <video_id>/<n>)")
+        if min_score is not None and not math.isfinite(min_score):
+            raise _bad("min_score must be a finite number")
+        cond = self._check(q, k, where, label)
+        self.maybe_refresh()
+        try:
+            if like is not None:                     # decoded here, with a time limit
+                res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
+                                           k=k, where=cond)
+            else:
+                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip)
+        except (SearchError, WhereError, StoreError) as e:
+            raise _bad(str(e)) from None
+        except VideoError as e:                      # an upload that is no video: name it, not its temp file
+            raise _bad(str(e).replace(str(like), like_name or "the uploaded video")) from None
+        out = res.to_dict()
+        if like is not None:                         # the upload's temporary file name means nothing to a user
+            out["query"] = like_name or "uploaded video"
+        if min_score is not None:
+            kept = [r for r in out["results"] if r["score"] >= min_score]
+            if len(kept) < len(out["results"]):
+                out["notes"].append(f"min_score {min_score:g} removed {len(out['results']) - len(kept)} result(s)")
+            out["results"] = kept
+        out["warning"] = RANDOM_WARNING if out["random_init"] else None
+        return out                                   # plain floats/strings/lists (app.json_response checks)
+
+    # ---- details -------------------------------------------------------------------------------------
+    def _rows(self, sql: str, params: dict) -> "list[dict]":
+        cur = self.searcher.con.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, (jsonable(v) for v in row))) for row in cur.fetchall()]
+
+    def clip(self, clip_id: str) -> dict:
+        if not media.valid_clip_id(clip_id):
+            raise ServiceError(404, f"clip {clip_id!r}: not a clip id (ids look like <video_id>/<n>)")
+        self.maybe_refresh()
+        p = {"m": self.model_id, "c": clip_id}
+        rows = self._rows("SELECT clip_id, video_id, clip_index, start_s, end_s, frame_times FROM clips "
+                          "WHERE model_id = $m AND clip_id = $c LIMIT 1", p)
+        if not rows:
+            raise ServiceError(404, f"clip {clip_id!r}: no such clip for model {self.model_id}")
+        out = rows[0]
+        out["labels"] = self._rows("SELECT rank, label, score, video_score, peak_s, saliency FROM labels "
+                                   "WHERE model_id = $m AND clip_id = $c ORDER BY rank", p)
+        out["attributes"] = self._rows("SELECT rank, attribute, score FROM attributes WHERE model_id = $m AND "
+                                       "clip_id = $c ORDER BY rank", p)
+        video = self._rows("SELECT path, duration_s FROM videos WHERE model_id = $m AND video_id = $v LIMIT 1",
+                           {"m": self.model_id, "v": out["video_id"]})
+        out["path"] = video[0]["path"] if video else None
+        out["duration_s"] = video[0]["duration_s"] if video else None
+        return out
+
+    def video(self, video_id: str) -> dict:
+        if not media.valid_video_id(video_id):
+            raise ServiceError(404, f"video {video_id!r}: not a video id of this store")
+        self.maybe_refresh()
+        p = {"m": self.model_id, "v": video_id}
+        rows = self._rows("SELECT video_id, path, size, duration_s, fps, width, height, codec, num_clips, status, "
+                          "error, tagged_at FROM videos WHERE model_id = $m AND video_id = $v LIMIT 1", p)
+        if not rows:
+            raise ServiceError(404, f"video {video_id!r}: no such video for model {self.model_id}")
+        out = rows[0]
+        out["clips"] = self._rows(
+            "SELECT c.clip_id, c.clip_index, c.start_s, c.end_s, "
+            "list(l.label ORDER BY l.rank) FILTER (WHERE l.label IS NOT NULL) AS labels, "
+            "list(l.score ORDER BY l.rank) FILTER (WHERE l.label IS NOT NULL) AS scores "
+            "FROM clips c LEFT JOIN labels l ON l.clip_id = c.clip_id AND l.model_id = c.model_id AND l.rank < 3 "
+            "WHERE c.model_id = $m AND c.video_id = $v "
+            "GROUP BY c.clip_id, c.clip_index, c.start_s, c.end_s ORDER BY c.clip_index", p)
+        return out
+
+    # ---- files ---------------------------------------------------------------------------------------
+    def media_file(self, video_id: str) -> Path:
+        if not media.valid_video_id(video_id):
+            raise ServiceError(404, "no such video")
+        rows = self._rows("SELECT path, size FROM videos WHERE video_id = $v AND status = 'ok' "
+                          "ORDER BY tagged_at DESC LIMIT 1", {"v": video_id})
+        if not rows:
+            raise ServiceError(404, "no such video")
+
+        def recorded(real: str) -> bool:
+            paths = self._rows("SELECT DISTINCT path FROM videos WHERE status = 'ok'", {})
+            return any(os.path.abspath(r["path"] or "") == real for r in paths)
+        try:
+            return media.checked_file(rows[0]["path"], rows[0]["size"], recorded)
+        except media.MediaError as e:
+            raise ServiceError(e.status, str(e)) from None
+
+    def thumb(self, clip_id: str, t: "float | None") -> Path:
+        info = self.clip(clip_id)
+        start, end = float(info["start_s"]), float(info["end_s"])
+        if t is None:
+            t = (start + end) / 2
+        if not math.isfinite(t):
+            raise _bad("t must be a finite number of seconds")
+        t = min(max(t, start), max(start, end - 0.05))
+        video = self.media_file(info["video_id"])
+        try:
+            return media.thumbnail(video, clip_id, t, self.thumbs, self.limits.thumb_width)
+        except media.MediaError as e:
+            raise ServiceError(e.status, str(e)) from None
+
+    # ---- SQL, stats, health --------------------------------------------------------------------------
+    def sql(self, q: str) -> dict:
+        if not q or not q.strip():
+            raise _bad("empty query: give q=SELECT ...")
+        self.maybe_refresh()
+        try:
+            return run_sql(lambda: readonly_connection(self.store), q, self.limits)
+        except SQLError as e:
+            raise _bad(str(e)) from None
+
+    def stats(self, top: int = 60) -> dict:
+        self.maybe_refresh()
+        p = {"m": self.model_id}
+        counts = self._rows("SELECT count(DISTINCT video_id) AS videos, "
+                            "count(DISTINCT video_id) FILTER (WHERE status = 'error') AS errors "
+                            "FROM videos WHERE model_id = $m", p)[0]
+        counts["clips"] = self._rows("SELECT count(*) AS n FROM clips WHERE model_id = $m", p)[0]["n"]
+        desc, random_init = self.searcher.describe_model()
+        return {
+            **counts, "model_id": self.model_id, "model": desc, "random_init": random_init,
+            "warning": RANDOM_WARNING if random_init else None,
+            "models": self._rows("SELECT model_id, name, random_init, frames, window_s, label_set, created_at "
+                                 "FROM models ORDER BY created_at", {}),
+            "labels": self._rows("SELECT label, count(*) AS clips FROM labels WHERE model_id = $m AND rank = 0 "
+                                 f"GROUP BY label ORDER BY clips DESC, label LIMIT {int(top)}", p),
+            "error_report": self._rows("SELECT video_id, path, error, tagged_at FROM videos "
+                                       "WHERE model_id = $m AND status = 'error' ORDER BY path LIMIT 200", p),
+            "batches": len(self.store.commits()),
+        }
+
+    def health(self) -> dict:
+        return {"ok": True, "store": str(self.store.root), "model_id": self.model_id,
+                "batches": len(self.store.commits()), "uptime_s": round(time.time() - self.started, 1)}

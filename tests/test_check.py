@@ -1,0 +1,149 @@
+"""Damaged stores (index/check.py, index/store.py): readers skip a damaged batch with a warning, `bike check`
+finds it, `bike repair` sets it aside (nothing deleted) and the videos become "not done"; killed --force runs
+never show duplicate rows."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import jobs.cli
+from index.check import check_store, repair_store
+from index.store import COMMITS, QUARANTINE, Store
+from jobs.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables
+
+
+def _clip(i, label="surf"):
+    return ClipResult(ClipSpan(i, 10.0 * i, 10.0 * i + 10, [10.0 * i] * 2),
+                      [LabelRow(label, 0.9, 0.8, 0.5, [0.5, 0.5], 10.0 * i)], [("phrase", 0.3)],
+                      np.zeros((2, 4), np.float16), np.ones(4, np.float32))
+
+
+def _add(store, vid, label="surf", replace=False):
+    v = [VideoResult(vid, f"/videos/{vid}.mp4", clips=[_clip(0, label), _clip(1, label)])]
+    return store.write_batch(tables("m1", v), "m1", {vid: "ok"}, replace=replace)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(tmp_path / "st", create=True)
+    batches = [_add(s, v) for v in ("a", "b", "c")]
+    return s, batches
+
+
+def _count(root, table="labels"):
+    return Store(root, warn=lambda m: None).connect().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def bike(*argv):
+    return jobs.cli.main([str(a) for a in argv])
+
+
+def test_truncated_shard_skipped_with_warning_then_checked_and_repaired(store, capsys):
+    s, (a, b, c) = store
+    _truncate(s.shard("labels", b))
+    warnings = []
+    r = Store(s.root, warn=warnings.append)
+    assert r.connect().execute("SELECT count(*) FROM labels").fetchone()[0] == 4      # a and c: 2 clips each
+    assert r.connect().execute("SELECT count(*) FROM videos").fetchone()[0] == 2      # other tables too
+    assert len(warnings) == 1 and b in warnings[0] and "bike repair" in warnings[0]
+    assert set(r.done_videos("m1")) == {"a", "c"}                  # b is tagged again by the next bike tag
+    # bike sql still answers, with one warning line
+    assert bike("sql", "--store", s.root, "SELECT count(*) AS n FROM clips") == 0
+    out = capsys.readouterr()
+    assert "4" in out.out and out.err.count("bike: warning:") == 1 and b in out.err
+    # bike check: exit 1, names the batch and the table
+    assert bike("check", "--store", s.root) == 1
+    out = capsys.readouterr().out
+    assert f"damaged: batch {b}: labels shard" in out and "bike repair" in out
+    # bike repair: everything of batch b set aside, nothing deleted; the rest untouched
+    def kept():
+        return {str(p.relative_to(s.root)): p.read_bytes() for p in s.root.rglob("*.parquet")
+                if QUARANTINE not in p.parts and b not in p.name}
+    before = kept()
+    assert bike("repair", "--store", s.root) == 0
+    assert f"batch {b} set aside" in capsys.readouterr().out
+    q = s.root / QUARANTINE / b
+    assert sorted(p.name for p in q.iterdir()) == ["attributes.parquet", "clips.parquet", "commit.json",
+                                                  "embeddings.parquet", "labels.parquet", "retag.txt",
+                                                  "videos.parquet", "why.json"]
+    assert (q / "retag.txt").read_text() == "/videos/b.mp4\n"
+    assert kept() == before and len(before) == 10
+    assert bike("check", "--store", s.root) == 0 and "OK" in capsys.readouterr().out
+    assert set(Store(s.root).done_videos("m1")) == {"a", "c"}
+    assert _count(s.root) == 4
+
+
+def test_unreadable_commit_record_keeps_its_shards(store, capsys):
+    s, (a, b, c) = store
+    rec = s.root / COMMITS / f"{b}.json"
+    rec.write_text(rec.read_text()[:20])                       # a truncated commit record
+    r = Store(s.root, warn=lambda m: None)
+    r.commits()
+    assert _count(s.root) == 4 and b in r.damaged and str(rec) in r.damaged[b]
+    assert r.recover()["uncommitted"] == 0                       # its shards are not "uncommitted": kept
+    assert s.shard("labels", b).exists()
+    report = check_store(r)
+    assert report.damaged == [b] and "commit record" in report.lines()[1]
+    repair_store(r)
+    assert (s.root / QUARANTINE / b / "commit.json").exists() and (s.root / QUARANTINE / b / "labels.parquet").exists()
+    assert check_store(Store(s.root)).ok
+
+
+def test_deleted_shard_makes_its_videos_not_done(store):
+    s, (a, b, c) = store
+    s.shard("clips", c).unlink()
+    r = Store(s.root, warn=lambda m: None)
+    assert "c" not in r.done_videos("m1") and _count(s.root, "videos") == 2   # no "ok with no clips" row
+    assert check_store(r).problems[0].reason == "missing"
+
+
+def test_bit_flip_of_the_same_size_is_found_by_its_checksum(store):
+    s, (a, b, c) = store
+    p = s.shard("embeddings", a)
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    report = check_store(Store(s.root))
+    assert report.damaged == [a] and "SHA-256" in report.problems[0].reason
+
+
+def test_force_over_a_damaged_batch_does_not_break_later_writers(store):
+    s, (a, b, c) = store
+    _truncate(s.shard("labels", a))
+    w = Store(s.root, warn=lambda m: None)
+    _add(w, "a", label="cooking", replace=True)                   # --force of video a
+    Store(s.root, warn=lambda m: None).recover()                   # the next writer: no crash
+    r = Store(s.root, warn=lambda m: None)
+    labels = r.connect().execute("SELECT video_id, label FROM labels ORDER BY 1").fetchall()
+    assert [x for x in labels if x[0] == "a"] == [("a", "cooking")] * 2
+
+
+def test_killed_force_run_never_shows_duplicates(store):
+    s, (a, b, c) = store
+    s._supersede = lambda record: None                             # killed right after the replacing commit
+    _add(s, "b", label="cooking", replace=True)
+    r = Store(s.root)
+    con = r.connect()
+    assert con.execute("SELECT count(*) FROM videos WHERE video_id = 'b'").fetchone()[0] == 1
+    assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]
+    assert r.read("videos", ["video_id"])["video_id"].to_pylist().count("b") == 1
+    assert check_store(r).pending and r.recover()["replacements"] == 1
+    assert check_store(Store(s.root)).ok
+
+
+def test_stores_without_checksums_are_read_and_checked(store):
+    s, batches = store
+    for p in (s.root / COMMITS).glob("*.json"):
+        rec = json.loads(p.read_text())
+        rec.pop("files")
+        p.write_text(json.dumps(rec))
+    assert _count(s.root) == 6 and check_store(Store(s.root)).ok
+    _truncate(s.shard("clips", batches[0]))
+    assert check_store(Store(s.root)).damaged == [batches[0]] and _count(s.root) == 4

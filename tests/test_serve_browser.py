@@ -1,0 +1,167 @@
+"""The page in a real browser: headless Chromium (Debian's ``chromium``, driven by Playwright's Python API)
+against a real uvicorn server on a free loopback port. Skipped, with the reason, where no browser is installed
+(`.ci/run` installs it with apt)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import engine
+from index.search import Searcher
+from jobs.serve.app import create_app
+from jobs.serve.service import Service
+from servestore import make_store
+
+CHROMIUM = os.environ.get("BIKE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _skip_reason() -> "str | None":
+    if not CHROMIUM:
+        return "no chromium binary on PATH (Debian: apt-get install -y chromium; .ci/run does this)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (Python API) is not installed (pip install -e '.[test]')"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model):
+    import uvicorn
+    store, mid, paths = make_store(tmp_path_factory.mktemp("browser"), tiny_model, engine.load_labels("ucf101"))
+    service = Service(store, searcher=Searcher(store, mid, model=tiny_model))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started:
+        assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", paths
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless"])
+        yield b
+        b.close()
+
+
+def wait_for_moment(page, moment: float, timeout_ms: int = 15000) -> dict:
+    page.wait_for_function(
+        """m => { const v = document.getElementById('player');
+                  return v.readyState >= 1 && !v.seeking && Math.abs(v.currentTime - m) < 0.05; }""",
+        arg=moment, timeout=timeout_ms)
+    return page.evaluate("""() => { const v = document.getElementById('player');
+        return {t: v.currentTime, duration: v.duration, ready: v.readyState, error: v.error && v.error.code,
+                src: v.currentSrc}; }""")
+
+
+def test_search_click_plays_at_the_moment(server, browser, tmp_path):
+    base, paths = server
+    page = browser.new_page(viewport={"width": 1366, "height": 800})
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("response", lambda r: console.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(base + "/")
+    page.wait_for_function("() => document.getElementById('store-info').textContent.includes('clips')")
+    assert "RANDOM WEIGHTS" in page.inner_text("#banner")                 # the CLI's warning, on the page
+    page.click("h1")                                                      # focus away from the (autofocused) box
+    page.keyboard.press("/")                                              # keyboard: / focuses the search box
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.type("a person walking a dog")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card")
+    want = httpx.get(base + "/api/search", params={"q": "a person walking a dog", "k": 20}).json()["results"]
+    cards = page.query_selector_all(".card")
+    assert [c.get_attribute("data-clip") for c in cards] == [r["clip_id"] for r in want]
+    first = want[0]
+    assert f"{first['score']:.3f}" in cards[0].inner_text()
+    assert first["labels"][0]["label"] in cards[0].inner_text()
+    page.wait_for_function("() => { const i = document.querySelector('.card img'); return i.complete && i.naturalWidth > 0; }")
+
+    cards[0].click()                                                      # the mouse
+    state = wait_for_moment(page, first["moment_s"])
+    assert state["error"] is None and state["ready"] >= 1
+    assert abs(state["duration"] - 20.0 if "walk" in str(paths[first["video_id"]]) or "cars" in str(paths[first["video_id"]]) else state["duration"] - 10.0) < 0.5
+    assert state["src"].endswith(f"/api/videos/{first['video_id']}/media")
+    assert page.inner_text("#p-labels").startswith(first["labels"][0]["label"])
+
+    box = page.query_selector("#curve").bounding_box()                   # click the curve: seek there
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    quarter = first["start_s"] + 0.25 * (first["end_s"] - first["start_s"])
+    page.wait_for_function("q => Math.abs(document.getElementById('player').currentTime - q) < 0.2", arg=quarter)
+
+    second = want[1]                                                      # the keyboard: Tab to a card, Enter
+    page.focus(f'.card[data-clip="{second["clip_id"]}"]')
+    page.keyboard.press("Enter")
+    wait_for_moment(page, second["moment_s"])
+    page.screenshot(path=str(tmp_path / "serve.png"))
+    if os.environ.get("BIKE_SERVE_SCREENSHOT"):
+        page.screenshot(path=os.environ["BIKE_SERVE_SCREENSHOT"])
+
+    page.click("#p-like")                                                 # more like this: the clip comes first
+    page.wait_for_function("c => document.querySelector('.card') && document.querySelector('.card').dataset.clip === c",
+                           arg=second["clip_id"])
+    assert (tmp_path / "serve.png").stat().st_size > 10_000
+    assert not console, console
+
+
+def test_errors_inline_and_the_tags_page(server, browser, tmp_path):
+    base, paths = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(base + "/")
+    example = next(p for p in paths.values() if p.name == "dance.mp4")
+    page.set_input_files("#upload", str(example))                       # "Video…": search by example
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('like dance.mp4') && "
+                           "document.querySelectorAll('.card').length > 0")
+    page.click(".card")
+    page.wait_for_selector("#player-panel:not([hidden])")
+    page.keyboard.press("Escape")                                         # Esc closes the player
+    page.wait_for_selector("#player-panel", state="hidden")
+    page.click("#filters summary")
+    page.fill("#f-where", "no_such_column > 1")
+    page.fill("#q", "anything")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "DuckDB cannot evaluate it" in page.inner_text("#error")
+    page.fill("#f-where", "")
+
+    page.click("#tab-tags")
+    page.wait_for_selector("#histogram .bar")
+    bars = page.query_selector_all("#histogram .bar")
+    counts = httpx.get(base + "/api/stats").json()["labels"]
+    assert len(bars) == len(counts)
+    assert page.inner_text("#errors").startswith("No video failed")
+    page.fill("#sql", "SELECT clip_id, start_s FROM clips ORDER BY clip_id")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#sql-out table")
+    assert len(page.query_selector_all("#sql-out tbody tr")) == 5
+    page.fill("#sql", "SELECT * FROM read_text('/etc/passwd')")
+    page.click("#sql-form button")
+    page.wait_for_selector("#sql-error:not([hidden])")
+    assert "Permission" in page.inner_text("#sql-error") and "root:" not in page.content()
+    page.screenshot(path=str(tmp_path / "tags.png"))
+    if os.environ.get("BIKE_SERVE_SCREENSHOT"):
+        page.screenshot(path=str(Path(os.environ["BIKE_SERVE_SCREENSHOT"]).with_name("serve-tags.png")))
+    bars = page.query_selector_all("#histogram .bar")
+    bars[0].click()                                                       # a bar searches by its label
+    page.wait_for_selector("#view-search:not([hidden]) .card")
+    assert page.input_value("#f-label") == counts[0]["label"]
