@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 
-import torch
-
 CHOICES = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: /proc/cpuinfo flags of CPUs with native bf16 matrix arithmetic.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -46,14 +44,23 @@ def cpu_has_bf16() -> bool:
     return any(f in cpu_flags() for f in BF16_FLAGS)
 
 
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU is visible, without importing torch (for checks made before a model loads)."""
+    try:
+        return bool(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return False
+
+
 def resolve(precision: "str | None", device) -> str:
-    """``auto`` (or None) → the concrete precision for ``device``; a concrete one is checked and kept."""
+    """``auto`` (or None) → the concrete precision for ``device`` (a torch device or its name; None: cuda
+    when a GPU is visible); a concrete one is checked and kept. Does not import torch."""
     p = (precision or "auto").lower()
     if p not in CHOICES:
         raise ValueError(f"precision must be one of {', '.join(CHOICES)}, got {precision!r}")
     if p != "auto":
         return p
-    kind = torch.device(device).type
+    kind = str(device).split(":")[0] if device is not None else ("cuda" if gpu_present() else "cpu")
     if kind == "cuda":
         return "fp16"
     if kind == "cpu" and cpu_has_bf16():
@@ -69,12 +76,14 @@ class Precision:
 
     @classmethod
     def of(cls, precision: "str | None", device) -> "Precision":
+        import torch
         device = torch.device(device)
-        return cls(resolve(precision, device), device)
+        return cls(resolve(precision, device.type), device)
 
     @property
-    def dtype(self) -> torch.dtype:
-        return _DTYPES[self.name]
+    def dtype(self):
+        import torch
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
 
     @property
     def autocast(self) -> bool:
@@ -82,22 +91,24 @@ class Precision:
         return self.device.type == "cuda" and self.name != "fp32"
 
     @property
-    def weight_dtype(self) -> torch.dtype:
+    def weight_dtype(self):
         """The dtype modules are stored in."""
+        import torch
         return torch.float32 if self.autocast else self.dtype
 
-    def cast(self, module: "torch.nn.Module | None"):
+    def cast(self, module):
         """``module`` moved to the device and stored in :attr:`weight_dtype` (in place; returned)."""
         if module is None:
             return None
         return module.to(self.device, self.weight_dtype).eval()
 
-    def input(self, x: torch.Tensor) -> torch.Tensor:
+    def input(self, x):
         """A float input for a module stored by :meth:`cast`."""
         return x.to(self.device, self.weight_dtype)
 
     def run(self):
         """Context of a forward pass: autocast on CUDA at reduced precision, nothing otherwise."""
         if self.autocast:
+            import torch
             return torch.autocast("cuda", dtype=self.dtype)
         return contextlib.nullcontext()

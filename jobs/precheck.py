@@ -22,6 +22,23 @@ from index import ids
 
 #: Fingerprint fields this module can predict (engine.model.BikeModel.fingerprint); others → no match.
 KNOWN_FIELDS = {"name", "weights", "frames", "lexicon", "random_init"}
+#: Fields present only when not fp32 / not fused (engine.model.BikeModel.fingerprint).
+OPTIONAL_FIELDS = {"precision", "branches"}
+
+
+def _same_precision_and_branches(fp: dict, kw: dict, kind: str) -> bool:
+    """Whether the row was scored at the precision the options resolve to here and with the branches they
+    ask for (the default branches of a checkpoint depend on the file: the row of the same file holds them)."""
+    from engine.precision import resolve
+    try:
+        want = resolve(kw.get("precision"), kw.get("device"))
+    except ValueError:
+        return False
+    if fp.get("precision", "fp32") != want:
+        return False
+    if kw.get("branches"):
+        return fp.get("branches", "fused") == kw["branches"]
+    return kind == "checkpoint" or "branches" not in fp
 
 
 def _weights_choice(kw: dict) -> "tuple[str, str | None]":
@@ -96,7 +113,9 @@ def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULT
             fp = json.loads(row.get("fingerprint") or "")
         except ValueError:
             continue
-        if not isinstance(fp, dict) or set(fp) != KNOWN_FIELDS:
+        if not isinstance(fp, dict) or not KNOWN_FIELDS <= set(fp) <= KNOWN_FIELDS | OPTIONAL_FIELDS:
+            continue
+        if not _same_precision_and_branches(fp, kw, kind):
             continue
         if fp["frames"] != frames or fp["lexicon"] != lexicon or (name and fp["name"] != name):
             continue
