@@ -13,7 +13,7 @@ import sys
 
 from . import output
 from .errors import user_errors
-from .options import HelpFormatter, add_verbosity_args, apply_verbosity
+from .options import HelpFormatter, add_verbosity_args, apply_verbosity, decoding_env
 
 #: Subcommands, each a module in jobs/commands/ with ``register(subparsers)``. A new command is one new
 #: module and one name here; it inherits -q/-v, the help layout and the error handling.
@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     apply_verbosity(args)
     try:
         try:
-            code = int(args.func(args) or 0)
+            with decoding_env(args):
+                code = int(args.func(args) or 0)
             sys.stdout.flush()
             return code
         except BrokenPipeError:                       # `bike ... | head`: the reader has what it wanted

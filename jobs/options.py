@@ -14,6 +14,7 @@ by argparse with the reason before anything starts. This module imports nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -194,28 +195,37 @@ def load_model_from_args(args):
     return model
 
 
-class _EnvChoice(argparse.Action):
-    """Store the choice and export it as an environment variable, so every decode in this process (and the
-    local Ray workers it starts) uses it: ``engine.video`` reads ``$BIKE_DECODER`` / ``$BIKE_SAMPLING``."""
+#: Decoding options exported to the environment while a command runs, so every decode in this process (and the
+#: local Ray workers it starts) uses them: ``engine.video`` reads ``$BIKE_DECODER`` / ``$BIKE_SAMPLING``.
+DECODING_ENV = {"decoder": "BIKE_DECODER", "sampling": "BIKE_SAMPLING"}
 
-    def __init__(self, *a, env: str, **k):
-        self.env = env
-        super().__init__(*a, **k)
 
-    def __call__(self, parser, namespace, value, option_string=None):
-        setattr(namespace, self.dest, value)
-        os.environ[self.env] = value
+@contextlib.contextmanager
+def decoding_env(args):
+    """Export ``--decoder`` / ``--sampling`` for the duration of one command, then restore the environment (a
+    process that runs several commands, e.g. a test or a notebook, must not keep the previous one's choice)."""
+    chosen = {env: getattr(args, dest) for dest, env in DECODING_ENV.items() if getattr(args, dest, None)}
+    saved = {env: os.environ.get(env) for env in chosen}
+    os.environ.update(chosen)
+    try:
+        yield
+    finally:
+        for env, value in saved.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
 
 
 def add_decoder_args(p: argparse.ArgumentParser) -> None:
     """``--decoder`` and ``--sampling`` (docs/decoding.md) for every command that decodes video."""
     g = p.add_argument_group("decoding")
-    g.add_argument("--decoder", default=None, action=_EnvChoice, env="BIKE_DECODER",
+    g.add_argument("--decoder", default=None,
                    choices=("auto", "pyav", "ffmpeg", "nvdec"),
                    help="video decoder: pyav (in-process, decodes only the sampled GOPs), ffmpeg (one ffmpeg "
                         "process per video), nvdec (NVIDIA GPUs; falls back to the CPU); default auto: the "
                         "fastest available")
-    g.add_argument("--sampling", default=None, action=_EnvChoice, env="BIKE_SAMPLING",
+    g.add_argument("--sampling", default=None,
                    choices=("exact", "keyframes"),
                    help="exact (default): the frames BIKE's sampler names; keyframes: the keyframe nearest each "
                         "segment centre (approximate, several times faster; for triage of huge archives)")

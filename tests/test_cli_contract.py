@@ -266,3 +266,16 @@ def test_progress_counts_frames_of_unfinished_videos():
     counts = [int(line.split(" frames,")[0].rsplit(" ", 1)[1]) for line in buf.getvalue().splitlines()]
     assert counts and counts[-1] == 240 and sorted(counts) == counts and counts[0] < 240
     assert all("0/1 videos" in line for line in buf.getvalue().splitlines())       # no video has finished
+
+
+def test_decoding_options_apply_to_one_command_only(monkeypatch):
+    """--decoder/--sampling are exported while their command runs and restored after it (a process that runs
+    several commands — a test session, a notebook — must not keep the previous command's choice)."""
+    from jobs.options import decoding_env
+    monkeypatch.setenv("BIKE_DECODER", "ffmpeg")
+    monkeypatch.delenv("BIKE_SAMPLING", raising=False)
+    args = jobs.cli.build_parser().parse_args(["classify", "v.mp4", "--decoder", "pyav", "--sampling", "keyframes"])
+    assert "BIKE_SAMPLING" not in os.environ                      # parsing alone changes nothing
+    with decoding_env(args):
+        assert os.environ["BIKE_DECODER"] == "pyav" and os.environ["BIKE_SAMPLING"] == "keyframes"
+    assert os.environ["BIKE_DECODER"] == "ffmpeg" and "BIKE_SAMPLING" not in os.environ

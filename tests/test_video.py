@@ -477,3 +477,15 @@ def test_read_frames_returns_exactly_the_chosen_frames(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(VideoError, match="empty file"):
         video.read_frames(empty, [0], 32, 24)
+
+
+def test_read_frame_at_shows_the_frame_on_screen_at_that_time(media_dir):
+    """Thumbnails (bike serve) read the frame displayed at t through the decoder interface."""
+    from engine.video import read_frame_at
+    path = make_video(media_dir / "at.mp4", seconds=2.0, fps=25, size=(64, 48))
+    for t, n in [(0.0, 0), (1.0, 25), (1.03, 25), (1.99, 49), (60.0, 49)]:
+        frame, shown = read_frame_at(path, t, width=32)
+        assert frame.shape == (24, 32, 3) and frame.dtype == np.uint8
+        assert frame_number(frame) == n and shown == pytest.approx(n / 25)
+    with pytest.raises(VideoError):
+        read_frame_at(media_dir / "missing.mp4", 1.0, width=32)

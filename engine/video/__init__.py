@@ -8,16 +8,16 @@ A small package with one ``Decoder`` interface (``base``) and a registry of back
     nvdec       NVDEC on NVIDIA GPUs via PyAV's CUDA hwaccel; falls back to the CPU      nvdec.py
 
 Public names, the same for every backend (``decoder=`` picks one; default "auto" = the fastest available):
-``probe``, ``iter_clips``, ``read_video``, ``read_frames``, ``VideoError``, ``VideoInfo``, ``Clip``.
+``probe``, ``iter_clips``, ``read_video``, ``read_frames``, ``read_frame_at``, ``VideoError``, ``VideoInfo``, ``Clip``.
 Shared pieces: ``types`` (errors, data, time budget, file guard, allowed formats), ``frameindex`` (every
 frame's real timestamp and the keyframes), ``plan`` (windows -> frame numbers), ``clips`` (assembly).
 docs/decoding.md says which decoder runs where and how to choose.
 """
 from .base import CHOICES, DecodeReport, Decoder, available, get_decoder
-from .clips import iter_clips, probe, read_frames, read_video
+from .clips import iter_clips, probe, read_frame_at, read_frames, read_video
 from .ffmpeg_cli import ffmpeg_exe
 from .plan import SAMPLINGS
 from .types import Clip, VideoError, VideoInfo, decode_timeout
 
 __all__ = ["CHOICES", "Clip", "DecodeReport", "Decoder", "SAMPLINGS", "VideoError", "VideoInfo", "available",
-           "decode_timeout", "ffmpeg_exe", "get_decoder", "iter_clips", "probe", "read_frames", "read_video"]
+           "decode_timeout", "ffmpeg_exe", "get_decoder", "iter_clips", "probe", "read_frame_at", "read_frames", "read_video"]

@@ -120,7 +120,9 @@ def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
             why = f"cannot import it ({e})"
         if why is None:
             return dec
-        fallback = next(n for n in BACKENDS if n != name and _usable(n))
+        fallback = next((n for n in BACKENDS if n != name and _usable(n)), None)
+        if fallback is None:
+            raise RuntimeError(f"decoder {name} is not available here ({why}) and no other decoder is")
         _say_once(("fallback", name), logging.WARNING, "decoder %s is not available here (%s): using %s",
                   name, why, fallback)
         return _instance(fallback)

@@ -457,7 +457,15 @@ class FFmpegDecoder(Decoder):
         return None if os.path.exists(exe) or shutil.which(exe) else f"no ffmpeg binary at {exe}"
 
     def probe(self, path, timeout_s: float = 30.0) -> VideoInfo:
-        return probe(path, timeout_s)
+        """The header's facts, with the duration and frame count checked against the stream's packets: a
+        header that claims far more than the file holds (a 6.8 KB file "lasting" 5555 h) is overruled."""
+        import dataclasses
+        info = probe(path, timeout_s)
+        index = self.frame_index(str(path), info, Budget(str(path), timeout_s, "probing"))
+        if len(index) and info.duration_s > 2 * index.duration_s + 1:
+            log.warning("%s: header claims %g s, the stream holds %g s", path, info.duration_s, index.duration_s)
+            info = dataclasses.replace(info, duration_s=index.duration_s, num_frames=len(index))
+        return info
 
     def frames(self, path, numbers, width, height, info, index, budget: Budget, threads,
                report: DecodeReport, keyframes_only: bool = False) -> Iterator[tuple[int, np.ndarray]]:

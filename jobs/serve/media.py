@@ -12,7 +12,8 @@ served only when:
   refused, 403).
 
 Relative recorded paths (``bike tag`` run on relative paths) are taken relative to the server's working
-directory. Thumbnails are one frame decoded on demand by ffmpeg (the engine's binary), scaled to
+directory. Thumbnails are one frame decoded on demand by the engine's decoder (``engine.video.read_frame_at``:
+the frame shown at that time, by its own timestamp), scaled to
 ``Limits.thumb_width``, and cached on disk under the cache directory (``$BIKE_CACHE_DIR/thumbs`` or
 ``~/.cache/bike/thumbs``), one folder per store.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -90,21 +90,17 @@ def thumbnail(video: Path, clip_id: str, t: float, cache: Path, width: int) -> P
     if out.exists() and out.stat().st_size:
         return out
     cache.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    from engine.video import VideoError, read_frame_at
     try:
-        from engine.video import ffmpeg_exe
-    except ImportError:                              # the decoder package may not re-export it
-        from imageio_ffmpeg import get_ffmpeg_exe as ffmpeg_exe
+        frame, _ = read_frame_at(video, t, int(width))
+    except VideoError as e:
+        raise MediaError(404, f"no frame at {t:g} s could be decoded from this video ({e.reason})") from None
     tmp = cache / f".{name}.{uuid.uuid4().hex[:6]}.tmp"
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{t:.3f}",
-           "-i", "file:" + str(video), "-frames:v", "1", "-vf", f"scale={int(width)}:-2",
-           "-q:v", "5", "-f", "image2", "-c:v", "mjpeg", "file:" + str(tmp)]
     try:
-        res = subprocess.run(cmd, capture_output=True, timeout=20)
-        if res.returncode != 0 or not tmp.exists() or not tmp.stat().st_size:
-            raise MediaError(404, f"no frame at {t:g} s could be decoded from this video")
+        Image.fromarray(frame).save(tmp, format="JPEG", quality=80)
         os.replace(tmp, out)
-    except subprocess.TimeoutExpired:
-        raise MediaError(404, "decoding the thumbnail took too long") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out
