@@ -232,8 +232,10 @@ class Searcher:
     """
 
     def __init__(self, store: "Store | str", model_id: "str | None" = None, model=None,
-                 weights: "str | None" = None, device=None, gpu: bool = False, cache_bytes: int = CACHE_BYTES):
+                 weights: "str | None" = None, device=None, gpu: bool = False, cache_bytes: int = CACHE_BYTES,
+                 precision: "str | None" = None):
         self.store = store if isinstance(store, Store) else Store(store)
+        self._precision = precision          # None: the store's (models.precision); auto|fp32|bf16|fp16
         self.model_id = resolve_model_id(self.store, model_id)
         self._model, self._weights, self._device, self._gpu = model, weights, device, gpu
         self.frames = ClipFrames(self.store, self.model_id, cache_bytes)
@@ -256,7 +258,7 @@ class Searcher:
                 if self._model is None:
                     from .storemodel import load_store_model
                     self._model = load_store_model(self.store, self.model_id, weights=self._weights,
-                                                   device=self._device)
+                                                   device=self._device, precision=self._precision)
         return self._model
 
     @property

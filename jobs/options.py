@@ -229,3 +229,10 @@ def add_decoder_args(p: argparse.ArgumentParser) -> None:
                    choices=("exact", "keyframes"),
                    help="exact (default): the frames BIKE's sampler names; keyframes: the keyframe nearest each "
                         "segment centre (approximate, several times faster; for triage of huge archives)")
+
+
+def add_query_precision_arg(p) -> None:
+    """``--precision`` of commands that encode queries with a store's model (search, serve)."""
+    p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
+                   help="precision of the text/image towers for queries (default: the one the store was tagged "
+                        "with; docs/model.md)")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .. import output
-from ..options import add_model_id_arg, add_top_arg, command_parser, positive_int
+from ..options import add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
 
 
 def register(sub) -> None:
@@ -43,6 +43,7 @@ def register(sub) -> None:
                    help="the weights/checkpoint file the store was tagged with, if it has moved")
     p.add_argument("--weights", dest="checkpoint", help=output.argparse_suppress())      # the older name
     p.add_argument("--gpu", action="store_true", help="search the FAISS index on GPUs (faiss-gpu)")
+    add_query_precision_arg(p)
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
     p.add_argument("--open", action="store_true",
                    help="play the best result from its moment (ffplay, else the system player; needs a display)")
@@ -122,7 +123,7 @@ def run(args) -> int:
         raise UsageError("give either a text QUERY or --like/--clip, not both")
     try:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
-                            gpu=args.gpu)
+                            gpu=args.gpu, precision=args.precision)
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
         res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip, **kwargs)
     except (StoreError, WhereError) as e:

@@ -6,7 +6,7 @@ import sys
 
 from .. import output
 from ..errors import UsageError
-from ..options import add_model_id_arg, command_parser, positive_float, positive_int
+from ..options import add_model_id_arg, add_query_precision_arg, command_parser, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -30,6 +30,7 @@ def register(sub) -> None:
                    help="the weights/checkpoint file the store was tagged with, if it has moved")
     p.add_argument("--weights", dest="checkpoint", help=output.argparse_suppress())      # the older name
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
+    add_query_precision_arg(p)
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="torch/FAISS threads per query (1: requests run side by side instead)")
     p.add_argument("--cache-gb", type=positive_float, default=None, metavar="GB",
@@ -92,9 +93,9 @@ def run(args) -> int:
     if args.cache_gb is not None:
         from index.search import Searcher
         searcher = Searcher(store, args.model_id, weights=args.checkpoint, device=args.device,
-                            cache_bytes=int(args.cache_gb * (1 << 30)))
+                            cache_bytes=int(args.cache_gb * (1 << 30)), precision=args.precision)
     service = Service(store, searcher=searcher, model_id=args.model_id, limits=limits, weights=args.checkpoint,
-                      device=args.device)
+                      device=args.device, precision=args.precision)
     output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
     service.warm()
     desc, random_init = service.searcher.describe_model()

@@ -40,9 +40,11 @@ def _bad(message: str) -> ServiceError:
 
 class Service:
     def __init__(self, store: "Store | str", searcher: "Searcher | None" = None, model_id: "str | None" = None,
-                 limits: Limits = Limits(), weights: "str | None" = None, device=None, refresh_s: float = 0.5):
+                 limits: Limits = Limits(), weights: "str | None" = None, device=None, refresh_s: float = 0.5,
+                 precision: "str | None" = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.searcher = searcher or Searcher(self.store, model_id, weights=weights, device=device)
+        self.searcher = searcher or Searcher(self.store, model_id, weights=weights, device=device,
+                                                 precision=precision)
         self.limits, self.refresh_s = limits, refresh_s
         self.thumbs = media.thumbs_dir(self.store.root)
         self._lock = threading.Lock()
