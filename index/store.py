@@ -114,6 +114,7 @@ class Store:
     def __init__(self, root: "str | os.PathLike", create: bool = False):
         self.root = Path(root).expanduser().resolve()
         self._commits: "list[dict] | None" = None
+        self.superseded: "set[str]" = set()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root}: exists and is not a directory; give --store a directory")
         if not self.root.exists():
@@ -135,11 +136,21 @@ class Store:
         object's own writes; ``refresh=True`` re-reads the directory)."""
         if self._commits is None or refresh:
             d = self.root / COMMITS
-            out = []
-            for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-                with open(p) as f:
-                    out.append(json.load(f))
-            self._commits = out
+            for _attempt in range(5):
+                out = []
+                try:
+                    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+                        with open(p) as f:
+                            out.append(json.load(f))
+                    break
+                except FileNotFoundError:   # removed by compaction's clean-up after we listed: list again
+                    continue
+            else:
+                raise StoreError(f"{d}: commit records keep vanishing while being read; try again")
+            # A compacted batch (index/compact.py) names the batches it merged; they are superseded: their
+            # files stay a grace period for readers that listed them a moment ago, but are no longer read.
+            self.superseded = {b for c in out for b in c.get("compacted", ())}
+            self._commits = [c for c in out if c["batch"] not in self.superseded]
         return self._commits
 
     def done_videos(self, model_id: str) -> "dict[str, str]":
@@ -249,7 +260,7 @@ class Store:
 
     def recover(self) -> "dict[str, int]":
         """Delete temporary files and uncommitted shards; finish pending replacements. Idempotent."""
-        committed = {c["batch"] for c in self.commits(refresh=True)}
+        committed = {c["batch"] for c in self.commits(refresh=True)} | self.superseded   # (see commits())
         removed = {"tmp": 0, "uncommitted": 0, "replacements": 0}
         for name in (*TABLES, COMMITS):
             d = self.root / name

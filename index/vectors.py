@@ -28,6 +28,10 @@ rebuilds from scratch instead when a newer batch replaced videos (``bike tag --f
 are in the index), when the kind should change (``auto`` crossed a size threshold, or another ``kind`` was
 asked for), or when an IVF index has grown past 4× the size it was trained at (its lists are too coarse).
 
+Compaction (index/compact.py) merges batches into a new one whose record lists, under ``covers``, the original
+batches with embeddings it holds; the index covers it when it covered all of those (the manifest lists the
+originals of compacted batches too), so compacting never makes an index stale.
+
 Staleness: :meth:`VectorIndex.pending` lists committed batches the index does not cover; search (index/search.py)
 then scans those batches' vectors exactly beside the index, and says so.
 """
@@ -169,6 +173,22 @@ def train_index(index, kind: str, vectors: np.ndarray, params: dict, seed: int =
 
 
 # ------------------------------------------------------------------------------------- reading vectors
+def is_covered(record: dict, covered: "set[str]") -> bool:
+    """Whether the index covering the batches ``covered`` holds ``record``'s clips: it names the batch, or
+    the batch is a compaction (index/compact.py) of batches it names."""
+    return record["batch"] in covered or "covers" in record and set(record["covers"]) <= covered
+
+
+def batch_names(records: "list[dict]") -> "list[str]":
+    """What a manifest lists for these batches: their ids, and for compacted ones the originals they cover
+    (so a later compaction of them still counts as covered)."""
+    out: list[str] = []
+    for c in records:
+        out.append(c["batch"])
+        out.extend(c.get("covers", ()))
+    return out
+
+
 def _batches_with(store: Store, model_id: str, table: str = "embeddings") -> "list[dict]":
     return [c for c in store.commits() if c["model_id"] == model_id and c["tables"].get(table)]
 
@@ -299,7 +319,7 @@ class VectorIndex:
         when this is non-empty."""
         covered = set(self.manifest["batches"])
         return [c for c in self.store.commits() if c["model_id"] == self.model_id
-                and c["batch"] not in covered and (c["tables"].get("embeddings") or c.get("replace"))]
+                and not is_covered(c, covered) and (c["tables"].get("embeddings") or c.get("replace"))]
 
     def positions(self, clip_ids) -> np.ndarray:
         """FAISS positions of clip ids that the index holds (others are skipped)."""
@@ -437,7 +457,7 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
         batches = _batches_with(store, model_id)
         total_rows = sum(c["tables"]["embeddings"] for c in batches)
         covered = set(manifest["batches"]) if manifest else set()
-        pending = [c for c in store.commits() if c["model_id"] == model_id and c["batch"] not in covered
+        pending = [c for c in store.commits() if c["model_id"] == model_id and not is_covered(c, covered)
                    and (c["tables"].get("embeddings") or c.get("replace"))]
         # An explicit --kind sticks: a later plain update (e.g. at the end of `bike tag`) keeps it.
         requested = kind if kind != "auto" or manifest is None else manifest.get("requested_kind", "auto")
@@ -491,8 +511,7 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
         manifest_new = {
             "model_id": model_id, "kind": chosen, "requested_kind": requested, "dim": int(dim),
             "count": int(len(all_ids)), "params": params, "trained_on": int(trained_on),
-            "batches": [c["batch"] for c in batches] + [c["batch"] for c in pending
-                                                        if not c["tables"].get("embeddings")],
+            "batches": batch_names(batches) + batch_names([c for c in pending if not c["tables"].get("embeddings")]),
             "built_at": time.time(), "faiss_version": faiss.__version__, "metric": "inner_product",
             "normalized": True, "gpu_built": built_gpu,
             "previous": [manifest[k] for k in ("index_file", "ids_file")] if manifest else [],

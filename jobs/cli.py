@@ -9,7 +9,7 @@ import sys
 from .errors import USER_ERRORS
 
 #: Subcommands, each a module in jobs/commands/ with ``register(subparsers)``.
-COMMANDS = ["classify", "tag", "index", "search", "sql", "train", "adapt", "eval", "relabel"]
+COMMANDS = ["classify", "tag", "index", "search", "sql", "train", "adapt", "eval", "relabel", "compact"]
 
 
 def build_parser() -> argparse.ArgumentParser:

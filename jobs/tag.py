@@ -54,6 +54,7 @@ class TagOptions:
     decoders: "int | None" = None
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
+    compact_at: int = 256                                  # compact past this many store batches (0: never)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class TagSummary:
     errors: list = field(default_factory=list)            # [(path, reason)]
     index: str = ""
     index_failed: bool = False
+    compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
 
     def lines(self) -> "list[str]":
         rate = f"{(self.ok + self.error) / self.run_s:.2f} videos/s, {self.frames / self.run_s:.1f} frames/s " \
@@ -101,6 +103,8 @@ class TagSummary:
         if len(self.errors) > 10:
             out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
                        "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.compacted:
+            out.append(f"bike tag: {self.compacted}")
         if self.index:
             out.append(f"bike tag: {self.index}")
         return out
@@ -250,6 +254,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         if pipeline is not None:
             pipeline.stop()
         raycluster.shutdown(started)
+    if opts.compact_at and summary.batches:
+        from index.compact import compact, needs_compaction
+        if needs_compaction(store, opts.compact_at):          # still under the writer lock (run_tag)
+            summary.compacted = compact(store, locked=True).line()
     summary.seconds = time.monotonic() - t0
     if opts.index and summary.batches:
         summary.index, summary.index_failed = update_vector_index(store, model_id)

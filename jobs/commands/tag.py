@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--rehash", action="store_true",
                    help="hash every file again instead of trusting the ids the store remembers for files whose "
                         "path, size, modification time and inode are unchanged (and remember the new ones)")
+    p.add_argument("--compact-at", type=int, default=256, metavar="N",
+                   help="merge small shards (`bike compact`) when the store holds more than N batches "
+                        "(default 256; 0: never)")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=run)
@@ -52,7 +55,7 @@ def run(args) -> int:
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index, timeout_s=args.timeout,
-                      decoders=args.decoders, progress=False if args.no_progress else None)
+                      decoders=args.decoders, compact_at=args.compact_at, progress=False if args.no_progress else None)
     summary = run_tag(opts)
     for line in summary.lines():
         print(line)
