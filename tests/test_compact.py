@@ -249,3 +249,26 @@ def test_compact_command(small_store, tmp_path, capsys):
         assert bike(["compact", "--store", str(path)]) == 2
     assert "another job" in capsys.readouterr().err
     assert bike(["compact", "--store", str(path), "--grace", "-1"]) == 2
+
+
+def test_bike_tag_compacts_when_the_store_passes_its_threshold(ray_cluster, tmp_path, capsys):
+    from media import make_video
+    src = tmp_path / "videos"
+    src.mkdir()
+    make_video(src / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
+    base = (src / "a.mp4").read_bytes()
+    for i in range(4):                               # distinct content ids
+        (src / f"b{i}.mp4").write_bytes(base + b"\0" * (i + 1))
+    store = tmp_path / "s"
+    tiny = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--labels", "dog,cat,surfing"]
+    assert bike(["tag", str(src), "--store", str(store), *tiny, "--batch", "1", "--compact-at", "3",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "bike tag: compact: merged 5 batches into 1" in out          # 5 one-video batches > 3
+    assert "index flat" in out and "5 clips" in out
+    s = Store(store)
+    assert len(s.commits()) == 1
+    con = s.connect()
+    assert con.execute("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchone() == (5, 5)
+    rep = update_index(s, s.commits()[0]["model_id"])
+    assert rep.reason == "up to date" and rep.total == 5
