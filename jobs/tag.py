@@ -184,10 +184,17 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         redo: set = set()
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         id_cache = IdCache(store.root, trust=not opts.rehash)
+        remote_ids = None
+        if sources.objects:                                 # object-storage sources (jobs/remote.py)
+            from .remote import RemoteIds, is_remote
+            remote_ids = RemoteIds(store.root, trust=not opts.rehash, listed=sources.objects)
+
+        def identify(path):
+            return remote_ids.identify(path) if remote_ids is not None and is_remote(path) else id_cache.identify(path)
 
         def work():
             seen = set()
-            for path, vid, err in _identified(sources.videos, id_cache.identify):
+            for path, vid, err in _identified(sources.videos, identify):
                 if vid in seen:
                     summary.duplicates += 1
                     progress.skip()
@@ -244,10 +251,16 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         finally:
             progress.close()
             summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
-            try:
-                id_cache.save()
-            except OSError as e:                      # a speed-up only: say so, never fail the job for it
-                log(f"bike tag: warning: could not save the content-id cache {id_cache.path}: {e}")
+            for cache in (id_cache, remote_ids):
+                if cache is None:
+                    continue
+                if cache is remote_ids:
+                    summary.ids_remembered += cache.hits
+                    summary.ids_hashed += cache.hashed
+                try:
+                    cache.save()
+                except OSError as e:                  # a speed-up only: say so, never fail the job for it
+                    log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:

@@ -16,6 +16,7 @@ def register(sub) -> None:
                     "become rows with status 'error'. Runs on a local Ray sized to the machine, or on a "
                     "cluster with --address auto.",
         epilog="examples:\n  bike tag ~/videos --store tags/ --random-init --model bike-tiny\n"
+               "  bike tag s3://bucket/videos/ https://host/clip.mp4 --store tags/ --endpoint http://minio:9000\n"
                "  bike tag 'archive/**/*.mp4' list.txt --store tags/ --labels ucf101\n"
                "  ray job submit -- bike tag /data/videos --store /data/tags --address auto",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
@@ -26,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
                         "0: each video is one clip)")
+    p.add_argument("--endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint for s3:// sources (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
     p.add_argument("--batch", type=int, default=16, metavar="N",
@@ -51,6 +54,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..tag import TagOptions, run_tag
+    if args.endpoint:
+        from ..remote import set_endpoint
+        set_endpoint(args.endpoint)
     opts = TagOptions(sources=args.sources, store=args.store, labels=args.labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
