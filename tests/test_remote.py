@@ -194,3 +194,20 @@ def test_bike_tag_from_s3_then_rerun_reads_nothing(s3, tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "0 ok, 0 error, 3 skipped" in rerun.stdout                  # (errors are retried by --retry-errors)
     assert "content ids: 0 files hashed, 2 unchanged files known" in rerun.stdout
+
+
+def test_https_sources_are_read_the_same_way(s3, tmp_path):
+    data = (s3["local"] / "a.mp4").read_bytes()
+    s3["client"].put_object(Bucket=BUCKET, Key="public/a.mp4", Body=data, ACL="public-read")
+    url = f"{s3['endpoint']}/{BUCKET}/public/a.mp4"            # moto serves objects over plain HTTP too
+    signed = s3["client"].generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "videos/a.mp4"})
+    src = list_sources([url, signed])
+    assert src.videos == [url, signed]
+    r = remote.RemoteIds(tmp_path, listed=src.objects)
+    assert r.identify(url) == r.identify(signed) == (ids.video_id(str(s3["local"] / "a.mp4")), None)
+    assert r.save()
+    assert remote.RemoteIds(tmp_path).identify(url)[0] == ids.video_id(str(s3["local"] / "a.mp4"))
+    with remote.spooled(signed) as path:
+        assert open(path, "rb").read() == data
+    vid, reason = remote.RemoteIds(tmp_path).identify(f"{s3['endpoint']}/{BUCKET}/videos/missing.mp4")
+    assert reason == "object not found"
