@@ -265,7 +265,11 @@ def spooled(url: str, size: "int | None" = None):
                                "(BIKE_SPOOL_MAX_GB)")
     folder = os.environ.get("BIKE_SPOOL_DIR") or None
     suffix = posixpath.splitext(url.split("?", 1)[0])[1][:16]
-    fd, tmp = tempfile.mkstemp(prefix="bike-spool-", suffix=suffix, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="bike-spool-", suffix=suffix, dir=folder)
+    except OSError as e:
+        raise RemoteError(url, f"cannot create a spool file in {folder or tempfile.gettempdir()} on this node: "
+                               f"{e.strerror or e} (BIKE_SPOOL_DIR)") from None
     try:
         with os.fdopen(fd, "wb") as f:
             got = stream(url, f.write, size)

@@ -81,13 +81,13 @@ def test_content_id_equals_the_local_one_and_is_remembered_by_etag(s3, tmp_path)
     again = remote.RemoteIds(tmp_path, listed=listed)
     assert again.identify(url) == (vid, None) and (again.hits, again.hashed) == (1, 0)    # no byte read
     # a new upload under the same name has a new ETag: hashed again
-    s3["client"].put_object(Bucket=BUCKET, Key="videos/changed.mp4", Body=b"one")
+    s3["client"].put_object(Bucket=BUCKET, Key="misc/changed.mp4", Body=b"one")
     r2 = remote.RemoteIds(tmp_path)
-    first = r2.identify(f"s3://{BUCKET}/videos/changed.mp4")
+    first = r2.identify(f"s3://{BUCKET}/misc/changed.mp4")
     r2.save()
-    s3["client"].put_object(Bucket=BUCKET, Key="videos/changed.mp4", Body=b"two!")
+    s3["client"].put_object(Bucket=BUCKET, Key="misc/changed.mp4", Body=b"two!")
     r3 = remote.RemoteIds(tmp_path)
-    second = r3.identify(f"s3://{BUCKET}/videos/changed.mp4")
+    second = r3.identify(f"s3://{BUCKET}/misc/changed.mp4")
     assert first != second and r3.hashed == 1
     assert remote.RemoteIds(tmp_path, trust=False).identify(url) == (vid, None)
     missing = remote.RemoteIds(tmp_path).identify(f"s3://{BUCKET}/videos/missing.mp4")
@@ -106,10 +106,10 @@ def test_spool_holds_the_bytes_and_is_removed(s3, monkeypatch):
 
 
 def test_a_vanished_object_becomes_an_error_message_not_a_crash(s3):
-    s3["client"].put_object(Bucket=BUCKET, Key="videos/gone.mp4", Body=(s3["local"] / "a.mp4").read_bytes())
-    url = f"s3://{BUCKET}/videos/gone.mp4"
+    s3["client"].put_object(Bucket=BUCKET, Key="misc/gone.mp4", Body=(s3["local"] / "a.mp4").read_bytes())
+    url = f"s3://{BUCKET}/misc/gone.mp4"
     assert list_sources([url]).objects[url].size                  # listed ...
-    s3["client"].delete_object(Bucket=BUCKET, Key="videos/gone.mp4")  # ... then deleted before decoding
+    s3["client"].delete_object(Bucket=BUCKET, Key="misc/gone.mp4")  # ... then deleted before decoding
     from jobs.decode import decode_video
     msgs = list(remote.decode_remote(url, decode_video, frames=8, window_s=10.0, size=32, resize=36))
     assert [m["kind"] for m in msgs] == ["head", "end"] and msgs[-1]["error"] == "object not found"
@@ -211,3 +211,45 @@ def test_https_sources_are_read_the_same_way(s3, tmp_path):
         assert open(path, "rb").read() == data
     vid, reason = remote.RemoteIds(tmp_path).identify(f"{s3['endpoint']}/{BUCKET}/videos/missing.mp4")
     assert reason == "object not found"
+
+
+MULTINODE = r"""
+import json, os, sys
+from ray.cluster_utils import Cluster
+spool = sys.argv[1]
+# the head has no CPU for tasks, and a spool folder that does not exist: a decode placed there would fail
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                        "env_vars": {"BIKE_SPOOL_DIR": "/nonexistent/head-spool"}})
+worker = cluster.add_node(num_cpus=2, env_vars={"BIKE_SPOOL_DIR": spool})
+cluster.wait_for_nodes()
+import jobs.cli
+try:
+    rc = jobs.cli.main(sys.argv[2:] + ["--address", cluster.address])
+finally:
+    import ray
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+sys.exit(rc)
+"""
+
+
+@pytest.mark.slow
+def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
+    """A head (no task CPUs) and a worker node on this machine (ray.cluster_utils.Cluster); the videos exist only
+    behind the S3 endpoint; every video is decoded from the worker node's spool folder."""
+    spool = tmp_path / "worker-spool"
+    spool.mkdir()
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BIKE_SPOOL_DIR")}
+    env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
+    cmd = [sys.executable, "-c", MULTINODE, str(spool), "tag", f"s3://{BUCKET}/videos/", "--store", str(store),
+           "--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--labels", "dog,cat,surfing",
+           "--no-progress", "--decoders", "2"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    from index.store import Store
+    rows = Store(store).connect().execute("SELECT path, status, error FROM videos ORDER BY path").fetchall()
+    assert [r[1] for r in rows if "/videos/a.mp4" in r[0] or "/sub/b.mkv" in r[0]] == ["ok", "ok"], rows
+    assert all(r[1] == "ok" for r in rows), rows      # none failed on the head's missing spool folder
+    assert not list(spool.iterdir())                  # spool files are removed after decoding
