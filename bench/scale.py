@@ -144,6 +144,134 @@ def bench_compact(args) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------------------- object storage
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def moto_server():
+    """A moto S3 server on a free loopback port (the same as tests/test_remote.py's fixture)."""
+    os.environ.update(CREDS)
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    return server, os.environ["AWS_ENDPOINT_URL"]
+
+
+def count_requests(fs) -> dict:
+    """Count the HTTP requests an s3fs filesystem's boto client sends, by operation."""
+    from collections import Counter
+    counts: Counter = Counter()
+    client = getattr(fs, "s3", None)
+    if client is not None:
+        client.meta.events.register("before-send.s3.*",
+                                    lambda event_name="", **kw: counts.update([event_name.rsplit(".", 1)[-1]]))
+    return counts
+
+
+def bench_s3_list(args) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from jobs import remote
+    from jobs.sources import list_sources
+    server, endpoint = moto_server()
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="bench")
+        t = time.perf_counter()
+        body = b"\0" * 1024
+
+        def put(i):
+            client.put_object(Bucket="bench", Key=f"archive/{i % 100:02d}/v{i:06d}.mp4", Body=body + str(i).encode())
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, range(args.objects)))
+        upload_s = time.perf_counter() - t
+        fs, _ = remote.filesystem("s3://bench/")
+        counts = count_requests(fs)
+        t = time.perf_counter()
+        src = list_sources(["s3://bench/archive/"])
+        list_s = time.perf_counter() - t
+        list_requests = dict(counts)
+        assert len(src.videos) == args.objects, len(src.videos)
+        counts.clear()
+        store = Path(tempfile.mkdtemp(prefix="bike-ids-"))
+        ids = remote.RemoteIds(store, listed=src.objects)
+        sample = src.videos[: args.identify]
+        t = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:                  # bike tag identifies with 4 threads
+            list(pool.map(ids.identify, sample))
+        cold_s = time.perf_counter() - t
+        cold_requests = dict(counts)
+        ids.save()
+        counts.clear()
+        warm = remote.RemoteIds(store, listed=src.objects)
+        t = time.perf_counter()
+        for url in sample:
+            warm.identify(url)
+        warm_s = time.perf_counter() - t
+        assert warm.hits == len(sample) and warm.hashed == 0
+        warm_requests = dict(counts)
+        shutil.rmtree(store, ignore_errors=True)
+    finally:
+        server.stop()
+    rows = [["list (prefix, recursive)", args.objects, f"{list_s:.1f}", f"{args.objects / list_s:,.0f}", list_requests],
+            ["identify, first run (hash bytes)", len(sample), f"{cold_s:.1f}", f"{len(sample) / cold_s:,.0f}", cold_requests],
+            ["identify, rerun (ETag remembered)", len(sample), f"{warm_s:.2f}", f"{len(sample) / warm_s:,.0f}",
+             warm_requests or "none"]]
+    table(rows, ["step", "objects", "s", "objects/s", "requests"])
+    save("s3_list", {"objects": args.objects, "upload_s": round(upload_s, 1), "endpoint": "moto ThreadedMotoServer, loopback",
+                     "list": {"s": round(list_s, 2), "objects_per_s": round(args.objects / list_s), "requests": list_requests},
+                     "identify_first": {"objects": len(sample), "s": round(cold_s, 2),
+                                        "objects_per_s": round(len(sample) / cold_s), "requests": cold_requests},
+                     "identify_rerun": {"objects": len(sample), "s": round(warm_s, 3),
+                                        "objects_per_s": round(len(sample) / warm_s), "requests": warm_requests},
+                     "how": "objects of ~1 KiB in 100 'folders'; identify-first hashes --identify of them (a GET "
+                            "each), the rerun answers the same objects from STORE/_ids/remote.parquet"})
+
+
+def bench_s3_tag(args) -> None:
+    import boto3
+
+    from jobs.tag import TagOptions, run_tag
+    from media import make_video
+    server, endpoint = moto_server()
+    work = Path(tempfile.mkdtemp(prefix="bike-s3tag-"))
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="bench")
+        local = work / "videos"
+        local.mkdir()
+        for i in range(args.videos):
+            make_video(local / f"v{i:02d}.mp4", seconds=args.seconds, fps=25, size=(320, 240), pattern="testsrc")
+            with open(local / f"v{i:02d}.mp4", "ab") as f:
+                f.write(bytes([i]) * 16)                     # distinct content ids
+            client.upload_file(str(local / f"v{i:02d}.mp4"), "bench", f"videos/v{i:02d}.mp4")
+        model = {"name": "bike-tiny", "random_init": True, "lexicon": "hmdb51"}
+        out = {}
+        for name, src in (("local", str(local)), ("s3", "s3://bench/videos/")):
+            summary = run_tag(TagOptions(sources=[src], store=str(work / f"store-{name}"), labels="dog,cat,surfing",
+                                         model_kwargs=model, index=False, progress=False), log=lambda m: None)
+            assert summary.ok == args.videos, (name, summary.errors)
+            out[name] = {"run_s": round(summary.run_s, 2), "frames": summary.frames,
+                         "frames_per_s": round(summary.frames / summary.run_s, 1),
+                         "videos_per_s": round(summary.ok / summary.run_s, 2)}
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    table([[k, v["run_s"], v["frames_per_s"], v["videos_per_s"]] for k, v in out.items()],
+          ["source", "run s", "frames/s", "videos/s"])
+    save("s3_tag", {"videos": args.videos, "seconds_each": args.seconds, "size": "320x240 H.264 25 fps",
+                    "model": "bike-tiny random-init", **out,
+                    "ratio_s3_over_local": round(out["s3"]["frames_per_s"] / out["local"]["frames_per_s"], 2),
+                    "how": "run_tag in-process (one local Ray), run_s excludes Ray and model start-up; S3 = moto "
+                           "on loopback, so this measures bike's overhead (hash stream + spool), not a network"})
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="section", required=True)
@@ -153,6 +281,14 @@ def main(argv=None) -> None:
     c.add_argument("--repeat", type=int, default=7)
     c.add_argument("--dir", default=None, help="keep the store here (default: a temporary folder, removed)")
     c.set_defaults(func=bench_compact)
+    s = sub.add_parser("s3-list", help="list and identify many objects on a local S3 server (moto)")
+    s.add_argument("--objects", type=int, default=100_000)
+    s.add_argument("--identify", type=int, default=5_000, help="objects hashed in the first-run identify step")
+    s.set_defaults(func=bench_s3_list)
+    t = sub.add_parser("s3-tag", help="bike tag throughput: s3:// sources vs the same files on local disk")
+    t.add_argument("--videos", type=int, default=8)
+    t.add_argument("--seconds", type=float, default=10.0)
+    t.set_defaults(func=bench_s3_tag)
     args = p.parse_args(argv)
     args.func(args)
 
