@@ -173,32 +173,40 @@ compact(Store(sys.argv[1]), grace_s=0, target_bytes=int(sys.argv[2]))
 """
 
 
-def test_sigkill_at_any_moment_then_rerun_is_exactly_once(small_store, tmp_path):
+def _merged_records(store) -> int:
+    return len(list((store / "_commits").glob("*-c*.json")))
+
+
+#: Kill points, each observed on disk by polling: (name, predicate on the store folder).
+KILL_POINTS = [
+    ("a merged shard half written", lambda p: any(p.glob("*/.*.tmp"))),
+    ("merged shards written, no record yet", lambda p: any((p / "clips").glob("*-c*.parquet"))),
+    ("first merged batch committed", lambda p: _merged_records(p) >= 1),
+    ("second merged batch committed", lambda p: _merged_records(p) >= 2),
+    ("old files being deleted", lambda p: _merged_records(p) >= 1 and len(list((p / "clips").glob("*.parquet"))) < 31),
+]
+
+
+@pytest.mark.parametrize("point", range(len(KILL_POINTS)), ids=[k[0] for k in KILL_POINTS])
+def test_sigkill_at_any_moment_then_rerun_is_exactly_once(small_store, tmp_path, point):
     path, mid = copy(small_store, tmp_path)
     before = contents(path)
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    t = time.monotonic()
-    subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "copy-for-timing"), "1"], env=env,
-                   capture_output=True)                     # (no such store: measures start-up only)
-    startup = time.monotonic() - t
-    killed_mid_way = 0
-    for i, frac in enumerate((0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3)):
-        victim = tmp_path / f"k{i}"
-        shutil.copytree(path, victim)
-        # a small target makes many groups, so the kill lands between commits as well as inside one
-        p = subprocess.Popen([sys.executable, "-c", KILLER, str(victim), str(30_000)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(startup * (0.9 + frac * 0.6))
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        visible = contents(victim)
-        assert visible == before, f"kill #{i}: rows lost or doubled"
-        n_commits = len(Store(victim).commits(refresh=True))
-        killed_mid_way += 1 < n_commits < 31
-        compact(Store(victim), grace_s=0, target_bytes=30_000)          # the rerun finishes the job
-        assert contents(victim) == before
-        assert not list(victim.rglob("*.tmp"))
-    assert killed_mid_way >= 1, "no kill landed in the middle of a compaction; the timing needs a look"
+    name, reached = KILL_POINTS[point]
+    # a small target makes several groups, so kills land between commits as well as inside one
+    p = subprocess.Popen([sys.executable, "-c", KILLER, str(path), str(30_000)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while p.poll() is None and not reached(path) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, f"the compaction ended before '{name}' was seen"
+    assert reached(path) or name == "a merged shard half written"   # (its .tmp is gone once renamed)
+    assert contents(path) == before, f"killed at '{name}': rows lost or doubled"
+    compact(Store(path), grace_s=0, target_bytes=30_000)              # the rerun finishes the job
+    assert contents(path) == before
+    assert not list(path.rglob("*.tmp"))
 
 
 def test_readers_see_every_row_exactly_once_while_compacting(small_store, tmp_path):
