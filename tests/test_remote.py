@@ -13,7 +13,7 @@ import pytest
 from index import ids
 from jobs import remote
 from jobs.errors import UsageError
-from jobs.sources import is_video_name, list_sources
+from jobs.sources import list_sources
 from media import make_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
