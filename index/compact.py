@@ -20,6 +20,13 @@ The protocol reuses the store's commit records (read index/store.py first):
    point (default 10 minutes), by this or a later compaction: a reader that listed the old records a moment
    ago still finds their files. Shards go first, records last; a reader that finds a record gone lists again.
 
+Integrity (index/check.py). A compacted record carries ``files`` (byte size + SHA-256 per shard) like any
+commit record, so readers' cheap checks, ``bike check`` and ``bike repair`` treat it as any batch. Damaged
+batches are never merged: readers already leave them out, and every shard of a group is verified in full
+(SHA-256, row count) before it is merged; a batch that fails is left alone (``bike repair`` sets it aside) and
+the runs around it are merged without it. The clean-up keeps the merged batches of a *damaged* compacted batch
+(``bike repair`` moves them into quarantine with it).
+
 Killed at any moment (SIGKILL included): before the commit point the new shards are uncommitted and the
 next ``Store.recover()`` deletes them; after it the old files are merely garbage awaiting clean-up. Rows are
 never lost or doubled. The FAISS index (index/vectors.py) knows that a compacted batch holds exactly the
@@ -37,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import TABLES
-from .store import COMMITS, Store, atomic_write
+from .store import COMMITS, Store, StoreError, atomic_write, file_stats
 
 #: ``bike tag`` compacts at the end of a run once the store holds more than this many committed batches.
 AUTO_THRESHOLD = 256
@@ -59,6 +66,7 @@ class CompactReport:
     rows: "dict[str, int]" = field(default_factory=dict)     # rows rewritten per table
     bytes_written: int = 0
     deleted_batches: int = 0             # superseded batches whose files were removed (past the grace period)
+    damaged: "list[str]" = field(default_factory=list)       # damaged batches left alone (not merged)
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -68,7 +76,11 @@ class CompactReport:
             what = (f"merged {self.merged} batches into {self.groups} ({self.batches_before} → "
                     f"{self.batches_after} batches; {sum(self.rows.values())} rows, "
                     f"{self.bytes_written / 2**20:.1f} MiB written)")
-        return f"compact: {what}; removed the files of {self.deleted_batches} superseded batches in {self.seconds:.1f}s"
+        line = f"compact: {what}; removed the files of {self.deleted_batches} superseded batches in {self.seconds:.1f}s"
+        if self.damaged:
+            line += (f"; left {len(self.damaged)} damaged batch(es) alone, e.g. {self.damaged[0]} (bike check, "
+                     "bike repair)")
+        return line
 
 
 def _shard(store: Store, table: str, batch: str) -> Path:
@@ -85,10 +97,12 @@ def batch_bytes(store: Store, record: dict) -> int:
     return total
 
 
-def plan(store: Store, target_bytes: int = TARGET_BYTES) -> "list[list[dict]]":
+def plan(store: Store, target_bytes: int = TARGET_BYTES, skip=()) -> "list[list[dict]]":
     """Groups (≥ 2 batches each) to merge: per model, runs of consecutive batches each smaller than
     ``target_bytes``, closed when their total reaches it. A batch with a replacement still pending is never
-    merged (``Store.recover`` finishes those first)."""
+    merged (``Store.recover`` finishes those first), nor a damaged one (``Store.commits`` leaves those out;
+    ``skip``: more batches to leave alone, e.g. those that failed :func:`verify`); either ends a run."""
+    skip = set(skip)
     by_model: dict[str, list[dict]] = {}
     for c in store.commits():
         by_model.setdefault(c["model_id"], []).append(c)
@@ -98,7 +112,7 @@ def plan(store: Store, target_bytes: int = TARGET_BYTES) -> "list[list[dict]]":
         size = 0
         for c in records:
             b = batch_bytes(store, c)
-            if not c.get("cleaned", True) or b >= target_bytes:
+            if not c.get("cleaned", True) or b >= target_bytes or c["batch"] in skip:
                 if len(run) > 1:
                     groups.append(run)
                 run, size = [], 0
@@ -114,8 +128,27 @@ def plan(store: Store, target_bytes: int = TARGET_BYTES) -> "list[list[dict]]":
     return groups
 
 
-def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, row_group_rows: int) -> int:
-    """Stream the members' shards of ``table`` into one Parquet file at ``dest`` → rows written."""
+def verify(store: Store, members: "list[dict]") -> "dict[str, str]":
+    """Check every shard of ``members`` in full (``bike check``'s test: SHA-256 against the record, or a full
+    decode for records without checksums, and the row count) → {batch: why} of those that fail."""
+    from .check import _shard_problem
+    bad: dict[str, str] = {}
+    for c in members:
+        for table, n in sorted(c["tables"].items()):
+            if not n or table not in TABLES:
+                continue
+            why = _shard_problem(_shard(store, table, c["batch"]), int(n), (c.get("files") or {}).get(table))
+            if why:
+                bad[c["batch"]] = f"{table} shard: {why}"
+                break
+    return bad
+
+
+def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, row_group_rows: int,
+                 stats: "dict | None" = None) -> int:
+    """Stream the members' shards of ``table`` into one Parquet file at ``dest`` → rows written. ``stats``
+    receives the new file's byte size and SHA-256 (:func:`index.store.file_stats`). A member shard that is
+    missing or holds another row count than its record says raises :class:`StoreError` (nothing committed)."""
     schema = TABLES[table]
     rows = 0
 
@@ -126,11 +159,14 @@ def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, ro
         with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
             for c in members:
                 p = _shard(store, table, c["batch"])
-                if not c["tables"].get(table) or not p.exists():
+                if not c["tables"].get(table):
                     continue
+                if not p.exists():
+                    raise StoreError(f"{p}: shard of batch {c['batch']} missing; not merged (bike check)")
                 t = pq.read_table(p, schema=schema)     # missing (newer) columns read as NULL
-                if not t.num_rows:
-                    continue
+                if t.num_rows != c["tables"][table]:
+                    raise StoreError(f"{p}: {t.num_rows} rows, its commit record says {c['tables'][table]}; "
+                                     "not merged (bike check)")
                 buffered.append(t)
                 n += t.num_rows
                 if n >= row_group_rows:
@@ -139,10 +175,14 @@ def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, ro
             if buffered:
                 w.write_table(pa.concat_tables(buffered), row_group_size=row_group_rows)
                 rows += n
+        if stats is not None:
+            stats.update(file_stats(tmp))
 
     atomic_write(dest, write)
     if not rows:
         dest.unlink(missing_ok=True)
+        if stats is not None:
+            stats.clear()
     return rows
 
 
@@ -153,29 +193,24 @@ def merge_group(store: Store, members: "list[dict]", row_group_rows: int = ROW_G
     assert all(c["model_id"] == model_id for c in members)
     batch = f"{members[-1]['batch']}-c{uuid.uuid4().hex[:6]}"
     counts: dict[str, int] = {}
+    files: dict[str, dict] = {}
     for table in TABLES:
         if any(c["tables"].get(table) for c in members):
-            counts[table] = _merge_table(store, table, members, _shard(store, table, batch), row_group_rows)
+            stats: dict = {}
+            counts[table] = _merge_table(store, table, members, _shard(store, table, batch), row_group_rows, stats)
+            if counts[table]:
+                files[table] = stats
     videos: dict[str, str] = {}
     covers: list[str] = []
     for c in members:
         videos.update(c["videos"])
         covers.extend(c["covers"] if "covers" in c else [c["batch"]] if c["tables"].get("embeddings") else [])
-    record = {"batch": batch, "model_id": model_id, "videos": videos, "tables": counts, "replace": False,
+    record = {"batch": batch, "model_id": model_id, "videos": videos, "tables": counts, "files": files,
+              "replace": False,
               "cleaned": True, "created": time.time(), "compacted": [c["batch"] for c in members],
               "covers": covers}
     atomic_write(store.root / COMMITS / f"{batch}.json", lambda tmp: Path(tmp).write_text(json.dumps(record)))
     return record
-
-
-def _raw_records(store: Store) -> "list[dict]":
-    out = []
-    for p in sorted((store.root / COMMITS).glob("*.json")):
-        try:
-            out.append(json.loads(p.read_text()))
-        except FileNotFoundError:
-            continue
-    return out
 
 
 def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" = None) -> int:
@@ -184,9 +219,12 @@ def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" 
 
     Order matters for kill-safety: a batch's shards go before its record, and a merged batch that is itself a
     compaction loses its own merged batches first (were its record deleted first, the batches it hides would
-    count again)."""
+    count again). The merged batches of a damaged compacted batch are kept: ``bike repair`` sets them aside
+    with it (they are the only intact copy of its rows). Unreadable records are left to ``bike repair``."""
     now = time.time() if now is None else now
-    records = {c["batch"]: c for c in _raw_records(store)}
+    store.commits(refresh=True)
+    records = {c["batch"]: c for c in store.records()}
+    damaged = set(store.damaged)
     removed = 0
 
     def delete(batch: str) -> None:
@@ -202,7 +240,8 @@ def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" 
         removed += 1
 
     for c in list(records.values()):
-        if c["batch"] in records and "compacted" in c and now - float(c.get("created", now)) >= grace_s:
+        if c["batch"] in records and c.get("compacted") and c["batch"] not in damaged \
+                and now - float(c.get("created", now)) >= grace_s:
             for old in c["compacted"]:
                 delete(old)
     return removed
@@ -221,7 +260,19 @@ def compact(store: "Store | str", target_bytes: int = TARGET_BYTES, grace_s: flo
     say = log or (lambda msg: None)
     store.recover()
     report = CompactReport(batches_before=len(store.commits()))
-    for members in plan(store, target_bytes):
+    report.damaged = sorted(store.damaged)               # left out by commits(): never merged
+    skip: dict[str, str] = {}
+    while True:                                          # verify every member in full; re-plan without failures
+        groups = plan(store, target_bytes, skip)
+        bad = {b: why for members in groups for b, why in verify(store, members).items()}
+        if not bad:
+            break
+        for b, why in bad.items():
+            store.warn(f"{store.root}: batch {b} is damaged ({why}); not merged: run `bike check --store "
+                       f"{store.root}` and `bike repair --store {store.root}`")
+        skip.update(bad)
+    report.damaged = sorted(set(report.damaged) | set(skip))
+    for members in groups:
         record = merge_group(store, members, row_group_rows)
         report.groups += 1
         report.merged += len(members)

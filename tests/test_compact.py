@@ -256,7 +256,15 @@ def test_compact_command(small_store, tmp_path, capsys):
     with Store(path).lock():                     # a running writer: a clear message, nothing touched
         assert bike(["compact", "--store", str(path)]) == 2
     assert "another job" in capsys.readouterr().err
-    assert bike(["compact", "--store", str(path), "--grace", "-1"]) == 2
+    for bad in (["--grace", "-1"], ["--target-mb", "0"]):        # checked when the command line is parsed
+        with pytest.raises(SystemExit) as e:
+            bike(["compact", "--store", str(path), *bad])
+        assert e.value.code == 2
+    capsys.readouterr()
+    assert bike(["compact", "--store", str(path), "--format", "json"]) == 0
+    import json
+    report = json.loads(capsys.readouterr().out)
+    assert report["groups"] == 0 and report["batches_before"] == 1 and report["damaged"] == []
 
 
 def test_bike_tag_compacts_when_the_store_passes_its_threshold(ray_cluster, tmp_path, capsys):
