@@ -100,18 +100,29 @@ def batch_bytes(store: Store, record: dict) -> int:
 def plan(store: Store, target_bytes: int = TARGET_BYTES, skip=()) -> "list[list[dict]]":
     """Groups (≥ 2 batches each) to merge: per model, runs of consecutive batches each smaller than
     ``target_bytes``, closed when their total reaches it. A batch with a replacement still pending is never
-    merged (``Store.recover`` finishes those first), nor a damaged one (``Store.commits`` leaves those out;
-    ``skip``: more batches to leave alone, e.g. those that failed :func:`verify`); either ends a run."""
+    merged (``Store.recover`` finishes those first), nor a damaged one (``Store.damaged``; ``skip``: more
+    batches to leave alone, e.g. those that failed :func:`verify`); either ends a run, so a merged batch only
+    ever replaces batches that were consecutive."""
     skip = set(skip)
+    visible = {c["batch"] for c in store.commits()}
+    damaged = set(store.damaged)
+    unreadable = damaged - {r["batch"] for r in store.records()}     # model unknown: ends every model's run
     by_model: dict[str, list[dict]] = {}
-    for c in store.commits():
-        by_model.setdefault(c["model_id"], []).append(c)
+    for c in store.records():                    # damaged batches too (in order), so that they end runs
+        if c["batch"] in visible or c["batch"] in damaged:
+            by_model.setdefault(c["model_id"], []).append(c)
+    for bad in sorted(unreadable):
+        for records in by_model.values():
+            records.append({"batch": bad, "tables": {}, "videos": {}})
+    for records in by_model.values():
+        records.sort(key=lambda c: c["batch"])
+    skip |= damaged
     groups: list[list[dict]] = []
     for records in by_model.values():
         run: list[dict] = []
         size = 0
         for c in records:
-            b = batch_bytes(store, c)
+            b = 0 if c["batch"] in skip else batch_bytes(store, c)
             if not c.get("cleaned", True) or b >= target_bytes or c["batch"] in skip:
                 if len(run) > 1:
                     groups.append(run)
