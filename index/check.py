@@ -218,12 +218,14 @@ def repair_store(store: Store) -> RepairReport:
     report = RepairReport(str(store.root))
     with store.lock():
         check = check_store(store)
-        records = {r["batch"]: r for r in store._read_records()[0]}
+        all_records, unreadable = store._read_records()
+        records = {r["batch"]: r for r in all_records}
         for batch in check.damaged:
             folder = store.root / QUARANTINE / batch
             folder.mkdir(parents=True, exist_ok=True)
             vids, paths = _videos_of(store, batch, records.get(batch))
             inner = merged_batches(records, batch)     # a compacted batch: what it merged, still on disk
+            inner = [b for b in (records.get(batch) or {}).get("compacted", ()) if b in unreadable] + inner
             if not paths:                              # its own videos shard unreadable: the merged ones'
                 for b in inner:
                     paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))

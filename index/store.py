@@ -284,7 +284,7 @@ class Store:
         in :attr:`damaged` and warned about once."""
         if self._commits is None or refresh:
             records, superseded, good, bad = self._scan()
-            if bad:                                   # a writer may have rewritten a shard meanwhile: look again
+            if set(bad) & {r["batch"] for r in records}:   # a writer may have rewritten a shard meanwhile: again
                 records, superseded, good, bad = self._scan()
             self._records, self._commits, self.damaged, self.superseded = records, good, bad, superseded
             for batch, why in bad.items():

@@ -210,6 +210,9 @@ def test_truncated_compacted_shard_is_left_out_checked_and_repaired(compacted, c
     assert collect_garbage(Store(s.root, warn=lambda m: None), grace_s=0) == 0
     assert all(s.shard("labels", b).exists() for b in batches)
     assert compact(Store(s.root, warn=lambda m: None)).groups == 0
+    (s.root / COMMITS / f"{batches[4]}.json").write_text("{")     # a merged batch's record unreadable too
+    r = Store(s.root, warn=lambda m: None)
+    assert r.commits() == [] and list(r.damaged) == [c]           # the merged one is hidden: not damaged
     assert bike("check", "--store", s.root) == 1
     out = capsys.readouterr().out
     assert f"damaged: batch {c}: labels shard" in out and "1 damaged batch(es)" in out
@@ -219,7 +222,8 @@ def test_truncated_compacted_shard_is_left_out_checked_and_repaired(compacted, c
     q = s.root / QUARANTINE / c
     assert (q / "commit.json").exists() and (q / "labels.parquet").exists()
     assert sorted(p.name for p in (q / "merged").iterdir()) == batches
-    assert all((q / "merged" / b / "commit.json").exists() for b in batches)
+    assert all((q / "merged" / b / "commit.json").exists() and (q / "merged" / b / "labels.parquet").exists()
+               for b in batches)
     assert (q / "retag.txt").read_text() == "".join(f"/videos/{v}.mp4\n" for v in "abcde")
     assert not list(s.root.glob("*/*.parquet")) and not list((s.root / COMMITS).iterdir())
     assert bike("check", "--store", s.root) == 0 and "OK" in capsys.readouterr().out
