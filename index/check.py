@@ -7,6 +7,12 @@ What is checked, per committed batch (``STORE/_commits/<batch>.json``):
   checksums existed: the shard is read in full instead), is a Parquet file, and holds the row count the
   record says.
 
+Compaction (index/compact.py). A compacted batch (its name ends in ``-c<random>``) is checked like any batch:
+its record carries ``files`` too, and names under ``compacted`` the batches it merged (``covers``: the original
+batches whose clips it holds, for the FAISS index); both must be lists of batch names. The merged batches are
+superseded: readers no longer read them and their files await compaction's clean-up (a grace period), so they
+are counted apart, never reported as damaged nor as files of no batch.
+
 Anything else in the table folders is reported too: shards of no batch (a writer killed before its commit
 record; the next writer's ``Store.recover`` deletes them) and replacements a killed ``--force`` run left
 unfinished (``recover`` finishes them).
@@ -16,7 +22,10 @@ ALL of its shards, then its commit record, into ``STORE/_quarantine/<batch>/`` â
 writes there ``retag.txt``, the paths of its videos when its ``videos`` shard is still readable. Without a
 commit record its videos are no longer "done": the next ``bike tag`` over the same sources tags them again.
 Shards move first and the record last, so a crash in the middle leaves a batch that readers already skip as
-damaged, and a second ``bike repair`` finishes the move.
+damaged, and a second ``bike repair`` finishes the move. A damaged compacted batch takes the batches it merged
+that are still on disk along (into ``_quarantine/<batch>/merged/<merged batch>/``, innermost first, before its
+own record): they are hidden only by its record, and may hold rows that a later ``--force`` replaced, so they
+must not come back when it goes.
 """
 from __future__ import annotations
 
@@ -52,6 +61,7 @@ class CheckReport:
     problems: list = field(default_factory=list)        # [Problem]: damaged batches
     leftovers: list = field(default_factory=list)       # [str]: uncommitted shards, temporary files
     pending: list = field(default_factory=list)         # [batch]: unfinished replacements
+    superseded: list = field(default_factory=list)      # [batch]: merged by a compaction, awaiting clean-up
 
     @property
     def damaged(self) -> "list[str]":
@@ -67,6 +77,10 @@ class CheckReport:
         if self.leftovers:
             out.append(f"bike check: {len(self.leftovers)} files of no committed batch (a writer was killed; "
                        "the next `bike tag` or `bike repair` removes them), e.g. " + self.leftovers[0])
+        if self.superseded:
+            out.append(f"bike check: {len(self.superseded)} batch(es) merged by `bike compact`, not read any more; "
+                       "their files are kept a grace period for running readers (the next `bike compact` or "
+                       "`bike tag` removes them)")
         if self.pending:
             out.append(f"bike check: {len(self.pending)} replacement(s) left unfinished by a killed --force run "
                        "(readers already hide the replaced rows; the next `bike tag` or `bike repair` finishes "
@@ -104,12 +118,21 @@ def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
 
 def check_store(store: Store) -> CheckReport:
     """Verify every committed batch in full (see the module docstring)."""
-    records, bad = store._read_records()
-    report = CheckReport(str(store.root), batches=len(records) + len(bad))
-    for batch, why in bad.items():
+    all_records, bad = store._read_records()
+    superseded = {b for r in all_records for b in r.get("compacted", ()) if isinstance(b, str)}
+    records = [r for r in all_records if r["batch"] not in superseded]
+    report = CheckReport(str(store.root), superseded=sorted(superseded & ({r["batch"] for r in all_records}
+                                                                           | set(bad))))
+    bad_visible = {b: why for b, why in bad.items() if b not in superseded}
+    report.batches = len(records) + len(bad_visible)
+    for batch, why in bad_visible.items():
         report.problems.append(Problem(batch, None, why))
-    known = {r["batch"] for r in records} | set(bad)
+    known = {r["batch"] for r in all_records} | set(bad) | superseded
     for rec in records:
+        for field_ in ("compacted", "covers"):
+            if not all(isinstance(b, str) and b for b in rec.get(field_, ())):
+                report.problems.append(Problem(rec["batch"], None, f"'{field_}' holds something else than batch "
+                                                                   "names"))
         for table, n in sorted(rec["tables"].items()):
             if not n:
                 continue
@@ -167,25 +190,57 @@ def _videos_of(store: Store, batch: str, record: "dict | None") -> "tuple[list[s
     return vids, paths
 
 
+def merged_batches(records: "dict[str, dict]", batch: str) -> "list[str]":
+    """The batches a compacted ``batch`` merged that still have a record, recursively, innermost first (the
+    order their files may be moved or deleted in without making any of them visible again)."""
+    out: list[str] = []
+    for inner in (records.get(batch) or {}).get("compacted", ()):
+        if inner in records and inner not in out:
+            out.extend(b for b in merged_batches(records, inner) if b not in out)
+            out.append(inner)
+    return out
+
+
+def _move_batch(store: Store, batch: str, folder: Path) -> None:
+    """Move a batch's shards, then its commit record, into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in TABLES:                               # shards first ...
+        src = store.shard(table, batch)
+        if src.exists():
+            shutil.move(str(src), str(folder / f"{table}.parquet"))
+    record = store.root / COMMITS / f"{batch}.json"
+    if record.exists():                                # ... the commit record last
+        shutil.move(str(record), str(folder / "commit.json"))
+
+
 def repair_store(store: Store) -> RepairReport:
     """Quarantine every damaged batch, then let :meth:`Store.recover` clean up (takes the writer lock)."""
     report = RepairReport(str(store.root))
     with store.lock():
         check = check_store(store)
-        records = {r["batch"]: r for r in store._read_records()[0]}
+        all_records, unreadable = store._read_records()
+        records = {r["batch"]: r for r in all_records}
         for batch in check.damaged:
             folder = store.root / QUARANTINE / batch
             folder.mkdir(parents=True, exist_ok=True)
             vids, paths = _videos_of(store, batch, records.get(batch))
+            inner = merged_batches(records, batch)     # a compacted batch: what it merged, still on disk
+            inner = [b for b in (records.get(batch) or {}).get("compacted", ()) if b in unreadable] + inner
+            if not paths:                              # its own videos shard unreadable: the merged ones'
+                for b in inner:
+                    paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))
+            retag = folder / "retag.txt"
+            if retag.exists():                         # a second run after a crash: keep what the first found
+                paths = sorted(set(paths) | set(filter(None, retag.read_text().splitlines())))
             if paths:
-                (folder / "retag.txt").write_text("".join(p + "\n" for p in paths))
-            for table in TABLES:                       # shards first ...
+                retag.write_text("".join(p + "\n" for p in paths))
+            for table in TABLES:                       # its shards first (readers already skip it) ...
                 src = store.shard(table, batch)
                 if src.exists():
                     shutil.move(str(src), str(folder / f"{table}.parquet"))
-            record = store.root / COMMITS / f"{batch}.json"
-            if record.exists():                        # ... the commit record last
-                shutil.move(str(record), str(folder / "commit.json"))
+            for b in inner:                            # ... then the batches it hid, innermost first ...
+                _move_batch(store, b, folder / "merged" / b)
+            _move_batch(store, batch, folder)          # ... and its commit record last
             with open(folder / "why.json", "w") as f:
                 json.dump([p.line() for p in check.problems if p.batch == batch], f, indent=1)
             report.quarantined.append((batch, str(folder), len(vids), paths))

@@ -27,6 +27,12 @@ commit record is damaged the same way, and its shards are never deleted as "unco
 ``bike repair`` moves them, into ``STORE/_quarantine/``). ``bike check`` (index/check.py) verifies checksums
 and row counts in full.
 
+Compaction (index/compact.py, ``bike compact``) merges small batches into one batch per model behind ONE new
+commit record that lists the merged batches under ``compacted`` (with ``files`` stats like any record). From its
+commit on, :meth:`Store.commits` hides the merged batches (:attr:`Store.superseded`): every row is read once.
+Their files stay a grace period for readers that listed them before, then compaction deletes them; meanwhile
+they are neither damaged nor "files of no batch" for ``recover``, ``bike check`` and ``bike repair``.
+
 Readers' DuckDB connections are sandboxed in DuckDB's own configuration (:func:`sandboxed_duckdb`): they may
 read the store's committed shards and nothing else, never write a file, never install or load an extension,
 and the settings are locked.
@@ -192,6 +198,7 @@ class Store:
         self._commits: "list[dict] | None" = None
         self._records: "list[dict]" = []
         self.damaged: "dict[str, str]" = {}          # batch → why it is left out of reads
+        self.superseded: "set[str]" = set()          # batches merged by a compaction (index/compact.py): hidden
         self._warned: set = set()
         self.warn = warn or (lambda msg: print(f"bike: warning: {msg}", file=sys.stderr, flush=True))
         if self.root.exists() and not self.root.is_dir():
@@ -217,18 +224,27 @@ class Store:
         return self.root / table / f"{batch}.parquet"
 
     def _read_records(self) -> "tuple[list[dict], dict[str, str]]":
-        """Every commit record (oldest first) and {batch: reason} of records that cannot be read."""
+        """Every commit record (oldest first) and {batch: reason} of records that cannot be read. A record that
+        vanishes between listing and reading (compaction's clean-up, index/compact.py, or ``bike repair``)
+        makes the folder be listed again, so the records returned are one consistent view."""
         d = self.root / COMMITS
-        out, bad = [], {}
-        for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                with open(p) as f:
-                    rec = json.load(f)
-                if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
-                    raise ValueError("not a commit record")
-                out.append(rec)
-            except (OSError, ValueError) as e:            # JSONDecodeError is a ValueError
-                bad[p.stem] = f"commit record {p} unreadable ({type(e).__name__}: {e})"
+        for attempt in range(5):
+            out, bad, vanished = [], {}, False
+            for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+                try:
+                    with open(p) as f:
+                        rec = json.load(f)
+                    if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
+                        raise ValueError("not a commit record")
+                    if not isinstance(rec.get("compacted", []), list) or not isinstance(rec.get("covers", []), list):
+                        raise ValueError("'compacted' / 'covers' are not lists of batches")
+                    out.append(rec)
+                except FileNotFoundError:
+                    vanished = True                       # removed after we listed it: list again
+                except (OSError, ValueError) as e:        # JSONDecodeError is a ValueError
+                    bad[p.stem] = f"commit record {p} unreadable ({type(e).__name__}: {e})"
+            if not vanished:
+                break
         return out, bad
 
     def _problem(self, rec: dict) -> "str | None":
@@ -241,23 +257,36 @@ class Store:
                 return f"{table}: {why}"
         return None
 
+    def _scan(self) -> "tuple[list[dict], set[str], list[dict], dict[str, str]]":
+        """(every readable record, superseded batches, visible undamaged records, {damaged batch: why})."""
+        records, bad = self._read_records()
+        # A compacted batch (index/compact.py) names the batches it merged under ``compacted``: they are
+        # superseded. Their files stay a grace period for readers that listed them a moment ago, and are then
+        # deleted (shards before record), so they are neither read nor checked here, and never "damaged".
+        superseded = {b for r in records for b in r.get("compacted", ()) if isinstance(b, str)}
+        good = []
+        for rec in records:
+            if rec["batch"] in superseded:
+                continue
+            why = self._problem(rec)
+            if why:
+                bad[rec["batch"]] = why
+            else:
+                good.append(rec)
+        bad = {b: why for b, why in bad.items() if b not in superseded}
+        return records, superseded, good, bad
+
     def commits(self, refresh: bool = False) -> "list[dict]":
-        """Commit records of the committed, undamaged batches, oldest first (read once, then kept up to date by
-        this object's own writes; ``refresh=True`` re-reads the directory). A damaged batch (a shard missing,
-        truncated or not Parquet; an unreadable record) is left out, listed in :attr:`damaged` and warned
-        about once."""
+        """Commit records of the committed, visible, undamaged batches, oldest first (read once, then kept up to
+        date by this object's own writes; ``refresh=True`` re-reads the directory). Batches merged by a
+        compaction are hidden (listed in :attr:`superseded`): each row is read once, from the compacted batch.
+        A damaged batch (a shard missing, truncated or not Parquet; an unreadable record) is left out, listed
+        in :attr:`damaged` and warned about once."""
         if self._commits is None or refresh:
-            records, bad = self._read_records()
-            if any(self._problem(r) for r in records):         # a writer may have rewritten a shard meanwhile
-                records, bad = self._read_records()
-            good = []
-            for rec in records:
-                why = self._problem(rec)
-                if why:
-                    bad[rec["batch"]] = why
-                else:
-                    good.append(rec)
-            self._records, self._commits, self.damaged = records, good, bad
+            records, superseded, good, bad = self._scan()
+            if set(bad) & {r["batch"] for r in records}:   # a writer may have rewritten a shard meanwhile: again
+                records, superseded, good, bad = self._scan()
+            self._records, self._commits, self.damaged, self.superseded = records, good, bad, superseded
             for batch, why in bad.items():
                 if batch not in self._warned:
                     self._warned.add(batch)
@@ -267,7 +296,8 @@ class Store:
         return self._commits
 
     def records(self) -> "list[dict]":
-        """Every readable commit record, damaged batches included (for check/repair/recover)."""
+        """Every readable commit record, damaged and superseded (compacted-away) batches included (for
+        check/repair/recover/compaction's clean-up)."""
         self.commits()
         return self._records
 
@@ -451,9 +481,10 @@ class Store:
 
     def recover(self) -> "dict[str, int]":
         """Delete temporary files and uncommitted shards; finish pending replacements. Idempotent. Shards of
-        a batch whose commit record exists but is damaged are kept (``bike repair`` quarantines them)."""
+        a batch whose commit record exists but is damaged are kept (``bike repair`` quarantines them), and so
+        are those of batches merged by a compaction (their grace period; compaction's clean-up deletes them)."""
         self.commits(refresh=True)
-        known = {c["batch"] for c in self._records} | set(self.damaged)
+        known = {c["batch"] for c in self._records} | set(self.damaged) | self.superseded
         removed = {"tmp": 0, "uncommitted": 0, "replacements": 0}
         for name in (*TABLES, COMMITS):
             d = self.root / name

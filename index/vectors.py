@@ -28,6 +28,15 @@ rebuilds from scratch instead when a newer batch replaced videos (``bike tag --f
 are in the index), when the kind should change (``auto`` crossed a size threshold, or another ``kind`` was
 asked for), or when an IVF index has grown past 4× the size it was trained at (its lists are too coarse).
 
+Compaction (index/compact.py) merges batches into a new one whose record lists, under ``covers``, the original
+batches with embeddings it holds; the index covers it when it covered all of those (the manifest lists the
+originals of compacted batches too), so compacting never makes an index stale.
+
+Large stores: building never holds all vectors (index/vecstream.py): a first pass reads only clip ids, IVF is
+trained on a uniform sample of ``train_size`` vectors, and vectors are added ADD_CHUNK at a time. Search opens
+the index memory-mapped (:func:`open_index`), so an index larger than RAM still answers; ``bike index`` says
+what it built and how much memory a search touches (:func:`search_bytes`).
+
 Staleness: :meth:`VectorIndex.pending` lists committed batches the index does not cover; search (index/search.py)
 then scans those batches' vectors exactly beside the index, and says so.
 """
@@ -46,6 +55,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import vecstream
 from .store import Store, StoreError, atomic_write
 
 INDEX_DIR = "_index"
@@ -169,6 +179,22 @@ def train_index(index, kind: str, vectors: np.ndarray, params: dict, seed: int =
 
 
 # ------------------------------------------------------------------------------------- reading vectors
+def is_covered(record: dict, covered: "set[str]") -> bool:
+    """Whether the index covering the batches ``covered`` holds ``record``'s clips: it names the batch, or
+    the batch is a compaction (index/compact.py) of batches it names."""
+    return record["batch"] in covered or "covers" in record and set(record["covers"]) <= covered
+
+
+def batch_names(records: "list[dict]") -> "list[str]":
+    """What a manifest lists for these batches: their ids, and for compacted ones the originals they cover
+    (so a later compaction of them still counts as covered)."""
+    out: list[str] = []
+    for c in records:
+        out.append(c["batch"])
+        out.extend(c.get("covers", ()))
+    return out
+
+
 def _batches_with(store: Store, model_id: str, table: str = "embeddings") -> "list[dict]":
     return [c for c in store.commits() if c["model_id"] == model_id and c["tables"].get(table)]
 
@@ -299,7 +325,7 @@ class VectorIndex:
         when this is non-empty."""
         covered = set(self.manifest["batches"])
         return [c for c in self.store.commits() if c["model_id"] == self.model_id
-                and c["batch"] not in covered and (c["tables"].get("embeddings") or c.get("replace"))]
+                and not is_covered(c, covered) and (c["tables"].get("embeddings") or c.get("replace"))]
 
     def positions(self, clip_ids) -> np.ndarray:
         """FAISS positions of clip ids that the index holds (others are skipped)."""
@@ -350,8 +376,10 @@ class VectorIndex:
         return [s[: len(o)] for s, o in zip(scores, out_ids)], out_ids
 
 
-def open_index(store: "Store | str", model_id: str) -> "VectorIndex | None":
-    """The persisted index of ``model_id``, or None when none was built."""
+def open_index(store: "Store | str", model_id: str, mmap: bool = True) -> "VectorIndex | None":
+    """The persisted index of ``model_id``, or None when none was built. ``mmap``: memory-map the index and
+    id files read-only (search: the OS pages in what queries touch and may drop it again, so an index larger
+    than memory still answers); ``False`` reads them into memory (to extend the index)."""
     store = store if isinstance(store, Store) else Store(store)
     manifest = read_manifest(store, model_id)
     if manifest is None:
@@ -364,8 +392,15 @@ def open_index(store: "Store | str", model_id: str) -> "VectorIndex | None":
             raise VectorIndexError(f"{p}: missing (named by {d / MANIFEST}); fix: rebuild with "
                               f"`bike index --store {store.root} --model-id {model_id}`")
     try:
-        index = faiss.read_index(str(index_path))
-        ids = np.load(ids_path, allow_pickle=False)
+        if mmap:
+            # IVF kinds: IO_FLAG_MMAP maps the inverted lists; flat and HNSW: IO_FLAG_MMAP_IFC maps the vector
+            # storage (the two do not combine: measured with faiss 1.15)
+            mapped = faiss.IO_FLAG_MMAP if manifest["kind"] in ("ivf", "ivfpq") else faiss.IO_FLAG_MMAP_IFC
+            flags = mapped | faiss.IO_FLAG_READ_ONLY
+            index = faiss.read_index(str(index_path), flags)
+        else:
+            index = faiss.read_index(str(index_path))
+        ids = np.load(ids_path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except Exception as e:  # noqa: BLE001 - any decoding failure means a damaged file
         raise VectorIndexError(f"{index_path}: cannot read the index ({e}); fix: rebuild with "
                           f"`bike index --store {store.root} --model-id {model_id}`") from None
@@ -390,11 +425,50 @@ class IndexReport:
     path: Path
     bytes: int = 0
     gpu: bool = False
+    search_bytes: int = 0    # memory a search touches (memory-mapped: paged in on demand), see search_bytes()
+    detail: str = ""         # the kind's parameters, e.g. "IVF-Flat, 1024 lists, 16 probed per query"
 
     def line(self) -> str:
         size = f"{self.bytes / 2**20:.1f} MiB"
-        return (f"index {self.kind} of model {self.model_id}: {self.total} clips ({self.added} added; "
-                f"{self.reason}) in {self.seconds:.1f}s, {size}{', built on GPU' if self.gpu else ''} → {self.path}")
+        detail = f" ({self.detail})" if self.detail else ""
+        need = (f"; search needs ~{_mib(self.search_bytes)} of memory (memory-mapped: paged in as queries "
+                "touch it)") if self.search_bytes else ""
+        return (f"index {self.kind}{detail} of model {self.model_id}: {self.total} clips ({self.added} added; "
+                f"{self.reason}) in {self.seconds:.1f}s, {size} on disk{', built on GPU' if self.gpu else ''}"
+                f"{need} → {self.path}")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _describe(kind: str, params: dict) -> str:
+    if kind == "flat":
+        return "exact inner product"
+    if kind == "hnsw":
+        return f"HNSW, M={params.get('M')}, efSearch {params.get('efSearch')}"
+    what = "IVF-Flat" if kind == "ivf" else f"IVF-PQ {params.get('m')}×{params.get('nbits')}-bit codes"
+    return (f"{what}, {params.get('nlist')} lists trained on {params.get('train_size')} sampled vectors, "
+            f"{params.get('nprobe')} probed per query")
+
+
+def search_bytes(kind: str, n: int, dim: int, params: dict, id_bytes: int = 0) -> int:
+    """Memory a search over the index touches: vectors or codes, inverted-list ids, coarse centroids, graph
+    links, plus the clip-id array (``id_bytes``). Memory-mapped, this is the working set the OS pages in (an
+    IVF query only reads ``nprobe`` of the ``nlist`` lists), not memory the process must own."""
+    if kind == "flat":
+        body = n * dim * 4
+    elif kind == "hnsw":
+        body = n * (dim * 4 + 2 * int(params.get("M", 32)) * 4 * 1.1)
+    elif kind in ("ivf", "ivfpq"):
+        nlist = int(params.get("nlist", 1))
+        code = dim * 4 if kind == "ivf" else math.ceil(int(params.get("m", 1)) * int(params.get("nbits", 8)) / 8)
+        body = n * (code + 8) + nlist * dim * 4
+        if kind == "ivfpq":
+            body += 2 ** int(params.get("nbits", 8)) * dim * 4          # PQ centroids
+    else:
+        body = n * dim * 4
+    return int(body + id_bytes)
 
 
 def _plan(manifest: "dict | None", pending: "list[dict]", total: int, kind: str) -> "tuple[bool, str]":
@@ -437,69 +511,68 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
         batches = _batches_with(store, model_id)
         total_rows = sum(c["tables"]["embeddings"] for c in batches)
         covered = set(manifest["batches"]) if manifest else set()
-        pending = [c for c in store.commits() if c["model_id"] == model_id and c["batch"] not in covered
+        pending = [c for c in store.commits() if c["model_id"] == model_id and not is_covered(c, covered)
                    and (c["tables"].get("embeddings") or c.get("replace"))]
         # An explicit --kind sticks: a later plain update (e.g. at the end of `bike tag`) keeps it.
         requested = kind if kind != "auto" or manifest is None else manifest.get("requested_kind", "auto")
         rebuild, reason = _plan(manifest, pending, total_rows, requested)
         if not rebuild and not pending:
             return IndexReport(model_id, manifest["kind"], int(manifest["count"]), 0, False, "up to date",
-                               time.perf_counter() - t0, d, _size(d, manifest), False)
+                               time.perf_counter() - t0, d, _size(d, manifest), False,
+                               int(manifest.get("search_bytes", 0)), _describe(manifest["kind"], manifest["params"]))
 
         if rebuild:
-            say(f"reading the embeddings of model {model_id} ...")
-            ids, vectors = _newest_only(*read_vectors(store, model_id))
-            chosen = choose_kind(len(ids), requested)
-            dim = vectors.shape[1] if len(ids) else 0
-            params = default_params(chosen, len(ids), dim)
+            say(f"reading the clip ids of model {model_id} ...")
+            scan = vecstream.scan_ids(store, model_id)
+            dim = scan.dim
+            chosen = choose_kind(scan.count, requested)
+            params = default_params(chosen, scan.count, dim)
             index = new_index(chosen, dim, params) if dim else None
             existing_ids: list[str] = []
             trained_on = 0
-            new_ids, new_vectors = ids, vectors
         else:
-            opened = open_index(store, model_id)
+            opened = open_index(store, model_id, mmap=False)       # extended in memory, written anew
             index, chosen, params, dim = opened.index, opened.kind, dict(manifest["params"]), opened.dim
             existing_ids = decode_ids(opened.ids)
             trained_on = int(manifest.get("trained_on", 0))
-            new_ids, new_vectors = read_vectors(store, model_id, [c["batch"] for c in pending])
-            seen = set(existing_ids)
-            keep = [i for i, c in enumerate(new_ids) if c not in seen]
-            new_ids = [new_ids[i] for i in keep]
-            new_vectors = new_vectors[keep] if len(keep) else np.zeros((0, dim), np.float32)
-            if len(new_ids) and new_vectors.shape[1] != dim:
-                raise VectorIndexError(f"{store.root}: new embeddings of model {model_id} are {new_vectors.shape[1]}-d, "
+            scan = vecstream.scan_ids(store, model_id, [c["batch"] for c in pending], skip=set(existing_ids))
+            if scan.count and scan.dim != dim:
+                raise VectorIndexError(f"{store.root}: new embeddings of model {model_id} are {scan.dim}-d, "
                                   f"the index is {dim}-d; fix: `bike index --store {store.root} --kind {chosen}` "
                                   "after deleting " + str(d))
 
         built_gpu = False
-        if index is not None and len(new_ids):
-            new_vectors = normalize(new_vectors)
-            if not index.is_trained:
-                say(f"training {chosen} ({params.get('nlist')} lists) on "
-                    f"{min(len(new_vectors), params.get('train_size', 0))} sampled vectors ...")
-                trained_on = len(new_vectors)
+        new_ids: list[str] = []
+        if index is not None and scan.count:
             if use_gpu and chosen != "hnsw":
                 index, built_gpu = _to_gpu(index), True
-            train_index(index, chosen, new_vectors, params)
-            for i in range(0, len(new_vectors), ADD_CHUNK):
-                index.add(new_vectors[i:i + ADD_CHUNK])
-                if len(new_vectors) > ADD_CHUNK:
-                    say(f"added {min(i + ADD_CHUNK, len(new_vectors))}/{len(new_vectors)} vectors")
+            if not index.is_trained:
+                size = min(scan.count, int(params.get("train_size", scan.count)))
+                say(f"training {chosen} ({params.get('nlist')} lists) on {size} of {scan.count} vectors, "
+                    "sampled uniformly ...")
+                index.train(normalize(vecstream.sample(scan, model_id, size)))
+                trained_on = scan.count
+            for ids, vecs in vecstream.chunks(scan, model_id, ADD_CHUNK):   # bounded memory: one chunk
+                index.add(normalize(vecs))
+                new_ids.extend(ids)
+                if scan.count > ADD_CHUNK:
+                    say(f"added {len(new_ids)}/{scan.count} vectors")
             if built_gpu:
                 index = _to_cpu(index)
         all_ids = encode_ids(existing_ids + list(new_ids))
         manifest_new = {
             "model_id": model_id, "kind": chosen, "requested_kind": requested, "dim": int(dim),
             "count": int(len(all_ids)), "params": params, "trained_on": int(trained_on),
-            "batches": [c["batch"] for c in batches] + [c["batch"] for c in pending
-                                                        if not c["tables"].get("embeddings")],
+            "batches": batch_names(batches) + batch_names([c for c in pending if not c["tables"].get("embeddings")]),
             "built_at": time.time(), "faiss_version": faiss.__version__, "metric": "inner_product",
             "normalized": True, "gpu_built": built_gpu,
+            "search_bytes": search_bytes(chosen, len(all_ids), int(dim), params, int(all_ids.nbytes)),
             "previous": [manifest[k] for k in ("index_file", "ids_file")] if manifest else [],
         }
         _publish(d, manifest_new, index, all_ids)
         return IndexReport(model_id, chosen, len(all_ids), len(new_ids), rebuild, reason,
-                           time.perf_counter() - t0, d, _size(d, manifest_new), built_gpu)
+                           time.perf_counter() - t0, d, _size(d, manifest_new), built_gpu,
+                           manifest_new["search_bytes"], _describe(chosen, params))
 
 
 def _size(d: Path, manifest: dict) -> int:

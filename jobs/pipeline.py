@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from . import remote
 from .decode import CHUNK_CLIPS, decode_video
 from .raycluster import Resources
 from .records import VideoResult
@@ -59,9 +60,12 @@ _niced = False
 def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
                  sampling=None):
     _lower_priority()
-    yield from decode_video(path, frames=frames, window_s=window_s, size=size, resize=resize,
-                            chunk_clips=chunk_clips, timeout_s=timeout_s, threads=threads, decoder=decoder,
-                            sampling=sampling)
+    kwargs = dict(frames=frames, window_s=window_s, size=size, resize=resize, chunk_clips=chunk_clips,
+                  timeout_s=timeout_s, threads=threads, decoder=decoder, sampling=sampling)
+    if remote.is_remote(path):                      # object storage: fetched here, on the decoding node
+        yield from remote.decode_remote(path, decode_video, **kwargs)
+        return
+    yield from decode_video(path, **kwargs)
 
 
 ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)

@@ -34,6 +34,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from . import remote
 from .errors import UsageError
 
 #: Extensions (lower case) treated as videos when walking folders and globs.
@@ -50,6 +51,7 @@ class Sources:
     """The listed videos (in listing order) and what was skipped, by reason."""
     videos: list = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
+    objects: dict = field(default_factory=dict)     # URL → jobs.remote.RemoteObject (object-storage sources)
 
     def describe_skipped(self) -> str:
         return ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
@@ -104,7 +106,7 @@ def _read_list(path: str) -> list:
             lines = [ln.strip() for ln in f]
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: cannot read this list file ({e}); give one video path per line") from None
-    return [ln if os.path.isabs(ln) else os.path.join(base, ln)
+    return [ln if os.path.isabs(ln) or remote.is_remote(ln) else os.path.join(base, ln)
             for ln in lines if ln and not ln.startswith("#")]
 
 
@@ -136,13 +138,29 @@ def list_sources(specs) -> Sources:
             elif os.path.exists(path) and not os.path.isdir(path):
                 out.skipped["not regular files"] += 1
 
+    def add_remote(spec: str) -> None:                      # object storage / web: jobs/remote.py
+        try:
+            objects = remote.list_remote(spec, is_video_name, out.skipped)
+        except remote.RemoteError as e:
+            raise UsageError(str(e)) from None
+        for obj in objects:
+            if obj.url in out.objects:
+                out.skipped["listed twice"] += 1
+            else:
+                out.objects[obj.url] = obj
+                out.videos.append(obj.url)
+
     for spec in specs:
-        spec = os.path.expanduser(str(spec))
-        if os.path.isdir(spec):
+        spec = str(spec) if remote.is_remote(spec) else os.path.expanduser(str(spec))
+        if remote.is_remote(spec):
+            add_remote(spec)
+        elif os.path.isdir(spec):
             add_folder(spec)
         elif os.path.isfile(spec) and os.path.splitext(spec)[1].lower() in LIST_EXTENSIONS:
             for path in _read_list(spec):
-                if os.path.isdir(path):
+                if remote.is_remote(path):
+                    add_remote(path)
+                elif os.path.isdir(path):
                     add_folder(path)
                 else:
                     add(path, explicit=True)

@@ -57,6 +57,7 @@ class TagOptions:
     sampling: "str | None" = None                          # exact | keyframes (None: $BIKE_SAMPLING / exact)
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
+    compact_at: int = 256                                  # compact past this many store batches (0: never)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TagSummary:
     errors: list = field(default_factory=list)            # [(path, reason)]
     index: str = ""
     index_failed: bool = False
+    compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
 
     def lines(self) -> "list[str]":
         rate = f"{(self.ok + self.error) / self.run_s:.2f} videos/s, {self.frames / self.run_s:.1f} frames/s " \
@@ -104,6 +106,8 @@ class TagSummary:
         if len(self.errors) > 10:
             out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
                        "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.compacted:
+            out.append(f"bike tag: {self.compacted}")
         if self.index:
             out.append(f"bike tag: {self.index}")
         return out
@@ -237,10 +241,17 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store.root, trust=not opts.rehash)
+        remote_ids = None
+        if sources.objects:                                 # object-storage sources (jobs/remote.py)
+            from .remote import RemoteIds, is_remote
+            remote_ids = RemoteIds(store.root, trust=not opts.rehash, listed=sources.objects)
+
+        def identify(path):
+            return remote_ids.identify(path) if remote_ids is not None and is_remote(path) else id_cache.identify(path)
 
         def work():
             seen = set()
-            for path, vid, err in _identified(sources.videos, id_cache.identify):
+            for path, vid, err in _identified(sources.videos, identify):
                 if vid in seen:
                     summary.duplicates += 1
                     progress.skip()
@@ -302,16 +313,26 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         finally:
             progress.close()
             summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
-            try:
-                id_cache.save()
-            except OSError as e:                      # a speed-up only: say so, never fail the job for it
-                log(f"bike tag: warning: could not save the content-id cache {id_cache.path}: {e}")
+            for cache in (id_cache, remote_ids):
+                if cache is None:
+                    continue
+                if cache is remote_ids:
+                    summary.ids_remembered += cache.hits
+                    summary.ids_hashed += cache.hashed
+                try:
+                    cache.save()
+                except OSError as e:                  # a speed-up only: say so, never fail the job for it
+                    log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:
         if pipeline is not None:
             pipeline.stop()
         raycluster.shutdown(started)
+    if opts.compact_at and summary.batches:
+        from index.compact import compact, needs_compaction
+        if needs_compaction(store, opts.compact_at):          # still under the writer lock (run_tag)
+            summary.compacted = compact(store, locked=True).line()
     summary.seconds = time.monotonic() - t0
     # also when nothing new was tagged: an earlier run may have been killed between its last commit and
     # this step (update_index says "up to date" when there is nothing to add)

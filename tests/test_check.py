@@ -147,3 +147,126 @@ def test_stores_without_checksums_are_read_and_checked(store):
     assert _count(s.root) == 6 and check_store(Store(s.root)).ok
     _truncate(s.shard("clips", batches[0]))
     assert check_store(Store(s.root)).damaged == [batches[0]] and _count(s.root) == 4
+
+
+# ---- compaction (index/compact.py) and integrity -----------------------------------------------------------
+from index.compact import collect_garbage, compact  # noqa: E402
+
+
+@pytest.fixture()
+def compacted(tmp_path):
+    """Five one-video batches merged by `bike compact` into one; the merged batches' files still on disk
+    (their grace period)."""
+    s = Store(tmp_path / "st", create=True)
+    batches = [_add(s, v) for v in ("a", "b", "c", "d", "e")]
+    report = compact(Store(s.root))
+    assert report.groups == 1 and report.merged == 5
+    (rec,) = Store(s.root).commits()
+    return s, batches, rec
+
+
+def test_check_is_clean_right_after_compact(compacted, capsys):
+    s, batches, rec = compacted
+    assert "-c" in rec["batch"] and rec["compacted"] == batches
+    assert set(rec["files"]) == {"videos", "clips", "labels", "attributes", "embeddings"}
+    assert all(len(f["sha256"]) == 64 and f["bytes"] == s.shard(t, rec["batch"]).stat().st_size
+               for t, f in rec["files"].items())
+    warnings = []
+    r = Store(s.root, warn=warnings.append)
+    assert [x["batch"] for x in r.commits()] == [rec["batch"]]
+    assert _count(s.root) == 10 and not r.damaged and not warnings and r.superseded == set(batches)
+    report = check_store(r)
+    assert report.ok and not report.leftovers and report.superseded == batches and report.batches == 1
+    assert report.rows == sum(rec["tables"].values())
+    assert r.recover() == {"tmp": 0, "uncommitted": 0, "replacements": 0}      # merged files are not "of no batch"
+    assert all(s.shard("labels", b).exists() for b in batches)
+    assert bike("check", "--store", s.root) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "5 batch(es) merged by `bike compact`" in out and "no committed batch" not in out
+    # the merged batches' files half deleted (a clean-up killed midway): still neither damaged nor leftovers
+    s.shard("labels", batches[0]).unlink()
+    s.shard("clips", batches[1]).unlink()
+    (s.root / COMMITS / f"{batches[2]}.json").write_text("{")      # even an unreadable merged record
+    warnings.clear()
+    r = Store(s.root, warn=warnings.append)
+    assert len(r.commits()) == 1 and _count(s.root) == 10 and not r.damaged and not warnings
+    assert check_store(r).ok and bike("check", "--store", s.root) == 0
+    assert bike("repair", "--store", s.root) == 0 and not (s.root / QUARANTINE).exists()
+    # past the grace period: the clean-up removes them; still OK
+    assert collect_garbage(Store(s.root), grace_s=0) == 4          # (the unreadable record is left to repair)
+    assert check_store(Store(s.root)).ok and _count(s.root) == 10
+
+
+def test_truncated_compacted_shard_is_left_out_checked_and_repaired(compacted, capsys):
+    s, batches, rec = compacted
+    c = rec["batch"]
+    _truncate(s.shard("labels", c))
+    warnings = []
+    r = Store(s.root, warn=warnings.append)
+    assert r.commits() == [] and list(r.damaged) == [c]           # left out; the merged batches stay hidden
+    assert len(warnings) == 1 and c in warnings[0] and "bike repair" in warnings[0]
+    assert _count(s.root) == 0 and _count(s.root, "videos") == 0 and r.done_videos("m1") == {}
+    # its merged batches are the only intact copy of its rows: the clean-up keeps them
+    assert collect_garbage(Store(s.root, warn=lambda m: None), grace_s=0) == 0
+    assert all(s.shard("labels", b).exists() for b in batches)
+    assert compact(Store(s.root, warn=lambda m: None)).groups == 0
+    (s.root / COMMITS / f"{batches[4]}.json").write_text("{")     # a merged batch's record unreadable too
+    r = Store(s.root, warn=lambda m: None)
+    assert r.commits() == [] and list(r.damaged) == [c]           # the merged one is hidden: not damaged
+    assert bike("check", "--store", s.root) == 1
+    out = capsys.readouterr().out
+    assert f"damaged: batch {c}: labels shard" in out and "1 damaged batch(es)" in out
+    assert not any(f"batch {b}:" in out for b in batches)
+    assert bike("repair", "--store", s.root) == 0
+    assert f"batch {c} set aside" in capsys.readouterr().out
+    q = s.root / QUARANTINE / c
+    assert (q / "commit.json").exists() and (q / "labels.parquet").exists()
+    assert sorted(p.name for p in (q / "merged").iterdir()) == batches
+    assert all((q / "merged" / b / "commit.json").exists() and (q / "merged" / b / "labels.parquet").exists()
+               for b in batches)
+    assert (q / "retag.txt").read_text() == "".join(f"/videos/{v}.mp4\n" for v in "abcde")
+    assert not list(s.root.glob("*/*.parquet")) and not list((s.root / COMMITS).iterdir())
+    assert bike("check", "--store", s.root) == 0 and "OK" in capsys.readouterr().out
+    assert Store(s.root).done_videos("m1") == {}                   # tagged again by the next bike tag
+
+
+def test_compaction_never_merges_a_damaged_shard(tmp_path):
+    s = Store(tmp_path / "st", create=True)
+    a, b, c, d, e, f = (_add(s, v) for v in "abcdef")
+    p = s.shard("embeddings", b)                                  # same size: only the SHA-256 shows it
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    _truncate(s.shard("labels", e))                               # readers already leave e out
+    warnings = []
+    report = compact(Store(s.root, warn=warnings.append))
+    assert report.damaged == [b, e] and "damaged" in report.line()
+    assert report.groups == 1 and report.merged == 2              # c + d; a is alone, b and e are left alone
+    r = Store(s.root, warn=lambda m: None)
+    (merged,) = [x for x in r.commits() if "compacted" in x]
+    assert merged["compacted"] == [c, d]
+    assert [x["batch"] for x in r.commits()] == [a, b, merged["batch"], f]
+    assert any(b in w and "not merged" in w for w in warnings)
+    assert check_store(r).damaged == [b, e]                      # both still found, and only them
+
+
+def test_pending_force_replacement_over_a_compacted_batch(compacted):
+    s, batches, rec = compacted
+    w = Store(s.root)
+    w._supersede = lambda record: None                            # killed right after the replacing commit
+    _add(w, "b", label="cooking", replace=True)
+    r = Store(s.root)
+    con = r.connect()
+    assert con.execute("SELECT count(*) FROM videos WHERE video_id = 'b'").fetchone()[0] == 1
+    assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]
+    assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 10
+    assert r.read("videos", ["video_id"])["video_id"].to_pylist().count("b") == 1
+    assert check_store(r).pending and check_store(r).ok
+    # the next writer (here: a compaction) finishes the replacement in the compacted shard, then merges again
+    report = compact(Store(s.root))
+    assert report.groups == 1
+    r = Store(s.root)
+    assert len(r.commits()) == 1 and not check_store(r).pending and check_store(r).ok
+    con = r.connect()
+    assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 10
+    assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]

@@ -21,7 +21,8 @@ ENV = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPAT
 HEAVY = ("torch", "open_clip", "ray", "faiss", "duckdb", "pyarrow", "pandas", "numpy")
 
 #: commands that print results take --format; all of them
-RESULT_COMMANDS = ["classify", "tag", "index", "search", "sql", "train", "adapt", "eval", "relabel", "weights"]
+RESULT_COMMANDS = ["classify", "tag", "index", "search", "sql", "train", "adapt", "eval", "relabel", "weights",
+                   "compact"]
 
 
 def _py(code: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from engine.config import DEFAULTS
 
 from .. import output
-from ..options import add_model_args, command_parser, model_kwargs, nonneg_float, positive_float, positive_int
+from ..options import (add_model_args, command_parser, model_kwargs, nonneg_float, nonneg_int, positive_float,
+                       positive_int)
 
 
 def register(sub) -> None:
@@ -15,9 +16,12 @@ def register(sub) -> None:
                     "per-frame embeddings and the saliency-weighted clip embedding. Videos the store already "
                     "holds for this model + label set + window are skipped (a rerun with nothing new answers "
                     "in about a second, without starting Ray); files that cannot be decoded become rows with "
-                    "status 'error'. Runs on a local Ray sized to the machine (its logs stay out of the "
-                    "terminal; -v shows them), or on a cluster with --address auto.",
+                    "status 'error'. SOURCE may also be object storage (s3://, gs://, http(s)://): objects are "
+                    "fetched on the decoding node. Runs on a local Ray sized to the machine (its logs stay out "
+                    "of the terminal; -v shows them), or on a cluster with --address auto. When the store "
+                    "passes --compact-at batches, its small shards are merged at the end (`bike compact`).",
         examples=["bike tag ~/videos --store tags/ --model bike-tiny --random-init",
+                  "bike tag s3://bucket/videos/ https://host/clip.mp4 --store tags/ --endpoint http://minio:9000",
                   "bike tag 'archive/**/*.mp4' list.txt --store tags/ --labels ucf101",
                   "bike tag ~/videos --store tags/ --format json      # the summary as one JSON object",
                   "ray job submit -- bike tag /data/videos --store /data/tags --address auto"])
@@ -28,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--window", type=nonneg_float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
                         "0: each video is one clip)")
+    p.add_argument("--endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint for s3:// sources (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
     p.add_argument("--batch", type=positive_int, default=16, metavar="N",
@@ -43,6 +49,9 @@ def register(sub) -> None:
     p.add_argument("--rehash", action="store_true",
                    help="hash every file again instead of trusting the ids the store remembers for files whose "
                         "path, size, modification time and inode are unchanged (and remember the new ones)")
+    p.add_argument("--compact-at", type=nonneg_int, default=256, metavar="N",
+                   help="merge small shards (`bike compact`) when the store holds more than N batches "
+                        "(default 256; 0: never)")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     output.add_format_arg(p, what="prints the job summary")
@@ -58,11 +67,15 @@ def run(args) -> int:
     from ..options import resolve_labels
     from ..tag import TagOptions, run_tag
     labels = resolve_labels(args)
+    if args.endpoint:
+        from ..remote import set_endpoint
+        set_endpoint(args.endpoint)
     opts = TagOptions(sources=args.sources, store=args.store, labels=labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index,
                       timeout_s=args.timeout, decoders=args.decoders, decoder=args.decoder, sampling=args.sampling,
+                      compact_at=args.compact_at,
                       progress=False if args.no_progress or output.verbosity() < output.NORMAL else None)
     summary = run_tag(opts, log=output.info)
     output.emit(summary, args.format, table_fn=summary_table)

@@ -1,0 +1,374 @@
+"""Object-storage sources for ``bike tag``: ``s3://bucket/prefix/``, ``gs://…``, ``https://host/video.mp4``.
+
+Listing, identifying and reading go through fsspec's filesystems (``s3fs`` for ``s3://``, ``gcsfs`` for
+``gs://``, plain HTTP for ``http(s)://``), with credentials from the usual environment variables and config
+files. ``AWS_ENDPOINT_URL`` (or ``bike tag --endpoint URL``, which sets it) points ``s3://`` at any
+S3-compatible store (MinIO, Ceph, a local test server).
+
+* **Listing** (:func:`list_remote`): a prefix ending in ``/`` (or naming a "folder") is listed recursively,
+  keeping names with a video extension and skipping hidden names, like a local folder; a glob
+  (``s3://b/**/*.mp4``) is expanded; any other URL is one object, kept even when missing (it becomes an error
+  row "object not found"). Each listed object carries its size and ETag (or modification time).
+* **Identity** (:class:`RemoteIds`): the content id is the same BLAKE2b hash of the bytes as for a local file
+  (``index.ids.video_id``: a video uploaded from disk keeps its id), computed by streaming the object once
+  (ranged reads, no local copy). It is remembered per URL with the cheap identity (size + ETag) in
+  ``STORE/_ids/remote.parquet``; a rerun over an unchanged bucket reads no object at all.
+* **Decoding** (:func:`spooled`): the decoder (engine.video) reads local files, so a decode worker streams the
+  object into a bounded local spool file (``BIKE_SPOOL_DIR``, default the temp folder; objects above
+  ``BIKE_SPOOL_MAX_GB``, default 50, are refused with an error row), decodes it and deletes it.
+* **Errors**: throttling and dropped connections are retried with exponential backoff (a dropped transfer
+  resumes at the byte it reached); a missing object, a denied one, or one still failing after the retries
+  becomes an error row with the reason (:class:`RemoteError`), and the job goes on.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import random
+import tempfile
+import threading
+import time
+import warnings
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+#: URL schemes treated as object storage / web sources.
+SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
+#: Bytes per ranged read when streaming an object.
+READ_BYTES = 8 << 20
+#: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
+ATTEMPTS = 6
+BACKOFF_S = 0.2
+
+
+class RemoteError(Exception):
+    """An object that cannot be listed or read; ``reason`` is what the error row says."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: {reason}")
+        self.url, self.reason = url, reason
+
+
+def is_remote(spec) -> bool:
+    s = str(spec)
+    return "://" in s and s.split("://", 1)[0].lower() in SCHEMES
+
+
+def endpoint() -> "str | None":
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def set_endpoint(url: "str | None") -> None:
+    """``--endpoint``: point ``s3://`` at an S3-compatible store (also for Ray workers started afterwards)."""
+    if url:
+        os.environ["AWS_ENDPOINT_URL"] = url
+
+
+_FS: dict = {}
+_FS_LOCK = threading.Lock()
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path inside it) for ``url``; one filesystem per scheme and endpoint per process."""
+    import fsspec
+    scheme = url.split("://", 1)[0].lower()
+    key = (scheme, endpoint())
+    with _FS_LOCK:
+        fs = _FS.get(key)
+        if fs is None:
+            options: dict = {}
+            if scheme == "s3" and endpoint():
+                options["client_kwargs"] = {"endpoint_url": endpoint()}
+            with warnings.catch_warnings():          # an old s3fs warns about itself on import
+                warnings.simplefilter("ignore")
+                try:
+                    fs = fsspec.filesystem(scheme, skip_instance_cache=True, **options)
+                except ImportError as e:
+                    raise RemoteError(url, f"no filesystem for {scheme}:// is installed ({e}); "
+                                           f"pip install {'s3fs' if scheme == 's3' else 'gcsfs' if scheme in ('gs', 'gcs') else 'adlfs' if scheme in ('az', 'abfs') else 'aiohttp'}") from None
+            _FS[key] = fs
+    path = url if scheme in ("http", "https") else url.split("://", 1)[1]
+    return fs, path
+
+
+def _info(url: str) -> dict:
+    """The object's metadata from the server (never from a listing cached earlier in this process)."""
+    fs, path = filesystem(url)
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache(path)
+    return retrying(lambda: fs.info(path), url)
+
+
+def _url(scheme: str, path: str) -> str:
+    return path if scheme in ("http", "https") else f"{scheme}://{path}"
+
+
+# ------------------------------------------------------------------------------------------ errors
+def reason_of(e: BaseException) -> str:
+    """The error row's reason for an exception from the filesystem layer."""
+    text = f"{type(e).__name__}: {e}"
+    code = ""
+    resp = getattr(e, "response", None)
+    if isinstance(resp, dict):
+        code = str(resp.get("Error", {}).get("Code", ""))
+    if isinstance(e, FileNotFoundError) or code in ("NoSuchKey", "NoSuchBucket", "404"):
+        return "object not found"
+    if isinstance(e, PermissionError) or code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return "access denied (check the credentials and the bucket policy)"
+    if _throttled(e):
+        return f"throttled by the server, still after {ATTEMPTS} attempts"
+    if _transient(e):
+        return f"connection lost ({text[:160]})"
+    return f"cannot read it ({text[:200]})"
+
+
+def _throttled(e: BaseException) -> bool:
+    resp = getattr(e, "response", None)
+    code = str(resp.get("Error", {}).get("Code", "")) if isinstance(resp, dict) else ""
+    return code in ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "503",
+                    "TooManyRequests", "429") or "SlowDown" in str(e) or "Please reduce your request rate" in str(e)
+
+
+def _transient(e: BaseException) -> bool:
+    if isinstance(e, (FileNotFoundError, PermissionError)):
+        return False
+    if _throttled(e) or isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    name = type(e).__name__
+    return any(k in name for k in ("Connection", "Timeout", "EndpointConnection", "ReadTimeout",
+                                   "IncompleteRead", "ProtocolError", "ResponseStreamingError",
+                                   "ClientPayloadError", "ServerDisconnected"))
+
+
+def retrying(fn, url: str, attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, sleep=time.sleep):
+    """``fn()``, retried with exponential backoff (and jitter) while it fails with throttling or a dropped
+    connection; any other failure, or the last one, raises :class:`RemoteError` with the reason."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except RemoteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - classified below
+            if not _transient(e) or i == attempts - 1:
+                raise RemoteError(url, reason_of(e)) from None
+            sleep(backoff_s * (2 ** i) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+# ----------------------------------------------------------------------------------------- listing
+@dataclass
+class RemoteObject:
+    url: str
+    size: "int | None" = None
+    etag: "str | None" = None         # ETag, or the modification time when the server gives no ETag
+
+
+def _identity(info: dict) -> "str | None":
+    for k in ("ETag", "etag", "md5Hash", "md5", "generation", "LastModified", "mtime", "last_modified"):
+        if info.get(k) is not None:
+            return str(info[k]).strip('"')
+    return None
+
+
+def _find(fs, scheme: str, prefix: str) -> dict:
+    """name → info of every object under ``prefix``. On S3 with a synchronous boto3 client (s3fs < 0.5) one
+    flat ListObjectsV2 listing (1 request per 1,000 objects; s3fs' own ``find`` lists folder by folder)."""
+    client = getattr(fs, "s3", None)
+    if scheme == "s3" and client is not None and hasattr(client, "get_paginator"):
+        bucket, _, key = prefix.partition("/")
+        out = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key + "/" if key else ""):
+            for o in page.get("Contents", []):
+                out[f"{bucket}/{o['Key']}"] = {"type": "file", "size": o["Size"], "ETag": o.get("ETag"),
+                                               "LastModified": o.get("LastModified")}
+        return out
+    return fs.find(prefix, detail=True)
+
+
+def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "list[RemoteObject]":
+    """Objects named by ``spec`` (see the module doc). ``video_name(path)`` says whether a listed name has a
+    video extension; ``skipped`` counts what a prefix or glob left out, by reason."""
+    import glob as globmod
+    skipped = skipped if skipped is not None else Counter()
+    scheme = spec.split("://", 1)[0].lower()
+    fs, path = filesystem(spec)
+    if scheme in ("http", "https"):
+        return [RemoteObject(spec)]
+    out = []
+    if globmod.has_magic(path):
+        found = retrying(lambda: fs.glob(path, detail=True), spec)
+        prefix = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
+    else:
+        found = None
+        prefix = path.rstrip("/")
+        if not path.endswith("/"):
+            try:
+                info = _info(spec)
+            except RemoteError:
+                info = None
+            if info is None or info.get("type") != "directory":   # one object (kept even if missing)
+                return [RemoteObject(spec, info.get("size") if info else None, _identity(info) if info else None)]
+        if hasattr(fs, "invalidate_cache"):
+            fs.invalidate_cache(prefix)
+        found = retrying(lambda: _find(fs, scheme, prefix), spec)
+        if not found:
+            from .errors import UsageError
+            raise UsageError(f"{spec}: no objects under this prefix; check the bucket and prefix "
+                             f"(endpoint: {endpoint() or 'the default for ' + scheme})")
+    for name in sorted(found):
+        info = found[name]
+        if info.get("type") == "directory":
+            continue
+        rel = name[len(prefix):].lstrip("/") if name.startswith(prefix) else posixpath.basename(name)
+        if any(part.startswith(".") for part in rel.split("/")):
+            skipped["hidden"] += 1
+        elif not video_name(name):
+            skipped["not video files (by extension)"] += 1
+        else:
+            out.append(RemoteObject(_url(scheme, name), info.get("size"), _identity(info)))
+    return out
+
+
+# --------------------------------------------------------------------------------------- streaming
+def stream(url: str, sink, size: "int | None" = None, attempts: int = ATTEMPTS) -> int:
+    """Read the whole object in ranged reads, calling ``sink(bytes)`` in order; a dropped connection or
+    throttling resumes at the byte reached (with backoff). Returns the number of bytes."""
+    fs, path = filesystem(url)
+    done = 0
+    failures = 0
+    while True:
+        try:
+            with fs.open(path, "rb", block_size=READ_BYTES) as f:
+                if done:
+                    f.seek(done)
+                while block := f.read(READ_BYTES):
+                    sink(block)
+                    done += len(block)
+            return done
+        except Exception as e:  # noqa: BLE001 - classified: retried or turned into an error row
+            failures += 1
+            if not _transient(e) or failures >= attempts:
+                reason = reason_of(e)
+                if done and reason == "object not found":
+                    reason = f"object vanished after {done} of {size or '?'} bytes were read"
+                raise RemoteError(url, reason) from None
+            time.sleep(BACKOFF_S * (2 ** failures) * (0.5 + random.random()))
+
+
+def content_id(url: str, size: "int | None" = None) -> str:
+    """BLAKE2b-128 of the object's bytes: the same id ``index.ids.video_id`` gives the same bytes on disk."""
+    h = hashlib.blake2b(digest_size=16)
+    stream(url, h.update, size)
+    return h.hexdigest()
+
+
+def spool_limit() -> int:
+    return int(float(os.environ.get("BIKE_SPOOL_MAX_GB", "50")) * 2**30)
+
+
+@contextmanager
+def spooled(url: str, size: "int | None" = None):
+    """A local copy of the object for the decoder, deleted on exit (the spool is bounded: one file per
+    decode in flight, none larger than ``BIKE_SPOOL_MAX_GB``). Raises :class:`RemoteError`."""
+    if size is None:
+        size = _info(url).get("size")
+    if size is not None and size > spool_limit():
+        raise RemoteError(url, f"object of {size / 2**30:.1f} GiB is larger than the local spool allows "
+                               "(BIKE_SPOOL_MAX_GB)")
+    folder = os.environ.get("BIKE_SPOOL_DIR") or None
+    suffix = posixpath.splitext(url.split("?", 1)[0])[1][:16]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="bike-spool-", suffix=suffix, dir=folder)
+    except OSError as e:
+        raise RemoteError(url, f"cannot create a spool file in {folder or tempfile.gettempdir()} on this node: "
+                               f"{e.strerror or e} (BIKE_SPOOL_DIR)") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            got = stream(url, f.write, size)
+        if size is not None and got != size:
+            raise RemoteError(url, f"object changed while it was read ({got} bytes, listed as {size})")
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def decode_remote(url: str, decode, **kwargs):
+    """``decode(local_path, **kwargs)`` (jobs.decode.decode_video) over a spooled copy of ``url``; a
+    failure to fetch the object yields the same head/end messages as an undecodable file."""
+    t0 = time.perf_counter()
+    try:
+        with spooled(url) as local:
+            yield from decode(local, **kwargs)
+    except RemoteError as e:
+        yield {"kind": "head", "info": None, "error": e.reason}
+        yield {"kind": "end", "clips": 0, "error": e.reason, "decode_s": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------- identities
+class RemoteIds:
+    """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
+    files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged, else
+    by streaming the object through the hash. ``listed`` (URL → RemoteObject) spares one request per object.
+    Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
+
+    FILE = "remote.parquet"
+
+    def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
+        import pyarrow.parquet as pq
+        self.path = Path(store_root) / "_ids" / self.FILE
+        self.trust, self.listed = trust, dict(listed or {})
+        self.hits = self.hashed = 0
+        self._lock = threading.Lock()
+        self._known: dict = {}
+        self._changed = False
+        if self.path.is_file():
+            try:
+                t = pq.read_table(self.path).to_pydict()
+                self._known = {u: ((s, e), v) for u, s, e, v in zip(t["url"], t["size"], t["etag"], t["video_id"])}
+            except Exception:  # noqa: BLE001 - only a cache: start afresh
+                self._changed = True
+
+    def identify(self, url: str) -> "tuple[str, str | None]":
+        from index import ids
+        obj = self.listed.get(url)
+        try:
+            if obj is None or obj.size is None:
+                info = _info(url)
+                obj = RemoteObject(url, info.get("size"), _identity(info))
+            key = (obj.size, obj.etag)
+            hit = self._known.get(url) if self.trust and obj.etag else None
+            if hit is not None and hit[0] == key:
+                with self._lock:
+                    self.hits += 1
+                return hit[1], None
+            if obj.size == 0:
+                return ids.path_id(url), "empty object"
+            vid = content_id(url, obj.size)
+        except RemoteError as e:
+            return ids.path_id(url), e.reason
+        with self._lock:
+            self.hashed += 1
+            if obj.etag:
+                self._known[url] = (key, vid)
+                self._changed = True
+        return vid, None
+
+    def save(self) -> bool:
+        if not self._changed:
+            return False
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from index.store import atomic_write
+        with self._lock:
+            items = list(self._known.items())
+            self._changed = False
+        table = pa.table({"url": [u for u, _ in items], "size": pa.array([k[0] for _, (k, _) in items], pa.int64()),
+                          "etag": pa.array([k[1] for _, (k, _) in items], pa.string()),
+                          "video_id": [v for _, (_, v) in items]})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda tmp: pq.write_table(table, tmp))
+        return True
