@@ -23,8 +23,8 @@ CHROMIUM = os.environ.get("BIKE_CHROMIUM") or shutil.which("chromium") or shutil
 
 
 def _skip_reason() -> "str | None":
-    if not CHROMIUM:
-        return "no chromium binary on PATH (Debian: apt-get install -y chromium; .ci/run does this)"
+    if not CHROMIUM or not os.path.exists(CHROMIUM):
+        return f"no chromium binary ({CHROMIUM or 'none on PATH'}) (Debian: apt-get install -y chromium; .ci/run does this)"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -32,7 +32,15 @@ def _skip_reason() -> "str | None":
     return None
 
 
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+@pytest.fixture(autouse=True, scope="module")
+def _needs_chromium():
+    """Skipped, with the reason printed, where no browser can be had; in CI (``CI=true``, where .ci/run installs
+    Debian's chromium as root) a missing browser is a failure, never a silent skip."""
+    reason = _skip_reason()
+    if reason:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
