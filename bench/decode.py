@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -108,17 +108,10 @@ def run_mode(paths: list, mode: str) -> list:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import av
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "pyav": av.__version__,
-            "pyav_ffmpeg": ".".join(map(str, av.library_versions["libavcodec"])),
-            "load_avg_at_start": list(os.getloadavg()),
-            "note": "shared machine: other engineers' jobs ran at the same time; compare ratios within this run"}
+    return bench_machine(pyav=av.__version__, pyav_ffmpeg=".".join(map(str, av.library_versions["libavcodec"])),
+                         note="shared machine: other engineers' jobs ran at the same time; compare ratios within "
+                              "this run")
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from jobs.learner import VideoLearner, normalize  # noqa: E402
 from jobs.synthetic import (BASE_CLASSES, BLINK_CLASS, BLINK_SEGMENTS, EMPTY_CLASS, NEW_CLASSES,  # noqa: E402
                             ORDER_CLASSES,
                             VideoSpec, make_dataset, write_labels, write_list)
+from machine import machine as bench_machine  # noqa: E402  (bench/ is sys.path[0] when a bench script runs)
 
 PAIRS = (("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking"))
 #: Default base classes: one time-reversed pair, the blinking class (saliency) and the empty scene.
@@ -57,15 +57,7 @@ def bike(argv) -> int:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__}
+    return bench_machine(torch=torch.__version__)
 
 
 def _files(root: str, a) -> dict:

@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,19 +31,8 @@ RESULTS = ROOT / "bench" / "results" / "scale.json"
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "note": "a shared 2-core machine: five other engineers' jobs ran beside the benchmark (see "
-                    "loadavg); compare figures within one section"}
+    return bench_machine(note="a shared 2-core machine: five other engineers' jobs ran beside the benchmark (see "
+                              "loadavg); compare figures within one section")
 
 
 def save(section: str, result: dict) -> None:

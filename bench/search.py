@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,23 +44,13 @@ from index.rerank import rerank_text  # noqa: E402
 from index.schema import TABLES  # noqa: E402
 from index.search import Query, Searcher  # noqa: E402
 from index.store import Store  # noqa: E402
+from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": "none" if not gpus else f"{gpus} GPU(s)",
-            "python": platform.python_version(), "faiss": faiss.__version__, "torch": torch.__version__,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "note": "a shared 2-core machine: other jobs may run beside the benchmark (see loadavg)"}
+    return bench_machine(faiss_gpus=gpus, faiss=faiss.__version__, torch=torch.__version__,
+                         note="a shared 2-core machine: other jobs may run beside the benchmark (see loadavg)")
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import pyarrow as pa  # noqa: E402
 from index import vectors as V  # noqa: E402
 from index.schema import TABLES  # noqa: E402
 from index.store import Store  # noqa: E402
+from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 
 T, D = 8, 64
 MODEL_ID = "benchserve00tiny"
@@ -54,17 +54,8 @@ WORDS = ("a person dog cat riding bike car street crowd dancing ballet jumping s
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg(), "shared_load": True,
-            "note": "2-core machine shared with other engineers' builds and tests while this ran"}
+    return bench_machine(shared_load=True,
+                         note="2-core machine shared with other engineers' builds and tests while this ran")
 
 
 def unit(x: np.ndarray) -> np.ndarray:
