@@ -24,7 +24,7 @@ if TYPE_CHECKING:                                     # what type checkers see (
     from engine.loading import CheckpointError, WeightsUnavailable
     from engine.model import BikeModel, LabelScore, load_model
     from engine.video import VideoError, read_video
-    from index.search import SearchResult, SearchResults, Searcher
+    from index.search import ClipLabel, SearchResult, SearchResults, Searcher
     from index.store import Store, StoreError
     from jobs.tag import TagSummary
 
@@ -42,6 +42,7 @@ _EXPORTS = {
     "read_video": "engine.video:read_video",
     "Searcher": "index.search:Searcher",
     "SearchResult": "index.search:SearchResult",
+    "ClipLabel": "index.search:ClipLabel",
     "SearchResults": "index.search:SearchResults",
     "Store": "index.store:Store",
     "TagSummary": "jobs.tag:TagSummary",

@@ -19,6 +19,9 @@ class AttributeScore:
         yield self.attribute
         yield self.score
 
+    def __getitem__(self, i):           # a[0]: as the (phrase, score) pairs of earlier versions
+        return (self.attribute, self.score)[i]
+
 
 @dataclass
 class ClassifyResult:

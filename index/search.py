@@ -49,6 +49,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from engine.classify import AttributeScore
+
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
 from .store import Store, StoreError
@@ -100,6 +102,20 @@ class SearchError(StoreError):
     """A query that cannot be answered as asked; the message says what to change."""
 
 
+@dataclass(frozen=True)
+class ClipLabel:
+    """One stored top label of a clip and its fused score; unpacks as ``label, score`` like the pairs it replaced."""
+    label: str
+    score: float
+
+    def __iter__(self):
+        yield self.label
+        yield self.score
+
+    def __getitem__(self, i):           # r.labels[0][0]: as the (label, score) pairs of earlier versions
+        return (self.label, self.score)[i]
+
+
 @dataclass
 class SearchResult:
     rank: int                       # 1 = best
@@ -112,8 +128,8 @@ class SearchResult:
     moment_s: float                 # frame time of the saliency peak: where in the clip the query matches
     saliency: list                  # the query's saliency over the clip's T frames (sums to 1)
     frame_times: list               # times (s) of the clip's T sampled frames
-    labels: list                    # the clip's stored top labels: [(label, fused score)], best first
-    attributes: list                # its stored top attribute phrases: [(phrase, cosine)]
+    labels: list                    # the clip's stored top labels: [ClipLabel(label, fused score)], best first
+    attributes: list                # its stored top attribute phrases: [AttributeScore(attribute, cosine)]
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
 
     def to_dict(self) -> dict:
@@ -493,7 +509,8 @@ class Searcher:
                 rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
                 start_s=row.start_s, end_s=row.end_s, moment_s=float(row.frame_times[peak]),
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
-                labels=labels.get(cid, []), attributes=attributes.get(cid, []),
+                labels=[ClipLabel(a, s) for a, s in labels.get(cid, ())],
+                attributes=[AttributeScore(a, s) for a, s in attributes.get(cid, ())],
                 index_score=found.get(cid)))
         return results
 

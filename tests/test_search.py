@@ -235,3 +235,14 @@ def test_search_command(corpus, capsys):
     assert "--where" in capsys.readouterr().err
     assert bike(["search", "--store", str(store.root)]) == 2
     assert "give a text QUERY" in capsys.readouterr().err
+
+
+def test_result_labels_and_attributes_are_dataclasses(searcher):
+    """Search results carry dataclasses (ClipLabel, AttributeScore) that still unpack as (name, score) pairs."""
+    import bike
+    hit = searcher.search("a red square", k=1)[0]
+    assert hit.labels and all(isinstance(x, bike.ClipLabel) for x in hit.labels)
+    assert hit.attributes and all(isinstance(x, bike.AttributeScore) for x in hit.attributes)
+    label, score = hit.labels[0]
+    assert (label, score) == (hit.labels[0].label, hit.labels[0].score)
+    assert hit.to_dict()["labels"][0] == {"label": label, "score": score}
