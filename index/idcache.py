@@ -34,6 +34,31 @@ SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa
                     ("inode", pa.int64()), ("video_id", pa.string())])
 
 
+def load_known(path: Path, schema: pa.Schema) -> "tuple[dict, bool]":
+    """A remembered-ids file → ``({name: (key, video_id)}, unreadable)``. The schema's first column is the
+    name (path, URL), its last the video_id, the columns between make the key. An unreadable file gives an
+    empty cache (it is only a cache) and ``unreadable=True``, so that the next ``save`` replaces it."""
+    if not path.is_file():
+        return {}, False
+    try:
+        t = pq.read_table(path, schema=schema).to_pydict()
+    except (pa.ArrowException, OSError, ValueError):
+        return {}, True
+    return {row[0]: (tuple(row[1:-1]), row[-1]) for row in zip(*(t[n] for n in schema.names))}, False
+
+
+def save_known(path: Path, known: dict, schema: pa.Schema) -> None:
+    """Write ``{name: (key, video_id)}`` in the layout :func:`load_known` reads (replaced atomically)."""
+    items = list(known.items())
+    names = schema.names
+    columns = {names[0]: [n for n, _ in items], names[-1]: [v for _, (_, v) in items]}
+    for j, name in enumerate(names[1:-1]):
+        columns[name] = [k[j] for _, (k, _) in items]
+    table = pa.table({n: columns[n] for n in names}, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
 def _key(st: os.stat_result) -> tuple:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
@@ -49,16 +74,7 @@ class IdCache:
         self.trust = trust
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known: dict = {}
-        self._changed = False
-        if self.path.is_file():
-            try:
-                t = pq.read_table(self.path, schema=SCHEMA).to_pydict()
-            except (pa.ArrowInvalid, OSError, ValueError):       # unreadable: start afresh (it is only a cache)
-                t = {name: [] for name in SCHEMA.names}
-                self._changed = True
-            self._known = {p: ((s, m, i), v) for p, s, m, i, v in zip(t["path"], t["size"], t["mtime_ns"],
-                                                                     t["inode"], t["video_id"])}
+        self._known, self._changed = load_known(self.path, SCHEMA)     # unreadable: start afresh
 
     def __len__(self) -> int:
         return len(self._known)
@@ -95,11 +111,7 @@ class IdCache:
         if not self._changed:
             return False
         with self._lock:
-            items = list(self._known.items())
+            known = dict(self._known)
             self._changed = False
-        table = pa.table({"path": [p for p, _ in items], "size": [k[0] for _, (k, _) in items],
-                          "mtime_ns": [k[1] for _, (k, _) in items], "inode": [k[2] for _, (k, _) in items],
-                          "video_id": [v for _, (_, v) in items]}, schema=SCHEMA)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda tmp: pq.write_table(table, tmp))
+        save_known(self.path, known, SCHEMA)
         return True

@@ -308,6 +308,11 @@ def decode_remote(url: str, decode, **kwargs):
 
 
 # --------------------------------------------------------------------------------------- identities
+def _remote_schema():
+    import pyarrow as pa
+    return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("video_id", pa.string())])
+
+
 class RemoteIds:
     """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
     files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged, else
@@ -317,19 +322,12 @@ class RemoteIds:
     FILE = "remote.parquet"
 
     def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
-        import pyarrow.parquet as pq
-        self.path = Path(store_root) / "_ids" / self.FILE
+        from index.idcache import FOLDER, load_known
+        self.path = Path(store_root) / FOLDER / self.FILE
         self.trust, self.listed = trust, dict(listed or {})
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known: dict = {}
-        self._changed = False
-        if self.path.is_file():
-            try:
-                t = pq.read_table(self.path).to_pydict()
-                self._known = {u: ((s, e), v) for u, s, e, v in zip(t["url"], t["size"], t["etag"], t["video_id"])}
-            except Exception:  # noqa: BLE001 - only a cache: start afresh
-                self._changed = True
+        self._known, self._changed = load_known(self.path, _remote_schema())    # unreadable: start afresh
 
     def identify(self, url: str) -> "tuple[str, str | None]":
         from index import ids
@@ -359,16 +357,9 @@ class RemoteIds:
     def save(self) -> bool:
         if not self._changed:
             return False
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from index.store import atomic_write
+        from index.idcache import save_known
         with self._lock:
-            items = list(self._known.items())
+            known = dict(self._known)
             self._changed = False
-        table = pa.table({"url": [u for u, _ in items], "size": pa.array([k[0] for _, (k, _) in items], pa.int64()),
-                          "etag": pa.array([k[1] for _, (k, _) in items], pa.string()),
-                          "video_id": [v for _, (_, v) in items]})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda tmp: pq.write_table(table, tmp))
+        save_known(self.path, known, _remote_schema())
         return True
