@@ -5,7 +5,7 @@
     >>> for r in s.search("a dog catches a frisbee", k=5, where="duration_s > 5"):
     ...     print(r.rank, r.score, r.path, r.start_s, r.end_s, r.moment_s, r.labels[:2])
 
-How a query is answered (DESIGN.md "Search"):
+How a query is answered (docs/search.md "How a text query is answered"):
 
 1. **Query features.** A text query goes through the CLIP text tower AS TYPED — no prompt template (the
    label template "This is a video about {}" is for class names; a user's sentence is already a

@@ -12,7 +12,8 @@ Ray's own logs (its start banner, worker output) stay out of the terminal; ``-v`
 
 Sizing (:func:`plan_resources`): one model actor per GPU (``num_gpus=1``); with no GPU one model actor on
 the CPU. Actors and decode tasks ask for fractional CPUs so they never hold every CPU and starve each other
-(Ray on 2 cores deadlocks with whole-CPU actors: see ENVIRONMENT.md); how many decodes run at once is
+(measured: on a 2-core host, actors that each take a whole CPU left Ray Data's read tasks no CPU and the
+job deadlocked); how many decodes run at once is
 bounded by the driver, not by Ray's CPU accounting.
 """
 from __future__ import annotations

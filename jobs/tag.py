@@ -1,6 +1,6 @@
 """``bike tag``: tag every video of a corpus into a store, exactly once per model, on Ray.
 
-Steps (DESIGN.md "Data flow of bike tag"):
+Steps (docs/tagging.md "Tag"):
 
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
 2. list the sources (``jobs.sources``), start or join Ray (``jobs.raycluster``), load the model actors;
