@@ -179,6 +179,13 @@ def machine() -> dict:
     return bench_machine()
 
 
+def shared_core_bound(decode_fps: float, model_fps: float) -> float:
+    """Frames/s a pipeline can reach when decoding and the model share the same cores and each stage alone
+    used all of them: every frame costs 1/decode + 1/model seconds of the whole machine. On a GPU host (the
+    model on the GPU) the bound is min(decode, model) instead."""
+    return 1.0 / (1.0 / decode_fps + 1.0 / model_fps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="ViT-B-32", help="open_clip model, random init (default ViT-B-32)")
@@ -196,6 +203,7 @@ def main() -> None:
         return _child(args.child)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cores = os.cpu_count() or 1
+    at_start = machine()
     work = Path(args.work or Path(tempfile.gettempdir()) / "bike-bench-tag")
     t = time.perf_counter()
     paths = make_corpus(work / "corpus", max(args.sizes))
@@ -239,20 +247,24 @@ def main() -> None:
     by_prec = {m["precision"]: m for m in models}
     slower = {p["precision"]: min(decode["frames_per_s"], by_prec.get(p["precision"], model)["frames_per_s"])
               for p in pipeline}
-    result = {"machine": machine(), "model": f"{args.model} (random init)", "shared_load": (
-        "other jobs shared the 2 cores while this ran: compare the precisions within this run"), "corpus": {
+    shared = {p["precision"]: shared_core_bound(decode["frames_per_s"],
+                                                by_prec.get(p["precision"], model)["frames_per_s"])
+              for p in pipeline}
+    at_start["loadavg_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result = {"machine": at_start, "model": f"{args.model} (random init)", "corpus": {
         "videos": len(paths), "seconds": "5-30", "sizes": [f"{w}x{h}" for w, h in SIZES], "fps": 25,
         "codec": "h264 ultrafast", "generation_s": gen_corpus}, "decode_alone": decode, "model_alone": model,
         "model_alone_by_precision": models, "pipeline": pipeline, "long_video": long,
         "pipeline_vs_slower_stage": [p["frames_per_s"] / slower[p["precision"]] for p in pipeline],
+        "pipeline_vs_shared_core_bound": [p["frames_per_s"] / shared[p["precision"]] for p in pipeline],
         "command": " ".join([".venv/bin/python", "bench/tag.py", *sys.argv[1:]])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     gib = 2 ** 30
-    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", "", "")]
+    rows = [("decode alone", f"{decode['videos']} videos", f"{decode['frames_per_s']:.1f}", "", "", "", "")]
     rows += [(f"model alone ({args.model}, {m['precision']})", f"batch {args.model_batch}",
-              f"{m['frames_per_s']:.1f}", "", "", "") for m in models]
+              f"{m['frames_per_s']:.1f}", "", "", "", "") for m in models]
     runs = [(f"bike tag, {p['videos']} videos, {p['precision']}", f"{p['videos_per_s']:.2f} videos/s", p)
             for p in pipeline]
     if long:
@@ -261,17 +273,20 @@ def main() -> None:
         rows.append((name, work_, f"{p['frames_per_s']:.1f} ({p['end_to_end_frames_per_s']:.1f} e2e)",
                      f"{p['peak_pss_bytes'] / gib:.2f}",
                      f"{p['frames_per_s'] / slower.get(p['precision'], min(slower.values())):.0%}",
+                     f"{p['frames_per_s'] / shared.get(p['precision'], min(shared.values())):.0%}",
                      f"{p.get('model_busy', 0):.0%}"))
-    head = ("stage", "work", "frames/s", "peak GiB", "of slower", "model busy")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
+    head = ("stage", "work", "frames/s", "peak GiB", "of slower", "of shared", "model busy")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     m = result["machine"]
     print(f"\nbike tag benchmark — {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, GPU {m['gpu']}; "
           f"model {result['model']}")
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
     print(f"(frames/s = sampled frames the model scores, after start-up; e2e = including Ray start and model "
-          f"load; 'of slower' = pipeline / min(decode, model) alone; 'model busy' = share of the run the model "
-          f"actor was scoring; load average at start {m['load_avg_at_start'][0]:.1f}; written to {args.out})")
+          f"load; 'of slower' = pipeline / min(decode, model) alone; 'of shared' = pipeline / the bound when both "
+          f"stages share the cores, 1/(1/decode + 1/model); 'model busy' = share of the run the model actor was "
+          f"scoring; load average at start {m['loadavg_1_5_15'][0]:.1f}, at end "
+          f"{m['loadavg_1_5_15_at_end'][0]:.1f}; written to {args.out})")
 
 
 if __name__ == "__main__":
