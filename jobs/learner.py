@@ -117,10 +117,19 @@ class VideoLearner(nn.Module):
         self.pooling, self.tau = pooling, tau
         self.register_buffer("cls", cls.detach().float().clone(), persistent=False)        # (C, D)
         self.register_buffer("tokens", tokens.detach().float().clone(), persistent=False)  # (C, 77, D)
+        #: reduced-precision dtype of the image tower's forward (autocast over fp32 master weights), or None
+        #: for fp32 (``bike train --precision``, :func:`training_precision`)
+        self.amp: "torch.dtype | None" = None
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S) → raw frame features X (B, T, D), every frame through the image tower alone."""
-        return bike.frame_features(self.visual, frames)
+        """(B, T, 3, S, S) → raw frame features X (B, T, D), every frame through the image tower alone. With
+        :attr:`amp`, the tower runs under autocast and X comes back in fp32: the header and concept spotting
+        (a softmax at tau = 0.01) stay fp32, as at inference (docs/model.md, "Precision")."""
+        if self.amp is None:
+            return bike.frame_features(self.visual, frames)
+        with torch.autocast(frames.device.type, dtype=self.amp):
+            x = bike.frame_features(self.visual, frames)
+        return x.float()
 
     def raw_logits(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
         """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax). ``gather``: the frame
@@ -148,6 +157,19 @@ class AttributeLearner(nn.Module):
     def forward(self, sentences: torch.Tensor) -> torch.Tensor:
         """(B, D) sentence end-of-text features → scaled cosine logits (B, C)."""
         return attribute_scores(sentences, self.cls, self.head) * self.scale
+
+
+def training_precision(precision: "str | None", device) -> "tuple[str, torch.dtype | None]":
+    """``bike train --precision`` on ``device`` → (concrete name, autocast dtype of the image tower or None).
+    Weights, optimiser state and the loss stay fp32 (mixed precision); ``auto`` is fp16 on CUDA (with a
+    gradient scaler), bf16 on CPUs with native bf16 matrix units, fp32 elsewhere (engine/precision.py).
+    fp16 on a CPU is refused: no CPU runs it fast, and its range needs a gradient scaler."""
+    from engine.precision import resolve
+    device = torch.device(device)
+    name = resolve(precision, device.type)
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 trains on GPUs only (--gpus-per-worker 1); on a CPU use bf16 or fp32")
+    return name, {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def param_groups(visual: nn.Module, logit_scale: nn.Parameter, new_modules, lr_new: float = LR_NEW,

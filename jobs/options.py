@@ -118,7 +118,9 @@ def _device(text: str) -> str:
 
 
 # ---- model selection --------------------------------------------------------------------------------------
-def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, labels: bool = True, branches: bool = True) -> None:
+    """The model options; ``branches=False`` for commands where choosing the scoring branches means nothing
+    (``bike train`` fits both)."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, metavar="NAME",
                    help=f"open_clip model name (default {DEFAULTS.model}, or the checkpoint's own)")
@@ -143,9 +145,10 @@ def add_model_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
     g.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="numeric precision of the image and text towers: auto = fp16 on CUDA, bf16 on CPUs "
                         "with AMX/AVX512-BF16, else fp32 (exact); see docs/model.md (default auto)")
-    g.add_argument("--branches", default=None, choices=("video", "attributes", "fused"),
-                   help="which branches score: video, attributes, or their 0.7/0.3 fusion (default: fused with "
-                        "trained attributes heads or plain CLIP weights, video for a checkpoint without them)")
+    if branches:
+        g.add_argument("--branches", default=None, choices=("video", "attributes", "fused"),
+                       help="which branches score: video, attributes, or their 0.7/0.3 fusion (default: fused with "
+                            "trained attributes heads or plain CLIP weights, video for a checkpoint without them)")
     add_decoder_args(p)
     if labels:
         p.add_argument("--labels", default=None, metavar="SET",
@@ -158,7 +161,7 @@ def model_kwargs(args) -> dict:
     """The keyword arguments of :func:`engine.load_model` that the options select."""
     return dict(name=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
                 random_init=args.random_init, frames=args.frames, device=args.device, lexicon=args.lexicon,
-                precision=args.precision, branches=args.branches,
+                precision=args.precision, branches=getattr(args, "branches", None),
                 **({"trust_checkpoint": True} if getattr(args, "trust_checkpoint", False) else {}))
 
 

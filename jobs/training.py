@@ -11,7 +11,8 @@ Worker (:func:`train_loop`), two stages:
    rank); per sample one random frame per segment + clip augmentation (``jobs.datasets.train_clip``);
    ``VideoLearner`` (CLIP visual → header → VCS against the frozen class prompts) → BIKE loss over the
    global batch (frame features all-gathered across workers, as the released ``train.py`` does); AdamW,
-   warm-up + cosine per step, AMP on GPU. After every epoch: top-1 on the held-out samples (all ranks,
+   warm-up + cosine per step, mixed precision by ``--precision`` (the image tower under autocast: fp16 + a
+   gradient scaler on GPU, bf16 on CPUs with native bf16; weights, header, VCS and loss in fp32). After every epoch: top-1 on the held-out samples (all ranks,
    summed), then rank 0 writes ``OUT/checkpoint.pt`` (released BIKE layout + optimizer/scheduler) and
    reports it to Ray Train with the metrics.
 2. **attributes** — everything else frozen: attribute sentences of the training clips are computed once
@@ -41,7 +42,7 @@ from engine.video import VideoError
 from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
-from .learner import (AttributeLearner, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
+from .learner import (AttributeLearner, training_precision, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
                       lr_factor, make_optimizer, make_scheduler, new_header, normalize, param_groups,
                       save_atomic, warmup_epochs)
 
@@ -71,7 +72,7 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
     seed: int = 0
     resume_path: "str | None" = None
-    amp: bool = True                 # mixed precision when on GPU
+    precision: str = "auto"          # jobs.learner.training_precision: auto | fp32 | bf16 | fp16
     loader_workers: int = 0          # torch DataLoader processes per Ray worker
     cache_bytes: int = 1 << 30       # decoded short videos kept per worker
     log_every: int = 50              # steps between progress lines inside an epoch
@@ -283,7 +284,8 @@ def train_loop(config: dict) -> None:
     opt = make_optimizer(param_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
     steps = ds.steps_per_epoch(len(cfg.train), cfg.batch)
     sched = make_scheduler(opt, cfg.epochs, steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and cfg.amp)
+    prec, learner.amp = training_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and prec == "fp16")
     start = 0
     attribute_head = model.attribute_head
     if state is not None:
@@ -301,7 +303,7 @@ def train_loop(config: dict) -> None:
     data = TrainClips(cfg.train, cfg.frames, aug, cfg.seed, cfg.cache_bytes)
     val_reader = ds.FrameReader(resize=aug.resize, cache_bytes=cfg.cache_bytes // 4)
     _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
-               f"{world} worker(s) on {device.type}, batch {cfg.batch} ({local_batch}/worker), "
+               f"{world} worker(s) on {device.type} ({prec}), batch {cfg.batch} ({local_batch}/worker), "
                f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
     extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
              "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
@@ -315,8 +317,7 @@ def train_loop(config: dict) -> None:
         for step, (frames, labels) in enumerate(loader):
             x = normalize(frames.to(device, non_blocking=True))            # (b, T, 3, S, S)
             y = labels.to(device)
-            with torch.autocast("cuda", enabled=on_gpu and cfg.amp):
-                logits = net(x, gather=world > 1)                          # (global B, C), scaled
+            logits = net(x, gather=world > 1)                              # (global B, C), scaled
             y = all_gather_labels(y)                                       # (global B,)
             loss = bike_loss(batch_logits(logits.float(), y), y)
             opt.zero_grad(set_to_none=True)
@@ -333,7 +334,7 @@ def train_loop(config: dict) -> None:
         elapsed = time.time() - t0
         loss_sum, n_steps, clips = _all_sum([total, steps, seen], device)
         metrics = {"epoch": epoch + 1, "stage": "video", "loss": loss_sum / max(1, n_steps),
-                   "clips_per_s": clips / max(elapsed, 1e-9), "lr": opt.param_groups[0]["lr"],
+                   "clips_per_s": clips / max(elapsed, 1e-9), "precision": prec, "lr": opt.param_groups[0]["lr"],
                    "logit_scale": float(clip.logit_scale.detach().exp()), "seconds": elapsed}
         metrics.update(heldout_top1(learner, cfg.val, val_reader, cfg.frames, aug.size, aug.resize, device,
                                     rank, world, local_batch))

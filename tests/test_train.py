@@ -61,6 +61,8 @@ def test_train_lowers_loss_and_checkpoint_loads_in_classify(trained, data, capsy
     assert [(h["epoch"], h["stage"]) for h in hist] == [(e, "video") for e in range(1, 7)] + [(6, "done")]
     assert all(h["clips_per_s"] > 0 and 0 <= h["val_top1"] <= 1 for h in hist[:6])
     assert "val_fused_top1" in hist[-1]
+    from engine.precision import resolve         # --precision auto: what `bike train` resolves on this CPU
+    assert {h["precision"] for h in hist[:6]} == {resolve("auto", "cpu")}
 
     # the loss on a fixed batch (eval views of the training videos) went down from the initial weights
     labels = engine.load_labels(data["labels"])
@@ -193,3 +195,51 @@ def test_worker_disk_full_becomes_one_line():
     bad = CheckpointError("/out/checkpoint.pt: not a PyTorch weights file")
     assert worker_user_error(ControllerError(WorkerGroupError("x", {1: bad}))) is bad
     assert worker_user_error(WorkerGroupError("x", {0: ValueError("a bug")})) is None
+
+
+def test_training_precision_resolves_like_inference_and_refuses_fp16_on_a_cpu():
+    from engine.precision import cpu_has_bf16
+    from jobs.learner import training_precision
+    assert training_precision("fp32", "cpu") == ("fp32", None)
+    assert training_precision("bf16", "cpu") == ("bf16", torch.bfloat16)
+    assert training_precision("auto", "cpu") == (("bf16", torch.bfloat16) if cpu_has_bf16() else ("fp32", None))
+    assert training_precision("auto", "cuda") == ("fp16", torch.float16)
+    with pytest.raises(ValueError, match="fp16 trains on GPUs only"):
+        training_precision("fp16", "cpu")
+
+
+def test_bf16_training_step_runs_the_tower_in_bf16_and_stays_close_to_fp32():
+    """Mixed precision: the image tower under bf16 autocast, the header, VCS and loss in fp32; the gradients
+    reach the fp32 master weights, and the logits stay within bf16 rounding of the fp32 step's."""
+    torch.manual_seed(0)
+    model = engine.load_model("bike-tiny", random_init=True, frames=4)
+    text = model.label_features("a,b,c")
+    header = new_header(model.embed_dim, int(model.clip.ln_final.weight.shape[0]), 2, 0)
+    learner = VideoLearner(model.clip.visual, model.clip.logit_scale, text.cls, text.tokens, header)
+    s = model.image_size
+    x = normalize(torch.randint(0, 256, (3, 4, s, s, 3), generator=torch.Generator().manual_seed(0),
+                                dtype=torch.uint8))
+    y = torch.tensor([0, 1, 2])
+    ref = learner(x)
+    learner.amp = torch.bfloat16
+    feats = learner.frame_features(x)
+    assert feats.dtype == torch.float32                       # back in fp32 for the header and VCS
+    out = learner(x)
+    assert out.dtype == torch.float32 and not torch.equal(out, ref)           # the tower really ran in bf16
+    assert torch.allclose(out.detach(), ref.detach(), atol=0.05 * float(ref.detach().abs().max()))
+    loss = bike_loss(batch_logits(out, y), y)
+    loss.backward()
+    grads = [p.grad for p in learner.visual.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_train_refuses_fp16_on_cpu_workers_and_has_no_branches_option(data, tmp_path, capsys):
+    rc = bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(tmp_path / "r"), *FAST,
+                    "--precision", "fp16"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "fp16 trains on GPUs only" in err[-1] and not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit):
+        bike_main(["train", data["list"], "--labels", data["labels"], "--out", str(tmp_path / "r"), *FAST,
+                   "--branches", "video"])
+    assert "unrecognized arguments: --branches" in capsys.readouterr().err

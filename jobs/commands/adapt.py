@@ -98,7 +98,8 @@ def _finetune(args, labels, samples, shots, out_path) -> int:
 
     from ..options import model_kwargs
     from ..training import TrainConfig, run_training
-    from .train import format_history
+    from .train import check_training_precision, format_history
+    check_training_precision(args)
     load_model_from_args(args)
     chosen = set(id(s) for s in shots)
     rest = [s for s in samples if id(s) not in chosen]
@@ -108,7 +109,7 @@ def _finetune(args, labels, samples, shots, out_path) -> int:
                       labels=list(labels.names), train=shots, val=rest[:20 * len(labels)],
                       out=os.path.abspath(args.out), frames=args.frames, epochs=args.epochs,
                       batch=min(args.batch, len(shots)), lr_new=5e-5, lr_clip=args.lr_clip, header=False,
-                      attr_epochs=0, augment=asdict(AugmentConfig()), seed=args.seed)
+                      attr_epochs=0, augment=asdict(AugmentConfig()), seed=args.seed, precision=args.precision)
     try:
         history = run_training(cfg, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                                address=args.address)

@@ -23,7 +23,7 @@ def register(sub) -> None:
                   "--format csv"])
     p.add_argument("list", metavar="LIST", help="list file: 'path label' or 'dir num_frames label' per line")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoint.pt, history.jsonl, ray/)")
-    add_model_args(p)
+    add_model_args(p, branches=False)       # training fits both branches; --precision: the tower's autocast
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="video-branch epochs (default 10)")
     g.add_argument("--batch", type=positive_int, default=16, metavar="N",
@@ -56,6 +56,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_training_precision(args) -> None:
+    """fp16 mixed precision needs GPU workers (jobs.learner.training_precision); say so before Ray starts."""
+    if args.precision == "fp16" and not args.gpus_per_worker:
+        raise UsageError("--precision fp16 trains on GPUs only (add --gpus-per-worker 1); on a CPU use bf16 "
+                         "or fp32")
+
+
 def build_config(args, labels, train, val, resume_path=None, header=None, pooling=None):
     """The :class:`~jobs.training.TrainConfig` the options describe."""
     from engine.augment import AugmentConfig
@@ -70,7 +77,8 @@ def build_config(args, labels, train, val, resume_path=None, header=None, poolin
                        out=os.path.abspath(args.out), frames=args.frames, epochs=args.epochs, batch=args.batch,
                        lr_new=args.lr, lr_clip=args.lr_clip, header=args.header if header is None else header,
                        pooling=pooling or args.pooling, attr_epochs=args.attr_epochs, augment=asdict(aug),
-                       seed=args.seed, resume_path=resume_path, loader_workers=args.loader_workers)
+                       seed=args.seed, resume_path=resume_path, loader_workers=args.loader_workers,
+                       precision=args.precision)
 
 
 def run(args) -> int:
@@ -81,6 +89,7 @@ def run(args) -> int:
     train, val = ds.split_holdout(samples, args.val_fraction, args.seed)
     if args.workers < 1:
         raise UsageError("--workers must be >= 1")
+    check_training_precision(args)
     if len(train) < args.workers * 2:
         raise UsageError(f"{args.list}: {len(train)} training samples is too few for {args.workers} worker(s)")
     resume = None
