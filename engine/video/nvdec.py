@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import logging
+import os
 from functools import lru_cache
 
 from .pyav import PyAVDecoder, open_container, video_stream
@@ -40,17 +41,34 @@ def _why_not() -> "str | None":
     return None
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process may use (``CUDA_VISIBLE_DEVICES``, else the NVIDIA device nodes)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([v for v in visible.split(",") if v.strip()])
+    return len(glob.glob("/dev/nvidia[0-9]*"))
+
+
 class NvdecDecoder(PyAVDecoder):
     name = "nvdec"
     device = "gpu"
 
+    def __init__(self, gpu: "int | None" = None):
+        self.gpu = gpu                  # CUDA device index; None: FFmpeg's default (device 0)
+
     def unavailable(self):
         return _why_not()
+
+    def for_slot(self, slot: int) -> "NvdecDecoder":
+        """NVDEC slot ``slot`` decodes on GPU ``slot mod (GPUs visible here)``: a node's slots spread evenly
+        over its GPUs (Ray does not say which engine an ``NVDEC`` unit is; FFmpeg would use GPU 0 for all)."""
+        return NvdecDecoder(gpu=slot % max(1, visible_gpus()))
 
     @property
     def hwaccel(self):
         from av.codec.hwaccel import HWAccel
-        return HWAccel(device_type="cuda", allow_software_fallback=True)
+        device = None if self.gpu is None else str(self.gpu)
+        return HWAccel(device_type="cuda", device=device, allow_software_fallback=True)
 
     def _open_for_decode(self, path: str, threads, timeout_s: float = 60.0):
         c = open_container(path, hwaccel=self.hwaccel, timeout_s=timeout_s)
