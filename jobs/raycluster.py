@@ -92,25 +92,6 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
     return True
 
 
-def local_nvdec_engines() -> int:
-    """NVDEC units the local Ray declares: 0 unless the nvdec backend can run here, else this host's engines
-    (the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible). A bad ``$BIKE_NVDEC_ENGINES`` is a usage error."""
-    from engine.video.base import available
-    from engine.video import nvdec_engines
-    if available().get("nvdec") is not None:
-        return 0
-    names = nvdec_engines.gpu_names()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        names = [names[int(i)] for i in ids if i.isdigit() and int(i) < len(names)] if all(
-            i.isdigit() for i in ids) else names[:len(ids)]
-    try:
-        return nvdec_engines.count(names)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
 def start_reaper() -> "subprocess.Popen | None":
     """Start jobs/reaper.py for the Ray processes this driver just started (see the module docstring)."""
     try:
@@ -133,6 +114,25 @@ def start_reaper() -> "subprocess.Popen | None":
 
 
 _REAPERS: list = []
+
+
+def local_nvdec_engines() -> int:
+    """NVDEC units the local Ray declares: 0 unless the nvdec backend can run here, else this host's engines
+    (the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible). A bad ``$BIKE_NVDEC_ENGINES`` is a usage error."""
+    from engine.video.base import available
+    from engine.video import nvdec_engines
+    if available().get("nvdec") is not None:
+        return 0
+    names = nvdec_engines.gpu_names()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        names = [names[int(i)] for i in ids if i.isdigit() and int(i) < len(names)] if all(
+            i.isdigit() for i in ids) else names[:len(ids)]
+    try:
+        return nvdec_engines.count(names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None, nvdec: float = 0) -> Resources:

@@ -100,8 +100,6 @@ class TagSummary:
                f"bike tag: store {self.store} ({self.batches} batches written)"
                + (f"; the model was busy {self.model_busy:.0%} of the time"
                   + (" (decoding sets the pace)" if self.model_busy < 0.7 else "") if self.run_s > 0 else "")]
-        if self.decodes:
-            out.append(f"bike tag: decodes: {self.decodes}")
         if skipped:
             out.append("bike tag: not tagged: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         for path, reason in self.errors[:10]:
@@ -109,6 +107,8 @@ class TagSummary:
         if len(self.errors) > 10:
             out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
                        "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.decodes:
+            out.append(f"bike tag: decodes: {self.decodes}")
         if self.compacted:
             out.append(f"bike tag: {self.compacted}")
         if self.index:
