@@ -2,7 +2,7 @@
 
 Thin orchestration around two plain stages (``jobs.decode.decode_video`` and ``jobs.scoring.Scorer``):
 
-    work items ──► decode tasks (Ray streaming generators, CPU, ``decoders`` at once)
+    work items ──► decode tasks (Ray streaming generators: ``decoders`` on CPUs + ``nvdec`` on NVDEC engines)
                        │ messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
                        ▼
                    queue of chunks ──► model actors (batched across videos, ≤ 2 calls in flight each)
@@ -10,7 +10,10 @@ Thin orchestration around two plain stages (``jobs.decode.decode_video`` and ``j
                                            ▼
                    one VideoResult per video, yielded when its last chunk is scored
 
-Memory stays flat however large the corpus: at most ``decoders`` videos are open, each generator pauses
+Decodes run in two pools of slots side by side (jobs/slots.py): CPU slots and NVDEC slots (the custom Ray
+resource ``NVDEC``, one per engine); ``--decoder auto`` fills a free NVDEC slot first.
+
+Memory stays flat however large the corpus: at most one video per decode slot is open, each generator pauses
 after a couple of unconsumed chunks (``_generator_backpressure_num_objects``), the driver stops pulling
 chunks when ``max_queue_clips`` wait for the model, and at most 2 model calls per actor are in flight.
 A video whose decoding fails, or whose decode worker or model call dies, comes back as an error result.
@@ -19,16 +22,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import ray
 
 from . import remote
 from .decode import CHUNK_CLIPS, decode_video
-from .raycluster import Resources
+from .raycluster import NVDEC, Resources
 from .records import VideoResult
 from .scoring import Scorer
+from .slots import CPU, NVDEC as NVDEC_POOL, DecodeSlots, pool_sizes, slot_decoder
 
 #: Model calls queued per actor (one running, one waiting, so the actor never idles between calls).
 CALLS_PER_ACTOR = 2
@@ -54,11 +58,8 @@ def _lower_priority() -> None:
 _niced = False
 
 
-# Own runtime env (only a marker variable): Ray keeps separate worker processes for it, so a niced decode
-# worker is never reused for a model actor.
-@ray.remote(num_returns="streaming", max_retries=0, runtime_env={"env_vars": {"BIKE_DECODE_WORKER": "1"}})
-def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
-                 sampling=None):
+def _decode(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
+            sampling=None):
     _lower_priority()
     kwargs = dict(frames=frames, window_s=window_s, size=size, resize=resize, chunk_clips=chunk_clips,
                   timeout_s=timeout_s, threads=threads, decoder=decoder, sampling=sampling)
@@ -66,6 +67,17 @@ def _decode_task(path, frames, window_s, size, resize, chunk_clips, timeout_s, t
         yield from remote.decode_remote(path, decode_video, **kwargs)
         return
     yield from decode_video(path, **kwargs)
+
+
+# Own runtime env (only a marker variable): Ray keeps separate worker processes for it, so a niced decode
+# worker is never reused for a model actor.
+@ray.remote(num_returns="streaming", max_retries=0, runtime_env={"env_vars": {"BIKE_DECODE_WORKER": "1"}})
+def _decode_task(*args, **kwargs):
+    """``_decode`` on a Ray worker; its end message also says which resources the task held (its pool)."""
+    for msg in _decode(*args, **kwargs):
+        if type(msg) is dict and msg.get("kind") == "end":
+            msg = {**msg, "held": sorted(ray.get_runtime_context().get_assigned_resources())}
+        yield msg
 
 
 ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
@@ -104,7 +116,11 @@ class Pipeline:
         # decoder would otherwise start one thread per core in every decode)
         self.decode_threads = decode_threads or max(1, int(round(
             max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
-        self.decoder, self.sampling = decoder, sampling         # None: the workers' $BIKE_DECODER / auto
+        # None: $BIKE_DECODER (the command's --decoder) or auto
+        self.decoder, self.sampling = decoder or os.environ.get("BIKE_DECODER"), sampling
+        self.slots = DecodeSlots(pool_sizes(self.decoder, resources.decoders, resources.nvdec))
+        #: finished decodes per (pool whose resource the task held, backend that ran): e.g. ("nvdec", "pyav")
+        self.decodes: Counter = Counter()
         self.max_queue_clips = 4 * self.model_batch
         self.actors: list = []
         self.facts: "dict | None" = None
@@ -120,8 +136,9 @@ class Pipeline:
             kw, self.labels, threads=None if r.actor_gpus else r.model_threads) for _ in range(r.actors)]
         # while the model loads, run the decode task once per decoder on no file (it fails at once), so the
         # workers have imported the engine and loaded the task before the first video
-        warm = [_decode_task.options(num_cpus=r.decode_cpus).remote("", 8, None, 224, 256, 1, None, None)
-                for _ in range(r.decoders)]
+        warm = [self._task_options(pool, slot).remote("", 8, None, 224, 256, 1, None, None,
+                                                      slot_decoder(pool, slot, self.decoder))
+                for pool, n in self.slots.sizes.items() for slot in range(n)]
         try:
             facts = ray.get([a.facts.remote() for a in self.actors])
             for gen in warm:
@@ -148,11 +165,17 @@ class Pipeline:
         self.actors = []
 
     # ---- run -----------------------------------------------------------------------------------------
-    def _submit_decode(self, path: str):
+    def _task_options(self, pool: str, slot: int):
+        if pool == CPU:
+            return _decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4)
+        return _decode_task.options(num_cpus=self.res.nvdec_cpus, resources={NVDEC: 1},
+                                    _generator_backpressure_num_objects=4)
+
+    def _submit_decode(self, path: str, pool: str, slot: int):
         f = self.facts
-        return _decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4).remote(
+        return self._task_options(pool, slot).remote(
             path, f["frames"], self.window_s, f["crop"], f["resize"], self.chunk_clips, self.timeout_s,
-            self.decode_threads, self.decoder, self.sampling)
+            self.decode_threads, slot_decoder(pool, slot, self.decoder), self.sampling)
 
     def run(self, items):
         """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
@@ -160,6 +183,7 @@ class Pipeline:
         when the caller stops (an error, Ctrl-C) are cancelled."""
         if self.facts is None:
             self.start()
+        self.slots = DecodeSlots(self.slots.sizes)      # a run stopped early leaves no slot taken
         self._open: dict = {}
         try:
             yield from self._run(items, self._open)
@@ -174,6 +198,7 @@ class Pipeline:
         items = iter(items)
         videos: dict = {}                # video_id → _Video
         # gens: ObjectRefGenerator → video_id of the decodes in flight (owned by run(), which cancels them)
+        slot_of: dict = {}               # generator → (pool, slot) it holds
         want_frames: dict = {}           # generator → spans of the chunk whose frames come next
         queue: deque = deque()           # (video_id, spans, frames ref, time queued)
         queued = 0                       # clips in the queue
@@ -193,7 +218,7 @@ class Pipeline:
 
         while True:
             # 1. open new videos while there is room
-            while not exhausted and len(gens) < self.res.decoders:
+            while not exhausted and self.slots.busy() < self.slots.total:
                 item = next(items, None)
                 if item is None:
                     exhausted = True
@@ -203,7 +228,9 @@ class Pipeline:
                     yield VideoResult.failed(vid, path, err)
                     continue
                 videos[vid] = _Video(vid, path)
-                gens[self._submit_decode(path)] = vid
+                pool, slot = self.slots.take()
+                gen = self._submit_decode(path, pool, slot)
+                gens[gen], slot_of[gen] = vid, (pool, slot)
 
             # 2. feed the model full batches (small ones are up to 2x slower per frame on a CPU); a partial
             #    batch only when no more input is coming or its oldest chunk has waited MAX_WAIT_S
@@ -264,6 +291,7 @@ class Pipeline:
                     ref = next(gen)
                 except StopIteration:
                     del gens[gen]
+                    self.slots.give(*slot_of.pop(gen))
                     want_frames.pop(gen, None)
                     v.done = True
                     if not v.ended:
@@ -287,6 +315,8 @@ class Pipeline:
                 elif kind == "chunk":
                     want_frames[gen] = msg["spans"]
                 elif kind == "end":
+                    if "held" in msg:                     # the pool the task says it ran in, and its backend
+                        self.decodes[(NVDEC_POOL if NVDEC in msg["held"] else CPU, msg.get("decoder"))] += 1
                     v.ended = True
                     v.warnings = msg.get("warnings") or []
                     if msg.get("error"):

@@ -15,6 +15,13 @@ the CPU. Actors and decode tasks ask for fractional CPUs so they never hold ever
 (measured: on a 2-core host, actors that each take a whole CPU left Ray Data's read tasks no CPU and the
 job deadlocked); how many decodes run at once is
 bounded by the driver, not by Ray's CPU accounting.
+
+NVDEC (docs/decoding.md): decodes on the nvdec backend ask for one unit of the custom Ray resource ``NVDEC``
+(one unit per hardware decode engine) and a small CPU share. The local Ray bike starts declares it when the
+nvdec backend can run here (engines per GPU × GPUs: engine/video/nvdec_engines.py, ``$BIKE_NVDEC_ENGINES``
+overrides); a cluster declares it on its GPU nodes (``ray start --resources='{"NVDEC": 7}'``,
+ray_cluster.yaml). :func:`cluster_resources` reads how many there are; CPU decodes and NVDEC decodes then run
+side by side (jobs/pipeline.py).
 """
 from __future__ import annotations
 
@@ -44,6 +51,14 @@ class Resources:
     model_threads: int       # torch threads in a CPU model actor
     decoders: int            # video decodes in flight at once
     decode_cpus: float       # Ray CPU request of each decode task
+    nvdec: int = 0           # NVDEC decodes in flight at once (the cluster's ``NVDEC`` resource)
+    nvdec_cpus: float = 0.0  # Ray CPU request of each NVDEC decode task
+
+
+#: The custom Ray resource of NVDEC decode engines.
+NVDEC = "NVDEC"
+#: Most CPU an NVDEC decode asks for (it demuxes, and converts and resizes the frames on the host).
+NVDEC_TASK_CPUS = 0.25
 
 
 def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool:
@@ -65,6 +80,9 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
         if address:
             ray.init(address=address, **kwargs)
         else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
+            engines = local_nvdec_engines()
+            if engines:
+                kwargs["resources"] = {NVDEC: engines}
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
             start_reaper()
     except ConnectionError as e:
@@ -98,8 +116,28 @@ def start_reaper() -> "subprocess.Popen | None":
 _REAPERS: list = []
 
 
-def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None) -> Resources:
-    """How many model actors and concurrent decodes a cluster with ``cpus``/``gpus`` gets."""
+def local_nvdec_engines() -> int:
+    """NVDEC units the local Ray declares: 0 unless the nvdec backend can run here, else this host's engines
+    (the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible). A bad ``$BIKE_NVDEC_ENGINES`` is a usage error."""
+    from engine.video.base import available
+    from engine.video import nvdec_engines
+    if available().get("nvdec") is not None:
+        return 0
+    names = nvdec_engines.gpu_names()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        names = [names[int(i)] for i in ids if i.isdigit() and int(i) < len(names)] if all(
+            i.isdigit() for i in ids) else names[:len(ids)]
+    try:
+        return nvdec_engines.count(names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None, nvdec: float = 0) -> Resources:
+    """How many model actors and concurrent decodes a cluster with ``cpus``/``gpus`` and ``nvdec`` NVDEC
+    engines gets: ``decoders`` CPU decodes (default: sized to the CPUs) and one NVDEC decode per engine."""
     if gpus >= 1:
         actors = int(gpus)
         actor_cpus, actor_gpus, threads = 1.0 if cpus >= 2 * actors + 1 else 0.5, 1.0, 2
@@ -111,16 +149,25 @@ def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None) -> R
         threads = max(1, int(cpus))
         # on a small CPU-only host the model, not decoding, sets the pace: a few decodes keep it fed
         dec = decoders or max(1, min(int(cpus) - 1, 8) if cpus >= 4 else 2)
-    # fractional per-task request so `dec` tasks always fit beside the actors
+    # fractional per-task requests so `dec` CPU decodes and `nv` NVDEC decodes always fit beside the actors;
+    # NVDEC decodes take at most half of that room
     room = max(cpus - actors * actor_cpus, 0.25)
-    decode_cpus = min(1.0, room / dec)
-    return Resources(cpus, gpus, actors, actor_cpus, actor_gpus, threads, dec, round(decode_cpus, 3))
+    nv = max(0, int(nvdec))
+    nvdec_cpus = _floor(min(NVDEC_TASK_CPUS, room / 2 / nv)) if nv else 0.0
+    decode_cpus = _floor(min(1.0, (room - nv * nvdec_cpus) / dec))
+    return Resources(cpus, gpus, actors, actor_cpus, actor_gpus, threads, dec, decode_cpus, nv, nvdec_cpus)
+
+
+def _floor(x: float) -> float:
+    """Rounded down to Ray's resource precision (1e-4), so that n requests of it fit in n × x."""
+    return int(x * 10000) / 10000
 
 
 def cluster_resources(decoders: "int | None" = None) -> Resources:
     import ray
     res = ray.cluster_resources()
-    return plan_resources(float(res.get("CPU", 1)), float(res.get("GPU", 0)), decoders)
+    return plan_resources(float(res.get("CPU", 1)), float(res.get("GPU", 0)), decoders,
+                          nvdec=float(res.get(NVDEC, 0)))
 
 
 def shutdown(started: bool) -> None:

@@ -83,6 +83,7 @@ class TagSummary:
     index: str = ""
     index_failed: bool = False
     compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
+    decodes: str = ""                                     # videos decoded per slot pool and backend
 
     def lines(self) -> "list[str]":
         rate = f"{(self.ok + self.error) / self.run_s:.2f} videos/s, {self.frames / self.run_s:.1f} frames/s " \
@@ -106,6 +107,8 @@ class TagSummary:
         if len(self.errors) > 10:
             out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
                        "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.decodes:
+            out.append(f"bike tag: decodes: {self.decodes}")
         if self.compacted:
             out.append(f"bike tag: {self.compacted}")
         if self.index:
@@ -133,6 +136,20 @@ def _decoder_name(name) -> str:
         return get_decoder(name).name
     except (ValueError, RuntimeError) as e:
         return f"? ({e})"
+
+
+def _slots_line(pipeline) -> str:
+    """Decodes at once per pool, e.g. "4 cpu (pyav) + 7 nvdec" (the CPU backend as resolved on the driver; the
+    summary's "decodes:" line says which backend each decode ran)."""
+    from .slots import CPU, NVDEC, slot_decoder
+    sizes = pipeline.slots.sizes
+    parts = [f"{sizes[CPU]} cpu ({_decoder_name(slot_decoder(CPU, 0, pipeline.decoder))})"] if sizes[CPU] else []
+    return " + ".join(parts + ([f"{sizes[NVDEC]} nvdec"] if sizes[NVDEC] else [])) or "none"
+
+
+def _decodes_line(decodes) -> str:
+    """Videos decoded per pool and backend that ran, e.g. "12 on cpu slots (pyav), 30 on nvdec slots (nvdec)"."""
+    return ", ".join(f"{n} on {pool} slots ({backend})" for (pool, backend), n in sorted(decodes.items()))
 
 
 def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
@@ -233,7 +250,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
-            f"{res.actors} model actor(s), {res.decoders} decodes at once; decoder {_decoder_name(opts.decoder)}")
+            f"{res.actors} model actor(s); decoders: {_slots_line(pipeline)}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()
@@ -324,6 +341,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                 except OSError as e:                  # a speed-up only: say so, never fail the job for it
                     log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
+            summary.decodes = _decodes_line(pipeline.decodes)
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:
         if pipeline is not None:

@@ -10,7 +10,8 @@ A small package with one ``Decoder`` interface (``base``) and a registry of back
 Public names, the same for every backend (``decoder=`` picks one; default "auto" = the fastest available):
 ``probe``, ``iter_clips``, ``read_video``, ``read_frames``, ``read_frame_at``, ``VideoError``, ``VideoInfo``, ``Clip``.
 Shared pieces: ``types`` (errors, data, time budget, file guard, allowed formats), ``frameindex`` (every
-frame's real timestamp and the keyframes), ``plan`` (windows -> frame numbers), ``clips`` (assembly).
+frame's real timestamp and the keyframes), ``plan`` (windows -> frame numbers), ``clips`` (assembly),
+``nvdec_engines`` (NVDEC engines per GPU: the size of the Ray resource ``NVDEC``).
 docs/decoding.md says which decoder runs where and how to choose.
 """
 from .base import CHOICES, DecodeReport, Decoder, available, get_decoder

@@ -11,7 +11,9 @@ class name: imported only when chosen). A decoder answers four questions:
 
 ``device`` says what it needs ("cpu" or "gpu"), so the pipeline can schedule it. ``get_decoder("auto")``
 picks the fastest available (nvdec, then pyav, then ffmpeg) and says once in the log which it used; asking
-for an unavailable one falls back the same way, said once.
+for an unavailable one falls back the same way, said once. ``"auto-cpu"`` is ``auto`` among the CPU backends
+(the pipeline's CPU decode slots); ``"nvdec:N"`` is the nvdec backend for NVDEC slot N, which picks the GPU
+(``Decoder.for_slot``).
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "ffmpeg": ("engine.video.ffmpeg_cli", "FFmpegDecoder"),
 }
 CHOICES = ("auto",) + tuple(BACKENDS)
+#: ``auto`` among the backends whose ``device`` is "cpu" (not a command-line choice).
+AUTO_CPU = "auto-cpu"
 #: ``$BIKE_DECODER`` sets the default when no decoder is named.
 DEFAULT_ENV = "BIKE_DECODER"
 
@@ -75,6 +79,10 @@ class Decoder:
     def unavailable(self) -> "str | None":
         return None
 
+    def for_slot(self, slot: int) -> "Decoder":
+        """This decoder for decode slot ``slot`` of its device (a GPU backend picks the GPU by it)."""
+        return self
+
     def probe(self, path, timeout_s: float = 30.0) -> VideoInfo:
         raise NotImplementedError
 
@@ -110,16 +118,17 @@ def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
     if isinstance(name, Decoder):
         return name
     name = name or os.environ.get(DEFAULT_ENV) or "auto"
-    if name not in CHOICES:
+    name, _, slot = name.partition(":")
+    if name not in CHOICES + (AUTO_CPU,) or (slot and not slot.isdigit()):
         raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(CHOICES)}")
-    if name != "auto":
+    if name not in ("auto", AUTO_CPU):
         try:
             dec = _instance(name)
             why = dec.unavailable()
         except ImportError as e:
             why = f"cannot import it ({e})"
         if why is None:
-            return dec
+            return dec.for_slot(int(slot)) if slot else dec
         fallback = next((n for n in BACKENDS if n != name and _usable(n)), None)
         if fallback is None:
             raise RuntimeError(f"decoder {name} is not available here ({why}) and no other decoder is")
@@ -127,8 +136,8 @@ def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
                   name, why, fallback)
         return _instance(fallback)
     for n in BACKENDS:
-        if _usable(n):
-            _say_once(("auto", n), logging.INFO, "decoder: auto chose %s", n)
+        if _usable(n) and (name == "auto" or _instance(n).device == "cpu"):
+            _say_once((name, n), logging.INFO, "decoder: %s chose %s", name, n)
             return _instance(n)
     raise RuntimeError("no video decoder available: install PyAV (`pip install av`) or ffmpeg")
 

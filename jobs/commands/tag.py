@@ -41,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--model-batch", type=positive_int, default=32, metavar="CLIPS",
                    help="clips per model call, across videos (default 32)")
     p.add_argument("--decoders", type=positive_int, default=None, metavar="N",
-                   help="videos decoded at once (default: sized to the cluster)")
+                   help="videos decoded at once on CPUs (default: sized to the cluster); NVDEC decodes run "
+                        "beside them, one per NVDEC engine of the cluster (docs/decoding.md)")
     p.add_argument("--timeout", type=positive_float, default=None, metavar="SECONDS",
                    help="decode time limit per video (default 30 s + 2 s per second of video)")
     p.add_argument("--force", action="store_true", help="tag again videos already in the store (replaces them)")
