@@ -27,10 +27,11 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One real Ray local cluster per test session (starting one costs ~5 s here)."""
+    """One real Ray local cluster per test session (starting one costs ~5 s here). ``address="local"``: a new
+    private Ray even when another one (`ray start`, another session) runs on this host."""
     import ray
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
     yield ray
     ray.shutdown()
