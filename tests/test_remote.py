@@ -1,6 +1,8 @@
 """Object-storage sources (jobs/remote.py) against a real S3-compatible server: moto's server mode, started by a
-fixture on a free loopback port. Listing, content ids equal to local ones and remembered by ETag, the bounded
-spool, retries with backoff, vanished / missing objects as error rows, and `bike tag s3://…` end to end."""
+fixture on a free loopback port. Listing, content ids equal to local ones and remembered by ETag, decoding from
+ranged reads (frames identical to the local file, each byte fetched once, counted by a TCP proxy in front of
+the server: tests/s3proxy.py), connections cut or stalled mid-object, the bounded spool, retries with backoff,
+vanished / missing / replaced objects as error rows, and `bike tag s3://…` end to end."""
 from __future__ import annotations
 
 import os
@@ -14,7 +16,8 @@ from index import ids
 from jobs import remote
 from jobs.errors import UsageError
 from jobs.sources import list_sources
-from media import make_video
+from media import make_video, mp4_boxes, run_ffmpeg
+from s3proxy import Proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bike-test"
@@ -267,3 +270,118 @@ def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     assert [r[1] for r in rows if "/videos/a.mp4" in r[0] or "/sub/b.mkv" in r[0]] == ["ok", "ok"], rows
     assert all(r[1] == "ok" for r in rows), rows      # none failed on the head's missing spool folder
     assert not list(spool.iterdir())                  # spool files are removed after decoding
+
+
+# ------------------------------------------------------------------------------ decoding from ranged reads
+FORMATS = ("fast.mp4", "moov-at-end.mp4", "clip.mkv")
+KW = dict(frames=8, window_s=2.0, size=32, resize=36, decoder="pyav")
+
+
+@pytest.fixture(scope="module")
+def formats(s3, tmp_path_factory):
+    """One 6 s video as a faststart mp4, an mp4 with its moov box after the media data, and an mkv, uploaded
+    under formats/ (a few hundred KB each: many 32 KiB blocks)."""
+    local = tmp_path_factory.mktemp("formats")
+    make_video(local / "moov-at-end.mp4", seconds=6, fps=25, size=(160, 120), pattern="testsrc")
+    run_ffmpeg("-i", local / "moov-at-end.mp4", "-c", "copy", "-movflags", "+faststart", local / "fast.mp4")
+    run_ffmpeg("-i", local / "moov-at-end.mp4", "-c", "copy", local / "clip.mkv")
+    order = {name: [b[0] for b in mp4_boxes(local / name)] for name in FORMATS[:2]}
+    assert order["fast.mp4"].index(b"moov") < order["fast.mp4"].index(b"mdat")
+    assert order["moov-at-end.mp4"].index(b"moov") > order["moov-at-end.mp4"].index(b"mdat")
+    for name in FORMATS:
+        s3["client"].upload_file(str(local / name), BUCKET, f"formats/{name}")
+    return local
+
+
+@pytest.fixture
+def proxy(s3, monkeypatch):
+    """The S3 endpoint behind a counting TCP proxy; small blocks, fast backoff."""
+    host, port = s3["endpoint"].rsplit("//", 1)[1].split(":")
+    p = Proxy(host, int(port))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", p.endpoint)
+    monkeypatch.setattr(remote, "BLOCK_BYTES", 32 << 10)
+    monkeypatch.setattr(remote, "BACKOFF_S", 0.001)
+    yield p
+    p.close()
+
+
+def frames_of(msgs):
+    return [m for m in msgs if not isinstance(m, dict)]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_ranged_decoding_gives_the_local_frames_and_reads_each_byte_once(formats, proxy, name):
+    from jobs.decode import decode_video
+    local = formats / name
+    size = local.stat().st_size
+    got = list(remote.decode_remote(f"s3://{BUCKET}/formats/{name}", decode_video, **KW))
+    want = list(decode_video(str(local), **KW))
+    assert got[-1]["error"] is None and len(frames_of(got)) == len(frames_of(want)) >= 1
+    assert all((a == b).all() for a, b in zip(frames_of(got), frames_of(want)))
+    assert [m["spans"] for m in got if isinstance(m, dict) and m["kind"] == "chunk"] == \
+        [m["spans"] for m in want if isinstance(m, dict) and m["kind"] == "chunk"]
+    streamed = got[-1]["streamed"]
+    assert streamed["content_id"] == ids.video_id(str(local))         # the id of the same file on disk
+    blocks = -(-size // (32 << 10))
+    assert blocks >= 8 and (streamed["bytes"], streamed["gets"]) == (size, blocks)     # each byte once
+    assert size <= proxy.answer_bytes < size + 2000 * (blocks + 1)     # what crossed the wire: bytes + headers
+
+
+def test_a_connection_cut_mid_object_resumes_at_the_byte_it_reached(formats, proxy):
+    from jobs.decode import decode_video
+    local = formats / "fast.mp4"
+    proxy.cut_after, proxy.cuts = 20_000, 3                             # three connections cut mid-answer
+    got = list(remote.decode_remote(f"s3://{BUCKET}/formats/fast.mp4", decode_video, **KW))
+    assert proxy.cuts == 0 and got[-1]["error"] is None
+    assert all((a == b).all() for a, b in zip(frames_of(got), frames_of(list(decode_video(str(local), **KW)))))
+    streamed = got[-1]["streamed"]
+    assert streamed["content_id"] == ids.video_id(str(local))
+    assert streamed["bytes"] == local.stat().st_size                   # resumed, nothing fetched twice
+    assert streamed["gets"] > -(-local.stat().st_size // (32 << 10))   # the resumed requests
+
+
+def test_a_connection_that_keeps_dropping_is_an_error_never_half_a_video(formats, proxy):
+    from jobs.decode import decode_video
+    proxy.cut_after, proxy.cuts = 1_000, -1                            # every connection dies after 1 KB
+    got = list(remote.decode_remote(f"s3://{BUCKET}/formats/clip.mkv", decode_video, **KW))
+    end = got[-1]
+    assert end["kind"] == "end" and end["error"].startswith("connection lost"), end["error"]
+    assert end["streamed"]["content_id"] is None                      # no id: the driver keys it by URL
+
+
+def test_a_stalled_read_ends_in_an_error_naming_the_object(formats, proxy):
+    from engine import video as ev
+    from jobs.decode import decode_video
+    url = f"s3://{BUCKET}/formats/moov-at-end.mp4"
+    src = remote.RemoteSource(url, stall_s=1.0)
+    proxy.stall = True                                                  # the server answers nothing more
+    import time
+    t = time.monotonic()
+    msgs = list(decode_video(src, **KW))
+    assert time.monotonic() - t < 20
+    assert msgs[-1]["error"].startswith("read stalled") and src.failure
+    with pytest.raises(ev.VideoError, match=f"^{url}: read stalled"):
+        ev.probe(src)
+
+
+def test_an_object_replaced_while_it_is_read_is_an_error(s3, formats, proxy):
+    from jobs.decode import decode_video
+    key = "formats/replaced.mkv"
+    s3["client"].upload_file(str(formats / "clip.mkv"), BUCKET, key)
+    src = remote.RemoteSource(f"s3://{BUCKET}/{key}", cache_bytes=64 << 10)
+    assert src.open().read(100)                                         # the first block, pinned to its ETag
+    s3["client"].upload_file(str(formats / "fast.mp4"), BUCKET, key)   # replaced
+    msgs = list(decode_video(src, **KW))
+    assert msgs[-1]["error"].startswith("object changed while it was read"), msgs[-1]["error"]
+    with pytest.raises(remote.RemoteError, match="object changed"):
+        src.finish()
+
+
+def test_the_spool_path_decodes_the_same_and_hashes_on_the_way(formats, proxy, monkeypatch):
+    from jobs.decode import decode_video
+    monkeypatch.setenv("BIKE_REMOTE_READ", "spool")
+    local = formats / "moov-at-end.mp4"
+    got = list(remote.decode_remote(f"s3://{BUCKET}/formats/moov-at-end.mp4", decode_video, **KW))
+    assert all((a == b).all() for a, b in zip(frames_of(got), frames_of(list(decode_video(str(local), **KW)))))
+    assert got[-1]["streamed"]["content_id"] == ids.video_id(str(local))
+    assert got[-1]["streamed"]["bytes"] == local.stat().st_size
