@@ -54,6 +54,8 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
         return False
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for k in _job_env_keys():            # set by the job's own runtime env already: Ray refuses them twice
+        env.pop(k, None)
     verbose = output.verbosity() >= output.VERBOSE
     kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
                   runtime_env={"env_vars": env})
@@ -73,6 +75,19 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
                          "`ray start --head` or `ray up ray_cluster.yaml`, or leave --address out to run "
                          "locally") from None
     return True
+
+
+def _job_env_keys() -> set:
+    """The environment variables a Ray job's runtime env sets when this driver runs as one (``ray job submit
+    --runtime-env-json``): ``ray.init`` may not set the same keys again (Ray stops with "Failed to merge the
+    Job's runtime env"), and the job's values already reach every worker."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return set()
+    try:
+        return set(((json.loads(raw) or {}).get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError, TypeError):
+        return set()
 
 
 def start_reaper() -> "subprocess.Popen | None":
