@@ -75,6 +75,10 @@ class TagSummary:
     duplicates: int = 0
     ids_remembered: int = 0                               # content ids taken from the store's id cache
     ids_hashed: int = 0                                   # files read and hashed
+    objects_read: int = 0                                 # objects fetched by decode tasks (jobs/remote.py)
+    objects_bytes: int = 0                                # ... their sizes, summed
+    fetched_bytes: int = 0                                # ... bytes fetched for them (ranged GETs)
+    fetched_gets: int = 0                                 # ... GET requests
     frames: int = 0
     seconds: float = 0.0                                  # the whole job
     run_s: float = 0.0                                    # decoding + scoring + writing, after start-up
@@ -100,6 +104,10 @@ class TagSummary:
                f"bike tag: store {self.store} ({self.batches} batches written)"
                + (f"; the model was busy {self.model_busy:.0%} of the time"
                   + (" (decoding sets the pace)" if self.model_busy < 0.7 else "") if self.run_s > 0 else "")]
+        if self.objects_read:
+            out.append(f"bike tag: objects read by the decode tasks: {self.objects_read} ({_mb(self.objects_bytes)}); "
+                       f"{_mb(self.fetched_bytes)} fetched in {self.fetched_gets} GET requests "
+                       f"({self.fetched_bytes / max(self.objects_bytes, 1):.2f}x their size)")
         if skipped:
             out.append("bike tag: not tagged: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         for path, reason in self.errors[:10]:
@@ -125,6 +133,10 @@ def _identified(paths, identify=ids.identify, workers: int = 4, ahead: int = 64)
             if nxt is not None:
                 pending.append((nxt, pool.submit(identify, nxt)))
             yield (path, *fut.result())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _path_id(path: str) -> str:
@@ -325,6 +337,11 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         t_run = time.monotonic()
         try:
             for result in pipeline.run(work()):
+                if result.streamed:                     # an object its decode task read (jobs/remote.py)
+                    summary.objects_read += 1
+                    summary.objects_bytes += result.streamed.get("size") or 0
+                    summary.fetched_bytes += result.streamed.get("bytes") or 0
+                    summary.fetched_gets += result.streamed.get("gets") or 0
                 if result.video_id.startswith(PENDING):
                     result = resolve(result)
                     if result is None:
