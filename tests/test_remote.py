@@ -181,8 +181,12 @@ def test_throttling_is_retried_with_backoff_then_reported():
 
 @pytest.mark.slow
 def test_bike_tag_from_s3_then_rerun_reads_nothing(s3, tmp_path):
-    """End to end in a subprocess (its own Ray, with the endpoint and credentials in its environment)."""
-    (tmp_path / "more.txt").write_text(f"s3://{BUCKET}/videos/missing.mp4\n")
+    """End to end in a subprocess (its own Ray, with the endpoint and credentials in its environment). New
+    objects are read once, by their decode tasks; a copy under a second URL is tagged once, in the same run
+    or a later one."""
+    s3["client"].upload_file(str(s3["local"] / "b.mkv"), BUCKET, "copies/b-copy.mkv")
+    s3["client"].upload_file(str(s3["local"] / "a.mp4"), BUCKET, "copies/a-copy.mp4")
+    (tmp_path / "more.txt").write_text(f"s3://{BUCKET}/videos/missing.mp4\ns3://{BUCKET}/copies/b-copy.mkv\n")
     store = tmp_path / "store"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_ENDPOINT_URL")}
     env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
@@ -191,19 +195,34 @@ def test_bike_tag_from_s3_then_rerun_reads_nothing(s3, tmp_path):
            "--lexicon", "hmdb51", "--labels", "dog,cat,surfing", "--no-progress"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "2 ok, 1 error" in run.stdout and "object not found" in run.stdout
+    assert "2 ok, 1 error" in run.stdout and "object not found" in run.stdout, run.stdout
+    assert "1 same content as another listed file" in run.stdout           # b.mkv and its copy: tagged once
+    assert "content ids: 3 files hashed, 0 unchanged" in run.stdout        # by the decode tasks, not the driver
+    assert "objects read by the decode tasks: 3 (" in run.stdout and "in 3 GET requests (1.00x their size)" in run.stdout
     from index.store import Store
-    con = Store(store).connect()
-    rows = con.execute("SELECT path, status, error, num_clips FROM videos ORDER BY path").fetchall()
-    assert rows == [(f"s3://{BUCKET}/videos/a.mp4", "ok", None, 1),
-                    (f"s3://{BUCKET}/videos/missing.mp4", "error", "object not found", 0),
-                    (f"s3://{BUCKET}/videos/sub/b.mkv", "ok", None, 1)]
-    vid = con.execute("SELECT video_id FROM videos WHERE path LIKE '%a.mp4'").fetchone()[0]
+
+    def rows():
+        con = Store(store).connect()
+        return con.execute("SELECT path, status, error, num_clips, video_id FROM videos ORDER BY path").fetchall()
+    first = rows()
+    assert [r[:4] for r in first if "b.mkv" not in r[0] and "b-copy" not in r[0]] == [
+        (f"s3://{BUCKET}/videos/a.mp4", "ok", None, 1), (f"s3://{BUCKET}/videos/missing.mp4", "error", "object not found", 0)]
+    b_rows = [r for r in first if "b.mkv" in r[0] or "b-copy" in r[0]]
+    assert len(b_rows) == 1 and b_rows[0][1:4] == ("ok", None, 1) and b_rows[0][4] == ids.video_id(str(s3["local"] / "b.mkv"))
+    vid = [r[4] for r in first if r[0].endswith("/a.mp4")][0]
     assert vid == ids.video_id(str(s3["local"] / "a.mp4"))
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "0 ok, 0 error, 3 skipped" in rerun.stdout                  # (errors are retried by --retry-errors)
-    assert "content ids: 0 files hashed, 2 unchanged files known" in rerun.stdout
+    assert "0 ok, 0 error, 3 skipped" in rerun.stdout, rerun.stdout       # (errors are retried by --retry-errors)
+    assert "content ids: 0 files hashed, 3 unchanged files known" in rerun.stdout
+    # a third URL with the content of a.mp4, new to the store: decoded once to learn its id, then not stored again
+    third = subprocess.run([c if c != f"s3://{BUCKET}/videos/" else f"s3://{BUCKET}/copies/a-copy.mp4" for c in cmd
+                            if c != str(tmp_path / "more.txt")], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert "0 ok, 0 error, 1 skipped (already in the store) of 1 listed" in third.stdout, third.stdout
+    assert "content ids: 1 files hashed, 0 unchanged" in third.stdout, third.stdout
+    assert rows() == first
 
 
 def test_https_sources_are_read_the_same_way(s3, tmp_path):
@@ -234,9 +253,10 @@ MULTINODE = r"""
 import json, os, sys
 from ray.cluster_utils import Cluster
 spool = sys.argv[1]
-# the head has no CPU for tasks, and a spool folder that does not exist: a decode placed there would fail
+# the head has no CPU for tasks, and spools into a folder that does not exist: a decode placed there would fail
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                        "env_vars": {"BIKE_SPOOL_DIR": "/nonexistent/head-spool"}})
+                                                        "env_vars": {"BIKE_SPOOL_DIR": "/nonexistent/head-spool",
+                                                                     "BIKE_REMOTE_READ": "spool"}})
 worker = cluster.add_node(num_cpus=2, env_vars={"BIKE_SPOOL_DIR": spool})
 cluster.wait_for_nodes()
 import jobs.cli
@@ -254,11 +274,11 @@ sys.exit(rc)
 @pytest.mark.slow
 def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     """A head (no task CPUs) and a worker node on this machine (ray.cluster_utils.Cluster); the videos exist only
-    behind the S3 endpoint; every video is decoded from the worker node's spool folder."""
+    behind the S3 endpoint; every video is decoded on the worker node, from ranged reads (no spool file)."""
     spool = tmp_path / "worker-spool"
     spool.mkdir()
     store = tmp_path / "store"
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BIKE_SPOOL_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BIKE_SPOOL_DIR", "BIKE_REMOTE_READ")}
     env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
     cmd = [sys.executable, "-c", MULTINODE, str(spool), "tag", f"s3://{BUCKET}/videos/", "--store", str(store),
            "--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--labels", "dog,cat,surfing",
@@ -269,7 +289,7 @@ def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     rows = Store(store).connect().execute("SELECT path, status, error FROM videos ORDER BY path").fetchall()
     assert [r[1] for r in rows if "/videos/a.mp4" in r[0] or "/sub/b.mkv" in r[0]] == ["ok", "ok"], rows
     assert all(r[1] == "ok" for r in rows), rows      # none failed on the head's missing spool folder
-    assert not list(spool.iterdir())                  # spool files are removed after decoding
+    assert not list(spool.iterdir())                  # streamed: no spool file
 
 
 # ------------------------------------------------------------------------------ decoding from ranged reads
@@ -370,9 +390,10 @@ def test_an_object_replaced_while_it_is_read_is_an_error(s3, formats, proxy):
     s3["client"].upload_file(str(formats / "clip.mkv"), BUCKET, key)
     src = remote.RemoteSource(f"s3://{BUCKET}/{key}", cache_bytes=64 << 10)
     assert src.open().read(100)                                         # the first block, pinned to its ETag
-    s3["client"].upload_file(str(formats / "fast.mp4"), BUCKET, key)   # replaced
+    data = (formats / "clip.mkv").read_bytes()
+    s3["client"].put_object(Bucket=BUCKET, Key=key, Body=data[:1000] + data[1000:][::-1])   # same size, new bytes
     msgs = list(decode_video(src, **KW))
-    assert msgs[-1]["error"].startswith("object changed while it was read"), msgs[-1]["error"]
+    assert msgs[-1]["error"] == "object changed while it was read (its ETag changed)", msgs[-1]["error"]
     with pytest.raises(remote.RemoteError, match="object changed"):
         src.finish()
 
