@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from index import ids
-from jobs import remote
+from jobs import ranged, remote
 from jobs.errors import UsageError
 from jobs.sources import list_sources
 from media import make_video, mp4_boxes, run_ffmpeg
@@ -319,7 +319,7 @@ def proxy(s3, monkeypatch):
     host, port = s3["endpoint"].rsplit("//", 1)[1].split(":")
     p = Proxy(host, int(port))
     monkeypatch.setenv("AWS_ENDPOINT_URL", p.endpoint)
-    monkeypatch.setattr(remote, "BLOCK_BYTES", 32 << 10)
+    monkeypatch.setattr(ranged, "BLOCK_BYTES", 32 << 10)
     monkeypatch.setattr(remote, "BACKOFF_S", 0.001)
     yield p
     p.close()
@@ -373,7 +373,7 @@ def test_a_stalled_read_ends_in_an_error_naming_the_object(formats, proxy):
     from engine import video as ev
     from jobs.decode import decode_video
     url = f"s3://{BUCKET}/formats/moov-at-end.mp4"
-    src = remote.RemoteSource(url, stall_s=1.0)
+    src = ranged.RemoteSource(url, stall_s=1.0)
     proxy.stall = True                                                  # the server answers nothing more
     import time
     t = time.monotonic()
@@ -388,7 +388,7 @@ def test_an_object_replaced_while_it_is_read_is_an_error(s3, formats, proxy):
     from jobs.decode import decode_video
     key = "formats/replaced.mkv"
     s3["client"].upload_file(str(formats / "clip.mkv"), BUCKET, key)
-    src = remote.RemoteSource(f"s3://{BUCKET}/{key}", cache_bytes=64 << 10)
+    src = ranged.RemoteSource(f"s3://{BUCKET}/{key}", cache_bytes=64 << 10)
     assert src.open().read(100)                                         # the first block, pinned to its ETag
     data = (formats / "clip.mkv").read_bytes()
     s3["client"].put_object(Bucket=BUCKET, Key=key, Body=data[:1000] + data[1000:][::-1])   # same size, new bytes
