@@ -406,3 +406,36 @@ def test_the_spool_path_decodes_the_same_and_hashes_on_the_way(formats, proxy, m
     assert all((a == b).all() for a, b in zip(frames_of(got), frames_of(list(decode_video(str(local), **KW)))))
     assert got[-1]["streamed"]["content_id"] == ids.video_id(str(local))
     assert got[-1]["streamed"]["bytes"] == local.stat().st_size
+
+
+@pytest.mark.slow
+def test_bike_tag_stores_a_lost_connection_as_an_error_row_and_a_rerun_tags_the_video(s3, formats, tmp_path):
+    """`bike tag` through a proxy that cuts every connection after 1 KB: the object's row is an error with the
+    reason, keyed by its URL (no clip of it stored); the rerun without the proxy tags it under its content id
+    and drops the error row."""
+    host, port = s3["endpoint"].rsplit("//", 1)[1].split(":")
+    proxy = Proxy(host, int(port))
+    proxy.cut_after, proxy.cuts = 1_000, -1
+    url = f"s3://{BUCKET}/formats/clip.mkv"
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_ENDPOINT_URL")}
+    env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
+    cmd = [sys.executable, "-m", "jobs.cli", "tag", url, "--store", str(store), "--model", "bike-tiny",
+           "--random-init", "--lexicon", "hmdb51", "--labels", "dog,cat,surfing", "--no-progress", "--window", "2"]
+    try:
+        run = subprocess.run([*cmd, "--endpoint", proxy.endpoint], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+    finally:
+        proxy.close()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "0 ok, 1 error" in run.stdout and f"error: {url}: connection lost" in run.stdout, run.stdout
+    from index.store import Store
+    con = Store(store).connect()
+    assert con.execute("SELECT video_id, status, num_clips FROM videos").fetchall() == [(ids.path_id(url), "error", 0)]
+    assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == 0
+    rerun = subprocess.run([*cmd, "--endpoint", s3["endpoint"]], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0 and "1 ok, 0 error" in rerun.stdout, rerun.stdout + rerun.stderr[-2000:]
+    con = Store(store).connect()
+    assert con.execute("SELECT video_id, status, num_clips FROM videos").fetchall() == [
+        (ids.video_id(str(formats / "clip.mkv")), "ok", 3)]
