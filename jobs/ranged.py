@@ -62,7 +62,8 @@ class RemoteSource(ByteSource):
     arrive; :meth:`finish` fetches what the decoder skipped and returns the content id (BLAKE2b-128, equal to
     ``index.ids.video_id`` of the same bytes on disk). ``gets`` / ``fetched`` count requests and bytes. A
     read that fails for good sets ``failure`` and raises ``ReadError``; one that takes longer than
-    ``stall_s`` (``BIKE_STREAM_STALL_S``) fails as stalled."""
+    ``stall_s`` (``BIKE_STREAM_STALL_S``) fails as stalled. Memory: at most ``capacity`` blocks cached
+    (``peak_cached`` bytes, the most held at once) plus ``ahead`` blocks in flight."""
 
     def __init__(self, url: str, block: "int | None" = None, cache_bytes: "int | None" = None,
                  stall_s: "float | None" = None, ahead: int = AHEAD):
@@ -81,6 +82,7 @@ class RemoteSource(ByteSource):
         self.failure: "str | None" = None
         self.gets = self.fetched = 0
         self._cache: OrderedDict = OrderedDict()            # block number → bytes
+        self._cached = self.peak_cached = 0                 # bytes in the cache: now, at most
         self._pending: dict = {}                            # block number → Future (read-ahead)
         self._last = -2
         self._lock = threading.Lock()
@@ -160,6 +162,8 @@ class RemoteSource(ByteSource):
             raise self._fail(e.reason) from None
 
     def _store(self, k: int, data: bytes) -> None:
+        if k not in self._cache:
+            self._cached += len(data)
         self._cache[k] = data
         self._cache.move_to_end(k)
         while self._hashed < self.size and self._hashed // self.block in self._cache:   # hash in order
@@ -167,7 +171,8 @@ class RemoteSource(ByteSource):
             self._hash.update(part)
             self._hashed += len(part)
         while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+            self._cached -= len(self._cache.popitem(last=False)[1])
+        self.peak_cached = max(self.peak_cached, self._cached)
 
     def _harvest(self) -> None:
         for j, fut in list(self._pending.items()):
@@ -217,6 +222,7 @@ class RemoteSource(ByteSource):
             self._hash.update(data)
             self._hashed += len(data)
         self._cache.clear()
+        self._cached = 0
         return self._hash.hexdigest()
 
     def stats(self, content_id: "str | None") -> dict:

@@ -347,6 +347,18 @@ def test_ranged_decoding_gives_the_local_frames_and_reads_each_byte_once(formats
     assert size <= proxy.answer_bytes < size + 2000 * (blocks + 1)     # what crossed the wire: bytes + headers
 
 
+def test_an_object_larger_than_the_block_cache_decodes_the_same_in_bounded_memory(formats, proxy):
+    from jobs.decode import decode_video
+    local = formats / "clip.mkv"
+    src = ranged.RemoteSource(f"s3://{BUCKET}/formats/clip.mkv", cache_bytes=128 << 10)   # 4 blocks of 32 KiB
+    got = list(decode_video(src, **KW))
+    assert got[-1]["error"] is None
+    assert all((a == b).all() for a, b in zip(frames_of(got), frames_of(list(decode_video(str(local), **KW)))))
+    assert src.finish() == ids.video_id(str(local))
+    assert src.peak_cached <= 128 << 10                               # the bound held ...
+    assert local.stat().st_size < src.fetched < 3 * local.stat().st_size   # ... at the price of fetching again
+
+
 def test_a_connection_cut_mid_object_resumes_at_the_byte_it_reached(formats, proxy):
     from jobs.decode import decode_video
     local = formats / "fast.mp4"
