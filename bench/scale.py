@@ -3,7 +3,8 @@ identifying objects on a local S3-compatible server; tagging from S3 vs local di
 
     python bench/scale.py compact --batches 2000        # bike sql / search p50 before and after bike compact
     python bench/scale.py s3-list --objects 100000      # objects/s and requests to list + identify on moto
-    python bench/scale.py s3-tag --videos 8             # bike tag throughput: s3:// sources vs local files
+    python bench/scale.py s3-tag --videos 8             # bike tag: local files vs s3 ranged reads vs s3 spool,
+                                                        # with bytes and GETs fetched per new object
 
 Each section prints a table and merges its figures into bench/results/scale.json (with machine facts). The
 machine is shared by other jobs: compare the before/after (or S3/local) figures of one run, not absolute ones.
@@ -188,8 +189,15 @@ def bench_s3_list(args) -> None:
         assert len(src.videos) == args.objects, len(src.videos)
         counts.clear()
         store = Path(tempfile.mkdtemp(prefix="bike-ids-"))
-        ids = remote.RemoteIds(store, listed=src.objects)
         sample = src.videos[: args.identify]
+        new = remote.RemoteIds(store, listed=src.objects)      # new objects: a provisional id, no request
+        t = time.perf_counter()
+        for url in sample:
+            new.identify(url)
+        new_s = time.perf_counter() - t
+        new_requests = dict(counts)
+        counts.clear()
+        ids = remote.RemoteIds(store, listed=src.objects, trust=False)   # --rehash: the driver hashes each
         t = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:                  # bike tag identifies with 4 threads
             list(pool.map(ids.identify, sample))
@@ -208,18 +216,27 @@ def bench_s3_list(args) -> None:
     finally:
         server.stop()
     rows = [["list (prefix, recursive)", args.objects, f"{list_s:.1f}", f"{args.objects / list_s:,.0f}", list_requests],
-            ["identify, first run (hash bytes)", len(sample), f"{cold_s:.1f}", f"{len(sample) / cold_s:,.0f}", cold_requests],
+            ["identify new objects (hashed later by their decode)", len(sample), f"{new_s:.2f}",
+             f"{len(sample) / new_s:,.0f}", new_requests or "none"],
+            ["identify with --rehash (the driver hashes bytes)", len(sample), f"{cold_s:.1f}", f"{len(sample) / cold_s:,.0f}", cold_requests],
             ["identify, rerun (ETag remembered)", len(sample), f"{warm_s:.2f}", f"{len(sample) / warm_s:,.0f}",
              warm_requests or "none"]]
     table(rows, ["step", "objects", "s", "objects/s", "requests"])
     save("s3_list", {"objects": args.objects, "upload_s": round(upload_s, 1), "endpoint": "moto ThreadedMotoServer, loopback",
                      "list": {"s": round(list_s, 2), "objects_per_s": round(args.objects / list_s), "requests": list_requests},
-                     "identify_first": {"objects": len(sample), "s": round(cold_s, 2),
+                     "identify_new": {"objects": len(sample), "s": round(new_s, 3),
+                                      "objects_per_s": round(len(sample) / new_s), "requests": new_requests},
+                     "identify_rehash": {"objects": len(sample), "s": round(cold_s, 2),
                                         "objects_per_s": round(len(sample) / cold_s), "requests": cold_requests},
                      "identify_rerun": {"objects": len(sample), "s": round(warm_s, 3),
                                         "objects_per_s": round(len(sample) / warm_s), "requests": warm_requests},
-                     "how": "objects of ~1 KiB in 100 'folders'; identify-first hashes --identify of them (a GET "
+                     "how": "objects of ~1 KiB in 100 'folders'; identify-new gives --identify of them provisional "
+                            "ids (their decode tasks hash them), identify-rehash hashes them on the driver (a GET "
                             "each), the rerun answers the same objects from STORE/_ids/remote.parquet"})
+
+
+#: s3-tag sources: (name, BIKE_REMOTE_READ for the run or None, source is the bucket)
+S3_TAG_MODES = (("local", None, False), ("s3-stream", "stream", True), ("s3-spool", "spool", True))
 
 
 def bench_s3_tag(args) -> None:
@@ -229,24 +246,34 @@ def bench_s3_tag(args) -> None:
     from media import make_video
     server, endpoint = moto_server()
     work = Path(tempfile.mkdtemp(prefix="bike-s3tag-"))
+    saved = os.environ.get("BIKE_REMOTE_READ")
     try:
         client = boto3.client("s3", endpoint_url=endpoint)
         client.create_bucket(Bucket="bench")
         local = work / "videos"
         local.mkdir()
+        size = 0
         for i in range(args.videos):
             make_video(local / f"v{i:02d}.mp4", seconds=args.seconds, fps=25, size=(320, 240), pattern="testsrc")
             with open(local / f"v{i:02d}.mp4", "ab") as f:
                 f.write(bytes([i]) * 16)                     # distinct content ids
             client.upload_file(str(local / f"v{i:02d}.mp4"), "bench", f"videos/v{i:02d}.mp4")
+            size += (local / f"v{i:02d}.mp4").stat().st_size
         model = {"name": "bike-tiny", "random_init": True, "lexicon": "hmdb51"}
-        runs: dict = {"local": [], "s3": []}
-        for rep in range(args.repeat):                   # alternated, so that load drifts hit both alike
-            for name, src in (("local", str(local)), ("s3", "s3://bench/videos/")):
+        modes = [m for m in S3_TAG_MODES if m[0] in args.modes]
+        runs: dict = {name: [] for name, _, _ in modes}
+        for rep in range(args.repeat):                   # alternated, so that load drifts hit all alike
+            for name, read, from_s3 in modes:
+                if read is None:
+                    os.environ.pop("BIKE_REMOTE_READ", None)
+                else:
+                    os.environ["BIKE_REMOTE_READ"] = read    # forwarded to the Ray workers (jobs/raycluster.py)
+                src = "s3://bench/videos/" if from_s3 else str(local)
                 summary = run_tag(TagOptions(sources=[src], store=str(work / f"store-{name}-{rep}"),
                                              labels="dog,cat,surfing", model_kwargs=model, index=False,
                                              progress=False), log=lambda m: None)
                 assert summary.ok == args.videos, (name, summary.errors)
+                assert not from_s3 or summary.objects_read == args.videos, summary
                 runs[name].append(summary)
         out = {}
         for name, sums in runs.items():
@@ -255,16 +282,32 @@ def bench_s3_tag(args) -> None:
             out[name] = {"run_s_median": round(run_s, 2), "run_s_each": [round(x.run_s, 2) for x in sums],
                          "frames": frames, "frames_per_s": round(frames / run_s, 1),
                          "videos_per_s": round(args.videos / run_s, 2)}
+            if sums[0].objects_read:
+                x = sums[-1]
+                out[name].update({"bytes_fetched_per_object": round(x.fetched_bytes / x.objects_read),
+                                  "bytes_fetched_over_size": round(x.fetched_bytes / x.objects_bytes, 3),
+                                  "gets_per_object": round(x.fetched_gets / x.objects_read, 2)})
     finally:
+        if saved is None:
+            os.environ.pop("BIKE_REMOTE_READ", None)
+        else:
+            os.environ["BIKE_REMOTE_READ"] = saved
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    table([[k, v["run_s_median"], v["run_s_each"], v["frames_per_s"], v["videos_per_s"]] for k, v in out.items()],
-          ["source", "run s (median)", "each run", "frames/s", "videos/s"])
-    save("s3_tag", {"videos": args.videos, "seconds_each": args.seconds, "size": "320x240 H.264 25 fps",
-                    "model": "bike-tiny random-init", **out,
-                    "ratio_s3_over_local": round(out["s3"]["frames_per_s"] / out["local"]["frames_per_s"], 2),
-                    "how": "run_tag in-process (a local Ray started per run), local and s3 runs alternated, median run_s (excludes Ray and model start-up); S3 = moto "
-                           "on loopback, so this measures bike's overhead (hash stream + spool), not a network"})
+    table([[k, v["run_s_median"], v["run_s_each"], v["frames_per_s"], v["videos_per_s"],
+            v.get("bytes_fetched_over_size", "-"), v.get("gets_per_object", "-")] for k, v in out.items()],
+          ["source", "run s (median)", "each run", "frames/s", "videos/s", "fetched/size", "GETs/object"])
+    result = {"videos": args.videos, "seconds_each": args.seconds, "size": "320x240 H.264 25 fps",
+              "mean_object_bytes": round(size / args.videos), "model": "bike-tiny random-init", **out,
+              "how": "run_tag in-process (a local Ray started per run), modes alternated, median run_s (excludes "
+                     "Ray and model start-up); every run is a new store, so every object is new and read once by "
+                     "its decode task (s3-stream: ranged reads decoded in process; s3-spool: BIKE_REMOTE_READ=spool, "
+                     "a local spool file); S3 = moto on loopback, so this measures bike's overhead, not a network"}
+    if "local" in out:
+        for name in out:
+            if name != "local":
+                result[f"ratio_{name}_over_local"] = round(out[name]["frames_per_s"] / out["local"]["frames_per_s"], 2)
+    save("s3_tag", result)
 
 
 def main(argv=None) -> None:
@@ -283,7 +326,9 @@ def main(argv=None) -> None:
     t = sub.add_parser("s3-tag", help="bike tag throughput: s3:// sources vs the same files on local disk")
     t.add_argument("--videos", type=int, default=8)
     t.add_argument("--seconds", type=float, default=10.0)
-    t.add_argument("--repeat", type=int, default=3, help="runs per source, alternating local / s3")
+    t.add_argument("--repeat", type=int, default=3, help="runs per source, alternating the sources")
+    t.add_argument("--modes", nargs="+", default=[m[0] for m in S3_TAG_MODES], choices=[m[0] for m in S3_TAG_MODES],
+                   help="sources to compare (default: all): local files, s3 decoded from ranged reads, s3 spooled")
     t.set_defaults(func=bench_s3_tag)
     args = p.parse_args(argv)
     args.func(args)

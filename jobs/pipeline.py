@@ -90,6 +90,7 @@ class _Video:
     info: object = None
     error: "str | None" = None
     warnings: list = field(default_factory=list)  # decode problems that did not make it an error
+    streamed: "dict | None" = None              # an object's content id etc. from its decode (jobs/remote.py)
     ended: bool = False                         # the "end" message arrived
     done: bool = False                          # the decode stream has ended
     outstanding: int = 0                        # chunks queued or being scored
@@ -210,9 +211,11 @@ class Pipeline:
         def finish(v: _Video) -> VideoResult:
             del videos[v.video_id]
             if v.error is not None:
-                return VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
+                r = VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
+                r.streamed = v.streamed
+                return r
             r = VideoResult.from_info(v.video_id, v.path, v.info)
-            r.warnings = "; ".join(v.warnings) or None
+            r.warnings, r.streamed = "; ".join(v.warnings) or None, v.streamed
             r.clips = sorted(v.clips, key=lambda c: c.span.index)
             return r
 
@@ -319,5 +322,6 @@ class Pipeline:
                         self.decodes[(NVDEC_POOL if NVDEC in msg["held"] else CPU, msg.get("decoder"))] += 1
                     v.ended = True
                     v.warnings = msg.get("warnings") or []
+                    v.streamed = msg.get("streamed")
                     if msg.get("error"):
                         v.error = v.error or msg["error"]

@@ -36,9 +36,10 @@ from .errors import UsageError
 
 #: Environment variables passed on to Ray workers when set on the driver.
 FORWARD_ENV = ("HF_HUB_OFFLINE", "BIKE_FFMPEG", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME",
-               # object-storage sources (jobs/remote.py): endpoint, credentials, spool
+               # object-storage sources (jobs/remote.py): endpoint, credentials, ranged reads, spool
                "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-               "AWS_DEFAULT_REGION", "AWS_PROFILE", "BIKE_SPOOL_DIR", "BIKE_SPOOL_MAX_GB")
+               "AWS_DEFAULT_REGION", "AWS_PROFILE", "BIKE_SPOOL_DIR", "BIKE_SPOOL_MAX_GB",
+               "BIKE_REMOTE_READ", "BIKE_STREAM_CACHE_MB", "BIKE_STREAM_STALL_S")
 
 
 @dataclass
@@ -68,6 +69,8 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
         return False
     env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for k in _job_env_keys():            # set by the job's own runtime env already: Ray refuses them twice
+        env.pop(k, None)
     verbose = output.verbosity() >= output.VERBOSE
     kwargs = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
                   runtime_env={"env_vars": env})
@@ -90,6 +93,19 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
                          "`ray start --head` or `ray up ray_cluster.yaml`, or leave --address out to run "
                          "locally") from None
     return True
+
+
+def _job_env_keys() -> set:
+    """The environment variables a Ray job's runtime env sets when this driver runs as one (``ray job submit
+    --runtime-env-json``): ``ray.init`` may not set the same keys again (Ray stops with "Failed to merge the
+    Job's runtime env"), and the job's values already reach every worker."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return set()
+    try:
+        return set(((json.loads(raw) or {}).get("runtime_env") or {}).get("env_vars") or {})
+    except (ValueError, AttributeError, TypeError):
+        return set()
 
 
 def start_reaper() -> "subprocess.Popen | None":

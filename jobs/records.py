@@ -67,6 +67,8 @@ class VideoResult:
     codec: "str | None" = None
     clips: list = field(default_factory=list)     # [ClipResult]
     warnings: "str | None" = None                 # decode problems of an 'ok' video (engine.video)
+    streamed: "dict | None" = None                # an object read by its decode task: content id, size, ETag,
+                                                  # GETs, bytes (jobs/remote.py); not stored
 
     @classmethod
     def failed(cls, video_id: str, path: str, reason: str, info=None, size=None) -> "VideoResult":

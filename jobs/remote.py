@@ -10,15 +10,23 @@ S3-compatible store (MinIO, Ceph, a local test server).
   (``s3://b/**/*.mp4``) is expanded; any other URL is one object, kept even when missing (it becomes an error
   row "object not found"). Each listed object carries its size and ETag (or modification time).
 * **Identity** (:class:`RemoteIds`): the content id is the same BLAKE2b hash of the bytes as for a local file
-  (``index.ids.video_id``: a video uploaded from disk keeps its id), computed by streaming the object once
-  (ranged reads, no local copy). It is remembered per URL with the cheap identity (size + ETag) in
-  ``STORE/_ids/remote.parquet``; a rerun over an unchanged bucket reads no object at all.
-* **Decoding** (:func:`spooled`): the decoder (engine.video) reads local files, so a decode worker streams the
-  object into a bounded local spool file (``BIKE_SPOOL_DIR``, default the temp folder; objects above
-  ``BIKE_SPOOL_MAX_GB``, default 50, are refused with an error row), decodes it and deletes it.
+  (``index.ids.video_id``: a video uploaded from disk keeps its id). It is remembered per URL with the cheap
+  identity (size + ETag) in ``STORE/_ids/remote.parquet``; a rerun over an unchanged bucket reads no object
+  at all. An object with no remembered id is not read on the driver: it gets a provisional id
+  (:func:`pending_id`) and its decode task computes the content id from the bytes it reads.
+* **Decoding** (:func:`decode_remote`): the in-process decoders (pyav, nvdec) read the object through a
+  seekable file object backed by ranged GETs (``jobs.ranged.RemoteSource``: pinned to the ETag seen first,
+  read-ahead, a block cache of at most ``BIKE_STREAM_CACHE_MB`` per decode), so no local copy is made; the bytes are hashed as they arrive, the ranges the decoder skipped are fetched at the end to
+  complete the hash, and the content id travels back with the decode's "end" message. The ffmpeg-CLI
+  decoder (and ``BIKE_REMOTE_READ=spool``) gets a bounded local spool file instead (``BIKE_SPOOL_DIR``,
+  default the temp folder; objects above ``BIKE_SPOOL_MAX_GB``, default 50, are refused with an error row),
+  hashed while it is written and deleted after decoding. docs/storage.md "Object-storage sources" has the
+  rule and the measurements.
 * **Errors**: throttling and dropped connections are retried with exponential backoff (a dropped transfer
-  resumes at the byte it reached); a missing object, a denied one, or one still failing after the retries
-  becomes an error row with the reason (:class:`RemoteError`), and the job goes on.
+  resumes at the byte it reached); a missing object, a denied one, one that changes or vanishes while it is
+  read, a ranged read that stalls (``BIKE_STREAM_STALL_S``), or one still failing after the retries becomes
+  an error row with the reason (:class:`RemoteError`), and the job goes on; a video whose bytes were not all
+  read is never decoded from the part that arrived.
 """
 from __future__ import annotations
 
@@ -39,6 +47,8 @@ from pathlib import Path
 SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
 #: Bytes per ranged read when streaming an object.
 READ_BYTES = 8 << 20
+#: Provisional video id of an object whose content id its decode task computes (RemoteIds, jobs/tag.py).
+PENDING = "new:"
 #: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
 ATTEMPTS = 6
 BACKOFF_S = 0.2
@@ -114,6 +124,8 @@ def reason_of(e: BaseException) -> str:
     resp = getattr(e, "response", None)
     if isinstance(resp, dict):
         code = str(resp.get("Error", {}).get("Code", ""))
+    if code in ("PreconditionFailed", "412"):
+        return "object changed while it was read (its ETag changed)"
     if isinstance(e, FileNotFoundError) or code in ("NoSuchKey", "NoSuchBucket", "404"):
         return "object not found"
     if isinstance(e, PermissionError) or code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -269,14 +281,25 @@ def spool_limit() -> int:
     return int(float(os.environ.get("BIKE_SPOOL_MAX_GB", "50")) * 2**30)
 
 
+def read_mode() -> str:
+    """``BIKE_REMOTE_READ``: "stream" (default: in-process decoders read ranged GETs) or "spool" (always a
+    local spool file, the older path)."""
+    mode = os.environ.get("BIKE_REMOTE_READ", "stream").strip().lower() or "stream"
+    return mode if mode in ("stream", "spool") else "stream"
+
+
 @contextmanager
-def spooled(url: str, size: "int | None" = None):
-    """A local copy of the object for the decoder, deleted on exit (the spool is bounded: one file per
-    decode in flight, none larger than ``BIKE_SPOOL_MAX_GB``). Raises :class:`RemoteError`."""
-    if size is None:
-        size = _info(url).get("size")
-    if size is not None and size > spool_limit():
-        raise RemoteError(url, f"object of {size / 2**30:.1f} GiB is larger than the local spool allows "
+def spooled(url: str, size: "int | None" = None, source=None):
+    """A local copy of the object for a decoder that reads files, deleted on exit (the spool is bounded: one
+    file per decode in flight, none larger than ``BIKE_SPOOL_MAX_GB``). Written through ``source`` (a
+    ``jobs.ranged.RemoteSource``, made here when not given), which hashes it on the way. Raises
+    :class:`RemoteError`."""
+    from engine.video.types import ReadError
+
+    from .ranged import BLOCK_BYTES, RemoteSource
+    src = source if source is not None else RemoteSource(url, cache_bytes=2 * BLOCK_BYTES)
+    if src.size > spool_limit():
+        raise RemoteError(url, f"object of {src.size / 2**30:.1f} GiB is larger than the local spool allows "
                                "(BIKE_SPOOL_MAX_GB)")
     folder = os.environ.get("BIKE_SPOOL_DIR") or None
     suffix = posixpath.splitext(url.split("?", 1)[0])[1][:16]
@@ -287,24 +310,61 @@ def spooled(url: str, size: "int | None" = None):
                                f"{e.strerror or e} (BIKE_SPOOL_DIR)") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            got = stream(url, f.write, size)
-        if size is not None and got != size:
-            raise RemoteError(url, f"object changed while it was read ({got} bytes, listed as {size})")
+            reader = src.open()
+            try:
+                while block := reader.read(src.block):
+                    f.write(block)
+            except ReadError as e:
+                raise RemoteError(url, e.reason) from None
+        if size is not None and src.size != size:
+            raise RemoteError(url, f"object changed while it was read ({src.size} bytes, listed as {size})")
         yield tmp
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
 def decode_remote(url: str, decode, **kwargs):
-    """``decode(local_path, **kwargs)`` (jobs.decode.decode_video) over a spooled copy of ``url``; a
-    failure to fetch the object yields the same head/end messages as an undecodable file."""
+    """``decode(source, **kwargs)`` (jobs.decode.decode_video) over the object at ``url``: a
+    ``jobs.ranged.RemoteSource`` for a decoder that reads byte sources, else a spooled local copy (see the module
+    doc). Yields decode's messages; the "end" message also carries ``streamed`` (``RemoteSource.stats``:
+    the content id, None when the bytes could not all be read, and the size/ETag it belongs to). A failure
+    to fetch the object yields the same head/end messages as an undecodable file, with that reason; a video
+    whose bytes did not all arrive is an error even when the part that did decoded."""
+    from engine.video import get_decoder
+
+    from .ranged import RemoteSource
     t0 = time.perf_counter()
+    src = None
     try:
-        with spooled(url) as local:
-            yield from decode(local, **kwargs)
+        src = RemoteSource(url)
+        dec = get_decoder(kwargs.get("decoder"))
+        if read_mode() == "stream" and dec.reads_sources:
+            for msg in decode(src, **kwargs):
+                yield _ended(msg, src) if isinstance(msg, dict) and msg.get("kind") == "end" else msg
+            return
+        with spooled(url, source=src) as local:
+            for msg in decode(local, **kwargs):
+                yield _ended(msg, src) if isinstance(msg, dict) and msg.get("kind") == "end" else msg
     except RemoteError as e:
+        stats = src.stats(None) if src is not None else None
         yield {"kind": "head", "info": None, "error": e.reason}
-        yield {"kind": "end", "clips": 0, "error": e.reason, "decode_s": time.perf_counter() - t0}
+        yield {"kind": "end", "clips": 0, "error": e.reason, "decode_s": time.perf_counter() - t0,
+               "streamed": stats}
+
+
+def _ended(msg: dict, src) -> dict:
+    """The decode's "end" message with the content id (or the read failure that replaces its outcome)."""
+    msg = dict(msg)
+    content_id = None
+    if src.failure:
+        msg["error"] = src.failure
+    else:
+        try:
+            content_id = src.finish()
+        except RemoteError as e:
+            msg["error"] = e.reason
+    msg["streamed"] = src.stats(content_id)
+    return msg
 
 
 # --------------------------------------------------------------------------------------- identities
@@ -313,11 +373,20 @@ def _remote_schema():
     return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("video_id", pa.string())])
 
 
+def pending_id(url: str) -> str:
+    """The provisional id of an object whose content id its decode task will compute (``PENDING`` + a hash
+    of the URL); never stored: the driver replaces it (jobs/tag.py)."""
+    return PENDING + hashlib.blake2b(url.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+
+
 class RemoteIds:
     """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
-    files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged, else
-    by streaming the object through the hash. ``listed`` (URL → RemoteObject) spares one request per object.
-    Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
+    files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged. An
+    object with no remembered id is not read here: it gets ``pending_id(url)``, its decode task hashes the
+    bytes it reads, and the driver calls ``remember`` with the result. With ``trust=False`` (``--rehash``)
+    every object is hashed here instead, by streaming it (ranged reads, no local copy), so that what the
+    store holds is checked before anything is decoded. ``listed`` (URL → RemoteObject) spares one request
+    per object. Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
 
     FILE = "remote.parquet"
 
@@ -344,15 +413,21 @@ class RemoteIds:
                 return hit[1], None
             if obj.size == 0:
                 return ids.path_id(url), "empty object"
+            if self.trust:
+                return pending_id(url), None                 # hashed by its decode task: read once
             vid = content_id(url, obj.size)
         except RemoteError as e:
             return ids.path_id(url), e.reason
+        self.remember(url, obj.size, obj.etag, vid)
+        return vid, None
+
+    def remember(self, url: str, size: "int | None", etag: "str | None", video_id: str) -> None:
+        """``url`` (of this size and ETag) holds the content ``video_id`` (a hash just computed)."""
         with self._lock:
             self.hashed += 1
-            if obj.etag:
-                self._known[url] = (key, vid)
+            if etag:
+                self._known[url] = ((size, etag), video_id)
                 self._changed = True
-        return vid, None
 
     def save(self) -> bool:
         if not self._changed:

@@ -34,6 +34,7 @@ from . import raycluster
 from .errors import UsageError
 from .progress import Progress
 from .records import model_row, tables
+from .remote import PENDING, is_remote
 from .sources import list_sources
 
 
@@ -74,6 +75,10 @@ class TagSummary:
     duplicates: int = 0
     ids_remembered: int = 0                               # content ids taken from the store's id cache
     ids_hashed: int = 0                                   # files read and hashed
+    objects_read: int = 0                                 # objects fetched by decode tasks (jobs/remote.py)
+    objects_bytes: int = 0                                # ... their sizes, summed
+    fetched_bytes: int = 0                                # ... bytes fetched for them (ranged GETs)
+    fetched_gets: int = 0                                 # ... GET requests
     frames: int = 0
     seconds: float = 0.0                                  # the whole job
     run_s: float = 0.0                                    # decoding + scoring + writing, after start-up
@@ -100,6 +105,10 @@ class TagSummary:
                f"bike tag: store {self.store} ({self.batches} batches written)"
                + (f"; the model was busy {self.model_busy:.0%} of the time"
                   + (" (decoding sets the pace)" if self.model_busy < 0.7 else "") if self.run_s > 0 else "")]
+        if self.objects_read:
+            out.append(f"bike tag: objects read by the decode tasks: {self.objects_read} ({_mb(self.objects_bytes)}); "
+                       f"{_mb(self.fetched_bytes)} fetched in {self.fetched_gets} GET requests "
+                       f"({self.fetched_bytes / max(self.objects_bytes, 1):.2f}x their size)")
         if skipped:
             out.append("bike tag: not tagged: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())))
         for path, reason in self.errors[:10]:
@@ -127,6 +136,15 @@ def _identified(paths, identify=ids.identify, workers: int = 4, ahead: int = 64)
             if nxt is not None:
                 pending.append((nxt, pool.submit(identify, nxt)))
             yield (path, *fut.result())
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _path_id(path: str) -> str:
+    """The id of a video's "cannot read" row: of its absolute path, or of its URL (jobs/remote.py)."""
+    return ids.path_id(path if is_remote(path) else os.path.abspath(path))
 
 
 def _decoder_name(name) -> str:
@@ -260,14 +278,15 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         id_cache = IdCache(store.root, trust=not opts.rehash)
         remote_ids = None
         if sources.objects:                                 # object-storage sources (jobs/remote.py)
-            from .remote import RemoteIds, is_remote
+            from .remote import RemoteIds
             remote_ids = RemoteIds(store.root, trust=not opts.rehash, listed=sources.objects)
 
         def identify(path):
             return remote_ids.identify(path) if remote_ids is not None and is_remote(path) else id_cache.identify(path)
 
+        seen: set = set()               # content ids handed to the pipeline (or resolved from its results)
+
         def work():
-            seen = set()
             for path, vid, err in _identified(sources.videos, identify):
                 if vid in seen:
                     summary.duplicates += 1
@@ -282,10 +301,36 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                 if status is not None:
                     redo.add(vid)
                 if err is None:
-                    pid = ids.path_id(os.path.abspath(path))
+                    pid = _path_id(path)
                     if pid in done:
                         stale[vid] = pid
                 yield vid, path, err
+
+        def resolve(result):
+            """A new object's result carries the content id its decode task computed (read once,
+            jobs/remote.py): the result under that id, or None when that content is already stored for this
+            model or came back earlier in this run (a copy under another URL: tagged once)."""
+            streamed = getattr(result, "streamed", None) or {}
+            vid = streamed.get("content_id")
+            if vid is None:                 # its bytes could not all be read: an error row under its URL
+                result.video_id = _path_id(result.path)
+                return result
+            remote_ids.remember(result.path, streamed.get("size"), streamed.get("etag"), vid)
+            status = done.get(vid)
+            if vid in seen:
+                summary.duplicates += 1
+                return None
+            seen.add(vid)
+            if status is not None and not opts.force and not (opts.retry_errors and status == "error"):
+                summary.skipped_done += 1
+                return None
+            if status is not None:
+                redo.add(vid)
+            pid = _path_id(result.path)
+            if pid in done:
+                stale[vid] = pid
+            result.video_id = vid
+            return result
 
         buffer: list = []
         last_flush = time.monotonic()
@@ -309,6 +354,16 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         t_run = time.monotonic()
         try:
             for result in pipeline.run(work()):
+                if result.streamed:                     # an object its decode task read (jobs/remote.py)
+                    summary.objects_read += 1
+                    summary.objects_bytes += result.streamed.get("size") or 0
+                    summary.fetched_bytes += result.streamed.get("bytes") or 0
+                    summary.fetched_gets += result.streamed.get("gets") or 0
+                if result.video_id.startswith(PENDING):
+                    result = resolve(result)
+                    if result is None:
+                        progress.skip()
+                        continue
                 buffer.append(result)
                 frames = len(result.clips) * T
                 summary.frames += frames

@@ -9,7 +9,9 @@ class name: imported only when chosen). A decoder answers four questions:
 - ``frames(path, numbers, width, height, ...)``: the frames with the given sorted numbers, as displayed
   (rotation applied), resized (bicubic) to width × height, RGB uint8, in order.
 
-``device`` says what it needs ("cpu" or "gpu"), so the pipeline can schedule it. ``get_decoder("auto")``
+``device`` says what it needs ("cpu" or "gpu"), so the pipeline can schedule it. ``reads_sources``: whether
+``probe``/``frames`` also accept a ``types.ByteSource`` (a seekable file object, e.g. an object read with ranged
+requests) instead of a local path; the in-process decoders do, the ffmpeg CLI does not. ``get_decoder("auto")``
 picks the fastest available (nvdec, then pyav, then ffmpeg) and says once in the log which it used; asking
 for an unavailable one falls back the same way, said once. ``"auto-cpu"`` is ``auto`` among the CPU backends
 (the pipeline's CPU decode slots); ``"nvdec:N"`` is the nvdec backend for NVDEC slot N, which picks the GPU
@@ -75,6 +77,7 @@ class Decoder:
 
     name = "?"
     device = "cpu"
+    reads_sources = False
 
     def unavailable(self) -> "str | None":
         return None

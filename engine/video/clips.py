@@ -19,7 +19,8 @@ import numpy as np
 from ..sampling import crop_boxes
 from .base import DecodeReport, Decoder, get_decoder
 from .plan import SAMPLINGS, Window, plan
-from .types import Budget, Clip, VideoError, VideoInfo, check_file, decode_timeout, resized_size
+from .types import (Budget, ByteSource, Clip, ReadError, VideoError, VideoInfo, check_file, check_input, check_source,
+                    decode_timeout, input_name, resized_size)
 
 log = logging.getLogger("engine.video")
 
@@ -29,11 +30,44 @@ def probe(path, timeout_s: float = 30.0, decoder: "str | Decoder | None" = None)
 
     Raises ``VideoError`` for: missing file, directory or other non-file, no read permission, empty file,
     not a video, a refused container format (playlists), no video stream, corrupt/truncated header, zero
-    duration, unknown frame rate, or taking longer than ``timeout_s``.
+    duration, unknown frame rate, or taking longer than ``timeout_s``. ``path`` may be a ``ByteSource``
+    (a decoder whose ``reads_sources`` is true): a failed read is then a ``VideoError`` with its reason.
     """
-    path = str(path)
-    check_file(path)
-    return get_decoder(decoder).probe(path, timeout_s=timeout_s)
+    path = _input(path)
+    check_input(path)
+    with _reads(path):
+        info = _decoder_for(path, decoder).probe(path, timeout_s=timeout_s)
+    check_source(path)
+    return info
+
+
+def _input(path):
+    return path if isinstance(path, ByteSource) else str(path)
+
+
+def _decoder_for(path, decoder) -> Decoder:
+    dec = get_decoder(decoder)
+    if isinstance(path, ByteSource) and not dec.reads_sources:
+        raise VideoError(path.name, f"the {dec.name} decoder reads local files only")
+    return dec
+
+
+class _reads:
+    """Turns a ``ByteSource`` read failure met inside a decoder into ``VideoError(name, reason)``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if not isinstance(e, Exception):
+            return False
+        failure = self.path.failure if isinstance(self.path, ByteSource) else None
+        if failure or isinstance(e, ReadError):              # what the decoder made of it does not matter
+            raise VideoError(input_name(self.path), failure or e.reason) from None
+        return False
 
 
 def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int = 224,
@@ -59,20 +93,21 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     ``frame_times`` always describe the pixels; windows after the end get no clip. No frame at all ->
     VideoError.
     """
-    path = str(path)
+    path = _input(path)
     if size > resize:
         raise ValueError(f"crop size {size} is larger than the resize {resize}")
     sampling = sampling or os.environ.get("BIKE_SAMPLING") or "exact"
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-    dec = get_decoder(decoder)
+    dec = _decoder_for(path, decoder)
     if info is None:
-        check_file(path)
-        info = dec.probe(path)
+        info = probe(path, decoder=dec)
     else:
-        check_file(path)
-    budget = Budget(path, decode_timeout(info.duration_s) if timeout_s is None else timeout_s)
-    index = dec.frame_index(path, info, budget)
+        check_input(path)
+    budget = Budget(input_name(path), decode_timeout(info.duration_s) if timeout_s is None else timeout_s)
+    with _reads(path):
+        index = dec.frame_index(path, info, budget)
+    check_source(path)
     windows = list(plan(index, frames, window_s, clips, sampling))
     if not windows:
         if info.duration_s > 0:
@@ -105,7 +140,9 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
         for win in windows:
             wanted = {f for row in win.numbers for f in row}
             got = {n: have[n] for n in wanted if n in have}
-            got.update(take(max(wanted)))
+            with _reads(path):
+                got.update(take(max(wanted)))
+            check_source(path)               # a read that failed: an error, never the part that arrived
             budget.check()
             if got:
                 last = max(got.items(), key=lambda kv: kv[0])
@@ -162,20 +199,23 @@ def read_frames(path, numbers: "list[int] | None", width: int, height: int,
     limit (default ``decode_timeout``) and errors as :func:`iter_clips`; numbers past the end of the stream
     give fewer frames; no frame at all -> ``VideoError``.
     """
-    path = str(path)
-    dec = get_decoder(decoder)
-    check_file(path)
-    info = info or dec.probe(path)
-    budget = Budget(path, decode_timeout(info.duration_s) if timeout_s is None else timeout_s)
-    index = dec.frame_index(path, info, budget)
+    path = _input(path)
+    dec = _decoder_for(path, decoder)
+    check_input(path)
+    info = info or probe(path, decoder=dec)
+    budget = Budget(input_name(path), decode_timeout(info.duration_s) if timeout_s is None else timeout_s)
+    with _reads(path):
+        index = dec.frame_index(path, info, budget)
     wanted = list(range(len(index))) if numbers is None else [n for n in numbers if 0 <= n < len(index)]
     out = []
     if wanted:
         stream = dec.frames(path, wanted, width, height, info, index, budget, threads, DecodeReport())
         try:
-            out = [img for _, img in stream]
+            with _reads(path):
+                out = [img for _, img in stream]
         finally:
             getattr(stream, "close", lambda: None)()
+    check_source(path)
     budget.check()
     if not out:
         raise VideoError(path, "corrupt or truncated: no frame could be decoded")

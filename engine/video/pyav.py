@@ -12,6 +12,9 @@
 - Corrupt data: packets the decoder rejects and frames it flags corrupt are counted in the
   ``DecodeReport`` (becoming the clip's ``warnings``, or an error past a threshold).
 - Time: the ``Budget`` is checked between packets; PyAV's I/O timeout interrupts a blocked read.
+- Byte sources (``types.ByteSource``, e.g. an object in a bucket): opened from the source's file object
+  through PyAV's Python I/O, with the same demuxer whitelist and no protocol at all (a nested open of any
+  other file or URL is refused); the source bounds how long one of its reads may block.
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ import numpy as np
 
 from .base import DecodeReport, Decoder
 from .frameindex import MAX_FRAMES, FrameIndex, from_packets
-from .types import (DEMUXERS, PROTOCOLS, REFUSED_FORMAT, Budget, VideoError, VideoInfo, check_file,
-                    file_url)
+from .types import (DEMUXERS, PROTOCOLS, REFUSED_FORMAT, Budget, ByteSource, VideoError, VideoInfo,
+                    check_input, file_url, input_name)
 
 log = logging.getLogger("engine.video")
 
@@ -38,32 +41,43 @@ _cache: "OrderedDict[tuple, FrameIndex]" = OrderedDict()
 _END = object()
 
 
-def _key(path: str):
+def _key(path):
+    if isinstance(path, ByteSource):
+        return ("source", path.name, path.size, path.identity)
     st = os.stat(path)
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
-def open_container(path: str, hwaccel=None, timeout_s: float = READ_TIMEOUT_S):
-    """``av.open`` restricted to single-file demuxers and the file protocol; errors -> ``VideoError``."""
+#: Protocols a byte source's container may open besides its own file object: none (the name is no protocol).
+NO_PROTOCOL = "bike-none"
+
+
+def open_container(path, hwaccel=None, timeout_s: float = READ_TIMEOUT_S):
+    """``av.open`` restricted to single-file demuxers and the file protocol (a ``ByteSource``: its file
+    object, no protocol); errors -> ``VideoError``."""
     import av
-    opts = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": ",".join(PROTOCOLS)}
+    source = isinstance(path, ByteSource)
+    opts = {"format_whitelist": ",".join(DEMUXERS),
+            "protocol_whitelist": NO_PROTOCOL if source else ",".join(PROTOCOLS)}
     try:
         kw = {"hwaccel": hwaccel} if hwaccel is not None else {}
-        return _logged_open(av, file_url(path), container_options=opts, timeout=(timeout_s, timeout_s),
-                       metadata_errors="replace", **kw)
+        return _logged_open(av, path.open() if source else file_url(path), container_options=opts,
+                            timeout=(timeout_s, timeout_s), metadata_errors="replace", **kw)
     except (UnicodeError, OverflowError, MemoryError) as e:      # a damaged header PyAV cannot represent
-        raise VideoError(path, f"corrupt or truncated: unreadable header ({type(e).__name__})") from None
+        raise VideoError(input_name(path), f"corrupt or truncated: unreadable header ({type(e).__name__})") from None
     except av.error.FFmpegError as e:
+        if source and path.failure:
+            raise VideoError(path.name, path.failure) from None
         text = str(e).replace("; last error log: ", "\n")
         if "moov atom not found" in text and not _looks_like_mp4(path):
             text = "Invalid data found when processing input"     # chosen by the .mp4 name only
-        raise VideoError(path, _reason(text, e)) from None
+        raise VideoError(input_name(path), _reason(text, e)) from None
 
 
-def _looks_like_mp4(path: str) -> bool:
+def _looks_like_mp4(path) -> bool:
     """Whether the file starts with an ISO-BMFF box (``ftyp``, ``moov``, ``mdat``, ...)."""
     try:
-        with open(path, "rb") as f:
+        with (path.open() if isinstance(path, ByteSource) else open(path, "rb")) as f:
             head = f.read(8)
     except OSError:
         return False
@@ -217,6 +231,7 @@ def _safe_demux(container, stream, report: DecodeReport):
 class PyAVDecoder(Decoder):
     name = "pyav"
     device = "cpu"
+    reads_sources = True
     hwaccel = None
 
     def unavailable(self):
@@ -228,9 +243,9 @@ class PyAVDecoder(Decoder):
 
     # ------------------------------------------------------------------------------------------ probe
     def probe(self, path, timeout_s: float = 30.0) -> VideoInfo:
-        path = str(path)
-        size = check_file(path)
-        budget = Budget(path, timeout_s, "probing")
+        path = path if isinstance(path, ByteSource) else str(path)
+        size = check_input(path)
+        budget = Budget(input_name(path), timeout_s, "probing")
         with open_container(path, timeout_s=min(timeout_s, READ_TIMEOUT_S)) as c:
             s = video_stream(c, path)
             cc = s.codec_context
@@ -257,7 +272,7 @@ class PyAVDecoder(Decoder):
             raise VideoError(path, "unknown frame rate")
         if rotation in (90, 270):
             width, height = height, width
-        return VideoInfo(path=path, size_bytes=size, duration_s=index.duration_s, fps=fps,
+        return VideoInfo(path=input_name(path), size_bytes=size, duration_s=index.duration_s, fps=fps,
                          num_frames=len(index), width=width, height=height, rotation=rotation, codec=codec)
 
     # ------------------------------------------------------------------------------------------ frames

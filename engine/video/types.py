@@ -5,6 +5,10 @@
 - ``Budget``: the per-video wall-clock limit, counting only time spent inside the decoder.
 - ``check_file``: only non-empty regular files are opened (a FIFO, ``/dev/zero`` or a socket named
   ``x.mp4`` would block or never end).
+- ``ByteSource``: a video that is not a local file (an object in a bucket): a name for messages, a size, an
+  identity, and ``open()`` → a readable, seekable binary file object. The in-process decoders read it
+  directly (``Decoder.reads_sources``); ``jobs/remote.py`` implements it with ranged reads. ``check_input``
+  and ``input_name`` accept a path or a source.
 - ``DEMUXERS``: the container formats a local file may be opened as. Formats that open OTHER files
   (HLS/DASH playlists, ``concat`` lists, image-sequence patterns, ``tee``...) are not in it, so a playlist
   saved as ``.mp4`` cannot make the decoder read a second local file.
@@ -157,6 +161,59 @@ def check_file(path: str) -> int:
     if st.st_size == 0:
         raise VideoError(path, "empty file")
     return st.st_size
+
+
+class ReadError(OSError):
+    """A :class:`ByteSource`'s file object could not read (a connection lost for good, a read that stalled,
+    the object changed or vanished); ``reason`` is the short sentence for the error row."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ByteSource:
+    """A video behind a readable, seekable file object instead of a local path (docs/decoding.md "Byte sources").
+
+    ``name``: what messages and ``VideoInfo.path`` show (a URL); ``size``: its length in bytes; ``identity``:
+    a string that changes when the bytes do (an ETag), keying the per-process frame-index cache; ``open()``:
+    a new binary file object positioned at 0 (``read``/``seek``/``tell``/``seekable``). A read that fails raises
+    :class:`ReadError` and leaves its reason in ``failure``: the decoders check it, so a video whose bytes
+    could not all be read is a ``VideoError`` with that reason, never a decode of the part that arrived.
+    Each read must end on its own (an implementation bounds how long one may block).
+    """
+
+    name: str = "?"
+    size: int = 0
+    identity: str = ""
+    failure: "str | None" = None
+
+    def open(self):
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def input_name(src) -> str:
+    """The name messages use for a path or a :class:`ByteSource`."""
+    return src.name if isinstance(src, ByteSource) else str(src)
+
+
+def check_input(src) -> int:
+    """``check_file`` for a path; for a :class:`ByteSource` its size (an empty one is refused) -> bytes."""
+    if isinstance(src, ByteSource):
+        check_source(src)
+        if src.size <= 0:
+            raise VideoError(src.name, "empty object")
+        return src.size
+    return check_file(str(src))
+
+
+def check_source(src) -> None:
+    """A :class:`ByteSource` whose reads failed ends the decode with that reason (no-op for a path)."""
+    if isinstance(src, ByteSource) and src.failure:
+        raise VideoError(src.name, src.failure)
 
 
 def file_url(path: str) -> str:

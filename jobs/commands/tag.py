@@ -49,7 +49,9 @@ def register(sub) -> None:
     p.add_argument("--retry-errors", action="store_true", help="tag again videos recorded as errors")
     p.add_argument("--rehash", action="store_true",
                    help="hash every file again instead of trusting the ids the store remembers for files whose "
-                        "path, size, modification time and inode are unchanged (and remember the new ones)")
+                        "path, size, modification time and inode are unchanged (and remember the new ones); "
+                        "objects (s3://...) are then hashed on this machine before decoding, instead of by their "
+                        "decode tasks")
     p.add_argument("--compact-at", type=nonneg_int, default=256, metavar="N",
                    help="merge small shards (`bike compact`) when the store holds more than N batches "
                         "(default 256; 0: never)")
