@@ -94,6 +94,25 @@ def filesystem(url: str):
     return fs, path
 
 
+_CLIENTS: dict = {}
+
+
+def s3_client():
+    """A boto3 S3 client for the current endpoint (one per process and endpoint), for the requests that need
+    headers s3fs does not pass on: conditional PUT/DELETE of the store on object storage (index/storefs.py).
+    botocore's own retries are off: :func:`retrying` is the one retry loop, so a conditional PUT retried after a
+    dropped connection is recognised as such."""
+    import boto3
+    from botocore.config import Config
+    key = endpoint()
+    with _FS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = boto3.client("s3", endpoint_url=key, config=Config(retries={"max_attempts": 1}))
+            _CLIENTS[key] = client
+    return client
+
+
 def _info(url: str) -> dict:
     """The object's metadata from the server (never from a listing cached earlier in this process)."""
     fs, path = filesystem(url)

@@ -15,42 +15,25 @@ from jobs import remote
 from jobs.errors import UsageError
 from jobs.sources import list_sources
 from media import make_video
+from s3server import CREDS, moto_s3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bike-test"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1:<free port>, with a bucket of two real videos and some noise."""
-    from moto.server import ThreadedMotoServer
-    saved = {k: os.environ.get(k) for k in [*CREDS, "AWS_ENDPOINT_URL"]}
-    os.environ.update(CREDS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    import boto3
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    local = tmp_path_factory.mktemp("s3src")
-    make_video(local / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
-    make_video(local / "b.mkv", seconds=3, fps=10, size=(64, 48), pattern="testsrc")
-    client.upload_file(str(local / "a.mp4"), BUCKET, "videos/a.mp4")
-    client.upload_file(str(local / "b.mkv"), BUCKET, "videos/sub/b.mkv")
-    client.put_object(Bucket=BUCKET, Key="videos/.hidden.mp4", Body=b"x")
-    client.put_object(Bucket=BUCKET, Key="videos/notes.txt", Body=b"x")
-    try:
-        yield {"endpoint": endpoint, "client": client, "local": local}
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """A moto S3 server on 127.0.0.1:<free port> (tests/s3server.py), with a bucket of two real videos and noise."""
+    with moto_s3(BUCKET) as srv:
+        client = srv["client"]
+        local = tmp_path_factory.mktemp("s3src")
+        make_video(local / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
+        make_video(local / "b.mkv", seconds=3, fps=10, size=(64, 48), pattern="testsrc")
+        client.upload_file(str(local / "a.mp4"), BUCKET, "videos/a.mp4")
+        client.upload_file(str(local / "b.mkv"), BUCKET, "videos/sub/b.mkv")
+        client.put_object(Bucket=BUCKET, Key="videos/.hidden.mp4", Body=b"x")
+        client.put_object(Bucket=BUCKET, Key="videos/notes.txt", Body=b"x")
+        yield {**srv, "local": local}
 
 
 def test_listing_a_prefix_a_glob_and_single_objects(s3):
