@@ -118,6 +118,7 @@ def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
 
 def check_store(store: Store) -> CheckReport:
     """Verify every committed batch in full (see the module docstring)."""
+    store.require_local("bike check")
     all_records, bad = store._read_records()
     superseded = {b for r in all_records for b in r.get("compacted", ()) if isinstance(b, str)}
     records = [r for r in all_records if r["batch"] not in superseded]
@@ -215,6 +216,7 @@ def _move_batch(store: Store, batch: str, folder: Path) -> None:
 
 def repair_store(store: Store) -> RepairReport:
     """Quarantine every damaged batch, then let :meth:`Store.recover` clean up (takes the writer lock)."""
+    store.require_local("bike repair")
     report = RepairReport(str(store.root))
     with store.lock():
         check = check_store(store)

@@ -264,6 +264,7 @@ def compact(store: "Store | str", target_bytes: int = TARGET_BYTES, grace_s: flo
     the store's writer lock (``bike tag``); otherwise it is taken here, and a running writer makes this
     raise ``StoreError`` with the holder's pid."""
     store = store if isinstance(store, Store) else Store(store)
+    store.require_local("bike compact")
     if not locked:
         with store.lock():
             return compact(store, target_bytes, grace_s, row_group_rows, locked=True, log=log)

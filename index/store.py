@@ -60,6 +60,7 @@ from .storefs import LocalFS, ObjectFS, atomic_write, is_object_url, unsupported
 
 COMMITS = "_commits"
 QUARANTINE = "_quarantine"
+MARKER = "_store.json"                 # object storage: written when the store is created (a prefix is no folder)
 #: A shard file name a commit record may give under ``shards`` (object storage: replacements' new names).
 SHARD_NAME = re.compile(r"[0-9]{20}-[0-9a-f]{8}(-c[0-9a-f]+)?(\.[0-9a-f]{6,32})?\.parquet")
 
@@ -235,6 +236,8 @@ class Store:
                 why = self.fs.bucket_problem()
                 if why:
                     raise StoreError(f"{self.root}: cannot use this store: {why}")
+                if not self.fs.exists():      # a marker, as the directory is locally: the store exists from now on
+                    self.fs.create(MARKER, json.dumps({"store": "bike", "created": time.time()}).encode())
             elif not self.fs.exists():
                 raise StoreError(f"{self.root}: no such store (nothing under this prefix; run "
                                  f"`bike tag ... --store {url}` first)")

@@ -220,6 +220,7 @@ def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
     t0 = time.monotonic()
     labels = load_labels(opts.labels)
     store = Store(opts.store)
+    store.require_local("bike relabel")
     with store.lock():
         return _run_locked(opts, store, labels, log, t0)
 

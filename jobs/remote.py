@@ -342,11 +342,13 @@ class RemoteIds:
 
     def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
         from index.idcache import FOLDER, load_known
-        self.path = Path(store_root) / FOLDER / self.FILE
+        from index.storefs import filesystem_for
+        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
+        self.path = self._fs.path(self._key)
         self.trust, self.listed = trust, dict(listed or {})
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known, self._changed = load_known(self.path, _remote_schema())    # unreadable: start afresh
+        self._known, self._changed = load_known(self._fs, self._key, _remote_schema())   # unreadable: afresh
 
     def identify(self, url: str) -> "tuple[str, str | None]":
         from index import ids
@@ -380,5 +382,5 @@ class RemoteIds:
         with self._lock:
             known = dict(self._known)
             self._changed = False
-        save_known(self.path, known, _remote_schema())
+        save_known(self._fs, self._key, known, _remote_schema())
         return True
