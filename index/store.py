@@ -152,6 +152,19 @@ def _duck_type(t: pa.DataType) -> str:
     return _DUCK[t]
 
 
+def _no_half(t: pa.DataType) -> pa.DataType:
+    """``t`` with float16 as float32 (DuckDB's Arrow scan has no half floats; its Parquet reader widens them)."""
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_list(t):
+        return pa.list_(_no_half(t.value_type))
+    return t
+
+
+def _duck_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(_no_half(f.type)) for f in schema])
+
+
 class WriterLock:
     """``flock`` on ``STORE/.writer.lock``; the file keeps the holder's pid for the error message."""
 
@@ -492,7 +505,7 @@ class Store:
             import pyarrow.dataset as ds
             name = f"_shards_{table}_{n}"
             con.register(name, ds.FileSystemDataset.from_paths(
-                [self.fs.arrow_path(k) for k in ks], schema=TABLES[table], format=ds.ParquetFileFormat(),
+                [self.fs.arrow_path(k) for k in ks], schema=_duck_schema(TABLES[table]), format=ds.ParquetFileFormat(),
                 filesystem=self.fs.arrow))
             return name
 
