@@ -220,10 +220,11 @@ sys.exit(rc)
 @pytest.mark.slow
 def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     """A head (no task CPUs) and a worker node on this machine (ray.cluster_utils.Cluster); the videos exist only
-    behind the S3 endpoint; every video is decoded from the worker node's spool folder."""
+    behind the S3 endpoint, and so does the store (docs/storage.md); every video is decoded from the worker
+    node's spool folder."""
     spool = tmp_path / "worker-spool"
     spool.mkdir()
-    store = tmp_path / "store"
+    store = f"s3://{BUCKET}/cluster-store/"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BIKE_SPOOL_DIR")}
     env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
     cmd = [sys.executable, "-c", MULTINODE, str(spool), "tag", f"s3://{BUCKET}/videos/", "--store", str(store),
@@ -236,3 +237,6 @@ def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     assert [r[1] for r in rows if "/videos/a.mp4" in r[0] or "/sub/b.mkv" in r[0]] == ["ok", "ok"], rows
     assert all(r[1] == "ok" for r in rows), rows      # none failed on the head's missing spool folder
     assert not list(spool.iterdir())                  # spool files are removed after decoding
+    keys = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=BUCKET, Prefix="cluster-store/")["Contents"]]
+    assert any(k.startswith("cluster-store/_commits/") for k in keys) and not any(k.endswith("_lock.json") for k in keys)
+    assert not list(tmp_path.glob("*/_commits"))      # nothing of the store on local disk

@@ -22,6 +22,7 @@ from index.store import Store, StoreError
 from media import make_video
 from s3server import CREDS, moto_s3
 from test_store import _rows
+from test_tag import _processes_in_session
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bike-store"
@@ -286,8 +287,13 @@ def test_sigkill_of_tag_then_rerun_is_exactly_once_on_s3(s3, videos, url):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
+        for pid in _processes_in_session(proc.pid):   # anything of the job still alive (its Ray)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
     assert "_lock.json" in _keys(s3, url)                    # the dead writer's lease is still there
     partial = Store(url)
     assert 2 <= len(partial.done_videos(partial.model_ids().pop())) < 8
