@@ -266,6 +266,17 @@ def test_tag_sql_search_with_s3_sources_and_an_s3_store(s3, videos, url, tmp_pat
     rerun = _bike("tag", videos, "--store", url, "--labels", LABELS, *TINY, "--no-progress")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "0 ok, 0 error, 8 skipped" in rerun.stdout and "0 files hashed, 8 unchanged" in rerun.stdout
+    # bike serve's service over the same store: answers, and sees a batch another job commits meanwhile
+    from jobs.serve.service import Service
+    svc = Service(url, refresh_s=0)
+    assert [r["clip_id"] for r in svc.search("a dog", k=3)["results"]] == [h["clip_id"] for h in hits]
+    assert svc.searcher.index is not None and not svc.searcher.index_status()    # the index, downloaded once
+    assert not svc.maybe_refresh()
+    writer = Store(url)
+    with writer.lock():
+        writer.write_batch(_rows("extra", model_id="other"), "other", {"extra": "ok"})
+    assert svc.maybe_refresh()
+    assert svc.sql("SELECT count(*) AS n FROM labels WHERE model_id = 'other'")["rows"] == [[2]]
     for cmd in ("compact", "relabel"):
         r = _bike(cmd, "--store", url, *(["--labels", "ucf101"] if cmd == "relabel" else []))
         assert r.returncode == 2 and "does not work on a store in object storage yet" in r.stderr, r.stderr
