@@ -19,6 +19,7 @@ disk. Operations::
     list(folder)            {name: size} of the files directly in a folder ({} when there is none)
     list_tags(folder)       {name: tag} of the same files (a change stamp: bike serve's live refresh)
     read(key)               bytes (FileNotFoundError when absent);  read_tagged(key) → (bytes, tag) | None
+    download(key, dest)     object storage only: stream an object into a local file
     write(key, data)        whole and atomic (replaces)
     write_file(key, fn)     fn(local temporary path) writes a file, which is then published whole under key
     create(key, data)       → tag, or None when key exists (conditional)
@@ -328,6 +329,16 @@ class ObjectFS:
 
     def write(self, key: str, data: bytes) -> None:
         self._put(key, data)
+
+    def download(self, key: str, dest: "str | os.PathLike") -> None:
+        """Stream an object into the local file ``dest`` (replaced whole; large objects in ranged parts)."""
+        dest = Path(dest)
+        tmp = _tmp_beside(dest)
+        try:
+            self._call("read", key, lambda: self.client.download_file(self.bucket, self.key(key), str(tmp)))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def write_file(self, key: str, fn, create: bool = True) -> None:
         """``fn(tmp)`` writes a local temporary file, which is uploaded in one PUT. With ``create`` (the store's

@@ -55,7 +55,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from . import vecstream
-from .store import Store, StoreError, atomic_write
+from .store import Store, StoreError
 
 INDEX_DIR = "_index"
 MANIFEST = "manifest.json"
@@ -329,6 +329,8 @@ def _local_copy(store: Store, model_id: str, manifest: dict, raw: bytes) -> Path
     import os
     import shutil
     import tempfile
+
+    from jobs.remote import RemoteError
     env = os.environ.get("BIKE_CACHE_DIR")
     if env is None:
         base = Path.home() / ".cache" / "bike"
@@ -344,13 +346,12 @@ def _local_copy(store: Store, model_id: str, manifest: dict, raw: bytes) -> Path
             have = (folder / name).stat().st_size if (folder / name).exists() else None
             if have is not None and (want is None or have == want):
                 continue
-            data = store.fs.read(f"{key}/{name}")
-            atomic_write(folder / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            store.fs.download(f"{key}/{name}", folder / name)
         for old in folder.parent.iterdir():
             if old != folder and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
-    except FileNotFoundError as e:
-        raise VectorIndexError(f"{store.fs.path(key)}: {e} is missing (named by its {MANIFEST}); fix: rebuild "
+    except RemoteError as e:
+        raise VectorIndexError(f"{e.url}: {e.reason} (named by {store.fs.path(key)}/{MANIFEST}); fix: rebuild "
                                f"with `bike index --store {store.root} --model-id {model_id}`") from None
     except OSError as e:
         raise VectorIndexError(f"{folder}: cannot keep a local copy of the index of {store.root}: "

@@ -115,8 +115,10 @@ def test_a_shard_of_the_wrong_size_makes_its_batch_damaged_not_every_query_fail(
     assert len(warnings) == 1 and "is damaged and left out" in warnings[0] and "14 bytes" in warnings[0]
 
 
-def test_a_second_writer_fails_at_once_naming_the_holder(s3, url):
-    """Two processes: a writer committing batches in a loop under its lease, and this one trying to write."""
+def test_a_second_writer_fails_at_once_naming_the_holder(s3, url, capsys):
+    """Two processes: a writer committing batches in a loop under its lease, and this one trying to write (through
+    the Store API, and as `bike tag`)."""
+    import jobs.cli
     Store(url, create=True)
     script = (
         "import sys, time; sys.path.insert(0, 'tests')\n"
@@ -125,7 +127,7 @@ def test_a_second_writer_fails_at_once_naming_the_holder(s3, url):
         "with s.lock():\n"
         "    print('locked', flush=True)\n"
         "    for i in range(6):\n"
-        "        s.write_batch(_rows(f'v{i}'), 'm1', {f'v{i}': 'ok'}); time.sleep(0.3)\n")
+        "        s.write_batch(_rows(f'v{i}'), 'm1', {f'v{i}': 'ok'}); time.sleep(1.5)\n")
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -139,6 +141,11 @@ def test_a_second_writer_fails_at_once_naming_the_holder(s3, url):
         assert f"another job (pid {proc.pid} on host {socket.gethostname()}" in msg
         assert "its lease expires at" in msg and "wait for it to finish, or use another --store" in msg
         assert "\n" not in msg
+        assert jobs.cli.main(["tag", f"s3://{BUCKET}/videos/", "--store", url, *TINY, "--labels", LABELS,
+                              "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"another job (pid {proc.pid} on host" in err[0], err
+        assert proc.poll() is None                           # it was still writing all along
     finally:
         assert proc.wait(timeout=120) == 0
     r = Store(url)                                           # the store is intact: six whole batches
