@@ -36,6 +36,18 @@ they are neither damaged nor "files of no batch" for ``recover``, ``bike check``
 Readers' DuckDB connections are sandboxed in DuckDB's own configuration (:func:`sandboxed_duckdb`): they may
 read the store's committed shards and nothing else, never write a file, never install or load an extension,
 and the settings are locked.
+
+Object storage (``Store("s3://bucket/prefix/")``; docs/storage.md "The store on object storage"). Every file
+operation goes through index/storefs.py, which has no rename and no flock on object storage, so the protocol
+there differs in four places. Shards are uploaded whole under names that are never reused (create-if-absent),
+and a replacement writes the filtered rows of an older batch under a new name that the rewritten record names
+(``shards``). Commit records are created with a conditional PUT, and rewritten only if unchanged since they were
+read. The writer lock is a lease object, ``_lock.json`` (index/lease.py): renewed while held, checked before
+every commit, and taken over when it has expired or its holder's pid is gone on this host. :meth:`Store.recover`
+runs only under the lease, and deletes every shard that no record names. Readers find shards only through
+commit records, check sizes from one listing per table folder, and DuckDB reads registered Arrow datasets
+instead of files. ``compact``, ``check``, ``repair`` and ``relabel`` refuse such a store
+(:meth:`Store.require_local`).
 """
 from __future__ import annotations
 
