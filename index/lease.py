@@ -80,10 +80,11 @@ class Lease:
         self._thread: "threading.Thread | None" = None
         self._lock = threading.Lock()
 
-    def _body(self) -> bytes:
-        self.expires = time.time() + self.ttl
-        return json.dumps({"host": self.host, "pid": self.pid, "started": self.started, "expires": self.expires,
-                           "token": self.token, "ttl_s": self.ttl}).encode()
+    def _body(self) -> "tuple[bytes, float]":
+        """(the lease object's bytes, the expiry they state): the expiry counts only once the write succeeded."""
+        expires = time.time() + self.ttl
+        return json.dumps({"host": self.host, "pid": self.pid, "started": self.started, "expires": expires,
+                           "token": self.token, "ttl_s": self.ttl}).encode(), expires
 
     def stale(self, holder: dict, now: float) -> "str | None":
         """Why ``holder``'s lease may be taken over (expired; a dead process of this host), or None."""
@@ -97,9 +98,10 @@ class Lease:
         self.started = time.time()
         where = self.fs.url(KEY)
         for _ in range(5):
-            tag = self.fs.create(KEY, self._body())
+            body, expires = self._body()
+            tag = self.fs.create(KEY, body)
             if tag is not None:
-                self.tag = tag
+                self.tag, self.expires = tag, expires
                 break
             got = self.fs.read_tagged(KEY)
             if got is None:
@@ -115,9 +117,10 @@ class Lease:
             if why is None:
                 raise self.error(f"{self.fs.root}: another job ({describe(holder)}) is writing to this store; "
                                  f"wait for it to finish, or use another --store (lease object {where})")
-            tag = self.fs.replace(KEY, self._body(), their_tag)
+            body, expires = self._body()
+            tag = self.fs.replace(KEY, body, their_tag)
             if tag is not None:
-                self.tag, self.took_over = tag, {**holder, "why": why}
+                self.tag, self.expires, self.took_over = tag, expires, {**holder, "why": why}
                 break
         else:
             raise self.error(f"{self.fs.root}: could not take the writer lease {where} (other jobs keep taking it)")
@@ -133,14 +136,15 @@ class Lease:
         with self._lock:
             if self.lost or self.tag is None:
                 return
+            body, expires = self._body()
             try:
-                tag = self.fs.replace(KEY, self._body(), self.tag)
+                tag = self.fs.replace(KEY, body, self.tag)
             except Exception as e:  # noqa: BLE001 - a failed renewal is retried next round; check() decides
                 tag, transient = None, e
             else:
                 transient = None
             if tag is not None:
-                self.tag = tag
+                self.tag, self.expires = tag, expires
             elif transient is None:
                 self.lost = "another job took the lease over (it had expired)"
 
