@@ -284,6 +284,12 @@ def test_tag_sql_search_with_s3_sources_and_an_s3_store(s3, videos, url, tmp_pat
         writer.write_batch(_rows("extra", model_id="other"), "other", {"extra": "ok"})
     assert svc.maybe_refresh()
     assert svc.sql("SELECT count(*) AS n FROM labels WHERE model_id = 'other'")["rows"] == [[2]]
+    rebuilt = _bike("index", "--store", url, "--kind", "hnsw", "--format", "json")    # bike index on its own
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert json.loads(rebuilt.stdout)["kind"] == "hnsw" and "_lock.json" not in _keys(s3, url)
+    assert len([k for k in _keys(s3, url) if k.endswith(".faiss")]) == 2     # this generation and the previous
+    assert svc.maybe_refresh() and svc.searcher.index.kind == "hnsw"          # the new manifest: downloaded anew
+    assert len(svc.search("a dog", k=3)["results"]) == 3
     for cmd in ("compact", "relabel"):
         r = _bike(cmd, "--store", url, *(["--labels", "ucf101"] if cmd == "relabel" else []))
         assert r.returncode == 2 and "does not work on a store in object storage yet" in r.stderr, r.stderr
