@@ -13,6 +13,9 @@ batches whose clips it holds, for the FAISS index); both must be lists of batch 
 superseded: readers no longer read them and their files await compaction's clean-up (a grace period), so they
 are counted apart, never reported as damaged nor as files of no batch.
 
+On object storage (docs/storage.md) each shard is streamed once through SHA-256; leftovers are the shards no
+commit record names. ``bike repair`` does not work there yet.
+
 Anything else in the table folders is reported too: shards of no batch (a writer killed before its commit
 record; the next writer's ``Store.recover`` deletes them) and replacements a killed ``--force`` run left
 unfinished (``recover`` finishes them).
@@ -85,7 +88,11 @@ class CheckReport:
             out.append(f"bike check: {len(self.pending)} replacement(s) left unfinished by a killed --force run "
                        "(readers already hide the replaced rows; the next `bike tag` or `bike repair` finishes "
                        "them)")
-        if self.problems:
+        if self.problems and "://" in self.store:
+            out.append(f"bike check: {len(self.damaged)} damaged batch(es); readers leave them out. `bike repair` "
+                       "does not work on a store in object storage yet: copy the store to a local directory and "
+                       "repair it there, or move the batch's commit record out of _commits/ by hand")
+        elif self.problems:
             out.append(f"bike check: {len(self.damaged)} damaged batch(es); readers leave them out. Fix: "
                        f"bike repair --store {self.store}  (sets them aside; the next `bike tag` tags their "
                        "videos again)")
@@ -94,19 +101,36 @@ class CheckReport:
         return out
 
 
-def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
-    if not path.exists():
+def _object_stats(store: Store, key: str) -> dict:
+    """:func:`index.store.file_stats` of an object, streamed through the store's filesystem (index/storefs.py)."""
+    import hashlib
+    h, n = hashlib.sha256(), 0
+    with store.fs.arrow.open_input_stream(store.fs.arrow_path(key)) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            n += len(block)
+    return {"bytes": n, "sha256": h.hexdigest()}
+
+
+def _shard_problem(store: Store, key: str, rows: int, stats: "dict | None", listed: "dict | None" = None
+                   ) -> "str | None":
+    """Why the shard ``key`` does not match its record, in full (size, SHA-256, Parquet footer, row count).
+    ``listed``: on object storage, ``{name: size}`` of its table folder (existence from one listing)."""
+    path = store.fs.path(key)
+    if (listed.get(key.split("/", 1)[1]) is None) if listed is not None else not path.exists():
         return "missing"
+    remote = listed is not None
     try:
+        source = store.fs.arrow.open_input_file(store.fs.arrow_path(key)) if remote else path
         if stats and stats.get("sha256"):
-            got = file_stats(path)
+            got = _object_stats(store, key) if remote else file_stats(path)
             if got["bytes"] != stats.get("bytes"):
                 return f"{got['bytes']} bytes, the commit record says {stats.get('bytes')} (truncated or overwritten)"
             if got["sha256"] != stats["sha256"]:
                 return "SHA-256 differs from the commit record (the file was changed or corrupted)"
-            n = pq.read_metadata(path).num_rows
+            n = pq.read_metadata(source).num_rows
         else:                                          # no checksum recorded: decode every page instead
-            n = pq.read_table(path).num_rows
+            n = pq.read_table(source).num_rows
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a broken file
@@ -117,8 +141,9 @@ def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
 
 
 def check_store(store: Store) -> CheckReport:
-    """Verify every committed batch in full (see the module docstring)."""
-    store.require_local("bike check")
+    """Verify every committed batch in full (see the module docstring). On object storage every shard is
+    streamed once through the hash; shards of no record are listed as leftovers (the next writer's recovery
+    deletes them)."""
     all_records, bad = store._read_records()
     superseded = {b for r in all_records for b in r.get("compacted", ()) if isinstance(b, str)}
     records = [r for r in all_records if r["batch"] not in superseded]
@@ -129,6 +154,7 @@ def check_store(store: Store) -> CheckReport:
     for batch, why in bad_visible.items():
         report.problems.append(Problem(batch, None, why))
     known = {r["batch"] for r in all_records} | set(bad) | superseded
+    listed: dict = {}
     for rec in records:
         for field_ in ("compacted", "covers"):
             if not all(isinstance(b, str) and b for b in rec.get(field_, ())):
@@ -141,13 +167,25 @@ def check_store(store: Store) -> CheckReport:
                 report.problems.append(Problem(rec["batch"], table, "unknown table in the commit record"))
                 continue
             report.shards += 1
-            why = _shard_problem(store.shard(table, rec["batch"]), int(n), (rec.get("files") or {}).get(table))
+            if store.remote and table not in listed:
+                listed[table] = store.fs.list(table)
+            why = _shard_problem(store, store.shard_key(table, rec), int(n), (rec.get("files") or {}).get(table),
+                                 listed.get(table) if store.remote else None)
             if why:
                 report.problems.append(Problem(rec["batch"], table, why))
             else:
                 report.rows += int(n)
         if not rec.get("cleaned", True):
             report.pending.append(rec["batch"])
+    if store.remote:                 # immutable names: a shard no record names is a leftover (recover deletes it)
+        named = {store.shard_key(t, r) for r in all_records for t in r["tables"]}
+        keep = set(bad) | superseded
+        for name in TABLES:
+            for fname in sorted(store.fs.list(name)):
+                key = f"{name}/{fname}"
+                if fname.endswith(".parquet") and key not in named and fname.split(".", 1)[0] not in keep:
+                    report.leftovers.append(str(store.fs.path(key)))
+        return report
     for name in (*TABLES, COMMITS):
         d = store.root / name
         for p in sorted(d.iterdir()) if d.is_dir() else []:

@@ -148,7 +148,7 @@ def verify(store: Store, members: "list[dict]") -> "dict[str, str]":
         for table, n in sorted(c["tables"].items()):
             if not n or table not in TABLES:
                 continue
-            why = _shard_problem(_shard(store, table, c["batch"]), int(n), (c.get("files") or {}).get(table))
+            why = _shard_problem(store, f"{table}/{c['batch']}.parquet", int(n), (c.get("files") or {}).get(table))
             if why:
                 bad[c["batch"]] = f"{table} shard: {why}"
                 break

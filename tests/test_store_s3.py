@@ -225,10 +225,31 @@ def test_commands_that_do_not_work_on_object_storage_say_so_in_one_line(s3, url,
     s = Store(url, create=True)
     with s.lock():
         s.write_batch(_rows("a"), "m1", {"a": "ok"})
-    for cmd in ("compact", "check", "repair"):
+    for cmd in ("compact", "repair"):
         assert jobs.cli.main([cmd, "--store", url]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and f"`bike {cmd}` does not work on a store in object storage yet" in err
+
+
+def test_bike_check_verifies_an_s3_store_in_full(s3, url, capsys):
+    import jobs.cli
+    s = Store(url, create=True)
+    with s.lock():
+        a = s.write_batch(_rows("a"), "m1", {"a": "ok"})
+        s.write_batch(_rows("b"), "m1", {"b": "ok"})
+    assert jobs.cli.main(["check", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "2 batches, 4 shards, 6 rows checked" in out and "bike check: OK" in out
+    key = url.split(f"{BUCKET}/", 1)[1] + f"labels/{a}.parquet"
+    data = bytearray(s3["client"].get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0xFF                                  # a flipped bit: same size, readers cannot tell
+    s3["client"].put_object(Bucket=BUCKET, Key=key, Body=bytes(data))
+    s3["client"].put_object(Bucket=BUCKET, Key=url.split(f"{BUCKET}/", 1)[1] + "clips/99999999999999999999-deadbeef.parquet",
+                            Body=b"PAR1")
+    assert jobs.cli.main(["check", "--store", url]) == 1
+    out = capsys.readouterr().out
+    assert f"batch {a}: labels shard: SHA-256 differs from the commit record" in out
+    assert "1 files of no committed batch" in out and "`bike repair` does not work on a store in object storage" in out
 
 
 # ----------------------------------------------------------------------------------------- end to end
