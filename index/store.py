@@ -46,7 +46,7 @@ read. The writer lock is a lease object, ``_lock.json`` (index/lease.py): renewe
 every commit, and taken over when it has expired or its holder's pid is gone on this host. :meth:`Store.recover`
 runs only under the lease, and deletes every shard that no record names. Readers find shards only through
 commit records, check sizes from one listing per table folder, and DuckDB reads registered Arrow datasets
-instead of files. ``compact``, ``repair`` and ``relabel`` refuse such a store
+instead of files. ``compact`` and ``repair`` refuse such a store
 (:meth:`Store.require_local`).
 """
 from __future__ import annotations
@@ -277,8 +277,8 @@ class Store:
     def require_local(self, command: str) -> None:
         """Raise one clear line when ``command`` cannot work on this store yet (object storage)."""
         if self.remote:
-            raise StoreError(f"{self.root}: `{command}` does not work on a store in object storage yet (tag, index, "
-                             "sql, search, serve and check do); run it on a local copy of the store")
+            raise StoreError(f"{self.root}: `{command}` does not work on a store in object storage yet (tag, relabel, "
+                             "index, sql, search, serve and check do); run it on a local copy of the store")
 
     # ---- commit records ------------------------------------------------------------------------------
     def shard(self, table: str, batch: str) -> Path:
