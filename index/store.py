@@ -218,6 +218,7 @@ class Store:
         self.superseded: "set[str]" = set()          # batches merged by a compaction (index/compact.py): hidden
         self._warned: set = set()
         self._tags: "dict[str, str]" = {}            # batch → tag of its record as read (conditional rewrites)
+        self._raw: "dict[str, tuple]" = {}           # object storage: record name → (bytes, ETag) last read
         self._lease = None                           # the writer lease while held (object storage)
         self.warn = warn or (lambda msg: print(f"bike: warning: {msg}", file=sys.stderr, flush=True))
         why = unsupported_scheme(root)
@@ -315,12 +316,19 @@ class Store:
         except FileNotFoundError:
             return None
 
-    def _load_record(self, name: str):
-        """(record or None when it vanished, tag, error or None) of ``_commits/<name>``."""
+    def _load_record(self, name: str, listed_tag: "str | None" = None):
+        """(record or None when it vanished, tag, error or None) of ``_commits/<name>``. On object storage a
+        record whose ETag in the listing (``listed_tag``) is the one read before is not fetched again."""
         try:
-            got = self.fs.read_tagged(f"{COMMITS}/{name}")
-            if got is None:
-                return None, None, None
+            cached = self._raw.get(name)
+            if listed_tag and cached is not None and cached[1] == listed_tag:
+                got = cached
+            else:
+                got = self.fs.read_tagged(f"{COMMITS}/{name}")
+                if got is None:
+                    return None, None, None
+                if self.remote:
+                    self._raw[name] = got
             rec = json.loads(got[0])
             if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
                 raise ValueError("not a commit record")
@@ -341,12 +349,16 @@ class Store:
         the records are fetched a few at a time."""
         for attempt in range(5):
             out, bad, vanished = [], {}, False
-            names = sorted(n for n in self.fs.list(COMMITS) if n.endswith(".json") and not n.startswith("."))
+            listing = self.fs.list_tags(COMMITS) if self.remote else self.fs.list(COMMITS)
+            names = sorted(n for n in listing if n.endswith(".json") and not n.startswith("."))
+            tagged = [(n, listing[n] if self.remote else None) for n in names]
             if self.remote and len(names) > 1:
                 with ThreadPoolExecutor(min(16, len(names))) as pool:
-                    loaded = list(pool.map(self._load_record, names))
+                    loaded = list(pool.map(lambda nt: self._load_record(*nt), tagged))
             else:
-                loaded = [self._load_record(n) for n in names]
+                loaded = [self._load_record(*nt) for nt in tagged]
+            if self.remote:
+                self._raw = {n: self._raw[n] for n in names if n in self._raw}
             tags = {}
             for name, (rec, tag, err) in zip(names, loaded):
                 if err is not None:
