@@ -14,7 +14,7 @@ superseded: readers no longer read them and their files await compaction's clean
 are counted apart, never reported as damaged nor as files of no batch.
 
 On object storage (docs/storage.md) each shard is streamed once through SHA-256; leftovers are the shards no
-commit record names. ``bike repair`` does not work there yet.
+commit record names. Repair there copies instead of moving (:func:`_repair_objects`).
 
 Anything else in the table folders is reported too: shards of no batch (a writer killed before its commit
 record; the next writer's ``Store.recover`` deletes them) and replacements a killed ``--force`` run left
@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .schema import TABLES
-from .store import COMMITS, QUARANTINE, Store, file_stats
+from .store import COMMITS, QUARANTINE, Store, StoreError, file_stats
 
 
 @dataclass
@@ -88,11 +88,7 @@ class CheckReport:
             out.append(f"bike check: {len(self.pending)} replacement(s) left unfinished by a killed --force run "
                        "(readers already hide the replaced rows; the next `bike tag` or `bike repair` finishes "
                        "them)")
-        if self.problems and "://" in self.store:
-            out.append(f"bike check: {len(self.damaged)} damaged batch(es); readers leave them out. `bike repair` "
-                       "does not work on a store in object storage yet: copy the store to a local directory and "
-                       "repair it there, or move the batch's commit record out of _commits/ by hand")
-        elif self.problems:
+        if self.problems:
             out.append(f"bike check: {len(self.damaged)} damaged batch(es); readers leave them out. Fix: "
                        f"bike repair --store {self.store}  (sets them aside; the next `bike tag` tags their "
                        "videos again)")
@@ -221,7 +217,7 @@ def _videos_of(store: Store, batch: str, record: "dict | None") -> "tuple[list[s
     vids = sorted((record or {}).get("videos", {}))
     paths: list = []
     try:
-        t = pq.read_table(store.shard("videos", batch), columns=["video_id", "path"])
+        t = store.read_shard("videos", record or {"batch": batch}, columns=["video_id", "path"])
         paths = sorted({p for p in t["path"].to_pylist() if p})
         vids = vids or sorted(set(t["video_id"].to_pylist()))
     except Exception:  # noqa: BLE001 - damaged or missing: the record's ids are what we have
@@ -252,14 +248,47 @@ def _move_batch(store: Store, batch: str, folder: Path) -> None:
         shutil.move(str(record), str(folder / "commit.json"))
 
 
+def _repair_objects(store: Store, check: CheckReport, records: dict, unreadable: dict,
+                    report: RepairReport) -> None:
+    """:func:`repair_store` on object storage (no rename): each damaged batch's shards and record are copied
+    into ``_quarantine/<batch>/``, then its record is deleted (conditionally on its ETag). That delete is the
+    repair's commit point: the batch's videos are no longer done, and its shards, named by no record any more,
+    are deleted by the recovery that follows. A crash before it leaves the batch damaged, and a rerun repeats
+    the copies."""
+    store.require_local_if(any(merged_batches(records, b) or (records.get(b) or {}).get("compacted")
+                               for b in check.damaged), "bike repair of a damaged compacted batch")
+    fs = store.fs
+    for batch in check.damaged:
+        folder = f"{QUARANTINE}/{batch}"
+        record = records.get(batch)
+        vids, paths = _videos_of(store, batch, record)
+        if paths:
+            fs.write(f"{folder}/retag.txt", "".join(p + "\n" for p in paths).encode())
+        for table in TABLES:                           # copies of its shards first ...
+            key = store.shard_key(table, record) if record else f"{table}/{batch}.parquet"
+            if fs.size(key) is not None:
+                fs.copy(key, f"{folder}/{table}.parquet")
+        fs.write(f"{folder}/why.json", json.dumps([p.line() for p in check.problems if p.batch == batch],
+                                                  indent=1).encode())
+        rec_key = f"{COMMITS}/{batch}.json"
+        if fs.size(rec_key) is not None:               # ... then its record, copied, and deleted last
+            fs.copy(rec_key, f"{folder}/commit.json")
+            if not fs.delete(rec_key, store._tags.get(batch)) and fs.size(rec_key) is not None:
+                raise StoreError(f"{fs.path(rec_key)}: changed while it was being repaired; run `bike repair` again")
+        report.quarantined.append((batch, str(fs.path(folder)), len(vids), paths))
+    report.recovered = store.recover()
+
+
 def repair_store(store: Store) -> RepairReport:
     """Quarantine every damaged batch, then let :meth:`Store.recover` clean up (takes the writer lock)."""
-    store.require_local("bike repair")
     report = RepairReport(str(store.root))
     with store.lock():
         check = check_store(store)
         all_records, unreadable = store._read_records()
         records = {r["batch"]: r for r in all_records}
+        if store.remote:
+            _repair_objects(store, check, records, unreadable, report)
+            return report
         for batch in check.damaged:
             folder = store.root / QUARANTINE / batch
             folder.mkdir(parents=True, exist_ok=True)

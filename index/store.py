@@ -46,7 +46,7 @@ read. The writer lock is a lease object, ``_lock.json`` (index/lease.py): renewe
 every commit, and taken over when it has expired or its holder's pid is gone on this host. :meth:`Store.recover`
 runs only under the lease, and deletes every shard that no record names. Readers find shards only through
 commit records, check sizes from one listing per table folder, and DuckDB reads registered Arrow datasets
-instead of files. ``compact`` and ``repair`` refuse such a store
+instead of files. ``compact`` refuses such a store
 (:meth:`Store.require_local`).
 """
 from __future__ import annotations
@@ -277,9 +277,12 @@ class Store:
 
     def require_local(self, command: str) -> None:
         """Raise one clear line when ``command`` cannot work on this store yet (object storage)."""
-        if self.remote:
+        self.require_local_if(True, command)
+
+    def require_local_if(self, condition: bool, command: str) -> None:
+        if condition and self.remote:
             raise StoreError(f"{self.root}: `{command}` does not work on a store in object storage yet (tag, relabel, "
-                             "index, sql, search, serve and check do); run it on a local copy of the store")
+                             "index, sql, search, serve, check and repair do); run it on a local copy of the store")
 
     # ---- commit records ------------------------------------------------------------------------------
     def shard(self, table: str, batch: str) -> Path:
@@ -431,11 +434,9 @@ class Store:
             for batch, why in bad.items():
                 if batch not in self._warned:
                     self._warned.add(batch)
-                    fix = (f"run `bike check --store {self.root}` and `bike repair --store {self.root}` (its videos "
-                           "are then tagged again by the next `bike tag`)") if not self.remote else \
-                        (f"run `bike check --store {self.root}`; `bike repair` does not work on object storage yet "
-                         f"(the batch's record is {self.root / COMMITS / (batch + '.json')})")
-                    self.warn(f"{self.root}: batch {batch} is damaged and left out ({why}); {fix}")
+                    self.warn(f"{self.root}: batch {batch} is damaged and left out ({why}); run `bike check "
+                              f"--store {self.root}` and `bike repair --store {self.root}` (its videos are then "
+                              f"tagged again by the next `bike tag`)")
         return self._commits
 
     def records(self) -> "list[dict]":

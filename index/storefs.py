@@ -20,6 +20,7 @@ disk. Operations::
     list_tags(folder)       {name: tag} of the same files (a change stamp: bike serve's live refresh)
     read(key)               bytes (FileNotFoundError when absent);  read_tagged(key) → (bytes, tag) | None
     download(key, dest)     object storage only: stream an object into a local file
+    copy(key, to)           object storage only: a server-side copy (``bike repair``'s quarantine)
     write(key, data)        whole and atomic (replaces)
     write_file(key, fn)     fn(local temporary path) writes a file, which is then published whole under key
     create(key, data)       → tag, or None when key exists (conditional)
@@ -329,6 +330,11 @@ class ObjectFS:
 
     def write(self, key: str, data: bytes) -> None:
         self._put(key, data)
+
+    def copy(self, key: str, to: str) -> None:
+        """Server-side copy of an object to another key of the store (``bike repair``'s quarantine)."""
+        self._call("copy", key, lambda: self.client.copy_object(
+            Bucket=self.bucket, Key=self.key(to), CopySource={"Bucket": self.bucket, "Key": self.key(key)}))
 
     def download(self, key: str, dest: "str | os.PathLike") -> None:
         """Stream an object into the local file ``dest`` (replaced whole; large objects in ranged parts)."""
