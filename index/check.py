@@ -248,33 +248,48 @@ def _move_batch(store: Store, batch: str, folder: Path) -> None:
         shutil.move(str(record), str(folder / "commit.json"))
 
 
+def _set_aside(store: Store, batch: str, record: "dict | None", folder: str, shards: bool = True,
+               commit: bool = True) -> None:
+    """Object storage: copy a batch's shards, then its record, into ``folder``, then delete its record,
+    conditionally on its ETag. The shards, named by no record any more, go with the next recovery."""
+    fs = store.fs
+    for table in TABLES if shards else ():
+        key = store.shard_key(table, record) if record else f"{table}/{batch}.parquet"
+        if fs.size(key) is not None:
+            fs.copy(key, f"{folder}/{table}.parquet")
+    rec_key = f"{COMMITS}/{batch}.json"
+    if commit and fs.size(rec_key) is not None:
+        fs.copy(rec_key, f"{folder}/commit.json")
+        if not fs.delete(rec_key, store._tags.get(batch)) and fs.size(rec_key) is not None:
+            raise StoreError(f"{fs.path(rec_key)}: changed while it was being repaired; run `bike repair` again")
+
+
 def _repair_objects(store: Store, check: CheckReport, records: dict, unreadable: dict,
                     report: RepairReport) -> None:
-    """:func:`repair_store` on object storage (no rename): each damaged batch's shards and record are copied
-    into ``_quarantine/<batch>/``, then its record is deleted (conditionally on its ETag). That delete is the
-    repair's commit point: the batch's videos are no longer done, and its shards, named by no record any more,
-    are deleted by the recovery that follows. A crash before it leaves the batch damaged, and a rerun repeats
-    the copies."""
-    store.require_local_if(any(merged_batches(records, b) or (records.get(b) or {}).get("compacted")
-                               for b in check.damaged), "bike repair of a damaged compacted batch")
+    """:func:`repair_store` on object storage (no rename): each damaged batch's shards are copied into
+    ``_quarantine/<batch>/``; then the batches it merged, if it is a compaction (innermost first, each copied
+    into ``merged/<batch>/`` and its record deleted); then its own record is copied and deleted, conditionally on
+    its ETag. That delete is the repair's commit point: the batch's videos are no longer done, and its shards,
+    named by no record any more, are deleted by the recovery that follows. A crash before it leaves the batch
+    damaged, and a rerun repeats the copies."""
     fs = store.fs
     for batch in check.damaged:
         folder = f"{QUARANTINE}/{batch}"
         record = records.get(batch)
         vids, paths = _videos_of(store, batch, record)
+        inner = merged_batches(records, batch)
+        inner = [b for b in (record or {}).get("compacted", ()) if b in unreadable] + inner
+        if not paths:
+            for b in inner:
+                paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))
         if paths:
             fs.write(f"{folder}/retag.txt", "".join(p + "\n" for p in paths).encode())
-        for table in TABLES:                           # copies of its shards first ...
-            key = store.shard_key(table, record) if record else f"{table}/{batch}.parquet"
-            if fs.size(key) is not None:
-                fs.copy(key, f"{folder}/{table}.parquet")
         fs.write(f"{folder}/why.json", json.dumps([p.line() for p in check.problems if p.batch == batch],
                                                   indent=1).encode())
-        rec_key = f"{COMMITS}/{batch}.json"
-        if fs.size(rec_key) is not None:               # ... then its record, copied, and deleted last
-            fs.copy(rec_key, f"{folder}/commit.json")
-            if not fs.delete(rec_key, store._tags.get(batch)) and fs.size(rec_key) is not None:
-                raise StoreError(f"{fs.path(rec_key)}: changed while it was being repaired; run `bike repair` again")
+        _set_aside(store, batch, record, folder, commit=False)               # its shards first ...
+        for b in inner:                                                      # ... the batches it hid ...
+            _set_aside(store, b, records.get(b), f"{folder}/merged/{b}")
+        _set_aside(store, batch, record, folder, shards=False)               # ... its record last
         report.quarantined.append((batch, str(fs.path(folder)), len(vids), paths))
     report.recovered = store.recover()
 

@@ -38,16 +38,17 @@ read the store's committed shards and nothing else, never write a file, never in
 and the settings are locked.
 
 Object storage (``Store("s3://bucket/prefix/")``; docs/storage.md "The store on object storage"). Every file
-operation goes through index/storefs.py, which has no rename and no flock on object storage, so the protocol
-there differs in four places. Shards are uploaded whole under names that are never reused (create-if-absent),
+operation goes through index/storefs.py. Object storage has no rename and no flock, so the protocol differs
+there. Shards are uploaded whole under names that are never reused (create-if-absent),
 and a replacement writes the filtered rows of an older batch under a new name that the rewritten record names
 (``shards``). Commit records are created with a conditional PUT, and rewritten only if unchanged since they were
 read. The writer lock is a lease object, ``_lock.json`` (index/lease.py): renewed while held, checked before
 every commit, and taken over when it has expired or its holder's pid is gone on this host. :meth:`Store.recover`
 runs only under the lease, and deletes every shard that no record names. Readers find shards only through
 commit records, check sizes from one listing per table folder, and DuckDB reads registered Arrow datasets
-instead of files. ``compact`` refuses such a store
-(:meth:`Store.require_local`).
+instead of files. Compaction is unchanged in principle (its merged shards are new names, its record a
+conditional create, and its grace period is what makes deleting the merged files safe); ``bike repair`` copies
+a damaged batch into ``_quarantine/`` and then deletes its record.
 """
 from __future__ import annotations
 
@@ -274,15 +275,6 @@ class Store:
     def remote(self) -> bool:
         """Whether the store is on object storage (no flock, no rename: docs/storage.md)."""
         return self.fs.remote
-
-    def require_local(self, command: str) -> None:
-        """Raise one clear line when ``command`` cannot work on this store yet (object storage)."""
-        self.require_local_if(True, command)
-
-    def require_local_if(self, condition: bool, command: str) -> None:
-        if condition and self.remote:
-            raise StoreError(f"{self.root}: `{command}` does not work on a store in object storage yet (tag, relabel, "
-                             "index, sql, search, serve, check and repair do); run it on a local copy of the store")
 
     # ---- commit records ------------------------------------------------------------------------------
     def shard(self, table: str, batch: str) -> Path:

@@ -329,12 +329,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         if pipeline is not None:
             pipeline.stop()
         raycluster.shutdown(started)
-    if opts.compact_at and summary.batches and store.remote:
-        from index.compact import needs_compaction
-        if needs_compaction(store, opts.compact_at):
-            summary.compacted = (f"not compacted: the store has more than {opts.compact_at} batches, and `bike "
-                                 "compact` does not work on a store in object storage yet")
-    elif opts.compact_at and summary.batches:
+    if opts.compact_at and summary.batches:
         from index.compact import compact, needs_compaction
         if needs_compaction(store, opts.compact_at):          # still under the writer lock (run_tag)
             summary.compacted = compact(store, locked=True).line()
