@@ -613,6 +613,8 @@ class Store:
         from jobs.remote import RemoteError
         try:
             return self._write_batch(tables, model_id, videos, replace, drop)
+        except FileExistsError as e:    # object storage: an immutable name taken (never overwritten)
+            raise StoreError(f"{e}; nothing of this batch is visible (rerun the same command)") from None
         except OSError as e:            # disk full, read-only file system, quota: one line, nothing half-visible
             what = "disk full" if e.errno == errno.ENOSPC else "disk quota exceeded" if e.errno == errno.EDQUOT \
                 else e.strerror or str(e)

@@ -322,9 +322,12 @@ class ObjectFS:
                 raise
             return str(r.get("ETag", ""))
         tag = self._call("write", key, run)
-        if tag is None and attempts["n"] > 1 and isinstance(body, bytes):
+        if tag is None and attempts["n"] > 1:            # rare: compare the whole object with what we sent
+            if hasattr(body, "seek"):
+                body.seek(0)
+            sent = body if isinstance(body, bytes) else body.read()
             now = self.read_tagged(key)
-            if now is not None and now[0] == body:
+            if now is not None and now[0] == sent:
                 return now[1]
         return tag
 

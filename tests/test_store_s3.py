@@ -393,3 +393,24 @@ def test_lease_messages_name_the_time_left():
     now = 1_000_000.0
     text = leasemod.describe({"pid": 7, "host": "h", "started": now - 10, "expires": now + 42}, now)
     assert text.startswith("pid 7 on host h, since ") and text.endswith("(in 42 s)")
+
+
+def test_a_conditional_put_retried_after_a_dropped_connection_knows_its_own_write(s3, url, monkeypatch):
+    """The first PUT lands, then its connection drops; the retry meets its own object (412) and reads it back."""
+    s = Store(url, create=True)
+    real = s.fs.client.put_object
+    drop = {"key": "probe.json", "n": 0}
+
+    def dropped_once(**kw):
+        out = real(**kw)
+        if kw["Key"].endswith(drop["key"]) and drop["n"] == 0:
+            drop["n"] += 1
+            raise ConnectionResetError("connection reset by peer")
+        return out
+    monkeypatch.setattr(s.fs.client, "put_object", dropped_once)
+    assert s.fs.create("probe.json", b"mine") is not None and drop["n"] == 1
+    assert s.fs.create("probe.json", b"someone else's") is None          # a real conflict stays a conflict
+    drop.update(key=".parquet", n=0)                                      # a shard upload (a file body)
+    with s.lock():
+        s.write_batch(_rows("a"), "m1", {"a": "ok"})
+    assert drop["n"] == 1 and Store(url).done_videos("m1") == {"a": "ok"} and not Store(url).damaged
