@@ -327,6 +327,8 @@ class Store:
             rec = json.loads(got[0])
             if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
                 raise ValueError("not a commit record")
+            if rec["batch"] != name[:-len(".json")]:      # its shards' names derive from it: no other name
+                raise ValueError(f"it names batch {str(rec['batch'])[:80]!r}, not its own file name")
             if not isinstance(rec.get("compacted", []), list) or not isinstance(rec.get("covers", []), list):
                 raise ValueError("'compacted' / 'covers' are not lists of batches")
             shards = rec.get("shards", {})

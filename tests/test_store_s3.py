@@ -414,3 +414,22 @@ def test_a_conditional_put_retried_after_a_dropped_connection_knows_its_own_writ
     with s.lock():
         s.write_batch(_rows("a"), "m1", {"a": "ok"})
     assert drop["n"] == 1 and Store(url).done_videos("m1") == {"a": "ok"} and not Store(url).damaged
+
+
+def test_a_record_cannot_point_a_reader_outside_its_shards(s3, url):
+    s = Store(url, create=True)
+    with s.lock():
+        a = s.write_batch(_rows("a"), "m1", {"a": "ok"})
+    prefix = url.split(f"{BUCKET}/", 1)[1]
+    rec = json.loads(s3["client"].get_object(Bucket=BUCKET, Key=f"{prefix}_commits/{a}.json")["Body"].read())
+    forged = {"99999999999999999998-00000001": {**rec, "batch": a},                     # another batch's name
+              "99999999999999999999-00000002": {**rec, "batch": "99999999999999999999-00000002",
+                                                "shards": {"labels": "../../elsewhere.parquet"}}}
+    for name, body in forged.items():
+        s3["client"].put_object(Bucket=BUCKET, Key=f"{prefix}_commits/{name}.json", Body=json.dumps(body).encode())
+    warnings = []
+    r = Store(url, warn=warnings.append)
+    assert [c["batch"] for c in r.commits()] == [a] and sorted(r.damaged) == sorted(forged)
+    assert "not its own file name" in r.damaged["99999999999999999998-00000001"]
+    assert "'shards' does not name shard files" in r.damaged["99999999999999999999-00000002"]
+    assert _count(r, "labels") == 2 and len(warnings) == 2
