@@ -13,6 +13,9 @@ batches whose clips it holds, for the FAISS index); both must be lists of batch 
 superseded: readers no longer read them and their files await compaction's clean-up (a grace period), so they
 are counted apart, never reported as damaged nor as files of no batch.
 
+On object storage (docs/storage.md) each shard is streamed once through SHA-256; leftovers are the shards no
+commit record names. Repair there copies instead of moving (:func:`_repair_objects`).
+
 Anything else in the table folders is reported too: shards of no batch (a writer killed before its commit
 record; the next writer's ``Store.recover`` deletes them) and replacements a killed ``--force`` run left
 unfinished (``recover`` finishes them).
@@ -38,7 +41,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .schema import TABLES
-from .store import COMMITS, QUARANTINE, Store, file_stats
+from .store import COMMITS, QUARANTINE, Store, StoreError, file_stats
 
 
 @dataclass
@@ -94,19 +97,36 @@ class CheckReport:
         return out
 
 
-def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
-    if not path.exists():
+def _object_stats(store: Store, key: str) -> dict:
+    """:func:`index.store.file_stats` of an object, streamed through the store's filesystem (index/storefs.py)."""
+    import hashlib
+    h, n = hashlib.sha256(), 0
+    with store.fs.arrow.open_input_stream(store.fs.arrow_path(key)) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            n += len(block)
+    return {"bytes": n, "sha256": h.hexdigest()}
+
+
+def _shard_problem(store: Store, key: str, rows: int, stats: "dict | None", listed: "dict | None" = None
+                   ) -> "str | None":
+    """Why the shard ``key`` does not match its record, in full (size, SHA-256, Parquet footer, row count).
+    ``listed``: on object storage, ``{name: size}`` of its table folder (existence from one listing)."""
+    path = store.fs.path(key)
+    if (listed.get(key.split("/", 1)[1]) is None) if listed is not None else not path.exists():
         return "missing"
+    remote = listed is not None
     try:
+        source = store.fs.arrow.open_input_file(store.fs.arrow_path(key)) if remote else path
         if stats and stats.get("sha256"):
-            got = file_stats(path)
+            got = _object_stats(store, key) if remote else file_stats(path)
             if got["bytes"] != stats.get("bytes"):
                 return f"{got['bytes']} bytes, the commit record says {stats.get('bytes')} (truncated or overwritten)"
             if got["sha256"] != stats["sha256"]:
                 return "SHA-256 differs from the commit record (the file was changed or corrupted)"
-            n = pq.read_metadata(path).num_rows
+            n = pq.read_metadata(source).num_rows
         else:                                          # no checksum recorded: decode every page instead
-            n = pq.read_table(path).num_rows
+            n = pq.read_table(source).num_rows
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a broken file
@@ -117,7 +137,9 @@ def _shard_problem(path: Path, rows: int, stats: "dict | None") -> "str | None":
 
 
 def check_store(store: Store) -> CheckReport:
-    """Verify every committed batch in full (see the module docstring)."""
+    """Verify every committed batch in full (see the module docstring). On object storage every shard is
+    streamed once through the hash; shards of no record are listed as leftovers (the next writer's recovery
+    deletes them)."""
     all_records, bad = store._read_records()
     superseded = {b for r in all_records for b in r.get("compacted", ()) if isinstance(b, str)}
     records = [r for r in all_records if r["batch"] not in superseded]
@@ -128,6 +150,7 @@ def check_store(store: Store) -> CheckReport:
     for batch, why in bad_visible.items():
         report.problems.append(Problem(batch, None, why))
     known = {r["batch"] for r in all_records} | set(bad) | superseded
+    listed: dict = {}
     for rec in records:
         for field_ in ("compacted", "covers"):
             if not all(isinstance(b, str) and b for b in rec.get(field_, ())):
@@ -140,13 +163,25 @@ def check_store(store: Store) -> CheckReport:
                 report.problems.append(Problem(rec["batch"], table, "unknown table in the commit record"))
                 continue
             report.shards += 1
-            why = _shard_problem(store.shard(table, rec["batch"]), int(n), (rec.get("files") or {}).get(table))
+            if store.remote and table not in listed:
+                listed[table] = store.fs.list(table)
+            why = _shard_problem(store, store.shard_key(table, rec), int(n), (rec.get("files") or {}).get(table),
+                                 listed.get(table) if store.remote else None)
             if why:
                 report.problems.append(Problem(rec["batch"], table, why))
             else:
                 report.rows += int(n)
         if not rec.get("cleaned", True):
             report.pending.append(rec["batch"])
+    if store.remote:                 # immutable names: a shard no record names is a leftover (recover deletes it)
+        named = {store.shard_key(t, r) for r in all_records for t in r["tables"]}
+        keep = set(bad) | superseded
+        for name in TABLES:
+            for fname in sorted(store.fs.list(name)):
+                key = f"{name}/{fname}"
+                if fname.endswith(".parquet") and key not in named and fname.split(".", 1)[0] not in keep:
+                    report.leftovers.append(str(store.fs.path(key)))
+        return report
     for name in (*TABLES, COMMITS):
         d = store.root / name
         for p in sorted(d.iterdir()) if d.is_dir() else []:
@@ -182,7 +217,7 @@ def _videos_of(store: Store, batch: str, record: "dict | None") -> "tuple[list[s
     vids = sorted((record or {}).get("videos", {}))
     paths: list = []
     try:
-        t = pq.read_table(store.shard("videos", batch), columns=["video_id", "path"])
+        t = store.read_shard("videos", record or {"batch": batch}, columns=["video_id", "path"])
         paths = sorted({p for p in t["path"].to_pylist() if p})
         vids = vids or sorted(set(t["video_id"].to_pylist()))
     except Exception:  # noqa: BLE001 - damaged or missing: the record's ids are what we have
@@ -213,6 +248,52 @@ def _move_batch(store: Store, batch: str, folder: Path) -> None:
         shutil.move(str(record), str(folder / "commit.json"))
 
 
+def _set_aside(store: Store, batch: str, record: "dict | None", folder: str, shards: bool = True,
+               commit: bool = True) -> None:
+    """Object storage: copy a batch's shards, then its record, into ``folder``, then delete its record,
+    conditionally on its ETag. The shards, named by no record any more, go with the next recovery."""
+    fs = store.fs
+    for table in TABLES if shards else ():
+        key = store.shard_key(table, record) if record else f"{table}/{batch}.parquet"
+        if fs.size(key) is not None:
+            fs.copy(key, f"{folder}/{table}.parquet")
+    rec_key = f"{COMMITS}/{batch}.json"
+    if commit and fs.size(rec_key) is not None:
+        fs.copy(rec_key, f"{folder}/commit.json")
+        if not fs.delete(rec_key, store._tags.get(batch)) and fs.size(rec_key) is not None:
+            raise StoreError(f"{fs.path(rec_key)}: changed while it was being repaired; run `bike repair` again")
+
+
+def _repair_objects(store: Store, check: CheckReport, records: dict, unreadable: dict,
+                    report: RepairReport) -> None:
+    """:func:`repair_store` on object storage (no rename): each damaged batch's shards are copied into
+    ``_quarantine/<batch>/``; then the batches it merged, if it is a compaction (innermost first, each copied
+    into ``merged/<batch>/`` and its record deleted); then its own record is copied and deleted, conditionally on
+    its ETag. That delete is the repair's commit point: the batch's videos are no longer done, and its shards,
+    named by no record any more, are deleted by the recovery that follows. A crash before it leaves the batch
+    damaged, and a rerun repeats the copies."""
+    fs = store.fs
+    for batch in check.damaged:
+        folder = f"{QUARANTINE}/{batch}"
+        record = records.get(batch)
+        vids, paths = _videos_of(store, batch, record)
+        inner = merged_batches(records, batch)
+        inner = [b for b in (record or {}).get("compacted", ()) if b in unreadable] + inner
+        if not paths:
+            for b in inner:
+                paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))
+        if paths:
+            fs.write(f"{folder}/retag.txt", "".join(p + "\n" for p in paths).encode())
+        fs.write(f"{folder}/why.json", json.dumps([p.line() for p in check.problems if p.batch == batch],
+                                                  indent=1).encode())
+        _set_aside(store, batch, record, folder, commit=False)               # its shards first ...
+        for b in inner:                                                      # ... the batches it hid ...
+            _set_aside(store, b, records.get(b), f"{folder}/merged/{b}")
+        _set_aside(store, batch, record, folder, shards=False)               # ... its record last
+        report.quarantined.append((batch, str(fs.path(folder)), len(vids), paths))
+    report.recovered = store.recover()
+
+
 def repair_store(store: Store) -> RepairReport:
     """Quarantine every damaged batch, then let :meth:`Store.recover` clean up (takes the writer lock)."""
     report = RepairReport(str(store.root))
@@ -220,6 +301,9 @@ def repair_store(store: Store) -> RepairReport:
         check = check_store(store)
         all_records, unreadable = store._read_records()
         records = {r["batch"]: r for r in all_records}
+        if store.remote:
+            _repair_objects(store, check, records, unreadable, report)
+            return report
         for batch in check.damaged:
             folder = store.root / QUARANTINE / batch
             folder.mkdir(parents=True, exist_ok=True)

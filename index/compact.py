@@ -34,17 +34,15 @@ clips of the batches it covers, so compaction does not make the index stale.
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import TABLES
-from .store import COMMITS, Store, StoreError, atomic_write, file_stats
+from .store import COMMITS, Store, StoreError, file_stats
 
 #: ``bike tag`` compacts at the end of a run once the store holds more than this many committed batches.
 AUTO_THRESHOLD = 256
@@ -83,17 +81,20 @@ class CompactReport:
         return line
 
 
-def _shard(store: Store, table: str, batch: str) -> Path:
-    return store.root / table / f"{batch}.parquet"
-
-
-def batch_bytes(store: Store, record: dict) -> int:
-    """On-disk size of one committed batch's shards."""
+def batch_bytes(store: Store, record: dict, listed: "dict | None" = None) -> int:
+    """Stored size of one committed batch's shards (on object storage from ``listed``, {table: {name: size}}
+    of one listing per table folder, filled on first use)."""
     total = 0
     for table, n in record["tables"].items():
-        p = _shard(store, table, record["batch"])
-        if n and p.exists():
-            total += p.stat().st_size
+        if not n or table not in TABLES:
+            continue
+        key = store.shard_key(table, record)
+        if listed is not None:
+            if table not in listed:
+                listed[table] = store.fs.list(table)
+            total += listed[table].get(key.split("/", 1)[1]) or 0
+        else:
+            total += store.fs.size(key) or 0
     return total
 
 
@@ -117,12 +118,13 @@ def plan(store: Store, target_bytes: int = TARGET_BYTES, skip=()) -> "list[list[
     for records in by_model.values():
         records.sort(key=lambda c: c["batch"])
     skip |= damaged
+    listed = {} if store.remote else None
     groups: list[list[dict]] = []
     for records in by_model.values():
         run: list[dict] = []
         size = 0
         for c in records:
-            b = 0 if c["batch"] in skip else batch_bytes(store, c)
+            b = 0 if c["batch"] in skip else batch_bytes(store, c, listed)
             if not c.get("cleaned", True) or b >= target_bytes or c["batch"] in skip:
                 if len(run) > 1:
                     groups.append(run)
@@ -144,20 +146,25 @@ def verify(store: Store, members: "list[dict]") -> "dict[str, str]":
     decode for records without checksums, and the row count) → {batch: why} of those that fail."""
     from .check import _shard_problem
     bad: dict[str, str] = {}
+    listed: dict = {}
     for c in members:
         for table, n in sorted(c["tables"].items()):
             if not n or table not in TABLES:
                 continue
-            why = _shard_problem(_shard(store, table, c["batch"]), int(n), (c.get("files") or {}).get(table))
+            if store.remote and table not in listed:
+                listed[table] = store.fs.list(table)
+            why = _shard_problem(store, store.shard_key(table, c), int(n), (c.get("files") or {}).get(table),
+                                 listed.get(table) if store.remote else None)
             if why:
                 bad[c["batch"]] = f"{table} shard: {why}"
                 break
     return bad
 
 
-def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, row_group_rows: int,
+def _merge_table(store: Store, table: str, members: "list[dict]", dest: str, row_group_rows: int,
                  stats: "dict | None" = None) -> int:
-    """Stream the members' shards of ``table`` into one Parquet file at ``dest`` → rows written. ``stats``
+    """Stream the members' shards of ``table`` into one Parquet file, key ``dest`` in the store (written whole:
+    index/storefs.py) → rows written. ``stats``
     receives the new file's byte size and SHA-256 (:func:`index.store.file_stats`). A member shard that is
     missing or holds another row count than its record says raises :class:`StoreError` (nothing committed)."""
     schema = TABLES[table]
@@ -169,12 +176,12 @@ def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, ro
         n = 0
         with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
             for c in members:
-                p = _shard(store, table, c["batch"])
+                p = store.shard_path(table, c)
                 if not c["tables"].get(table):
                     continue
-                if not p.exists():
+                t = store.read_shard(table, c, schema=schema)     # missing (newer) columns read as NULL
+                if t is None:
                     raise StoreError(f"{p}: shard of batch {c['batch']} missing; not merged (bike check)")
-                t = pq.read_table(p, schema=schema)     # missing (newer) columns read as NULL
                 if t.num_rows != c["tables"][table]:
                     raise StoreError(f"{p}: {t.num_rows} rows, its commit record says {c['tables'][table]}; "
                                      "not merged (bike check)")
@@ -189,9 +196,9 @@ def _merge_table(store: Store, table: str, members: "list[dict]", dest: Path, ro
         if stats is not None:
             stats.update(file_stats(tmp))
 
-    atomic_write(dest, write)
+    store.fs.write_file(dest, write)
     if not rows:
-        dest.unlink(missing_ok=True)
+        store.fs.delete(dest)
         if stats is not None:
             stats.clear()
     return rows
@@ -208,7 +215,7 @@ def merge_group(store: Store, members: "list[dict]", row_group_rows: int = ROW_G
     for table in TABLES:
         if any(c["tables"].get(table) for c in members):
             stats: dict = {}
-            counts[table] = _merge_table(store, table, members, _shard(store, table, batch), row_group_rows, stats)
+            counts[table] = _merge_table(store, table, members, f"{table}/{batch}.parquet", row_group_rows, stats)
             if counts[table]:
                 files[table] = stats
     videos: dict[str, str] = {}
@@ -220,7 +227,7 @@ def merge_group(store: Store, members: "list[dict]", row_group_rows: int = ROW_G
               "replace": False,
               "cleaned": True, "created": time.time(), "compacted": [c["batch"] for c in members],
               "covers": covers}
-    atomic_write(store.root / COMMITS / f"{batch}.json", lambda tmp: Path(tmp).write_text(json.dumps(record)))
+    store._write_record(record, new=True)           # object storage: a conditional create, under the lease
     return record
 
 
@@ -246,8 +253,10 @@ def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" 
         for inner in rec.get("compacted", ()):
             delete(inner)
         for table in TABLES:
-            _shard(store, table, batch).unlink(missing_ok=True)
-        (store.root / COMMITS / f"{batch}.json").unlink(missing_ok=True)
+            store.fs.delete(store.shard_key(table, rec))
+            if rec.get("shards", {}).get(table):      # object storage: the original name, if still there
+                store.fs.delete(f"{table}/{batch}.parquet")
+        store.fs.delete(f"{COMMITS}/{batch}.json")
         removed += 1
 
     for c in list(records.values()):
@@ -289,7 +298,7 @@ def compact(store: "Store | str", target_bytes: int = TARGET_BYTES, grace_s: flo
         report.merged += len(members)
         for table, n in record["tables"].items():
             report.rows[table] = report.rows.get(table, 0) + n
-        report.bytes_written += batch_bytes(store, record)
+        report.bytes_written += sum(f.get("bytes", 0) for f in record["files"].values())
         say(f"merged {len(members)} batches of model {record['model_id']} into {record['batch']}")
     report.deleted_batches = collect_garbage(store, grace_s)
     report.batches_after = len(store.commits(refresh=True))

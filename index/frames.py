@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .store import Store
 
@@ -79,9 +78,8 @@ class ClipFrames:
         for c in batches:
             if c["batch"] in self._cached_batches:
                 continue
-            path = self.store.root / "clips" / f"{c['batch']}.parquet"
-            if path.exists():
-                t = pq.read_table(path, columns=_COLS)
+            t = self.store.read_shard("clips", c, columns=_COLS)
+            if t is not None:
                 t = t.filter(pc.equal(t["model_id"], self.model_id))
                 for r in _rows(t):
                     self._cache[r.clip_id] = r

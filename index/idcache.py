@@ -14,19 +14,19 @@ length) would keep its old id: ``bike tag --rehash`` hashes every file again and
 remembered.
 
 Only ids of successfully read files are remembered; a file that changed while it was being hashed is not.
-The cache is a speed-up only: deleting ``STORE/_ids`` is always safe.
+The cache is a speed-up only: deleting ``STORE/_ids`` is always safe. It is read and written through the
+store's filesystem seam (index/storefs.py), so a store on object storage keeps it beside its shards.
 """
 from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import ids
-from .store import atomic_write
+from .storefs import filesystem_for
 
 FOLDER = "_ids"
 FILE = "files.parquet"
@@ -34,20 +34,25 @@ SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa
                     ("inode", pa.int64()), ("video_id", pa.string())])
 
 
-def load_known(path: Path, schema: pa.Schema) -> "tuple[dict, bool]":
-    """A remembered-ids file → ``({name: (key, video_id)}, unreadable)``. The schema's first column is the
-    name (path, URL), its last the video_id, the columns between make the key. An unreadable file gives an
-    empty cache (it is only a cache) and ``unreadable=True``, so that the next ``save`` replaces it."""
-    if not path.is_file():
+def load_known(fs, key: str, schema: pa.Schema) -> "tuple[dict, bool]":
+    """A remembered-ids file (``key`` in the store filesystem ``fs``) → ``({name: (key, video_id)}, unreadable)``.
+    The schema's first column is the name (path, URL), its last the video_id, the columns between make the key.
+    An unreadable file gives an empty cache (it is only a cache) and ``unreadable=True``, so that the next
+    ``save`` replaces it."""
+    try:
+        got = fs.read_tagged(key)
+    except Exception:  # noqa: BLE001 - unreachable store, a directory in the way: only a cache
+        return {}, True
+    if got is None:
         return {}, False
     try:
-        t = pq.read_table(path, schema=schema).to_pydict()
+        t = pq.read_table(pa.BufferReader(got[0]), schema=schema).to_pydict()
     except (pa.ArrowException, OSError, ValueError):
         return {}, True
     return {row[0]: (tuple(row[1:-1]), row[-1]) for row in zip(*(t[n] for n in schema.names))}, False
 
 
-def save_known(path: Path, known: dict, schema: pa.Schema) -> None:
+def save_known(fs, key: str, known: dict, schema: pa.Schema) -> None:
     """Write ``{name: (key, video_id)}`` in the layout :func:`load_known` reads (replaced atomically)."""
     items = list(known.items())
     names = schema.names
@@ -55,8 +60,9 @@ def save_known(path: Path, known: dict, schema: pa.Schema) -> None:
     for j, name in enumerate(names[1:-1]):
         columns[name] = [k[j] for _, (k, _) in items]
     table = pa.table({n: columns[n] for n in names}, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    fs.write(key, sink.getvalue().to_pybytes())
 
 
 def _key(st: os.stat_result) -> tuple:
@@ -70,11 +76,12 @@ class IdCache:
     count the files answered from the cache / read and hashed (unreadable files count in neither)."""
 
     def __init__(self, store_root: "str | os.PathLike", trust: bool = True):
-        self.path = Path(store_root) / FOLDER / FILE
+        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{FILE}"
+        self.path = self._fs.path(self._key)
         self.trust = trust
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known, self._changed = load_known(self.path, SCHEMA)     # unreadable: start afresh
+        self._known, self._changed = load_known(self._fs, self._key, SCHEMA)     # unreadable: start afresh
 
     def __len__(self) -> int:
         return len(self._known)
@@ -113,5 +120,5 @@ class IdCache:
         with self._lock:
             known = dict(self._known)
             self._changed = False
-        save_known(self.path, known, SCHEMA)
+        save_known(self._fs, self._key, known, SCHEMA)
         return True

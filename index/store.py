@@ -36,6 +36,19 @@ they are neither damaged nor "files of no batch" for ``recover``, ``bike check``
 Readers' DuckDB connections are sandboxed in DuckDB's own configuration (:func:`sandboxed_duckdb`): they may
 read the store's committed shards and nothing else, never write a file, never install or load an extension,
 and the settings are locked.
+
+Object storage (``Store("s3://bucket/prefix/")``; docs/storage.md "The store on object storage"). Every file
+operation goes through index/storefs.py. Object storage has no rename and no flock, so the protocol differs
+there. Shards are uploaded whole under names that are never reused (create-if-absent),
+and a replacement writes the filtered rows of an older batch under a new name that the rewritten record names
+(``shards``). Commit records are created with a conditional PUT, and rewritten only if unchanged since they were
+read. The writer lock is a lease object, ``_lock.json`` (index/lease.py): renewed while held, checked before
+every commit, and taken over when it has expired or its holder's pid is gone on this host. :meth:`Store.recover`
+runs only under the lease, and deletes every shard that no record names. Readers find shards only through
+commit records, check sizes from one listing per table folder, and DuckDB reads registered Arrow datasets
+instead of files. Compaction is unchanged in principle (its merged shards are new names, its record a
+conditional create, and its grace period is what makes deleting the merged files safe); ``bike repair`` copies
+a damaged batch into ``_quarantine/`` and then deletes its record.
 """
 from __future__ import annotations
 
@@ -43,9 +56,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,40 +69,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .schema import TABLES
+from .storefs import LocalFS, ObjectFS, atomic_write, is_object_url, unsupported_scheme  # noqa: F401 (atomic_write: API)
 
 COMMITS = "_commits"
 QUARANTINE = "_quarantine"
+MARKER = "_store.json"                 # object storage: written when the store is created (a prefix is no folder)
+#: A shard file name a commit record may give under ``shards`` (object storage: replacements' new names).
+SHARD_NAME = re.compile(r"[0-9]{20}-[0-9a-f]{8}(-c[0-9a-f]+)?(\.[0-9a-f]{6,32})?\.parquet")
 
 
 class StoreError(Exception):
     """A store directory that cannot be used; the message names it and says why."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: "str | os.PathLike", write) -> None:
-    """Call ``write(tmp)`` with a temporary path (str) beside ``path``, fsync it, then rename it over ``path``:
-    readers see the old file or the whole new one, never half a file. The temporary name ends in ``.tmp``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def file_stats(path: "str | os.PathLike") -> dict:
@@ -128,6 +121,17 @@ def quick_shard_problem(path: Path, stats: "dict | None") -> "str | None":
     return None
 
 
+def listed_shard_problem(size: "int | None", stats: "dict | None") -> "str | None":
+    """:func:`quick_shard_problem` for an object, from its size in a folder listing (None: not listed)."""
+    if size is None:
+        return "shard missing"
+    if stats and stats.get("bytes") is not None:
+        if size != stats["bytes"]:
+            return f"shard is {size} bytes, its commit record says {stats['bytes']} (truncated or overwritten)"
+        return None
+    return f"shard is {size} bytes: not a Parquet file" if size < 12 else None
+
+
 def sandboxed_duckdb(allowed_paths) -> "object":
     """An in-memory DuckDB connection locked down in DuckDB's own configuration: it can read exactly the
     files in ``allowed_paths`` and nothing else (``enable_external_access = false`` + ``allowed_paths``),
@@ -161,6 +165,19 @@ def _duck_type(t: pa.DataType) -> str:
     return _DUCK[t]
 
 
+def _no_half(t: pa.DataType) -> pa.DataType:
+    """``t`` with float16 as float32 (DuckDB's Arrow scan has no half floats; its Parquet reader widens them)."""
+    if pa.types.is_float16(t):
+        return pa.float32()
+    if pa.types.is_list(t):
+        return pa.list_(_no_half(t.value_type))
+    return t
+
+
+def _duck_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_type(_no_half(f.type)) for f in schema])
+
+
 class WriterLock:
     """``flock`` on ``STORE/.writer.lock``; the file keeps the holder's pid for the error message."""
 
@@ -190,17 +207,29 @@ class WriterLock:
 
 
 class Store:
-    """A store directory. ``Store(path, create=True)`` makes it when missing. ``warn`` receives the one-line
-    warnings about damaged batches (default: printed to stderr as ``bike: warning: ...``)."""
+    """A store: a local directory, or an object-storage prefix ``s3://bucket/prefix`` (index/storefs.py; the
+    protocol on object storage is in docs/storage.md). ``Store(path, create=True)`` makes it when missing.
+    ``warn`` receives the one-line warnings about damaged batches (default: printed to stderr as
+    ``bike: warning: ...``)."""
 
     def __init__(self, root: "str | os.PathLike", create: bool = False, warn=None):
-        self.root = Path(root).expanduser().resolve()
         self._commits: "list[dict] | None" = None
         self._records: "list[dict]" = []
         self.damaged: "dict[str, str]" = {}          # batch → why it is left out of reads
         self.superseded: "set[str]" = set()          # batches merged by a compaction (index/compact.py): hidden
         self._warned: set = set()
+        self._tags: "dict[str, str]" = {}            # batch → tag of its record as read (conditional rewrites)
+        self._raw: "dict[str, tuple]" = {}           # object storage: record name → (bytes, ETag) last read
+        self._lease = None                           # the writer lease while held (object storage)
         self.warn = warn or (lambda msg: print(f"bike: warning: {msg}", file=sys.stderr, flush=True))
+        why = unsupported_scheme(root)
+        if why:
+            raise StoreError(why)
+        if is_object_url(root):
+            self._open_object_store(str(root), create)
+            return
+        self.root = Path(root).expanduser().resolve()
+        self.fs = LocalFS(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"{self.root}: exists and is not a directory; give --store a directory")
         if not self.root.exists():
@@ -219,40 +248,142 @@ class Store:
             if not os.access(self.root, os.W_OK):
                 raise StoreError(f"{self.root}: store directory is not writable")
 
+    def _open_object_store(self, url: str, create: bool) -> None:
+        from jobs.remote import RemoteError
+        try:
+            self.fs = ObjectFS(url)
+        except ValueError as e:
+            raise StoreError(str(e)) from None
+        except ImportError as e:
+            raise StoreError(f"{url}: a store on object storage needs boto3 and s3fs ({e}); "
+                             "pip install \"bike[remote]\"") from None
+        self.root = self.fs.root
+        try:
+            if create:
+                why = self.fs.bucket_problem()
+                if why:
+                    raise StoreError(f"{self.root}: cannot use this store: {why}")
+                if not self.fs.exists():      # a marker, as the directory is locally: the store exists from now on
+                    self.fs.create(MARKER, json.dumps({"store": "bike", "created": time.time()}).encode())
+            elif not self.fs.exists():
+                raise StoreError(f"{self.root}: no such store (nothing under this prefix; run "
+                                 f"`bike tag ... --store {url}` first)")
+        except RemoteError as e:
+            raise StoreError(f"{self.root}: cannot reach the store: {e.reason}") from None
+
+    @property
+    def remote(self) -> bool:
+        """Whether the store is on object storage (no flock, no rename: docs/storage.md)."""
+        return self.fs.remote
+
     # ---- commit records ------------------------------------------------------------------------------
     def shard(self, table: str, batch: str) -> Path:
-        return self.root / table / f"{batch}.parquet"
+        """The path of a batch's shard under its original name (local stores; see :meth:`shard_path`)."""
+        return self.fs.path(f"{table}/{batch}.parquet")
+
+    @staticmethod
+    def shard_key(table: str, rec: dict) -> str:
+        """The key of a committed batch's shard of ``table``: ``<table>/<batch>.parquet``, or the name its
+        record gives under ``shards`` (object storage: a replacement's filtered shard has a new name)."""
+        name = (rec.get("shards") or {}).get(table) or f"{rec['batch']}.parquet"
+        return f"{table}/{name}"
+
+    def shard_path(self, table: str, rec: dict):
+        """Path (local) or URL (object storage) of a committed batch's shard, for messages and :meth:`open_shard`."""
+        return self.fs.path(self.shard_key(table, rec))
+
+    def read_shard(self, table: str, rec: dict, columns=None, schema=None) -> "pa.Table | None":
+        """One committed shard as Arrow (None when it is gone: rewritten away by a replacement)."""
+        key = self.shard_key(table, rec)
+        try:
+            return pq.read_table(self.fs.arrow_path(key), filesystem=self.fs.arrow, columns=columns, schema=schema)
+        except FileNotFoundError:
+            return None
+
+    def open_shard(self, table: str, rec: dict) -> "pq.ParquetFile | None":
+        """A committed shard as a ``pyarrow.parquet.ParquetFile`` (None when it is gone)."""
+        key = self.shard_key(table, rec)
+        if not self.remote:
+            path = self.fs.path(key)
+            return pq.ParquetFile(path) if path.exists() else None
+        try:
+            return pq.ParquetFile(self.fs.arrow.open_input_file(self.fs.arrow_path(key)))
+        except FileNotFoundError:
+            return None
+
+    def _load_record(self, name: str, listed_tag: "str | None" = None):
+        """(record or None when it vanished, tag, error or None) of ``_commits/<name>``. On object storage a
+        record whose ETag in the listing (``listed_tag``) is the one read before is not fetched again."""
+        try:
+            cached = self._raw.get(name)
+            if listed_tag and cached is not None and cached[1] == listed_tag:
+                got = cached
+            else:
+                got = self.fs.read_tagged(f"{COMMITS}/{name}")
+                if got is None:
+                    return None, None, None
+                if self.remote:
+                    self._raw[name] = got
+            rec = json.loads(got[0])
+            if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
+                raise ValueError("not a commit record")
+            if rec["batch"] != name[:-len(".json")]:      # its shards' names derive from it: no other name
+                raise ValueError(f"it names batch {str(rec['batch'])[:80]!r}, not its own file name")
+            if not isinstance(rec.get("compacted", []), list) or not isinstance(rec.get("covers", []), list):
+                raise ValueError("'compacted' / 'covers' are not lists of batches")
+            shards = rec.get("shards", {})
+            if not isinstance(shards, dict) or not all(isinstance(v, str) and SHARD_NAME.fullmatch(v)
+                                                       for v in shards.values()):
+                raise ValueError("'shards' does not name shard files")
+            return rec, got[1], None
+        except (OSError, ValueError) as e:        # JSONDecodeError is a ValueError
+            return None, None, f"commit record {self.fs.path(f'{COMMITS}/{name}')} unreadable ({type(e).__name__}: {e})"
 
     def _read_records(self) -> "tuple[list[dict], dict[str, str]]":
         """Every commit record (oldest first) and {batch: reason} of records that cannot be read. A record that
         vanishes between listing and reading (compaction's clean-up, index/compact.py, or ``bike repair``)
-        makes the folder be listed again, so the records returned are one consistent view."""
-        d = self.root / COMMITS
+        makes the folder be listed again, so the records returned are one consistent view. On object storage
+        the records are fetched a few at a time."""
         for attempt in range(5):
             out, bad, vanished = [], {}, False
-            for p in sorted(d.glob("*.json")) if d.is_dir() else []:
-                try:
-                    with open(p) as f:
-                        rec = json.load(f)
-                    if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
-                        raise ValueError("not a commit record")
-                    if not isinstance(rec.get("compacted", []), list) or not isinstance(rec.get("covers", []), list):
-                        raise ValueError("'compacted' / 'covers' are not lists of batches")
-                    out.append(rec)
-                except FileNotFoundError:
+            listing = self.fs.list_tags(COMMITS) if self.remote else self.fs.list(COMMITS)
+            names = sorted(n for n in listing if n.endswith(".json") and not n.startswith("."))
+            tagged = [(n, listing[n] if self.remote else None) for n in names]
+            if self.remote and len(names) > 1:
+                with ThreadPoolExecutor(min(16, len(names))) as pool:
+                    loaded = list(pool.map(lambda nt: self._load_record(*nt), tagged))
+            else:
+                loaded = [self._load_record(*nt) for nt in tagged]
+            if self.remote:
+                self._raw = {n: self._raw[n] for n in names if n in self._raw}
+            tags = {}
+            for name, (rec, tag, err) in zip(names, loaded):
+                if err is not None:
+                    bad[name[:-len(".json")]] = err
+                elif rec is None:
                     vanished = True                       # removed after we listed it: list again
-                except (OSError, ValueError) as e:        # JSONDecodeError is a ValueError
-                    bad[p.stem] = f"commit record {p} unreadable ({type(e).__name__}: {e})"
+                else:
+                    out.append(rec)
+                    tags[rec["batch"]] = tag
             if not vanished:
                 break
+        self._tags = tags
         return out, bad
 
-    def _problem(self, rec: dict) -> "str | None":
-        """Why a committed batch cannot be read (cheap checks, :func:`quick_shard_problem`), or None."""
+    def _problem(self, rec: dict, listed: "dict | None" = None) -> "str | None":
+        """Why a committed batch cannot be read (cheap checks: :func:`quick_shard_problem`; on object storage
+        :func:`listed_shard_problem` with the sizes of one listing per table folder), or None."""
         for table, n in rec["tables"].items():
             if not n or table not in TABLES:
                 continue
-            why = quick_shard_problem(self.shard(table, rec["batch"]), (rec.get("files") or {}).get(table))
+            key = self.shard_key(table, rec)
+            stats = (rec.get("files") or {}).get(table)
+            if listed is not None:
+                if table not in listed:
+                    listed[table] = self.fs.list(table)
+                why = listed_shard_problem(listed[table].get(key.split("/", 1)[1]), stats)
+            else:
+                why = quick_shard_problem(self.fs.path(key), stats)
             if why:
                 return f"{table}: {why}"
         return None
@@ -264,11 +395,12 @@ class Store:
         # superseded. Their files stay a grace period for readers that listed them a moment ago, and are then
         # deleted (shards before record), so they are neither read nor checked here, and never "damaged".
         superseded = {b for r in records for b in r.get("compacted", ()) if isinstance(b, str)}
+        listed = {} if self.remote else None
         good = []
         for rec in records:
             if rec["batch"] in superseded:
                 continue
-            why = self._problem(rec)
+            why = self._problem(rec, listed)
             if why:
                 bad[rec["batch"]] = why
             else:
@@ -283,9 +415,15 @@ class Store:
         A damaged batch (a shard missing, truncated or not Parquet; an unreadable record) is left out, listed
         in :attr:`damaged` and warned about once."""
         if self._commits is None or refresh:
-            records, superseded, good, bad = self._scan()
-            if set(bad) & {r["batch"] for r in records}:   # a writer may have rewritten a shard meanwhile: again
+            try:
                 records, superseded, good, bad = self._scan()
+                if set(bad) & {r["batch"] for r in records}:   # a writer may have rewritten a shard meanwhile: again
+                    records, superseded, good, bad = self._scan()
+            except Exception as e:
+                from jobs.remote import RemoteError
+                if isinstance(e, RemoteError):
+                    raise StoreError(f"{self.root}: cannot read the store: {e.reason}") from None
+                raise
             self._records, self._commits, self.damaged, self.superseded = records, good, bad, superseded
             for batch, why in bad.items():
                 if batch not in self._warned:
@@ -313,15 +451,18 @@ class Store:
         return {c["model_id"] for c in self.commits()}
 
     # ---- reading -------------------------------------------------------------------------------------
-    def files(self, table: str) -> "list[Path]":
-        """The committed shards of ``table`` (damaged batches left out)."""
+    def _shard_keys(self, table: str) -> "list[str]":
         if table not in TABLES:
             raise StoreError(f"unknown table {table!r} (tables: {', '.join(TABLES)})")
-        return [self.shard(table, c["batch"]) for c in self.commits() if c["tables"].get(table)]
+        return [self.shard_key(table, c) for c in self.commits() if c["tables"].get(table)]
 
-    def _hidden_rows(self, table: str) -> "dict[Path, tuple[str, list[str]]]":
+    def files(self, table: str) -> "list[Path]":
+        """The committed shards of ``table`` (damaged batches left out): paths, or URLs on object storage."""
+        return [self.fs.path(k) for k in self._shard_keys(table)]
+
+    def _hidden_rows(self, table: str) -> "dict[str, tuple[str, list[str]]]":
         """Rows a replacement batch supersedes but whose removal has not run yet (a writer killed right after
-        the replacing batch committed; ``recover`` finishes it): shard → (model_id, video_ids) to hide."""
+        the replacing batch committed; ``recover`` finishes it): shard key → (model_id, video_ids) to hide."""
         if "video_id" not in TABLES[table].names:
             return {}
         out: dict = {}
@@ -335,25 +476,29 @@ class Store:
                 if c["model_id"] == r["model_id"] and c["tables"].get(table):
                     vids = sorted(set(c["videos"]) & (set(r["videos"]) | set(r.get("drop", ()))))
                     if vids:
-                        path = self.shard(table, c["batch"])
-                        model, old = out.get(path, (r["model_id"], []))
-                        out[path] = (model, sorted(set(old) | set(vids)))
+                        key = self.shard_key(table, c)
+                        model, old = out.get(key, (r["model_id"], []))
+                        out[key] = (model, sorted(set(old) | set(vids)))
         return out
 
     def read(self, table: str, columns=None, model_id: "str | None" = None) -> pa.Table:
         """One table (committed rows only) as Arrow, optionally for one model_id."""
-        files = self.files(table)
-        if not files:
+        keys = self._shard_keys(table)
+        if not keys:
             t = TABLES[table].empty_table()
             return t.select(columns) if columns else t
         hidden = self._hidden_rows(table)
         cols = None if columns is None else list(dict.fromkeys([*columns, "model_id"] + (
             ["video_id"] if hidden and "video_id" in TABLES[table].names else [])))
         parts = []
-        for p in files:
-            t = pq.read_table(p, schema=TABLES[table]) if cols is None else pq.read_table(p, columns=cols)
-            if p in hidden:
-                m, vids = hidden[p]
+        fs = self.fs
+        for k in keys:
+            if cols is None:
+                t = pq.read_table(fs.arrow_path(k), filesystem=fs.arrow, schema=TABLES[table])
+            else:
+                t = pq.read_table(fs.arrow_path(k), filesystem=fs.arrow, columns=cols)
+            if k in hidden:
+                m, vids = hidden[k]
                 t = t.filter(pc.invert(pc.and_(pc.equal(t["model_id"], m),
                                                pc.is_in(t["video_id"], value_set=pa.array(vids)))))
             parts.append(t)
@@ -364,21 +509,32 @@ class Store:
 
     def connect(self):
         """An in-memory DuckDB connection with one view per table over the committed shards, sandboxed
-        (:func:`sandboxed_duckdb`: it reads these shards and nothing else, writes nothing)."""
-        files = {table: self.files(table) for table in TABLES}
-        con = sandboxed_duckdb([p for ps in files.values() for p in ps])
+        (:func:`sandboxed_duckdb`: it reads these shards and nothing else, writes nothing). On object storage
+        the connection may read no file at all: each table's committed shards are registered as a pyarrow
+        dataset over the store's filesystem (index/storefs.py), and the views select from those."""
+        keys = {table: self._shard_keys(table) for table in TABLES}
+        con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for ks in keys.values() for k in ks])
 
         def lit(p) -> str:
             return "'" + str(p).replace("'", "''") + "'"
 
+        def source(table: str, ks: "list[str]", n: int) -> str:
+            if not self.remote:
+                return f"read_parquet([{', '.join(lit(self.fs.path(k)) for k in ks)}], union_by_name=true)"
+            import pyarrow.dataset as ds
+            name = f"_shards_{table}_{n}"
+            con.register(name, ds.FileSystemDataset.from_paths(
+                [self.fs.arrow_path(k) for k in ks], schema=_duck_schema(TABLES[table]), format=ds.ParquetFileFormat(),
+                filesystem=self.fs.arrow))
+            return name
+
         for table, schema in TABLES.items():
-            if files[table]:
+            if keys[table]:
                 hidden = self._hidden_rows(table)
-                plain = [p for p in files[table] if p not in hidden]
-                parts = [f"SELECT * FROM read_parquet([{', '.join(map(lit, plain))}], union_by_name=true)"] \
-                    if plain else []
-                for p, (m, vids) in hidden.items():
-                    parts.append(f"SELECT * FROM read_parquet([{lit(p)}]) WHERE NOT (model_id = {lit(m)} AND "
+                plain = [k for k in keys[table] if k not in hidden]
+                parts = [f"SELECT * FROM {source(table, plain, 0)}"] if plain else []
+                for i, (k, (m, vids)) in enumerate(hidden.items(), 1):
+                    parts.append(f"SELECT * FROM {source(table, [k], i)} WHERE NOT (model_id = {lit(m)} AND "
                                  f"video_id IN ({', '.join(map(lit, vids))}))")
                 con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts))
             else:
@@ -387,24 +543,68 @@ class Store:
         return con
 
     # ---- writing -------------------------------------------------------------------------------------
-    def lock(self) -> "WriterLock":
-        """The store's writer lock: one writing job at a time (``with store.lock(): ...``). An OS file lock
-        (``flock``), so a killed writer never leaves it held. Raises :class:`StoreError` when another
-        process holds it."""
-        return WriterLock(self.root / ".writer.lock")
+    def lock(self):
+        """The store's writer lock: one writing job at a time (``with store.lock(): ...``). Locally an OS file
+        lock (``flock``), so a killed writer never leaves it held. On object storage the lease object
+        ``_lock.json`` (index/lease.py), renewed while held; re-entrant for this Store object (``bike tag``'s
+        index update runs under the tag job's lease). Raises :class:`StoreError` when another job holds it."""
+        if not self.remote:
+            return WriterLock(self.root / ".writer.lock")
+        return self._leased()
 
-    def _write_shard(self, path: Path, rows: pa.Table) -> dict:
+    @contextmanager
+    def _leased(self):
+        if self._lease is not None:
+            yield self._lease
+            return
+        from jobs.remote import RemoteError
+
+        from .lease import Lease
+        try:
+            lease = Lease(self.fs, error=StoreError).acquire()
+        except RemoteError as e:
+            raise StoreError(f"{self.root}: cannot take the writer lease: {e.reason}") from None
+        self._lease = lease
+        try:
+            yield lease
+        finally:
+            self._lease = None
+            lease.release()
+
+    def _check_lease(self) -> None:
+        """Object storage: only the holder of a live lease writes (raises otherwise)."""
+        if not self.remote:
+            return
+        if self._lease is None:
+            raise StoreError(f"{self.root}: writing to a store in object storage needs its writer lease "
+                             "(`with store.lock(): ...`)")
+        self._lease.check()
+
+    def _write_shard(self, key: str, rows: pa.Table) -> dict:
         stats: dict = {}
 
         def write(tmp: str) -> None:
             pq.write_table(rows, tmp, compression="zstd")
             stats.update(file_stats(tmp))
-        atomic_write(path, write)
+        self.fs.write_file(key, write)
         return stats
 
-    def _write_record(self, record: dict) -> None:
-        atomic_write(self.root / COMMITS / f"{record['batch']}.json",
-                     lambda tmp: Path(tmp).write_text(json.dumps(record)))
+    def _write_record(self, record: dict, new: bool = False) -> None:
+        """Write a commit record. Object storage: a new one with a conditional create (``If-None-Match``), a
+        rewrite (a replacement's clean-up) conditional on the record being unchanged since it was read."""
+        key = f"{COMMITS}/{record['batch']}.json"
+        data = json.dumps(record).encode()
+        if not self.remote:
+            self.fs.write(key, data)
+            return
+        self._check_lease()
+        old = self._tags.get(record["batch"])
+        tag = self.fs.create(key, data) if new or old is None else self.fs.replace(key, data, old)
+        if tag is None:
+            raise StoreError(f"{self.fs.path(key)}: the commit record was " + (
+                "written by another job first" if new else "changed by another job since it was read") +
+                "; nothing of this batch is visible (rerun the same command)")
+        self._tags[record["batch"]] = tag
 
     def write_batch(self, tables: "dict[str, pa.Table]", model_id: str, videos: "dict[str, str]",
                     replace: bool = False, drop=()) -> str:
@@ -412,15 +612,22 @@ class Store:
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
         model_id are removed once the batch is committed; ``drop``: more video ids whose older rows go the
         same way (e.g. the "file not found" row of a path that now has content)."""
+        from jobs.remote import RemoteError
         try:
             return self._write_batch(tables, model_id, videos, replace, drop)
+        except FileExistsError as e:    # object storage: an immutable name taken (never overwritten)
+            raise StoreError(f"{e}; nothing of this batch is visible (rerun the same command)") from None
         except OSError as e:            # disk full, read-only file system, quota: one line, nothing half-visible
             what = "disk full" if e.errno == errno.ENOSPC else "disk quota exceeded" if e.errno == errno.EDQUOT \
                 else e.strerror or str(e)
             raise StoreError(f"{self.root}: cannot write a batch: {what}; the committed batches are intact and "
                              "the unfinished one is not visible (free space, then rerun the same command)") from None
+        except RemoteError as e:
+            raise StoreError(f"{self.root}: cannot write a batch: {e.reason}; the committed batches are intact "
+                             "and the unfinished one is not visible (rerun the same command)") from None
 
     def _write_batch(self, tables, model_id, videos, replace, drop) -> str:
+        self._check_lease()
         commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts, files = {}, {}
@@ -430,13 +637,13 @@ class Store:
             rows = rows.cast(TABLES[name]) if rows.schema != TABLES[name] else rows
             counts[name] = rows.num_rows
             if rows.num_rows:
-                files[name] = self._write_shard(self.shard(name, batch), rows)
+                files[name] = self._write_shard(f"{name}/{batch}.parquet", rows)
         replace = bool(replace or drop)
         record = {"batch": batch, "model_id": model_id, "videos": videos, "tables": counts, "files": files,
                   "replace": replace, "cleaned": not replace, "created": time.time()}
         if drop:
             record["drop"] = sorted(set(drop) - set(videos))
-        self._write_record(record)
+        self._write_record(record, new=True)
         commits.append(record)
         self._records.append(record)
         if replace:
@@ -446,7 +653,9 @@ class Store:
     def _supersede(self, record: dict) -> None:
         """Remove rows of ``record``'s videos (same model_id) from every older batch's shards, and bring those
         batches' records (videos, row counts, checksums) up to date. Damaged older batches are left alone
-        (``bike repair`` deals with them); rows they hold are not visible anyway."""
+        (``bike repair`` deals with them); rows they hold are not visible anyway. Locally a shard is rewritten
+        in place (temp + rename); on object storage the filtered rows go to a new immutable name that the
+        rewritten record points at (``shards``), and the old shard is deleted by the next :meth:`recover`."""
         gone = set(record["videos"]) | set(record.get("drop", ()))
         vids = pa.array(sorted(gone), pa.string())
         failed = False
@@ -457,11 +666,12 @@ class Store:
                 continue
             files = c.setdefault("files", {})
             for table, n in c["tables"].items():
-                path = self.shard(table, c["batch"])
-                if not n or not path.exists() or "video_id" not in TABLES[table].names:
+                key = self.shard_key(table, c)
+                path = self.fs.path(key)
+                if not n or "video_id" not in TABLES[table].names or self.fs.size(key) is None:
                     continue                        # `models` rows belong to the model, not to a video
                 try:
-                    t = pq.read_table(path, schema=TABLES[table])
+                    t = pq.read_table(self.fs.arrow_path(key), filesystem=self.fs.arrow, schema=TABLES[table])
                 except Exception as e:  # noqa: BLE001 - a damaged shard must not stop every later writer
                     failed = True
                     self.warn(f"{path}: cannot rewrite this shard ({type(e).__name__}: {str(e)[:120]}); its "
@@ -469,8 +679,13 @@ class Store:
                     continue
                 keep = t.filter(pc.invert(pc.is_in(t["video_id"], value_set=vids)))
                 if keep.num_rows != t.num_rows:
-                    files[table] = self._write_shard(path, keep)
-                elif files.get(table) is None or files[table].get("bytes") != path.stat().st_size:
+                    if self.remote:
+                        name = f"{c['batch']}.{uuid.uuid4().hex[:8]}.parquet"
+                        files[table] = self._write_shard(f"{table}/{name}", keep)
+                        c.setdefault("shards", {})[table] = name
+                    else:
+                        files[table] = self._write_shard(key, keep)
+                elif not self.remote and (files.get(table) is None or files[table].get("bytes") != path.stat().st_size):
                     files[table] = file_stats(path)     # rewritten by an interrupted earlier pass
                 c["tables"][table] = keep.num_rows
             c["videos"] = {v: s for v, s in c["videos"].items() if v not in gone}
@@ -482,20 +697,25 @@ class Store:
     def recover(self) -> "dict[str, int]":
         """Delete temporary files and uncommitted shards; finish pending replacements. Idempotent. Shards of
         a batch whose commit record exists but is damaged are kept (``bike repair`` quarantines them), and so
-        are those of batches merged by a compaction (their grace period; compaction's clean-up deletes them)."""
+        are those of batches merged by a compaction (their grace period; compaction's clean-up deletes them).
+        On object storage it runs only under the writer lease (it deletes every shard no record names: an
+        unfinished batch's, and the old shards that replacements filtered into new names)."""
+        self._check_lease()
         self.commits(refresh=True)
-        known = {c["batch"] for c in self._records} | set(self.damaged) | self.superseded
+        keep_batches = set(self.damaged) | self.superseded
+        if not self.remote:
+            keep_batches |= {c["batch"] for c in self._records}
+        named = {self.shard_key(t, c) for c in self._records for t in c["tables"]}
         removed = {"tmp": 0, "uncommitted": 0, "replacements": 0}
         for name in (*TABLES, COMMITS):
-            d = self.root / name
-            if not d.is_dir():
-                continue
-            for p in d.iterdir():
-                if p.name.endswith(".tmp"):
-                    p.unlink(missing_ok=True)
+            for fname in self.fs.list(name):
+                key = f"{name}/{fname}"
+                if fname.endswith(".tmp"):
+                    self.fs.delete(key)
                     removed["tmp"] += 1
-                elif name != COMMITS and p.suffix == ".parquet" and p.stem not in known:
-                    p.unlink(missing_ok=True)
+                elif name != COMMITS and fname.endswith(".parquet") and key not in named \
+                        and fname.split(".", 1)[0] not in keep_batches:
+                    self.fs.delete(key)
                     removed["uncommitted"] += 1
         for c in list(self.commits()):
             if not c.get("cleaned", True):

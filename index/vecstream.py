@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .store import Store
 
@@ -27,10 +26,12 @@ READ_ROWS = 65_536
 @dataclass
 class Scan:
     """What :func:`scan_ids` found: the shards to read, every row's clip id, and which rows to keep."""
-    paths: list                 # Parquet files, in commit order
+    paths: list                 # Parquet shards (paths or URLs), in commit order
     ids: list                   # clip_id of every row of model_id in those files, in reading order
     keep: np.ndarray            # bool per row: the newest row of its clip (and not in ``skip``)
     dim: int                    # vector width (0 when there are no rows)
+    store: "Store | None" = None  # the store they are read from (its filesystem, index/storefs.py)
+    records: list = None        # the commit record of each shard
 
     @property
     def count(self) -> int:
@@ -38,22 +39,19 @@ class Scan:
 
 
 def _shards(store: Store, model_id: str, batches) -> list:
+    """Commit records of the batches with embeddings of ``model_id`` (in ``batches``; all when None)."""
     wanted = None if batches is None else set(batches)
-    out = []
-    for c in store.commits():
-        if c["model_id"] != model_id or not c["tables"].get("embeddings"):
-            continue
-        if wanted is not None and c["batch"] not in wanted:
-            continue
-        p = store.root / "embeddings" / f"{c['batch']}.parquet"
-        if p.exists():
-            out.append(p)
-    return out
+    return [c for c in store.commits() if c["model_id"] == model_id and c["tables"].get("embeddings")
+            and (wanted is None or c["batch"] in wanted)]
 
 
-def _batches(path, model_id: str, columns):
-    """Record batches of one shard restricted to ``model_id``."""
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS, columns=[*columns, "model_id"]):
+def _batches(store: Store, rec: dict, model_id: str, columns):
+    """Record batches of one shard restricted to ``model_id`` (none when the shard is gone: rewritten away
+    by a replacement batch)."""
+    f = store.open_shard("embeddings", rec)
+    if f is None:
+        return
+    for rb in f.iter_batches(batch_size=READ_ROWS, columns=[*columns, "model_id"]):
         mask = pc.equal(rb.column(rb.schema.get_field_index("model_id")), model_id)
         yield rb.filter(mask)
 
@@ -61,14 +59,14 @@ def _batches(path, model_id: str, columns):
 def scan_ids(store: Store, model_id: str, batches=None, skip: "set | None" = None) -> Scan:
     """Pass 1 (clip ids only) over the embeddings of ``model_id`` in ``batches`` (all when None); rows whose
     clip id is in ``skip`` (already indexed) are not kept."""
-    paths = _shards(store, model_id, batches)
+    records = _shards(store, model_id, batches)
     ids: list = []
     dim = 0
-    for p in paths:
-        for rb in _batches(p, model_id, ["clip_id"]):
+    for rec in records:
+        for rb in _batches(store, rec, model_id, ["clip_id"]):
             ids.extend(rb.column(0).to_pylist())
         if not dim:
-            for rb in _batches(p, model_id, ["embedding"]):
+            for rb in _batches(store, rec, model_id, ["embedding"]):
                 if rb.num_rows:
                     dim = len(rb.column(0)[0])
                     break
@@ -77,14 +75,14 @@ def scan_ids(store: Store, model_id: str, batches=None, skip: "set | None" = Non
     keep[list(last.values())] = True
     if skip:
         keep &= np.fromiter((c not in skip for c in ids), bool, len(ids))
-    return Scan(paths, ids, keep, dim)
+    return Scan([store.shard_path("embeddings", r) for r in records], ids, keep, dim, store, records)
 
 
 def _rows(scan: Scan, model_id: str):
     """Pass over every row of the scan: yields (first row number, clip ids, vectors float32 (n, dim))."""
     row = 0
-    for p in scan.paths:
-        for rb in _batches(p, model_id, ["clip_id", "embedding"]):
+    for p, rec in zip(scan.paths, scan.records):
+        for rb in _batches(scan.store, rec, model_id, ["clip_id", "embedding"]):
             n = rb.num_rows
             if not n:
                 continue

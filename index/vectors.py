@@ -53,10 +53,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from . import vecstream
-from .store import Store, StoreError, atomic_write
+from .store import Store, StoreError
 
 INDEX_DIR = "_index"
 MANIFEST = "manifest.json"
@@ -209,10 +208,10 @@ def read_vectors(store: Store, model_id: str, batches: "list[str] | None" = None
     for c in _batches_with(store, model_id):
         if wanted is not None and c["batch"] not in wanted:
             continue
-        path = store.root / "embeddings" / f"{c['batch']}.parquet"
-        if not path.exists():           # rewritten away by a replacement batch
+        path = store.shard_path("embeddings", c)
+        t = store.read_shard("embeddings", c, columns=["clip_id", "model_id", "embedding"])
+        if t is None:                   # rewritten away by a replacement batch
             continue
-        t = pq.read_table(path, columns=["clip_id", "model_id", "embedding"])
         t = t.filter(pc.equal(t["model_id"], model_id))
         if not t.num_rows:
             continue
@@ -270,15 +269,26 @@ def decode_ids(ids: np.ndarray) -> "list[str]":
     return [c.decode() for c in ids.tolist()]
 
 
-def index_dir(store: Store, model_id: str) -> Path:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_id):
+def _index_key(model_id: str) -> str:
+    """The index folder's key in the store (index/storefs.py)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_id) or model_id in (".", ".."):
         raise VectorIndexError(f"model_id {model_id!r} is not a plain identifier")
-    return store.root / INDEX_DIR / model_id
+    return f"{INDEX_DIR}/{model_id}"
+
+
+def index_dir(store: Store, model_id: str) -> Path:
+    """The index folder: a path, or a URL for a store on object storage."""
+    return store.fs.path(_index_key(model_id))
 
 
 @contextmanager
-def _locked(directory: Path):
-    """One writer per index directory at a time (a second `bike index` waits for the first)."""
+def _locked(store: Store, directory: Path):
+    """One writer per index directory at a time (a second `bike index` waits for the first). On object storage
+    the store's writer lease (index/lease.py; a `bike index` while `bike tag` runs stops with its message)."""
+    if store.remote:
+        with store.lock():
+            yield
+        return
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -288,15 +298,65 @@ def _locked(directory: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def read_manifest(store: Store, model_id: str) -> "dict | None":
-    path = index_dir(store, model_id) / MANIFEST
-    if not path.exists():
-        return None
+def _read_manifest(store: Store, model_id: str) -> "tuple[dict, bytes] | None":
+    key = f"{_index_key(model_id)}/{MANIFEST}"
+    path = store.fs.path(key)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        got = store.fs.read_tagged(key)
+        if got is None:
+            return None
+        manifest = json.loads(got[0])
+        for k in ("index_file", "ids_file"):
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(manifest.get(k, ""))) or manifest[k].startswith("."):
+                raise ValueError(f"{k} is not a plain file name")
+        return manifest, got[0]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise VectorIndexError(f"{path}: unreadable index manifest ({e}); fix: rebuild it with "
                           f"`bike index --store {store.root} --model-id {model_id}`") from None
+
+
+def read_manifest(store: Store, model_id: str) -> "dict | None":
+    got = _read_manifest(store, model_id)
+    return None if got is None else got[0]
+
+
+def _local_copy(store: Store, model_id: str, manifest: dict, raw: bytes) -> Path:
+    """A store on object storage: the index and id files of ``manifest``, downloaded once into a local cache
+    folder keyed by the manifest's bytes (``$BIKE_CACHE_DIR/index/<sha256>``, default ``~/.cache/bike``), where
+    they can be memory-mapped. A new manifest (a rebuilt or extended index) is a new folder; older folders of
+    the same store and model are removed."""
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from jobs.remote import RemoteError
+    env = os.environ.get("BIKE_CACHE_DIR")
+    if env is None:
+        base = Path.home() / ".cache" / "bike"
+    else:                                   # "" turns the text cache off; an index still needs a local copy
+        base = Path(env) if env else Path(tempfile.gettempdir()) / "bike"
+    owner = hashlib.sha256(f"{store.root}\0{model_id}".encode()).hexdigest()[:16]
+    folder = base / "index" / owner / hashlib.sha256(raw).hexdigest()[:24]
+    key = _index_key(model_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (manifest["index_file"], manifest["ids_file"]):
+            want = (manifest.get("sizes") or {}).get(name)
+            have = (folder / name).stat().st_size if (folder / name).exists() else None
+            if have is not None and (want is None or have == want):
+                continue
+            store.fs.download(f"{key}/{name}", folder / name)
+        for old in folder.parent.iterdir():
+            if old != folder and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+    except RemoteError as e:
+        raise VectorIndexError(f"{e.url}: {e.reason} (named by {store.fs.path(key)}/{MANIFEST}); fix: rebuild "
+                               f"with `bike index --store {store.root} --model-id {model_id}`") from None
+    except OSError as e:
+        raise VectorIndexError(f"{folder}: cannot keep a local copy of the index of {store.root}: "
+                               f"{e.strerror or e} (BIKE_CACHE_DIR)") from None
+    return folder
 
 
 @dataclass
@@ -381,11 +441,12 @@ def open_index(store: "Store | str", model_id: str, mmap: bool = True) -> "Vecto
     id files read-only (search: the OS pages in what queries touch and may drop it again, so an index larger
     than memory still answers); ``False`` reads them into memory (to extend the index)."""
     store = store if isinstance(store, Store) else Store(store)
-    manifest = read_manifest(store, model_id)
-    if manifest is None:
+    got = _read_manifest(store, model_id)
+    if got is None:
         return None
+    manifest = got[0]
     faiss = _faiss()
-    d = index_dir(store, model_id)
+    d = _local_copy(store, model_id, *got) if store.remote else index_dir(store, model_id)
     index_path, ids_path = d / manifest["index_file"], d / manifest["ids_file"]
     for p in (index_path, ids_path):
         if not p.exists():
@@ -506,7 +567,7 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
     say = log or (lambda msg: None)
     faiss = _faiss()
     d = index_dir(store, model_id)
-    with _locked(d):
+    with _locked(store, d):
         manifest = read_manifest(store, model_id)
         batches = _batches_with(store, model_id)
         total_rows = sum(c["tables"]["embeddings"] for c in batches)
@@ -518,7 +579,7 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
         rebuild, reason = _plan(manifest, pending, total_rows, requested)
         if not rebuild and not pending:
             return IndexReport(model_id, manifest["kind"], int(manifest["count"]), 0, False, "up to date",
-                               time.perf_counter() - t0, d, _size(d, manifest), False,
+                               time.perf_counter() - t0, d, _size(store, model_id, manifest), False,
                                int(manifest.get("search_bytes", 0)), _describe(manifest["kind"], manifest["params"]))
 
         if rebuild:
@@ -569,35 +630,48 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
             "search_bytes": search_bytes(chosen, len(all_ids), int(dim), params, int(all_ids.nbytes)),
             "previous": [manifest[k] for k in ("index_file", "ids_file")] if manifest else [],
         }
-        _publish(d, manifest_new, index, all_ids)
+        _publish(store, model_id, manifest_new, index, all_ids)
         return IndexReport(model_id, chosen, len(all_ids), len(new_ids), rebuild, reason,
-                           time.perf_counter() - t0, d, _size(d, manifest_new), built_gpu,
+                           time.perf_counter() - t0, d, _size(store, model_id, manifest_new), built_gpu,
                            manifest_new["search_bytes"], _describe(chosen, params))
 
 
-def _size(d: Path, manifest: dict) -> int:
-    return sum((d / manifest[k]).stat().st_size for k in ("index_file", "ids_file") if (d / manifest[k]).exists())
+def _size(store: Store, model_id: str, manifest: dict) -> int:
+    listed = store.fs.list(_index_key(model_id))
+    return sum(listed.get(manifest[k], 0) for k in ("index_file", "ids_file"))
 
 
-def _publish(d: Path, manifest: dict, index, ids: np.ndarray) -> None:
-    """Write a new generation (index + ids), then the manifest naming it; then delete older generations."""
+def _publish(store: Store, model_id: str, manifest: dict, index, ids: np.ndarray) -> None:
+    """Write a new generation (index + ids) under new names, then the manifest naming it; then delete older
+    generations. On object storage the files are written locally and uploaded whole (written once: a new
+    generation never overwrites a file), and the manifest is written last, under the store's writer lease."""
     faiss = _faiss()
+    fs, key = store.fs, _index_key(model_id)
     gen = f"{time.time_ns():020d}"
     manifest["index_file"], manifest["ids_file"] = f"index-{gen}.faiss", f"ids-{gen}.npy"
     if index is None:
         index = faiss.IndexFlatIP(max(1, manifest["dim"]))
-    atomic_write(d / manifest["index_file"], lambda tmp: faiss.write_index(index, tmp))
+    sizes: dict = {}
+
+    def write_index(tmp: str) -> None:
+        faiss.write_index(index, tmp)
+        sizes[manifest["index_file"]] = Path(tmp).stat().st_size
 
     def write_ids(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.save(f, ids, allow_pickle=False)
-    atomic_write(d / manifest["ids_file"], write_ids)
-    atomic_write(d / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+        sizes[manifest["ids_file"]] = Path(tmp).stat().st_size
+    fs.write_file(f"{key}/{manifest['index_file']}", write_index)
+    fs.write_file(f"{key}/{manifest['ids_file']}", write_ids)
+    manifest["sizes"] = sizes
+    if store.remote:
+        store._check_lease()
+    fs.write(f"{key}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
     # The previous generation stays one round, for readers that opened the old manifest a moment ago.
     keep = {manifest["index_file"], manifest["ids_file"], MANIFEST, ".lock", *manifest.get("previous", [])}
-    for p in d.iterdir():
-        if p.name not in keep:
-            p.unlink(missing_ok=True)
+    for name in fs.list(key):
+        if name not in keep:
+            fs.delete(f"{key}/{name}")
 
 
 def exact_search(vectors: np.ndarray, ids: "list[str]", queries: np.ndarray, n: int

@@ -102,6 +102,19 @@ def add_top_arg(p, default: int, what: str = "results") -> None:
     p.add_argument("-k", "--top", type=positive_int, default=default, metavar="N", help=f"{what} to show")
 
 
+def add_endpoint_arg(p) -> None:
+    """``--endpoint URL`` of commands that read a store, which may be ``s3://bucket/prefix/`` (docs/storage.md)."""
+    p.add_argument("--endpoint", default=None, metavar="URL",
+                   help="S3-compatible endpoint for an s3:// store (default: $AWS_ENDPOINT_URL, else AWS)")
+
+
+def apply_endpoint(args) -> None:
+    """Point ``s3://`` at ``--endpoint`` for this command (jobs/remote.py)."""
+    if getattr(args, "endpoint", None):
+        from .remote import set_endpoint
+        set_endpoint(args.endpoint)
+
+
 def add_model_id_arg(p, help: str = "which model's clips (default: the only one, else the most recently "
                                     "tagged; `bike sql --store S \"SELECT * FROM models\"` lists them)") -> None:
     p.add_argument("--model-id", default=None, metavar="ID", help=help)

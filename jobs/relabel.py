@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from engine.attributes import attribute_sentence
@@ -147,11 +146,10 @@ def store_model(store: Store, source: "str | None", device=None, precision=None,
     return load_store_model(store, source, device=device, precision=precision, branches=branches)
 
 
-def _read_shard(store: Store, table: str, batch: str, model_id: str, columns=None):
-    path = store.root / table / f"{batch}.parquet"
-    if not path.exists():
+def _read_shard(store: Store, table: str, rec: dict, model_id: str, columns=None):
+    t = store.read_shard(table, rec, columns=columns)          # through the store's filesystem (index/storefs.py)
+    if t is None:
         return TABLES[table].empty_table() if columns is None else TABLES[table].empty_table().select(columns)
-    t = pq.read_table(path, columns=columns)
     return t.filter(pc.equal(t["model_id"], model_id))
 
 
@@ -172,15 +170,14 @@ def source_videos(store: Store, model_id: str, skip: set):
     for c in list(store.commits()):
         if c["model_id"] != model_id or not c["videos"]:
             continue
-        batch = c["batch"]
-        vids = _read_shard(store, "videos", batch, model_id).to_pylist()
+        vids = _read_shard(store, "videos", c, model_id).to_pylist()
         vids = [v for v in vids if v["video_id"] not in skip]
         if not vids:
             continue
-        clips = _read_shard(store, "clips", batch, model_id,
+        clips = _read_shard(store, "clips", c, model_id,
                             ["video_id", "model_id", "clip_index", "start_s", "end_s", "frame_times",
                              "frame_embeddings"])
-        atts = _read_shard(store, "attributes", batch, model_id,
+        atts = _read_shard(store, "attributes", c, model_id,
                            ["clip_id", "video_id", "model_id", "rank", "attribute", "score"]).to_pylist()
         phrases = defaultdict(list)
         for a in sorted(atts, key=lambda a: (a["clip_id"], a["rank"])):

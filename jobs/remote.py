@@ -104,6 +104,25 @@ def filesystem(url: str):
     return fs, path
 
 
+_CLIENTS: dict = {}
+
+
+def s3_client():
+    """A boto3 S3 client for the current endpoint (one per process and endpoint), for the requests that need
+    headers s3fs does not pass on: conditional PUT/DELETE of the store on object storage (index/storefs.py).
+    botocore's own retries are off: :func:`retrying` is the one retry loop, so a conditional PUT retried after a
+    dropped connection is recognised as such."""
+    import boto3
+    from botocore.config import Config
+    key = endpoint()
+    with _FS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = boto3.client("s3", endpoint_url=key, config=Config(retries={"max_attempts": 1}))
+            _CLIENTS[key] = client
+    return client
+
+
 def _info(url: str) -> dict:
     """The object's metadata from the server (never from a listing cached earlier in this process)."""
     fs, path = filesystem(url)
@@ -392,11 +411,13 @@ class RemoteIds:
 
     def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
         from index.idcache import FOLDER, load_known
-        self.path = Path(store_root) / FOLDER / self.FILE
+        from index.storefs import filesystem_for
+        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
+        self.path = self._fs.path(self._key)
         self.trust, self.listed = trust, dict(listed or {})
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known, self._changed = load_known(self.path, _remote_schema())    # unreadable: start afresh
+        self._known, self._changed = load_known(self._fs, self._key, _remote_schema())   # unreadable: afresh
 
     def identify(self, url: str) -> "tuple[str, str | None]":
         from index import ids
@@ -436,5 +457,5 @@ class RemoteIds:
         with self._lock:
             known = dict(self._known)
             self._changed = False
-        save_known(self.path, known, _remote_schema())
+        save_known(self._fs, self._key, known, _remote_schema())
         return True

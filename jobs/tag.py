@@ -214,7 +214,7 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
         return False
     model_id, row = known
     done = store.done_videos(model_id)
-    id_cache = IdCache(store.root, trust=not opts.rehash)
+    id_cache = IdCache(store, trust=not opts.rehash)
     seen: set = set()
     for path, vid, _err in _identified(sources.videos, id_cache.identify):
         status = done.get(vid)
@@ -228,7 +228,7 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
     try:
         id_cache.save()
-    except OSError:
+    except Exception:  # noqa: BLE001 - a speed-up only (disk, object storage)
         pass
     summary.model_id, summary.model, summary.random_init = model_id, describe_row(row), bool(row["random_init"])
     return True
@@ -275,11 +275,11 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
-        id_cache = IdCache(store.root, trust=not opts.rehash)
+        id_cache = IdCache(store, trust=not opts.rehash)
         remote_ids = None
         if sources.objects:                                 # object-storage sources (jobs/remote.py)
             from .remote import RemoteIds
-            remote_ids = RemoteIds(store.root, trust=not opts.rehash, listed=sources.objects)
+            remote_ids = RemoteIds(store, trust=not opts.rehash, listed=sources.objects)
 
         def identify(path):
             return remote_ids.identify(path) if remote_ids is not None and is_remote(path) else id_cache.identify(path)
@@ -393,7 +393,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                     summary.ids_hashed += cache.hashed
                 try:
                     cache.save()
-                except OSError as e:                  # a speed-up only: say so, never fail the job for it
+                except Exception as e:  # noqa: BLE001 - a speed-up only: say so, never fail the job for it
                     log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
             summary.decodes = _decodes_line(pipeline.decodes)

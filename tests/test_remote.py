@@ -18,42 +18,25 @@ from jobs.errors import UsageError
 from jobs.sources import list_sources
 from media import make_video, mp4_boxes, run_ffmpeg
 from s3proxy import Proxy
+from s3server import CREDS, moto_s3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bike-test"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1:<free port>, with a bucket of two real videos and some noise."""
-    from moto.server import ThreadedMotoServer
-    saved = {k: os.environ.get(k) for k in [*CREDS, "AWS_ENDPOINT_URL"]}
-    os.environ.update(CREDS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    import boto3
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    local = tmp_path_factory.mktemp("s3src")
-    make_video(local / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
-    make_video(local / "b.mkv", seconds=3, fps=10, size=(64, 48), pattern="testsrc")
-    client.upload_file(str(local / "a.mp4"), BUCKET, "videos/a.mp4")
-    client.upload_file(str(local / "b.mkv"), BUCKET, "videos/sub/b.mkv")
-    client.put_object(Bucket=BUCKET, Key="videos/.hidden.mp4", Body=b"x")
-    client.put_object(Bucket=BUCKET, Key="videos/notes.txt", Body=b"x")
-    try:
-        yield {"endpoint": endpoint, "client": client, "local": local}
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    """A moto S3 server on 127.0.0.1:<free port> (tests/s3server.py), with a bucket of two real videos and noise."""
+    with moto_s3(BUCKET) as srv:
+        client = srv["client"]
+        local = tmp_path_factory.mktemp("s3src")
+        make_video(local / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
+        make_video(local / "b.mkv", seconds=3, fps=10, size=(64, 48), pattern="testsrc")
+        client.upload_file(str(local / "a.mp4"), BUCKET, "videos/a.mp4")
+        client.upload_file(str(local / "b.mkv"), BUCKET, "videos/sub/b.mkv")
+        client.put_object(Bucket=BUCKET, Key="videos/.hidden.mp4", Body=b"x")
+        client.put_object(Bucket=BUCKET, Key="videos/notes.txt", Body=b"x")
+        yield {**srv, "local": local}
 
 
 def test_listing_a_prefix_a_glob_and_single_objects(s3):
@@ -274,10 +257,11 @@ sys.exit(rc)
 @pytest.mark.slow
 def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     """A head (no task CPUs) and a worker node on this machine (ray.cluster_utils.Cluster); the videos exist only
-    behind the S3 endpoint; every video is decoded on the worker node, from ranged reads (no spool file)."""
+    behind the S3 endpoint, and so does the store (docs/storage.md); every video is decoded on the worker node,
+    from ranged reads (no spool file)."""
     spool = tmp_path / "worker-spool"
     spool.mkdir()
-    store = tmp_path / "store"
+    store = f"s3://{BUCKET}/cluster-store/"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "BIKE_SPOOL_DIR", "BIKE_REMOTE_READ")}
     env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=ROOT, **CREDS)
     cmd = [sys.executable, "-c", MULTINODE, str(spool), "tag", f"s3://{BUCKET}/videos/", "--store", str(store),
@@ -290,6 +274,9 @@ def test_two_node_cluster_decodes_s3_videos_on_the_worker_node(s3, tmp_path):
     assert [r[1] for r in rows if "/videos/a.mp4" in r[0] or "/sub/b.mkv" in r[0]] == ["ok", "ok"], rows
     assert all(r[1] == "ok" for r in rows), rows      # none failed on the head's missing spool folder
     assert not list(spool.iterdir())                  # streamed: no spool file
+    keys = [o["Key"] for o in s3["client"].list_objects_v2(Bucket=BUCKET, Prefix="cluster-store/")["Contents"]]
+    assert any(k.startswith("cluster-store/_commits/") for k in keys) and not any(k.endswith("_lock.json") for k in keys)
+    assert not list(tmp_path.glob("*/_commits"))      # nothing of the store on local disk
 
 
 # ------------------------------------------------------------------------------ decoding from ranged reads

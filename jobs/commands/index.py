@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_model_id_arg, command_parser
+from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, command_parser
 
 
 def register(sub) -> None:
@@ -14,7 +14,8 @@ def register(sub) -> None:
                     "The index lives in STORE/_index/<model_id>/; search works without it (exact scan). "
                     "No model is loaded.",
         examples=["bike index --store tags/", "bike index --store tags/ --kind ivf-flat --format json"])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
+    add_endpoint_arg(p)
     p.add_argument("--kind", default="auto", metavar="KIND",
                    help="index kind: auto (by size) or one of index.vectors.KINDS (flat, ivf, ivfpq, ...)")
     p.add_argument("--gpu", action="store_true", help="train/add on the GPUs of a faiss-gpu install")
@@ -24,6 +25,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    apply_endpoint(args)
     from index.store import Store, StoreError
     from index.vectors import KINDS, update_index
 

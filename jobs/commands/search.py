@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .. import output
-from ..options import add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
+from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
 
 
 def register(sub) -> None:
@@ -28,7 +28,8 @@ def register(sub) -> None:
                   "bike search --store tags/ --like example.mp4 --format json",
                   "bike search --store tags/ \"goal\" -k 1 --open        # play the best moment"])
     p.add_argument("query", nargs="?", default=None, help="what to look for, in words")
-    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
+    add_endpoint_arg(p)
     add_top_arg(p, 10, "results")
     p.add_argument("--where", default=None, metavar="SQL",
                    help="DuckDB condition, e.g. \"label = 'surfing crowd' AND duration_s > 5\"")
@@ -112,6 +113,7 @@ def open_result(r) -> None:
 
 
 def run(args) -> int:
+    apply_endpoint(args)
     from index.search import Searcher
     from index.store import Store, StoreError
     from index.where import WhereError

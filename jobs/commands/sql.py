@@ -5,7 +5,7 @@ import os
 import sys
 
 from .. import output
-from ..options import command_parser
+from ..options import add_endpoint_arg, apply_endpoint, command_parser
 
 #: ``--out`` file kinds, by extension.
 OUT_KINDS = (".parquet", ".csv", ".json", ".jsonl")
@@ -23,7 +23,8 @@ def register(sub) -> None:
                   "bike sql --store tags/ \"SELECT path, error FROM videos WHERE status = 'error'\" --format csv",
                   "bike sql --store tags/ --schema"])
     p.add_argument("query", nargs="?", help="SQL (quote it); '-' reads it from stdin")
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
+    add_endpoint_arg(p)
     output.add_format_arg(p, what="table cuts long values")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the result to FILE instead of printing it: .parquet, .csv, .json or .jsonl")
@@ -62,6 +63,7 @@ def write_result(path: str, columns, rows) -> None:
 
 
 def run(args) -> int:
+    apply_endpoint(args)
     from index.sql import SQLError, query, schema_text
     from index.store import Store
 

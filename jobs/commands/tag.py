@@ -27,13 +27,15 @@ def register(sub) -> None:
                   "ray job submit -- bike tag /data/videos --store /data/tags --address auto"])
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video files, folders (recursive), globs (quoted), or .txt/.list files of paths")
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory (created when missing)")
+    p.add_argument("--store", required=True, metavar="DIR",
+                   help="the store: a directory (created when missing), or s3://bucket/prefix/ (docs/storage.md)")
     add_model_args(p)
     p.add_argument("--window", type=nonneg_float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
                         "0: each video is one clip)")
     p.add_argument("--endpoint", default=None, metavar="URL",
-                   help="S3-compatible endpoint for s3:// sources (default: $AWS_ENDPOINT_URL, else AWS)")
+                   help="S3-compatible endpoint for s3:// sources and an s3:// store (default: $AWS_ENDPOINT_URL, "
+                        "else AWS)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
     p.add_argument("--batch", type=positive_int, default=16, metavar="N",

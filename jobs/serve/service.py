@@ -66,7 +66,16 @@ class Service:
         s.search("warm up", k=1)
 
     def _signature(self):
-        """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest."""
+        """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest. On
+        object storage: one listing of each folder (names and ETags), no object read."""
+        if self.store.remote:
+            fs = self.store.fs
+            try:
+                return (tuple(sorted(fs.list_tags("_commits").items())),
+                        fs.list_tags(f"_index/{self.model_id}").get("manifest.json"))
+            except Exception:  # noqa: BLE001 - unreachable for a moment: keep serving what is loaded
+                return self._sig if hasattr(self, "_sig") else None
+
         def stamp(path, count=False):
             try:
                 return os.stat(path).st_mtime_ns, len(os.listdir(path)) if count else 0
