@@ -100,8 +100,9 @@ def measure_many(paths: list, decoder: str, sampling: str) -> list:
 
 def run_mode(paths: list, mode: str) -> list:
     decoder, sampling = MODES[mode]
-    code = ("import json,sys; sys.path.insert(0, %r); from bench.decode import measure_many; "
-            "print(json.dumps(measure_many(%r, %r, %r)))" % (str(ROOT), paths, decoder, sampling))
+    code = ("import json,sys; sys.path[:0] = [%r, %r]; from bench.decode import measure_many; "
+            "print(json.dumps(measure_many(%r, %r, %r)))" % (str(ROOT / "bench"), str(ROOT), paths, decoder,
+                                                              sampling))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     return json.loads(out.stdout.strip().splitlines()[-1])
