@@ -111,8 +111,7 @@ def run_mode(paths: list, mode: str) -> list:
 def machine() -> dict:
     import av
     return bench_machine(pyav=av.__version__, pyav_ffmpeg=".".join(map(str, av.library_versions["libavcodec"])),
-                         note="shared machine: other engineers' jobs ran at the same time; compare ratios within "
-                              "this run")
+                         note="compare ratios within this run; the load average at the start (and end) says whether other work shared the machine")
 
 
 def main() -> None:

@@ -73,7 +73,7 @@ def main() -> int:
             warm = Store(root)
             warm.commits()
             measure("commits(refresh=True), nothing changed", where, lambda warm=warm: warm.commits(refresh=True))
-    out = {"machine": machine(note="moto server over loopback; other jobs share the CPU"), "rows": rows}
+    out = {"machine": machine(note="moto server over loopback (in this process: it shares the CPU with the measured code)"), "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"→ {args.out}")
     return 0

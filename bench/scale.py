@@ -32,8 +32,7 @@ RESULTS = ROOT / "bench" / "results" / "scale.json"
 
 
 def machine() -> dict:
-    return bench_machine(note="a shared 2-core machine: five other engineers' jobs ran beside the benchmark (see "
-                              "loadavg); compare figures within one section")
+    return bench_machine(note="compare ratios within this run; the load average at the start (and end) says whether other work shared the machine")
 
 
 def save(section: str, result: dict) -> None:

@@ -54,8 +54,7 @@ WORDS = ("a person dog cat riding bike car street crowd dancing ballet jumping s
 
 
 def machine() -> dict:
-    return bench_machine(shared_load=True,
-                         note="2-core machine shared with other engineers' builds and tests while this ran")
+    return bench_machine(note="compare ratios within this run; the load average at the start (and end) says whether other work shared the machine")
 
 
 def unit(x: np.ndarray) -> np.ndarray:
