@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from index.store import Store, StoreError
 from media import make_video
 from s3server import CREDS, moto_s3
 from test_store import _rows
-from test_tag import _processes_in_session
+from killjob import sigkill_when
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "bike-store"
@@ -351,25 +350,8 @@ def test_tag_sql_search_with_s3_sources_and_an_s3_store(s3, videos, url, tmp_pat
 def test_sigkill_of_tag_then_rerun_is_exactly_once_on_s3(s3, videos, url):
     cmd = [sys.executable, "-m", "jobs.cli", "tag", videos, "--store", url, "--labels", LABELS, *TINY,
            "--batch", "1", "--model-batch", "1", "--no-index", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len([k for k in _keys(s3, url, "_commits/") if k.endswith(".json")]) >= 2:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the job finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        for pid in _processes_in_session(proc.pid):   # anything of the job still alive (its Ray)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(cmd, lambda: len([k for k in _keys(s3, url, "_commits/") if k.endswith(".json")]) >= 2,
+                 cwd=ROOT, env=_env())
     assert "_lock.json" in _keys(s3, url)                    # the dead writer's lease is still there
     partial = Store(url)
     assert 2 <= len(partial.done_videos(partial.model_ids().pop())) < 8

@@ -9,16 +9,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import jobs.cli
 from index.store import Store
+from killjob import sigkill_when
 from media import make_audio, make_video
 
 TINY = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51"]
@@ -223,19 +221,6 @@ def test_jobs_that_cannot_start_exit_2_with_a_message(ray_cluster, corpus, tmp_p
     assert err.startswith("bike: error:") and expect in err and "Traceback" not in err
 
 
-def _processes_in_session(sid: int) -> "list[int]":
-    out = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:                    # field 6 of /proc/PID/stat: session id
-            out.append(int(stat.split("/")[2]))
-    return out
-
-
 def test_sigkill_while_writing_then_resume_is_exactly_once(ray_cluster, corpus, tmp_path):
     src = tmp_path / "many"
     src.mkdir()
@@ -247,25 +232,8 @@ def test_sigkill_while_writing_then_resume_is_exactly_once(ray_cluster, corpus, 
     env.update(HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0")
     cmd = [sys.executable, "-m", "jobs.cli", "tag", str(src), "--store", str(store), "--labels", LABELS_A,
            *TINY, "--batch", "2", "--model-batch", "2", "--no-index", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            if len(glob.glob(str(store / "_commits" / "*.json"))) >= 2:   # batches are being written
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "the job finished before it could be killed"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        for pid in _processes_in_session(proc.pid):   # anything of the job still alive (its Ray)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when(cmd, lambda: len(glob.glob(str(store / "_commits" / "*.json"))) >= 2,   # batches being written
+                 cwd=ROOT, env=env, timeout_s=180, poll_s=0.02)
     partial = Store(store).done_videos(Store(store).model_ids().pop())
     assert 2 <= len(partial) < 16
     assert bike("tag", src, "--store", store, "--labels", LABELS_A, *TINY, "--no-index", "--batch", "4",
