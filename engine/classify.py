@@ -1,7 +1,7 @@
 """``bike classify``: one video → top labels, attributes and the top label's saliency over its frames."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from .config import DEFAULTS
 from .labels import LabelSet, load_labels
@@ -9,18 +9,27 @@ from .model import LabelScore
 from .video import read_video
 
 
+class ScorePair:
+    """Base of the small frozen dataclasses of a name and its score (:class:`AttributeScore`,
+    ``index.search.ClipLabel``): they also unpack and index as the ``(name, score)`` pairs of earlier versions."""
+    __slots__ = ()
+
+    def _pair(self) -> tuple:
+        name, score = fields(self)
+        return getattr(self, name.name), getattr(self, score.name)
+
+    def __iter__(self):
+        return iter(self._pair())
+
+    def __getitem__(self, i):           # a[0]: as the pairs of earlier versions
+        return self._pair()[i]
+
+
 @dataclass(frozen=True)
-class AttributeScore:
+class AttributeScore(ScorePair):
     """One attribute phrase of the lexicon and its cosine; unpacks as ``phrase, score`` like the pairs it replaced."""
     attribute: str
     score: float
-
-    def __iter__(self):
-        yield self.attribute
-        yield self.score
-
-    def __getitem__(self, i):           # a[0]: as the (phrase, score) pairs of earlier versions
-        return (self.attribute, self.score)[i]
 
 
 @dataclass

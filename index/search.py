@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-from engine.classify import AttributeScore
+from engine.classify import AttributeScore, ScorePair
 
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
@@ -103,17 +103,10 @@ class SearchError(StoreError):
 
 
 @dataclass(frozen=True)
-class ClipLabel:
+class ClipLabel(ScorePair):
     """One stored top label of a clip and its fused score; unpacks as ``label, score`` like the pairs it replaced."""
     label: str
     score: float
-
-    def __iter__(self):
-        yield self.label
-        yield self.score
-
-    def __getitem__(self, i):           # r.labels[0][0]: as the (label, score) pairs of earlier versions
-        return (self.label, self.score)[i]
 
 
 @dataclass
