@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .schema import TABLES
-from .store import COMMITS, QUARANTINE, Store, StoreError, file_stats
+from .store import COMMITS, QUARANTINE, Store, StoreError, file_stats, stream_stats
 
 
 @dataclass
@@ -99,13 +99,8 @@ class CheckReport:
 
 def _object_stats(store: Store, key: str) -> dict:
     """:func:`index.store.file_stats` of an object, streamed through the store's filesystem (index/storefs.py)."""
-    import hashlib
-    h, n = hashlib.sha256(), 0
     with store.fs.arrow.open_input_stream(store.fs.arrow_path(key)) as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            n += len(block)
-    return {"bytes": n, "sha256": h.hexdigest()}
+        return stream_stats(f)
 
 
 def _shard_problem(store: Store, key: str, rows: int, stats: "dict | None", listed: "dict | None" = None

@@ -82,32 +82,47 @@ class StoreError(Exception):
     """A store directory that cannot be used; the message names it and says why."""
 
 
-def file_stats(path: "str | os.PathLike") -> dict:
-    """``{"bytes": size, "sha256": hex}`` of a file (what a commit record keeps per shard)."""
+def stream_stats(f) -> dict:
+    """``{"bytes": size, "sha256": hex}`` of what a binary stream holds from where it is to its end."""
     h = hashlib.sha256()
     n = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-            n += len(block)
+    while block := f.read(1 << 20):
+        h.update(block)
+        n += len(block)
     return {"bytes": n, "sha256": h.hexdigest()}
 
 
-def quick_shard_problem(path: Path, stats: "dict | None") -> "str | None":
-    """Why the shard at ``path`` is unusable, from cheap facts only (exists, byte size against the commit
-    record; for records without sizes, the Parquet magic and footer) → reason, or None when it looks whole. ``bike check`` does the full test."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
+def file_stats(path: "str | os.PathLike") -> dict:
+    """``{"bytes": size, "sha256": hex}`` of a file (what a commit record keeps per shard)."""
+    with open(path, "rb") as f:
+        return stream_stats(f)
+
+
+def listed_shard_problem(size: "int | None", stats: "dict | None") -> "str | None":
+    """Why a shard of ``size`` bytes (None: absent) is unusable, from its size alone against the commit record's
+    (a folder listing is enough: object storage), or None when it looks whole."""
+    if size is None:
         return "shard missing"
-    except OSError as e:
-        return f"shard unreadable: {e.strerror or e}"
     if stats and stats.get("bytes") is not None:
         if size != stats["bytes"]:
             return f"shard is {size} bytes, its commit record says {stats['bytes']} (truncated or overwritten)"
         return None                                   # same size as written: `bike check` compares checksums
-    if size < 12:
-        return f"shard is {size} bytes: not a Parquet file"
+    return f"shard is {size} bytes: not a Parquet file" if size < 12 else None
+
+
+def quick_shard_problem(path: Path, stats: "dict | None") -> "str | None":
+    """Why the shard at ``path`` is unusable, from cheap facts only (exists, byte size against the commit
+    record: :func:`listed_shard_problem`; for records without sizes, also the Parquet magic and footer) →
+    reason, or None when it looks whole. ``bike check`` does the full test."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError as e:
+        return f"shard unreadable: {e.strerror or e}"
+    why = listed_shard_problem(size, stats)
+    if why or (stats and stats.get("bytes") is not None):
+        return why
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -119,17 +134,6 @@ def quick_shard_problem(path: Path, stats: "dict | None") -> "str | None":
     if head != b"PAR1" or tail[4:] != b"PAR1" or footer + 12 > size:
         return "shard is not a whole Parquet file (no footer: truncated?)"
     return None
-
-
-def listed_shard_problem(size: "int | None", stats: "dict | None") -> "str | None":
-    """:func:`quick_shard_problem` for an object, from its size in a folder listing (None: not listed)."""
-    if size is None:
-        return "shard missing"
-    if stats and stats.get("bytes") is not None:
-        if size != stats["bytes"]:
-            return f"shard is {size} bytes, its commit record says {stats['bytes']} (truncated or overwritten)"
-        return None
-    return f"shard is {size} bytes: not a Parquet file" if size < 12 else None
 
 
 def sandboxed_duckdb(allowed_paths) -> "object":
