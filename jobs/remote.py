@@ -45,8 +45,6 @@ from pathlib import Path
 
 #: URL schemes treated as object storage / web sources.
 SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
-#: Bytes per ranged read when streaming an object.
-READ_BYTES = 8 << 20
 #: Provisional video id of an object whose content id its decode task computes (RemoteIds, jobs/tag.py).
 PENDING = "new:"
 #: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
@@ -264,36 +262,12 @@ def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "lis
 
 
 # --------------------------------------------------------------------------------------- streaming
-def stream(url: str, sink, size: "int | None" = None, attempts: int = ATTEMPTS) -> int:
-    """Read the whole object in ranged reads, calling ``sink(bytes)`` in order; a dropped connection or
-    throttling resumes at the byte reached (with backoff). Returns the number of bytes."""
-    fs, path = filesystem(url)
-    done = 0
-    failures = 0
-    while True:
-        try:
-            with fs.open(path, "rb", block_size=READ_BYTES) as f:
-                if done:
-                    f.seek(done)
-                while block := f.read(READ_BYTES):
-                    sink(block)
-                    done += len(block)
-            return done
-        except Exception as e:  # noqa: BLE001 - classified: retried or turned into an error row
-            failures += 1
-            if not _transient(e) or failures >= attempts:
-                reason = reason_of(e)
-                if done and reason == "object not found":
-                    reason = f"object vanished after {done} of {size or '?'} bytes were read"
-                raise RemoteError(url, reason) from None
-            time.sleep(BACKOFF_S * (2 ** failures) * (0.5 + random.random()))
-
-
-def content_id(url: str, size: "int | None" = None) -> str:
-    """BLAKE2b-128 of the object's bytes: the same id ``index.ids.video_id`` gives the same bytes on disk."""
-    h = hashlib.blake2b(digest_size=16)
-    stream(url, h.update, size)
-    return h.hexdigest()
+def content_id(url: str) -> str:
+    """BLAKE2b-128 of the object's bytes: the same id ``index.ids.video_id`` gives the same bytes on disk. Read
+    in ranged GETs by the same reader the decoders use (``jobs.ranged.RemoteSource``: pinned to the object's
+    ETag, a dropped connection resumed at the byte it reached, a stalled read an error), one block at a time."""
+    from .ranged import BLOCK_BYTES, RemoteSource
+    return RemoteSource(url, cache_bytes=2 * BLOCK_BYTES).finish()
 
 
 def spool_limit() -> int:
@@ -436,7 +410,7 @@ class RemoteIds:
                 return ids.path_id(url), "empty object"
             if self.trust:
                 return pending_id(url), None                 # hashed by its decode task: read once
-            vid = content_id(url, obj.size)
+            vid = content_id(url)
         except RemoteError as e:
             return ids.path_id(url), e.reason
         self.remember(url, obj.size, obj.etag, vid)
