@@ -1,7 +1,9 @@
 """Defaults in one place. Every command-line flag and API default reads from here."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 #: CLIP's normalisation constants (docs/model.md §1).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -37,3 +39,13 @@ def eval_sizes(image_size: int) -> tuple[int, int]:
     if image_size >= 336:
         return image_size, image_size
     return 256 * image_size // 224, image_size
+
+
+def cache_root() -> "Path | None":
+    """bike's cache folder: ``$BIKE_CACHE_DIR``, default ``~/.cache/bike``; None when it is set to an empty
+    string (caches turned off). Text features (engine/textcache.py), thumbnails (jobs/serve/media.py) and
+    local copies of an object-storage store's index (index/vectors.py) live under it."""
+    env = os.environ.get("BIKE_CACHE_DIR")
+    if env is None:
+        return Path.home() / ".cache" / "bike"
+    return Path(env) if env else None

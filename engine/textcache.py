@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
+from .config import cache_root
+
 MIN_TEXTS = 16
 
 
 def cache_dir() -> "Path | None":
-    env = os.environ.get("BIKE_CACHE_DIR")
-    if env is not None:
-        return Path(env) / "text" if env else None
-    return Path.home() / ".cache" / "bike" / "text"
+    root = cache_root()
+    return root / "text" if root is not None else None
 
 
 def cache_key(weights_id: str, model_name: str, texts, precision: str = "fp32") -> str:

@@ -326,16 +326,12 @@ def _local_copy(store: Store, model_id: str, manifest: dict, raw: bytes) -> Path
     they can be memory-mapped. A new manifest (a rebuilt or extended index) is a new folder; older folders of
     the same store and model are removed."""
     import hashlib
-    import os
     import shutil
     import tempfile
 
+    from engine.config import cache_root
     from jobs.remote import RemoteError
-    env = os.environ.get("BIKE_CACHE_DIR")
-    if env is None:
-        base = Path.home() / ".cache" / "bike"
-    else:                                   # "" turns the text cache off; an index still needs a local copy
-        base = Path(env) if env else Path(tempfile.gettempdir()) / "bike"
+    base = cache_root() or Path(tempfile.gettempdir()) / "bike"   # caches off: an index still needs a local copy
     owner = hashlib.sha256(f"{store.root}\0{model_id}".encode()).hexdigest()[:16]
     folder = base / "index" / owner / hashlib.sha256(raw).hexdigest()[:24]
     key = _index_key(model_id)

@@ -76,8 +76,8 @@ def checked_file(recorded: str, size: "int | None", recorded_paths) -> Path:
 
 
 def thumbs_dir(store_root: Path) -> Path:
-    env = os.environ.get("BIKE_CACHE_DIR")
-    base = Path(env) if env else Path.home() / ".cache" / "bike"
+    from engine.config import cache_root
+    base = cache_root() or Path.home() / ".cache" / "bike"      # thumbnails need a folder even with caches off
     key = hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
     return base / "thumbs" / key
 
