@@ -286,24 +286,31 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
 
         seen: set = set()               # content ids handed to the pipeline (or resolved from its results)
 
+        def admit(vid: str, path: str, err: "str | None" = None) -> bool:
+            """Whether the content ``vid`` (found at ``path``) is tagged in this run: not a copy of one already
+            handed on, not already stored for this model (unless --force / --retry-errors). Counts what it
+            skips; notes what it re-does and the stale "cannot read" row of its path."""
+            if vid in seen:
+                summary.duplicates += 1
+                return False
+            seen.add(vid)
+            status = done.get(vid)
+            if status is not None and not opts.force and not (opts.retry_errors and status == "error"):
+                summary.skipped_done += 1
+                return False
+            if status is not None:
+                redo.add(vid)
+            if err is None:
+                pid = _path_id(path)
+                if pid in done:
+                    stale[vid] = pid
+            return True
+
         def work():
             for path, vid, err in _identified(sources.videos, identify):
-                if vid in seen:
-                    summary.duplicates += 1
+                if not admit(vid, path, err):
                     progress.skip()
                     continue
-                seen.add(vid)
-                status = done.get(vid)
-                if status is not None and not opts.force and not (opts.retry_errors and status == "error"):
-                    summary.skipped_done += 1
-                    progress.skip()
-                    continue
-                if status is not None:
-                    redo.add(vid)
-                if err is None:
-                    pid = _path_id(path)
-                    if pid in done:
-                        stale[vid] = pid
                 yield vid, path, err
 
         def resolve(result):
@@ -316,19 +323,8 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                 result.video_id = _path_id(result.path)
                 return result
             remote_ids.remember(result.path, streamed.get("size"), streamed.get("etag"), vid)
-            status = done.get(vid)
-            if vid in seen:
-                summary.duplicates += 1
+            if not admit(vid, result.path):
                 return None
-            seen.add(vid)
-            if status is not None and not opts.force and not (opts.retry_errors and status == "error"):
-                summary.skipped_done += 1
-                return None
-            if status is not None:
-                redo.add(vid)
-            pid = _path_id(result.path)
-            if pid in done:
-                stale[vid] = pid
             result.video_id = vid
             return result
 
