@@ -37,7 +37,8 @@ re-ranks, which is a no-op when torch already runs one thread (the server sets t
 
 **SQL sandbox.** ``--where`` conditions are user SQL, so the connection is sandboxed in DuckDB's own
 configuration (:func:`readonly_connection`): it reads the store's committed shards and nothing else on disk,
-loads no extensions, and its configuration is locked.
+loads no extensions, and its configuration is locked. A ``--where`` condition is evaluated in a child process
+bounded in memory and time (``sql_limits``, index/sqlbox.py), never on the searcher's own connection.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
 from .store import Store, StoreError
 from .vectors import exact_search, open_index, read_vectors, resolve_model_id
-from .where import filter_clips
+from .sqlbox import Sandbox, SQLLimits
 
 #: Candidates from FAISS per result (N = max(candidates, CANDIDATES_PER_RESULT · k)).
 CANDIDATES_PER_RESULT = 10
@@ -242,8 +243,9 @@ class Searcher:
 
     def __init__(self, store: "Store | str", model_id: "str | None" = None, model=None,
                  weights: "str | None" = None, device=None, gpu: bool = False, cache_bytes: int = CACHE_BYTES,
-                 precision: "str | None" = None):
+                 precision: "str | None" = None, sql_limits: "SQLLimits | None" = None):
         self.store = store if isinstance(store, Store) else Store(store)
+        self.sql_box = Sandbox(sql_limits or SQLLimits())   # --where runs here: bounded, in a child process
         self._precision = precision          # None: the store's (models.precision); auto|fp32|bf16|fp16
         self.model_id = resolve_model_id(self.store, model_id)
         self._model, self._weights, self._device, self._gpu = model, weights, device, gpu
@@ -380,7 +382,7 @@ class Searcher:
         allowed = None
         notes: list[str] = []
         if where:
-            allowed = filter_clips(self.con, self.model_id, where)
+            allowed = self.sql_box.where(self.store, self.model_id, where)
             notes.append(f"--where kept {len(allowed)} clip(s)")
         found = self.candidates(q.vector, n, allowed, notes)
         if q.self_clip and (allowed is None or q.self_clip in set(allowed)):

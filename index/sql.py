@@ -64,22 +64,57 @@ def connect_readonly(store):
     return store.connect()
 
 
-def query(store, sql: str) -> "tuple[list[str], list[tuple]]":
-    """Run a read-only query against ``store`` (an ``index.store.Store``) → (column names, rows).
-    With several statements, the result of the last one is returned."""
-    statements = check_read_only(sql)
-    con = connect_readonly(store)
-    try:
-        rel = None
-        for st in statements:
-            rel = con.execute(st.query)
-        columns = [d[0] for d in rel.description] if rel.description else []
-        return columns, rel.fetchall()
-    except duckdb.Error as e:
-        raise SQLError(f"query failed: {str(e).strip()}\n(tables: videos, clips, labels, attributes, "
-                       "embeddings, models; `bike sql --store DIR --schema` lists their columns)") from None
-    finally:
-        con.close()
+#: Said after a failed query: what there is to query.
+TABLES_HINT = ("tables: videos, clips, labels, attributes, embeddings, models; `bike sql --store DIR --schema` "
+               "lists their columns")
+
+#: Where DuckDB's messages start advice that does not apply to a sandboxed connection (its configuration is
+#: locked, so "SET threads=X" cannot be followed).
+_ADVICE = ("\nPossible solutions:", "\nSee also ")
+
+
+def error_text(e) -> str:
+    """DuckDB's message for ``e``, with real line breaks (``LINE 1: ...`` and its caret under the spot) and
+    without its advice to change settings that are locked here."""
+    text = str(e).replace("\r\n", "\n").strip()
+    for cut in _ADVICE:
+        if cut in text:
+            text = text[:text.index(cut)].rstrip()
+    return text
+
+
+def one_line(message: str) -> str:
+    """``message`` (e.g. from :func:`error_text`) as one readable line, for the CLI's ``bike: error:`` rule:
+    the lines joined with "; ", and a ``LINE n: ...`` line with its caret line below turned into
+    ``at "<the marked text>" in line n: ...``."""
+    lines = [ln.rstrip() for ln in str(message).splitlines()]
+    out: "list[str]" = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("LINE ") and ":" in line and nxt.strip() and set(nxt.strip()) <= {"^"}:
+            head, _, text = line.partition(": ")
+            start = len(nxt) - len(nxt.lstrip()) - (len(head) + 2)
+            marked = text[max(0, start):max(0, start) + len(nxt.strip())]
+            out.append(f'at "{marked}" in {head.lower()}: {text.strip()}' if marked.strip()
+                       else f"{head.lower()}: {text.strip()}")
+            i += 2
+            continue
+        if line.strip():
+            out.append(line.strip())
+        i += 1
+    return "; ".join(out)
+
+
+def query(store, sql: str, limits=None) -> "tuple[list[str], list[tuple]]":
+    """Run a read-only query against ``store`` (an ``index.store.Store``) → (column names, rows), bounded
+    in memory, time and result size by ``limits`` (``index.sqlbox.SQLLimits``; default: its defaults), in
+    a child process (index/sqlbox.py). With several statements, the result of the last one is returned.
+    Raises :class:`SQLError` (``index.sqlbox.SQLLimitError`` for a bound)."""
+    from .sqlbox import Sandbox, SQLLimits
+    columns, rows, _ = Sandbox(limits or SQLLimits()).rows(store, sql)
+    return columns, rows
 
 
 def schema_text(store) -> str:

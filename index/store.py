@@ -136,17 +136,24 @@ def quick_shard_problem(path: Path, stats: "dict | None") -> "str | None":
     return None
 
 
-def sandboxed_duckdb(allowed_paths) -> "object":
+def sandboxed_duckdb(allowed_paths, memory_limit: "int | None" = None, threads: "int | None" = None) -> "object":
     """An in-memory DuckDB connection locked down in DuckDB's own configuration: it can read exactly the
     files in ``allowed_paths`` and nothing else (``enable_external_access = false`` + ``allowed_paths``),
-    write no file (COPY, EXPORT, ATTACH, spilling: ``temp_directory = ''``), neither install nor load
-    extensions (autoinstall/autoload off), and no statement can change these settings
-    (``lock_configuration``). The statement-type check of ``index.sql`` is a second layer on top."""
+    write no file (COPY, EXPORT, ATTACH, spilling: ``temp_directory = ''``, ``max_temp_directory_size``
+    0), neither install nor load extensions (autoinstall/autoload off), and no statement can change these
+    settings (``lock_configuration``). ``memory_limit`` (bytes) and ``threads``, when given, are set before
+    the lock (index/sqlbox.py runs user SQL so). The statement-type check of ``index.sql`` is a second layer
+    on top."""
     import duckdb
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                              "autoload_known_extensions": False})
     try:
         con.execute("SET temp_directory = ''")
+        con.execute("SET max_temp_directory_size = '0KiB'")
+        if memory_limit is not None:
+            con.execute(f"SET memory_limit = '{max(1, int(memory_limit) >> 10)}KiB'")
+        if threads is not None:
+            con.execute(f"SET threads = {max(1, int(threads))}")
         con.execute("SET allowed_paths = $p", {"p": [str(p) for p in allowed_paths]})
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -511,13 +518,15 @@ class Store:
             t = t.filter(pc.equal(t["model_id"], model_id))
         return t.select(columns) if columns else t
 
-    def connect(self):
+    def connect(self, memory_limit: "int | None" = None, threads: "int | None" = None):
         """An in-memory DuckDB connection with one view per table over the committed shards, sandboxed
-        (:func:`sandboxed_duckdb`: it reads these shards and nothing else, writes nothing). On object storage
+        (:func:`sandboxed_duckdb`: it reads these shards and nothing else, writes nothing; ``memory_limit``
+        in bytes and ``threads`` are DuckDB's settings, locked with the rest). On object storage
         the connection may read no file at all: each table's committed shards are registered as a pyarrow
         dataset over the store's filesystem (index/storefs.py), and the views select from those."""
         keys = {table: self._shard_keys(table) for table in TABLES}
-        con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for ks in keys.values() for k in ks])
+        con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for ks in keys.values() for k in ks],
+                               memory_limit=memory_limit, threads=threads)
 
         def lit(p) -> str:
             return "'" + str(p).replace("'", "''") + "'"

@@ -9,6 +9,7 @@ import sys
 
 from .. import output
 from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
+from ..sqloptions import add_sql_limit_args, sql_limits
 
 
 def register(sub) -> None:
@@ -33,6 +34,7 @@ def register(sub) -> None:
     add_top_arg(p, 10, "results")
     p.add_argument("--where", default=None, metavar="SQL",
                    help="DuckDB condition, e.g. \"label = 'surfing crowd' AND duration_s > 5\"")
+    add_sql_limit_args(p, memory="1GB", seconds=60.0, max_bytes=None, what="the --where condition")
     ex = p.add_mutually_exclusive_group()
     ex.add_argument("--like", default=None, metavar="VIDEO", help="query by an example video file")
     ex.add_argument("--clip", default=None, metavar="CLIP_ID", help="query by a stored clip (it comes first)")
@@ -125,7 +127,7 @@ def run(args) -> int:
         raise UsageError("give either a text QUERY or --like/--clip, not both")
     try:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
-                            gpu=args.gpu, precision=args.precision)
+                            gpu=args.gpu, precision=args.precision, sql_limits=sql_limits(args))
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
         res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip, **kwargs)
     except (StoreError, WhereError) as e:

@@ -7,6 +7,7 @@ import sys
 from .. import output
 from ..errors import UsageError
 from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, add_query_precision_arg, command_parser, positive_float, positive_int
+from ..sqloptions import add_sql_limit_args
 
 
 def register(sub) -> None:
@@ -38,7 +39,11 @@ def register(sub) -> None:
                    help="memory for clip frame embeddings (default 1; the estimate assumes 1024-d float16 frames, "
                         "so a store of small-d clips may need more to be held in memory)")
     p.add_argument("--sql-rows", type=positive_int, default=1000, metavar="N", help="row limit of /api/sql")
-    p.add_argument("--sql-seconds", type=positive_float, default=5.0, metavar="S", help="time limit of /api/sql")
+    add_sql_limit_args(p, memory="512MB", seconds=5.0, max_bytes="16MB",
+                       what="each /api/sql query and each search's where filter (each runs in a process of its "
+                            "own; at most 4 at once)")
+    p.add_argument("--sql-seconds", dest="sql_timeout", type=positive_float, default=argparse.SUPPRESS,
+                   help=output.argparse_suppress())     # the older name of --sql-timeout
     p.add_argument("--max-upload-mb", type=positive_float, default=50.0, metavar="MB",
                    help="largest video accepted by POST /api/search")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
@@ -88,7 +93,8 @@ def run(args) -> int:
     from ..serve.service import Service
     torch.set_num_threads(args.threads)                 # once, here: queries never change it
     faiss.omp_set_num_threads(args.threads)
-    limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_seconds,
+    limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_timeout, sql_memory_bytes=args.sql_memory,
+                    sql_max_bytes=args.sql_max_bytes,
                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     store = Store(args.store)
     searcher = None

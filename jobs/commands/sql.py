@@ -6,6 +6,7 @@ import sys
 
 from .. import output
 from ..options import add_endpoint_arg, apply_endpoint, command_parser
+from ..sqloptions import add_sql_limit_args, sql_limits
 
 #: ``--out`` file kinds, by extension.
 OUT_KINDS = (".parquet", ".csv", ".json", ".jsonl")
@@ -16,7 +17,9 @@ def register(sub) -> None:
         sub, "sql", help="read-only SQL over a store (DuckDB)",
         description="Run a read-only SQL query against the store's views: videos, clips, labels, attributes, "
                     "embeddings, models (docs/tagging.md has example queries). Statements that write are "
-                    "refused; --out FILE saves the result (.parquet, .csv, .json or .jsonl) outside the store.",
+                    "refused; --out FILE saves the result (.parquet, .csv, .json or .jsonl) outside the store. "
+                    "A query runs in a process of its own, bounded in memory, time and result size "
+                    "(--sql-memory, --sql-timeout, --sql-max-bytes); past a bound it stops with an error.",
         examples=["bike sql --store tags/ \"SELECT label, count(*) AS n FROM labels WHERE rank = 0 "
                   "GROUP BY label ORDER BY n DESC LIMIT 10\"",
                   "bike sql --store tags/ \"SELECT * FROM labels WHERE rank = 0\" --out labels.parquet",
@@ -29,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the result to FILE instead of printing it: .parquet, .csv, .json or .jsonl")
     p.add_argument("--schema", action="store_true", help="list the tables and their columns")
+    add_sql_limit_args(p, memory="1GB", seconds=60.0, max_bytes="64MB")
     p.set_defaults(func=run)
 
 
@@ -64,7 +68,7 @@ def write_result(path: str, columns, rows) -> None:
 
 def run(args) -> int:
     apply_endpoint(args)
-    from index.sql import SQLError, query, schema_text
+    from index.sql import SQLError, one_line, query, schema_text
     from index.store import Store
 
     from ..errors import UsageError
@@ -77,9 +81,9 @@ def run(args) -> int:
         raise UsageError("give a query, e.g. bike sql --store DIR \"SELECT * FROM videos LIMIT 5\" "
                          "(or --schema to list the tables)")
     try:
-        columns, rows = query(store, sql)
-    except SQLError as e:
-        raise UsageError(str(e)) from None
+        columns, rows = query(store, sql, sql_limits(args))
+    except SQLError as e:                        # DuckDB's lines (LINE 1: ... and its caret) as one line
+        raise UsageError(one_line(str(e))) from None
     if args.out:
         write_result(args.out, columns, rows)
         output.info(f"bike: {len(rows)} row(s) → {output.safe(os.path.abspath(args.out))}")

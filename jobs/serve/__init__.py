@@ -6,8 +6,8 @@ Layout, one job per file:
 - ``service.py``   what the routes answer, without HTTP: search, clips, videos, stats, live refresh
 - ``security.py``  token (header or login cookie, compared in constant time), Host check, response headers
 - ``media.py``     a video file looked up by id only (never a path from a request), thumbnails on demand
-- ``sqlrun.py``    the read-only SQL of ``bike sql`` with a row limit and a time limit
-- ``limits.py``    every bound on a request (query length, k, upload size, SQL rows and seconds)
+- ``sqlrun.py``    the read-only SQL of ``bike sql``, bounded (rows, memory, time, bytes: index/sqlbox.py)
+- ``limits.py``    every bound on a request (query length, k, upload size, SQL rows, memory, seconds, bytes)
 - ``static/``      the page: index.html, app.js, app.css, login.html (no CDN, no build step)
 
 Nothing here is imported by ``bike --help``: jobs/commands/serve.py imports it inside ``run``.

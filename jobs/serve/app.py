@@ -220,7 +220,7 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
 
     @app.get("/api/sql")
     def sql(q: str = ""):
-        return service.sql(q)
+        return Response(service.sql_json(q), media_type="application/json")     # bounded JSON, passed as is
 
     @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     def unknown(rest: str):

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from engine.video import VideoError
-from index.search import Searcher, SearchError, readonly_connection
+from index.search import Searcher, SearchError
 from index.sql import SQLError
+from index.sqlbox import Sandbox, SQLLimitError
 from index.store import Store, StoreError
 from index.where import WhereError
 
@@ -46,6 +47,8 @@ class Service:
         self.searcher = searcher or Searcher(self.store, model_id, weights=weights, device=device,
                                                  precision=precision)
         self.limits, self.refresh_s = limits, refresh_s
+        self.sql_box = Sandbox(limits.sql())         # /api/sql and `where`: bounded, in child processes
+        self.searcher.sql_box = self.sql_box
         self.thumbs = media.thumbs_dir(self.store.root)
         self._lock = threading.Lock()
         self._sig = self._signature()
@@ -135,7 +138,9 @@ class Service:
                                            k=k, where=cond)
             else:
                 res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip)
-        except (SearchError, WhereError, StoreError) as e:
+        except SQLLimitError as e:                   # the where filter over a bound: 408/413/503
+            raise ServiceError(e.status, str(e)) from None
+        except (SearchError, WhereError, StoreError, SQLError) as e:
             raise _bad(str(e)) from None
         except VideoError as e:                      # an upload that is no video: name it, not its temp file
             raise _bad(str(e).replace(str(like), like_name or "the uploaded video")) from None
@@ -227,14 +232,23 @@ class Service:
             raise ServiceError(e.status, str(e)) from None
 
     # ---- SQL, stats, health --------------------------------------------------------------------------
-    def sql(self, q: str) -> dict:
+    def sql_json(self, q: str) -> bytes:
+        """The JSON body of ``/api/sql`` (made and size-checked in the query's own process: it is passed on
+        as it is, never parsed here)."""
         if not q or not q.strip():
             raise _bad("empty query: give q=SELECT ...")
         self.maybe_refresh()
         try:
-            return run_sql(lambda: readonly_connection(self.store), q, self.limits)
+            return run_sql(self.sql_box, self.store, q, self.limits)
+        except SQLLimitError as e:
+            raise ServiceError(e.status, str(e)) from None
         except SQLError as e:
             raise _bad(str(e)) from None
+
+    def sql(self, q: str) -> dict:
+        """``/api/sql``'s answer as a dict."""
+        import json
+        return json.loads(self.sql_json(q))
 
     def stats(self, top: int = 60) -> dict:
         self.maybe_refresh()
