@@ -44,9 +44,10 @@ from dataclasses import dataclass
 
 from .sql import TABLES_HINT, SQLError, check_read_only, error_text
 
-#: Address space a child may map beyond its size after opening the store (Python's own small allocations,
-#: the result being serialized), on top of ``memory_bytes``.
-SLACK_BYTES = 64 << 20
+#: Address space a child may map beyond its size after opening the store, on top of ``memory_bytes``: the
+#: allocators reserve address space ahead of use (a 40 MB result failed under 64 MB of slack), and Python
+#: holds the result being serialized.
+SLACK_BYTES = 256 << 20
 #: How long after the deadline the caller waits for the child's own answer before killing it.
 GRACE_S = 0.5
 

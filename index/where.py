@@ -115,6 +115,8 @@ def filter_clips(con, model_id: str, condition: str) -> "list[str]":
         rel = (con.view(VIEW).filter(duckdb.ColumnExpression("model_id") == duckdb.ConstantExpression(model_id))
                .filter(expr).select(duckdb.ColumnExpression("clip_id")).distinct())
         rows = rel.fetchall()
+    except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+        raise                                        # a bound, not a bad condition (index/sqlbox.py says which)
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise WhereError(f"--where {condition.strip()!r}: DuckDB cannot evaluate it: {first}\n  {_HELP}") from None
