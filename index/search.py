@@ -27,7 +27,8 @@ How a query is answered (docs/search.md "How a text query is answered"):
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
 **Threads.** One :class:`Searcher` may serve many threads at once (``bike serve`` does): each thread gets its
-own DuckDB cursor on one shared in-memory database (the store's views); result details (paths, labels,
+own DuckDB cursor on one shared in-memory database (the store's views; ``index.store.cursor``, which also
+gives it the Arrow datasets those views read on object storage); result details (paths, labels,
 attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
 vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
 (its text-feature cache is a plain ordered dict).
@@ -53,7 +54,7 @@ from engine.classify import AttributeScore, ScorePair
 
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
-from .store import Store, StoreError
+from .store import Store, StoreError, cursor
 from .vectors import exact_search, open_index, read_vectors, resolve_model_id
 from .where import filter_clips
 
@@ -300,7 +301,7 @@ class Searcher:
         base, _, gen = self._database()
         local = self._local
         if getattr(local, "gen", None) != gen or getattr(local, "owner", None) is not base:
-            local.con, local.gen, local.owner = base.cursor(), gen, base
+            local.con, local.gen, local.owner = cursor(base), gen, base
         return local.con
 
     @property
