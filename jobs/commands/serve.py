@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (this machine only unless changed)")
     p.add_argument("--port", type=_port, default=8765, help="port")
     tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--token", default=None, metavar="T", help="require this token on every /api request")
+    tok.add_argument("--token", default=None, metavar="T",
+                     help="require this token (at least 16 characters) on every /api request")
     tok.add_argument("--token-file", default=None, metavar="F", help="read the token from this file (first line)")
     add_model_id_arg(p)
     p.add_argument("--checkpoint", default=None, metavar="FILE",
@@ -71,8 +72,9 @@ def _token(args) -> "str | None":
 def run(args) -> int:
     apply_endpoint(args)
     token = _token(args)
-    from ..serve.security import BindError, check_bind
+    from ..serve.security import BindError, check_bind, check_token
     try:
+        check_token(token, args.token_file or "--token")
         check_bind(args.host, token)
     except BindError as e:
         raise UsageError(str(e)) from None

@@ -23,10 +23,12 @@ const fmt = (s) => (s == null ? "?" : `${Math.floor(s / 60)}:${(s % 60).toFixed(
 const base = (p) => (p ? p.split(/[\\/]/).pop() : "");
 const clipUrl = (id) => "/api/clips/" + id.split("/").map(encodeURIComponent).join("/");
 
-async function api(url, opts) {
+// Every API call carries "X-Bike: 1": the server refuses POSTs without it (or a same-origin Origin), which no
+// page on another site can send without a CORS preflight that the server never grants (docs/serve.md).
+async function api(url, opts = {}) {
   let res;
   try {
-    res = await fetch(url, opts);
+    res = await fetch(url, { ...opts, headers: { ...(opts.headers || {}), "X-Bike": "1" } });
   } catch (e) {
     throw new Error("the server cannot be reached (" + e.message + ")");
   }
