@@ -99,6 +99,14 @@ def _tables():
     return TABLES
 
 
+def describe_model_row(store: Store, model_id: str) -> "tuple[str, bool]":
+    """(one line naming a model, random weights?) from its ``models`` row, without loading it."""
+    from .storemodel import model_row
+    row = model_row(store, model_id)
+    src = row.get("checkpoint") or row.get("pretrained") or "RANDOM WEIGHTS (--random-init)"
+    return f"{row['name']}, {src}, {row.get('frames')} frames (model not loaded)", bool(row.get("random_init"))
+
+
 class SearchError(StoreError):
     """A query that cannot be answered as asked; the message says what to change."""
 
@@ -399,11 +407,7 @@ class Searcher:
         if self._model is not None:
             return self._model.describe(), self._model.random_init
         if self._row_desc is None:
-            from .storemodel import model_row
-            row = model_row(self.store, self.model_id)
-            src = row.get("checkpoint") or row.get("pretrained") or "RANDOM WEIGHTS (--random-init)"
-            self._row_desc = (f"{row['name']}, {src}, {row.get('frames')} frames (model not loaded)",
-                              bool(row.get("random_init")))
+            self._row_desc = describe_model_row(self.store, self.model_id)
         return self._row_desc
 
     def candidates(self, vector: np.ndarray, n: int, allowed: "list[str] | None" = None,

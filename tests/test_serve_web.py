@@ -126,3 +126,101 @@ def test_login_throttle_remembers_a_bounded_number_of_clients():
     for i in range(1000):
         t.failed(f"10.0.{i // 256}.{i % 256}")
     assert len(t._clients) == 100 and t.wait_s("10.0.3.231") > 0 and t.wait_s("10.0.0.0") == 0
+
+
+# ---- a store with nothing to search yet ---------------------------------------------------------------------
+def _failed_store(root, model, labels):
+    """A store as `bike tag` leaves it when every file failed: the models row, and error rows of videos."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from index.schema import TABLES
+    from index.store import Store
+    from searchstore import model_id_of, models_row
+    store = Store(root, create=True)
+    mid = model_id_of(model, labels)
+    rows = [{"video_id": f"path:{i:04d}", "model_id": mid, "path": f"/archive/broken{i}.mp4", "size": 10,
+             "status": "error", "error": "not a video (no decodable stream)", "num_clips": 0,
+             "tagged_at": datetime.now(timezone.utc)} for i in range(2)]
+    videos = pa.Table.from_pylist(rows, schema=TABLES["videos"])
+    store.write_batch({"models": models_row(model, labels), "videos": videos}, mid,
+                      {r["video_id"]: "error" for r in rows})
+    return store, mid
+
+
+def test_a_store_where_every_file_failed_is_served_with_its_error_report(tmp_path, tiny_model):
+    labels = engine.load_labels("ucf101")
+    store, mid = _failed_store(tmp_path / "store", tiny_model, labels)
+    svc = Service(store, refresh_s=0.0)
+    assert svc.searcher is None and svc.model_id == mid
+    with serving(create_app(svc)) as base, httpx.Client(base_url=base, timeout=60) as c:
+        stats = c.get("/api/stats").json()
+        assert (stats["videos"], stats["clips"], stats["errors"], stats["searchable"]) == (2, 0, 2, False), stats
+        assert [e["path"] for e in stats["error_report"]] == ["/archive/broken0.mp4", "/archive/broken1.mp4"]
+        assert "nothing searchable yet" in stats["unsearchable"] and "2 video(s) failed" in stats["unsearchable"]
+        assert stats["model"].startswith("bike-tiny") and stats["random_init"] is True
+        for params in ({"q": "a dog"}, {"clip": "path:0000/0"}, {"q": "x", "where": "clip_index = 0"}):
+            r = c.get("/api/search", params=params)
+            assert r.status_code == 409 and "nothing searchable yet" in r.json()["error"], r.text
+        r = c.post("/api/search", content=b"\0" * 100, headers={"X-Bike": "1"})
+        assert r.status_code == 409 and "nothing searchable yet" in r.json()["error"]
+        assert c.get("/api/videos/path:0000").json()["status"] == "error"
+        assert c.get("/api/clips/path:0000/0").status_code == 404
+        assert c.get("/api/sql", params={"q": "SELECT count(*) FROM videos WHERE status = 'error'"}).json()["rows"] == [[2]]
+        assert c.get("/api/health").json()["ok"] is True and "search-form" in c.get("/").text
+        # a batch with embeddings committed while serving: searchable without a restart
+        import numpy as np
+
+        from searchstore import add_video
+        rng = np.random.default_rng(1)
+        add_video(type(store)(store.root), tiny_model, labels, "goodvideo01",
+                  [np.asarray(rng.standard_normal((8, tiny_model.embed_dim)), np.float32)])
+        r = c.get("/api/search", params={"q": "a dog", "k": 3})
+        assert r.status_code == 200 and [x["clip_id"] for x in r.json()["results"]] == ["goodvideo01/0"], r.text
+        assert c.get("/api/stats").json()["searchable"] is True
+
+
+def test_bike_serve_starts_on_an_empty_store(tmp_path):
+    """The command itself (real uvicorn in a subprocess): a store with no batch at all starts and says why
+    nothing can be searched, in its log and in the API."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from index.store import Store
+    from liveserver import free_port
+    root = Path(__file__).resolve().parents[1]
+    Store(tmp_path / "store", create=True)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(tmp_path / "store"),
+                             "--port", str(port)], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.3)
+        stats = httpx.get(base + "/api/stats", timeout=30).json()
+        assert (stats["videos"], stats["clips"], stats["searchable"], stats["model_id"]) == (0, 0, False, None)
+        r = httpx.get(base + "/api/search", params={"q": "a dog"}, timeout=30)
+        assert r.status_code == 409 and "no tagged batch" in r.json()["error"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "nothing searchable yet" in err and "Traceback" not in err, err

@@ -93,18 +93,17 @@ def run(args) -> int:
     limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_seconds,
                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     store = Store(args.store)
-    searcher = None
-    if args.cache_gb is not None:
-        from index.search import Searcher
-        searcher = Searcher(store, args.model_id, weights=args.checkpoint, device=args.device,
-                            cache_bytes=int(args.cache_gb * (1 << 30)), precision=args.precision)
-    service = Service(store, searcher=searcher, model_id=args.model_id, limits=limits, weights=args.checkpoint,
-                      device=args.device, precision=args.precision)
-    output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
-    service.warm()
-    desc, random_init = service.searcher.describe_model()
-    print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
-          file=sys.stderr)
+    service = Service(store, model_id=args.model_id, limits=limits, weights=args.checkpoint, device=args.device,
+                      precision=args.precision,
+                      cache_bytes=None if args.cache_gb is None else int(args.cache_gb * (1 << 30)))
+    if service.searcher is None:                 # still served: the error report and SQL help exactly then
+        output.warn(f"bike: {service.unsearchable}")
+    else:
+        output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
+        service.warm()
+        desc, random_init = service.searcher.describe_model()
+        print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
+              file=sys.stderr)
     config = uvicorn.Config(create_app(service, token), host=args.host, port=args.port,
                             log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
     server = uvicorn.Server(config)

@@ -239,9 +239,10 @@ function fillBar(share) {            // width set through the CSSOM: the page's 
 async function loadStats() {
   try {
     const s = await api("/api/stats");
-    $("store-info").textContent = `${s.videos} videos · ${s.clips} clips · ${s.errors} errors · model ${s.model_id}`;
-    $("banner").hidden = !s.warning;
-    $("banner").textContent = s.warning ? `⚠ ${s.warning} (model: ${s.model})` : "";
+    $("store-info").textContent = `${s.videos} videos · ${s.clips} clips · ${s.errors} errors · model ${s.model_id || "none yet"}`;
+    const banner = s.unsearchable || s.warning;      // nothing searchable yet (every file failed, no batch) first
+    $("banner").hidden = !banner;
+    $("banner").textContent = s.unsearchable ? `⚠ ${s.unsearchable}` : s.warning ? `⚠ ${s.warning} (model: ${s.model})` : "";
     $("label-list").replaceChildren(...s.labels.map((l) => el("option", { value: l.label })));
     $("t-counts").textContent = `${s.labels.length} top labels over ${s.clips} clips`;
     const max = Math.max(1, ...s.labels.map((l) => l.clips));
