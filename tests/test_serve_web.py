@@ -121,6 +121,24 @@ def test_failed_logins_are_throttled_per_client(service):
     assert [login(c, "wrong").status_code for _ in range(3)] == [401, 401, 401]
 
 
+def test_concurrent_guesses_cannot_outrun_the_throttle(service):
+    """40 wrong logins at once from one client on a real server, their bodies sent slowly: only the first 5 are
+    tried (a lock-out long enough that no waiting ends during the test, however slow the machine)."""
+    import concurrent.futures as cf
+    import time
+    with serving(create_app(service, token=TOKEN, throttle=LoginThrottle(tries=5, base_s=600))) as base:
+        def guess(i):
+            def slow_body():                         # every guess is in flight before any body arrives
+                time.sleep(1.0)
+                yield f"token=guess-{i:04d}-padding".encode()
+            with httpx.Client(base_url=base, timeout=60) as c:
+                return c.post("/login", content=slow_body(),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code
+        with cf.ThreadPoolExecutor(40) as pool:
+            codes = list(pool.map(guess, range(40)))
+        assert sorted(codes) == [401] * 5 + [429] * 35, codes
+
+
 def test_login_throttle_remembers_a_bounded_number_of_clients():
     t = LoginThrottle(tries=1, max_clients=100)
     for i in range(1000):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import mimetypes
 import os
 import tempfile
@@ -154,17 +155,19 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request):
-        client = request.client.host if request.client else "?"
-        wait = guard.throttle.wait_s(client)
-        if wait > 0:                                 # refused unread: right or wrong, no guess counts now
-            seconds = max(1, round(wait + 0.5))
-            return login_page(f"Too many wrong tokens: wait {seconds} s before trying again.".encode(), 429,
-                              {"Retry-After": str(seconds)})
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > 4096:
                 return error(413, "login form too large")
+        # From here to the throttle's record of the outcome nothing awaits: on the one event-loop thread, many
+        # concurrent guesses from one client cannot all pass the check before the first failure is counted.
+        client = request.client.host if request.client else "?"
+        wait = guard.throttle.wait_s(client)
+        if wait > 0:                                 # right or wrong, no guess is tried now
+            seconds = max(1, math.ceil(wait))
+            return login_page(f"Too many wrong tokens: wait {seconds} s before trying again.".encode(), 429,
+                              {"Retry-After": str(seconds)})
         given = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0]
         session = guard.login(given)
         if session is None:
