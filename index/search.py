@@ -27,7 +27,8 @@ How a query is answered (docs/search.md "How a text query is answered"):
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
 **Threads.** One :class:`Searcher` may serve many threads at once (``bike serve`` does): each thread gets its
-own DuckDB cursor on one shared in-memory database (the store's views); result details (paths, labels,
+own DuckDB cursor on one shared in-memory database (the store's views; ``index.store.cursor``, which also
+gives it the Arrow datasets those views read on object storage); result details (paths, labels,
 attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
 vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
 (its text-feature cache is a plain ordered dict).
@@ -54,7 +55,7 @@ from engine.classify import AttributeScore, ScorePair
 
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
-from .store import Store, StoreError
+from .store import Store, StoreError, cursor
 from .vectors import exact_search, open_index, read_vectors, resolve_model_id
 from .sqlbox import Sandbox, SQLLimits
 
@@ -97,6 +98,14 @@ def readonly_connection(store: Store):
 def _tables():
     from .schema import TABLES
     return TABLES
+
+
+def describe_model_row(store: Store, model_id: str) -> "tuple[str, bool]":
+    """(one line naming a model, random weights?) from its ``models`` row, without loading it."""
+    from .storemodel import model_row
+    row = model_row(store, model_id)
+    src = row.get("checkpoint") or row.get("pretrained") or "RANDOM WEIGHTS (--random-init)"
+    return f"{row['name']}, {src}, {row.get('frames')} frames (model not loaded)", bool(row.get("random_init"))
 
 
 class SearchError(StoreError):
@@ -302,7 +311,7 @@ class Searcher:
         base, _, gen = self._database()
         local = self._local
         if getattr(local, "gen", None) != gen or getattr(local, "owner", None) is not base:
-            local.con, local.gen, local.owner = base.cursor(), gen, base
+            local.con, local.gen, local.owner = cursor(base), gen, base
         return local.con
 
     @property
@@ -400,11 +409,7 @@ class Searcher:
         if self._model is not None:
             return self._model.describe(), self._model.random_init
         if self._row_desc is None:
-            from .storemodel import model_row
-            row = model_row(self.store, self.model_id)
-            src = row.get("checkpoint") or row.get("pretrained") or "RANDOM WEIGHTS (--random-init)"
-            self._row_desc = (f"{row['name']}, {src}, {row.get('frames')} frames (model not loaded)",
-                              bool(row.get("random_init")))
+            self._row_desc = describe_model_row(self.store, self.model_id)
         return self._row_desc
 
     def candidates(self, vector: np.ndarray, n: int, allowed: "list[str] | None" = None,

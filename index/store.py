@@ -60,6 +60,7 @@ import re
 import sys
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,6 +188,21 @@ def _no_half(t: pa.DataType) -> pa.DataType:
 
 def _duck_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_no_half(f.type)) for f in schema])
+
+
+#: The Arrow datasets :meth:`Store.connect` registered on each of its connections (object storage), by name.
+_REGISTERED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def cursor(con):
+    """A cursor of a :meth:`Store.connect` connection, for another thread. A DuckDB cursor shares the
+    connection's database (its views) but not the Python objects registered on the connection, and on object
+    storage the views select from registered Arrow datasets: the cursor gets the same ones registered again
+    (same names, same objects: the views of this generation resolve to the same shards)."""
+    cur = con.cursor()
+    for name, dataset in _REGISTERED.get(con, {}).items():
+        cur.register(name, dataset)
+    return cur
 
 
 class WriterLock:
@@ -523,10 +539,14 @@ class Store:
         (:func:`sandboxed_duckdb`: it reads these shards and nothing else, writes nothing; ``memory_limit``
         in bytes and ``threads`` are DuckDB's settings, locked with the rest). On object storage
         the connection may read no file at all: each table's committed shards are registered as a pyarrow
-        dataset over the store's filesystem (index/storefs.py), and the views select from those."""
+        dataset over the store's filesystem (index/storefs.py), and the views select from those; DuckDB keeps
+        such registrations per connection, so other threads take their cursors with :func:`cursor`."""
         keys = {table: self._shard_keys(table) for table in TABLES}
         con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for ks in keys.values() for k in ks],
                                memory_limit=memory_limit, threads=threads)
+        registered: dict = {}
+        if self.remote:
+            _REGISTERED[con] = registered
 
         def lit(p) -> str:
             return "'" + str(p).replace("'", "''") + "'"
@@ -536,9 +556,11 @@ class Store:
                 return f"read_parquet([{', '.join(lit(self.fs.path(k)) for k in ks)}], union_by_name=true)"
             import pyarrow.dataset as ds
             name = f"_shards_{table}_{n}"
-            con.register(name, ds.FileSystemDataset.from_paths(
+            dataset = ds.FileSystemDataset.from_paths(
                 [self.fs.arrow_path(k) for k in ks], schema=_duck_schema(TABLES[table]), format=ds.ParquetFileFormat(),
-                filesystem=self.fs.arrow))
+                filesystem=self.fs.arrow)
+            con.register(name, dataset)
+            registered[name] = dataset
             return name
 
         for table, schema in TABLES.items():

@@ -54,7 +54,7 @@ def service(corpus, searcher):
 @pytest.fixture(scope="module")
 def client(service):
     from fastapi.testclient import TestClient
-    return TestClient(create_app(service), base_url=BASE)
+    return TestClient(create_app(service), base_url=BASE, headers={"X-Bike": "1"})    # as the page sends
 
 
 def free_port() -> int:
@@ -272,7 +272,7 @@ def test_bounded_inputs(corpus, searcher, client):
     from fastapi.testclient import TestClient
     small = Service(corpus[0], searcher=searcher,
                     limits=Limits(max_upload_bytes=2000, sql_rows=3, sql_seconds=2, max_query_chars=50))
-    c = TestClient(create_app(small), base_url=BASE)
+    c = TestClient(create_app(small), base_url=BASE, headers={"X-Bike": "1"})
     assert c.get("/api/search", params={"q": "x" * 51}).status_code == 400
     assert c.get("/api/search", params={"q": "x", "k": 0}).status_code == 400
     assert c.get("/api/search", params={"q": "x", "k": 101}).status_code == 400

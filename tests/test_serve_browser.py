@@ -173,3 +173,51 @@ def test_errors_inline_and_the_tags_page(server, browser, tmp_path):
     bars[0].click()                                                       # a bar searches by its label
     page.wait_for_selector("#view-search:not([hidden]) .card")
     assert page.input_value("#f-label") == counts[0]["label"]
+
+
+def test_another_sites_page_cannot_drive_the_api(server, browser):
+    """A page on another origin (http://localhost:PORT2, the attacker) makes Chromium send requests to the
+    server: what Chromium really sends (Origin, Sec-Fetch-Site) gets them refused, 403."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from liveserver import serving
+    base, _ = server
+    script = f"""<!doctype html><script>
+      fetch("{base}/api/sql?q=SELECT%201", {{mode: "no-cors"}});
+      fetch("{base}/api/search?k=1", {{method: "POST", mode: "no-cors", body: "x",
+                                       headers: {{"Content-Type": "text/plain"}}}});
+    </script>"""
+    attacker = Starlette(routes=[Route("/", lambda request: HTMLResponse(script))])
+    with serving(attacker) as evil:
+        seen = {}
+        page = browser.new_page()
+        page.on("response", lambda r: seen.__setitem__(r.url.split("?")[0], r.status) if r.url.startswith(base) else None)
+        page.goto(evil.replace("127.0.0.1", "localhost") + "/")
+        deadline = time.time() + 15
+        while len(seen) < 2 and time.time() < deadline:
+            page.wait_for_timeout(100)
+        page.close()
+    assert seen == {f"{base}/api/sql": 403, f"{base}/api/search": 403}, seen
+
+
+def test_a_store_with_nothing_searchable_shows_why(tmp_path, browser, tiny_model):
+    """Every file failed: the page says nothing is searchable yet, a search says so in place, and the Tags page
+    lists the failures."""
+    from liveserver import serving
+    from test_serve_web import _failed_store
+    store, _ = _failed_store(tmp_path / "store", tiny_model, engine.load_labels("ucf101"))
+    with serving(create_app(Service(store))) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(base + "/")
+        page.wait_for_selector("#banner:not([hidden])")
+        assert "nothing searchable yet" in page.inner_text("#banner")
+        page.fill("#q", "a dog")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "nothing searchable yet" in page.inner_text("#error")
+        page.click("#tab-tags")
+        page.wait_for_selector("#errors table")
+        assert "/archive/broken0.mp4" in page.inner_text("#errors") and "not a video" in page.inner_text("#errors")
+        page.close()

@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (this machine only unless changed)")
     p.add_argument("--port", type=_port, default=8765, help="port")
     tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--token", default=None, metavar="T", help="require this token on every /api request")
+    tok.add_argument("--token", default=None, metavar="T",
+                     help="require this token (at least 16 characters) on every /api request")
     tok.add_argument("--token-file", default=None, metavar="F", help="read the token from this file (first line)")
     add_model_id_arg(p)
     p.add_argument("--checkpoint", default=None, metavar="FILE",
@@ -76,8 +77,9 @@ def _token(args) -> "str | None":
 def run(args) -> int:
     apply_endpoint(args)
     token = _token(args)
-    from ..serve.security import BindError, check_bind
+    from ..serve.security import BindError, check_bind, check_token
     try:
+        check_token(token, args.token_file or "--token")
         check_bind(args.host, token)
     except BindError as e:
         raise UsageError(str(e)) from None
@@ -97,18 +99,17 @@ def run(args) -> int:
                     sql_max_bytes=args.sql_max_bytes,
                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
     store = Store(args.store)
-    searcher = None
-    if args.cache_gb is not None:
-        from index.search import Searcher
-        searcher = Searcher(store, args.model_id, weights=args.checkpoint, device=args.device,
-                            cache_bytes=int(args.cache_gb * (1 << 30)), precision=args.precision)
-    service = Service(store, searcher=searcher, model_id=args.model_id, limits=limits, weights=args.checkpoint,
-                      device=args.device, precision=args.precision)
-    output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
-    service.warm()
-    desc, random_init = service.searcher.describe_model()
-    print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
-          file=sys.stderr)
+    service = Service(store, model_id=args.model_id, limits=limits, weights=args.checkpoint, device=args.device,
+                      precision=args.precision,
+                      cache_bytes=None if args.cache_gb is None else int(args.cache_gb * (1 << 30)))
+    if service.searcher is None:                 # still served: the error report and SQL help exactly then
+        output.warn(f"bike: {service.unsearchable}")
+    else:
+        output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
+        service.warm()
+        desc, random_init = service.searcher.describe_model()
+        print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
+              file=sys.stderr)
     config = uvicorn.Config(create_app(service, token), host=args.host, port=args.port,
                             log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
     server = uvicorn.Server(config)

@@ -4,7 +4,8 @@ Layout, one job per file:
 
 - ``app.py``       the ASGI app (FastAPI on uvicorn): routes, JSON errors, static page files
 - ``service.py``   what the routes answer, without HTTP: search, clips, videos, stats, live refresh
-- ``security.py``  token (header or login cookie, compared in constant time), Host check, response headers
+- ``security.py``  token (header or login cookie, compared in constant time; minimum length, login throttle),
+                   Host check, cross-site check (Origin, Sec-Fetch-Site, X-Bike), response headers
 - ``media.py``     a video file looked up by id only (never a path from a request), thumbnails on demand
 - ``sqlrun.py``    the read-only SQL of ``bike sql``, bounded (rows, memory, time, bytes: index/sqlbox.py)
 - ``limits.py``    every bound on a request (query length, k, upload size, SQL rows, memory, seconds, bytes)

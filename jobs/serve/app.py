@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import mimetypes
 import os
 import tempfile
@@ -31,7 +32,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from .security import COOKIE, HEADERS, Guard
+from .security import COOKIE, HEADERS, Guard, LoginThrottle, cross_site
 from .service import Service, ServiceError
 from .sqlrun import jsonable
 
@@ -52,8 +53,9 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class GuardMiddleware:
-    """Plain ASGI middleware (cheaper than ``@app.middleware("http")``): refuses foreign Host headers and
-    unauthenticated ``/api`` calls (security.py), and adds the security headers to every response."""
+    """Plain ASGI middleware (cheaper than ``@app.middleware("http")``): refuses foreign Host headers,
+    cross-site and unauthenticated ``/api`` calls (security.py), and adds the security headers to every
+    response."""
 
     def __init__(self, app, guard: Guard):
         self.app, self.guard = app, guard
@@ -65,6 +67,8 @@ class GuardMiddleware:
         request = Request(scope)
         if not self.guard.host_ok(request.headers.get("host")):
             response = error(403, "this server answers only requests to 127.0.0.1 / localhost (Host header)")
+        elif scope["path"].startswith("/api") and (why := cross_site(scope["method"], request.headers)):
+            response = error(403, why)
         elif scope["path"].startswith("/api") and not self.guard.authorized(request.headers, request.cookies):
             response = error(401, "a token is required: header 'Authorization: Bearer TOKEN' or the login form at /")
         else:
@@ -91,11 +95,12 @@ def json_response(obj) -> Response:
     return Response(body, media_type="application/json")
 
 
-def create_app(service: Service, token: "str | None" = None) -> FastAPI:
-    """The app for one :class:`Service`. ``token``: required on every ``/api`` request when given."""
+def create_app(service: Service, token: "str | None" = None, throttle: "LoginThrottle | None" = None) -> FastAPI:
+    """The app for one :class:`Service`. ``token``: required on every ``/api`` request when given;
+    ``throttle``: how failed logins are slowed down (default :class:`.security.LoginThrottle`)."""
     app = FastAPI(title="bike serve", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.state.service = service
-    guard = Guard(token)
+    guard = Guard(token, throttle)
     files = _static()
 
     # ---- guard, headers and errors -------------------------------------------------------------------
@@ -144,6 +149,10 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
     def login_form():
         return page("login.html")
 
+    def login_page(message: bytes, status: int, headers=None) -> Response:
+        return HTMLResponse(files["login.html"].replace(b"<!--error-->", b"<p class=err role=alert>" + message
+                                                        + b"</p>"), status_code=status, headers=headers)
+
     @app.post("/login", include_in_schema=False)
     async def login(request: Request):
         body = b""
@@ -151,11 +160,20 @@ def create_app(service: Service, token: "str | None" = None) -> FastAPI:
             body += chunk
             if len(body) > 4096:
                 return error(413, "login form too large")
+        # From here to the throttle's record of the outcome nothing awaits: on the one event-loop thread, many
+        # concurrent guesses from one client cannot all pass the check before the first failure is counted.
+        client = request.client.host if request.client else "?"
+        wait = guard.throttle.wait_s(client)
+        if wait > 0:                                 # right or wrong, no guess is tried now
+            seconds = max(1, math.ceil(wait))
+            return login_page(f"Too many wrong tokens: wait {seconds} s before trying again.".encode(), 429,
+                              {"Retry-After": str(seconds)})
         given = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0]
         session = guard.login(given)
         if session is None:
-            return HTMLResponse(files["login.html"].replace(b"<!--error-->", b"<p class=err role=alert>"
-                                                             b"Wrong token.</p>"), status_code=401)
+            guard.throttle.failed(client)
+            return login_page(b"Wrong token.", 401)
+        guard.throttle.succeeded(client)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/")
         return response

@@ -6,6 +6,11 @@ DuckDB connections with ids passed as query parameters. A store that ``bike tag`
 live: before answering, the service looks (at most every ``refresh_s``) whether ``_commits/`` or the index
 manifest changed and then lets the searcher pick up the new batches (clips the index does not cover yet are
 scanned exactly, as ``bike search`` does) or the rebuilt index. Errors a user can act on are :class:`ServiceError` with an HTTP status.
+
+A store with nothing to search yet — no batch at all, or only batches without clip embeddings (every file
+failed: exactly when its error report helps) — is served too: statistics, the error report, video rows and
+SQL answer as usual, and a search answers 409 "nothing searchable yet" (:attr:`Service.unsearchable` says
+why) until a batch with embeddings is committed; the live refresh then makes the searcher.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import time
 from pathlib import Path
 
 from engine.video import VideoError
-from index.search import Searcher, SearchError
+from index.search import Searcher, SearchError, describe_model_row, readonly_connection
 from index.sql import SQLError
 from index.sqlbox import Sandbox, SQLLimitError
 from index.store import Store, StoreError
@@ -40,15 +45,21 @@ def _bad(message: str) -> ServiceError:
 
 
 class Service:
+    """``searcher``: a ready :class:`Searcher` (default: made from the other arguments; ``cache_bytes`` is its
+    frame-cache budget). It stays None while the store holds no clip embeddings (see the module docstring)."""
+
     def __init__(self, store: "Store | str", searcher: "Searcher | None" = None, model_id: "str | None" = None,
                  limits: Limits = Limits(), weights: "str | None" = None, device=None, refresh_s: float = 0.5,
-                 precision: "str | None" = None):
+                 precision: "str | None" = None, cache_bytes: "int | None" = None):
         self.store = store if isinstance(store, Store) else Store(store)
-        self.searcher = searcher or Searcher(self.store, model_id, weights=weights, device=device,
-                                                 precision=precision)
+        self._wanted_model = model_id
+        self._searcher_opts = {"weights": weights, "device": device, "precision": precision,
+                               **({} if cache_bytes is None else {"cache_bytes": cache_bytes})}
         self.limits, self.refresh_s = limits, refresh_s
         self.sql_box = Sandbox(limits.sql())         # /api/sql and `where`: bounded, in child processes
-        self.searcher.sql_box = self.sql_box
+        self.searcher = searcher or self._make_searcher()
+        if self.searcher is not None:
+            self.searcher.sql_box = self.sql_box
         self.thumbs = media.thumbs_dir(self.store.root)
         self._lock = threading.Lock()
         self._sig = self._signature()
@@ -56,14 +67,46 @@ class Service:
         self.video_timeout_s = 60.0                  # decoding an uploaded example
         self.started = time.time()
 
+    def _make_searcher(self) -> "Searcher | None":
+        """The searcher, or None while no committed batch holds clip embeddings. With embeddings, a wrong
+        ``model_id`` is the user's error (raised: index.vectors.VectorIndexError)."""
+        if not any(c["tables"].get("embeddings") for c in self.store.commits()):
+            return None
+        searcher = Searcher(self.store, self._wanted_model, **self._searcher_opts)
+        searcher.sql_box = self.sql_box
+        return searcher
+
     @property
-    def model_id(self) -> str:
-        return self.searcher.model_id
+    def model_id(self) -> "str | None":
+        """The searched model; with nothing searchable, the one named at start or the latest batch's (the
+        one whose error report is shown), None for a store with no batch."""
+        if self.searcher is not None:
+            return self.searcher.model_id
+        commits = self.store.commits()
+        return self._wanted_model or (commits[-1]["model_id"] if commits else None)
+
+    @property
+    def unsearchable(self) -> "str | None":
+        """Why nothing can be searched yet (None once something can)."""
+        if self.searcher is not None:
+            return None
+        commits = self.store.commits()
+        if not commits:
+            return (f"nothing searchable yet: the store has no tagged batch; run `bike tag VIDEOS --store "
+                    f"{self.store.root}` (this page picks up its batches as they are committed)")
+        failed = sum(v == "error" for c in commits for v in c.get("videos", {}).values())
+        return (f"nothing searchable yet: no clip embeddings in the store ({failed} video(s) failed to tag: "
+                "see the error report under Tags & SQL); batches tagged from now on appear here as they commit")
+
+    def _nothing_searchable(self) -> ServiceError:
+        return ServiceError(409, self.unsearchable or "nothing searchable yet")
 
     # ---- start-up and live refresh -------------------------------------------------------------------
     def warm(self) -> None:
         """Load everything a query needs (model, index, frame cache, result details) before serving."""
         s = self.searcher
+        if s is None:                                # nothing to load yet (see the module docstring)
+            return
         _ = s.model, s.index, s.con
         s._frames([])
         s.search("warm up", k=1)
@@ -71,11 +114,12 @@ class Service:
     def _signature(self):
         """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest. On
         object storage: one listing of each folder (names and ETags), no object read."""
+        model_id = self.model_id if self.searcher is not None else None
         if self.store.remote:
             fs = self.store.fs
             try:
                 return (tuple(sorted(fs.list_tags("_commits").items())),
-                        fs.list_tags(f"_index/{self.model_id}").get("manifest.json"))
+                        fs.list_tags(f"_index/{model_id}").get("manifest.json") if model_id else None)
             except Exception:  # noqa: BLE001 - unreachable for a moment: keep serving what is loaded
                 return self._sig if hasattr(self, "_sig") else None
 
@@ -85,7 +129,7 @@ class Service:
             except OSError:
                 return None
         return (stamp(self.store.root / "_commits", count=True),
-                stamp(self.store.root / "_index" / self.model_id / "manifest.json"))
+                stamp(self.store.root / "_index" / model_id / "manifest.json") if model_id else None)
 
     def maybe_refresh(self) -> bool:
         """Pick up newly committed batches (checked at most every ``refresh_s``). True when it refreshed."""
@@ -100,7 +144,11 @@ class Service:
             if sig == self._sig:
                 return False
             self._sig = sig
-            self.searcher.refresh()
+            if self.searcher is None:
+                self.store.commits(refresh=True)
+                self.searcher = self._make_searcher()
+            else:
+                self.searcher.refresh()
             return True
 
     # ---- search --------------------------------------------------------------------------------------
@@ -132,6 +180,8 @@ class Service:
             raise _bad("min_score must be a finite number")
         cond = self._check(q, k, where, label)
         self.maybe_refresh()
+        if self.searcher is None:
+            raise self._nothing_searchable()
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
@@ -157,9 +207,17 @@ class Service:
 
     # ---- details -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: dict) -> "list[dict]":
-        cur = self.searcher.con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, (jsonable(v) for v in row))) for row in cur.fetchall()]
+        if self.searcher is not None:
+            cur = self.searcher.con.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, (jsonable(v) for v in row))) for row in cur.fetchall()]
+        con = readonly_connection(self.store)        # nothing searchable: a rare page, a connection of its own
+        try:
+            cur = con.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, (jsonable(v) for v in row))) for row in cur.fetchall()]
+        finally:
+            con.close()
 
     def clip(self, clip_id: str) -> dict:
         if not media.valid_clip_id(clip_id):
@@ -257,10 +315,11 @@ class Service:
                             "count(DISTINCT video_id) FILTER (WHERE status = 'error') AS errors "
                             "FROM videos WHERE model_id = $m", p)[0]
         counts["clips"] = self._rows("SELECT count(*) AS n FROM clips WHERE model_id = $m", p)[0]["n"]
-        desc, random_init = self.searcher.describe_model()
+        desc, random_init = self.describe_model()
         return {
             **counts, "model_id": self.model_id, "model": desc, "random_init": random_init,
             "warning": RANDOM_WARNING if random_init else None,
+            "searchable": self.searcher is not None, "unsearchable": self.unsearchable,
             "models": self._rows("SELECT model_id, name, random_init, frames, window_s, label_set, created_at "
                                  "FROM models ORDER BY created_at", {}),
             "labels": self._rows("SELECT label, count(*) AS clips FROM labels WHERE model_id = $m AND rank = 0 "
@@ -269,6 +328,17 @@ class Service:
                                        "WHERE model_id = $m AND status = 'error' ORDER BY path LIMIT 200", p),
             "batches": len(self.store.commits()),
         }
+
+    def describe_model(self) -> "tuple[str, bool]":
+        """(one line naming the model, random weights?); with nothing searchable, from the models row if any."""
+        if self.searcher is not None:
+            return self.searcher.describe_model()
+        if self.model_id is None:
+            return "no model yet", False
+        try:
+            return describe_model_row(self.store, self.model_id)
+        except StoreError:                           # no models row for it
+            return f"{self.model_id} (no models row)", False
 
     def health(self) -> dict:
         return {"ok": True, "store": str(self.store.root), "model_id": self.model_id,

@@ -23,10 +23,12 @@ const fmt = (s) => (s == null ? "?" : `${Math.floor(s / 60)}:${(s % 60).toFixed(
 const base = (p) => (p ? p.split(/[\\/]/).pop() : "");
 const clipUrl = (id) => "/api/clips/" + id.split("/").map(encodeURIComponent).join("/");
 
-async function api(url, opts) {
+// Every API call carries "X-Bike: 1": the server refuses POSTs without it (or a same-origin Origin), which no
+// page on another site can send without a CORS preflight that the server never grants (docs/serve.md).
+async function api(url, opts = {}) {
   let res;
   try {
-    res = await fetch(url, opts);
+    res = await fetch(url, { ...opts, headers: { ...(opts.headers || {}), "X-Bike": "1" } });
   } catch (e) {
     throw new Error("the server cannot be reached (" + e.message + ")");
   }
@@ -237,9 +239,10 @@ function fillBar(share) {            // width set through the CSSOM: the page's 
 async function loadStats() {
   try {
     const s = await api("/api/stats");
-    $("store-info").textContent = `${s.videos} videos · ${s.clips} clips · ${s.errors} errors · model ${s.model_id}`;
-    $("banner").hidden = !s.warning;
-    $("banner").textContent = s.warning ? `⚠ ${s.warning} (model: ${s.model})` : "";
+    $("store-info").textContent = `${s.videos} videos · ${s.clips} clips · ${s.errors} errors · model ${s.model_id || "none yet"}`;
+    const banner = s.unsearchable || s.warning;      // nothing searchable yet (every file failed, no batch) first
+    $("banner").hidden = !banner;
+    $("banner").textContent = s.unsearchable ? `⚠ ${s.unsearchable}` : s.warning ? `⚠ ${s.warning} (model: ${s.model})` : "";
     $("label-list").replaceChildren(...s.labels.map((l) => el("option", { value: l.label })));
     $("t-counts").textContent = `${s.labels.length} top labels over ${s.clips} clips`;
     const max = Math.max(1, ...s.labels.map((l) => l.clips));
