@@ -12,6 +12,8 @@ window across models (when they used the same ``--window``).
                 label's saliency over the T frames, ``peak_s`` the frame time where it peaks (rank 0: top label)
     attributes  top-k attribute phrases per clip (docs/model.md §5) with their cosine
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
+    prints      one row per clip: a small visual print of each sampled frame (engine/fingerprint.py, T×192
+                fp16), what ``bike dedup`` compares to find copies; absent for clips tagged before it existed
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
@@ -52,6 +54,12 @@ EMBEDDINGS = pa.schema([
     ("embedding", pa.list_(pa.float32())),                        # D, saliency-weighted (top label)
 ])
 
+PRINTS = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()),
+    ("frame_times", pa.list_(pa.float32())),
+    ("prints", pa.list_(pa.list_(pa.float16()))),                 # T × 192 (engine/fingerprint.py)
+])
+
 MODELS = pa.schema([
     ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
     ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
@@ -65,8 +73,24 @@ MODELS = pa.schema([
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).
 TABLES: dict[str, pa.Schema] = {
     "models": MODELS, "clips": CLIPS, "labels": LABELS, "attributes": ATTRIBUTES, "embeddings": EMBEDDINGS,
-    "videos": VIDEOS,
+    "prints": PRINTS, "videos": VIDEOS,
 }
+
+
+#: Derived tables: recomputed whole by a command from the committed rows (not batches), one Parquet file per
+#: model_id in their folder; ``bike sql`` shows them as views like the others.
+DEDUP_DIR = "_dedup"
+DUPLICATES = pa.schema([                                           # bike dedup (index/dedup.py)
+    ("kind", pa.string()),              # 'video' | 'clip'
+    ("a", pa.string()),                 # video_id (kind video) or clip_id (kind clip); a < b
+    ("b", pa.string()),
+    ("similarity", pa.float32()),       # median best-match cosine of frame prints (1.0: the same pictures)
+    ("offset_s", pa.float32()),         # b's time - a's time for the same picture (a trimmed copy's cut)
+    ("model_id", pa.string()),
+    ("threshold", pa.float32()),        # the --threshold of the run that found it
+    ("found_at", TS),
+])
+DERIVED: dict[str, tuple[str, pa.Schema]] = {"duplicates": (DEDUP_DIR, DUPLICATES)}
 
 
 def clip_id(video_id: str, index: int) -> str:

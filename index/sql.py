@@ -119,9 +119,9 @@ def query(store, sql: str, limits=None) -> "tuple[list[str], list[tuple]]":
 
 def schema_text(store) -> str:
     """The views and their columns, for ``bike sql --schema``."""
-    from .schema import TABLES
+    from .schema import DERIVED, TABLES
     lines = []
-    for name, schema in TABLES.items():
+    for name, schema in [*TABLES.items(), *((n, sch) for n, (_, sch) in DERIVED.items())]:
         lines.append(f"{name}:")
         lines += [f"  {f.name:<18} {f.type}" for f in schema]
     return "\n".join(lines)

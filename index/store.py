@@ -69,10 +69,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .schema import TABLES
+from .schema import DERIVED, TABLES
 from .storefs import LocalFS, ObjectFS, atomic_write, is_object_url, unsupported_scheme  # noqa: F401 (atomic_write: API)
 
 COMMITS = "_commits"
+#: The largest derived-table file (``_dedup/...``) a reader opens.
+DERIVED_MAX_BYTES = 1 << 30
 QUARANTINE = "_quarantine"
 MARKER = "_store.json"                 # object storage: written when the store is created (a prefix is no folder)
 #: A shard file name a commit record may give under ``shards`` (object storage: replacements' new names).
@@ -483,6 +485,20 @@ class Store:
             raise StoreError(f"unknown table {table!r} (tables: {', '.join(TABLES)})")
         return [self.shard_key(table, c) for c in self.commits() if c["tables"].get(table)]
 
+    def _derived_keys(self, name: str) -> "list[str]":
+        """The files of a derived table (``index.schema.DERIVED``: one Parquet file per model_id, written whole
+        by the command that computes it), those that are regular files of a sane size."""
+        folder = DERIVED[name][0]
+        try:
+            listed = self.fs.list(folder)
+        except (FileNotFoundError, NotADirectoryError, OSError):
+            return []
+        keys = [f"{folder}/{k}" for k, size in sorted(listed.items())
+                if k.endswith(".parquet") and "/" not in k and 0 < (size or 0) <= DERIVED_MAX_BYTES]
+        if not self.remote:                 # a link planted in the store could point at any file
+            keys = [k for k in keys if not os.path.islink(self.fs.path(k))]
+        return keys
+
     def files(self, table: str) -> "list[Path]":
         """The committed shards of ``table`` (damaged batches left out): paths, or URLs on object storage."""
         return [self.fs.path(k) for k in self._shard_keys(table)]
@@ -542,7 +558,9 @@ class Store:
         dataset over the store's filesystem (index/storefs.py), and the views select from those; DuckDB keeps
         such registrations per connection, so other threads take their cursors with :func:`cursor`."""
         keys = {table: self._shard_keys(table) for table in TABLES}
-        con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for ks in keys.values() for k in ks],
+        derived = {name: self._derived_keys(name) for name in DERIVED}
+        con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for group in (keys, derived)
+                                                      for ks in group.values() for k in ks],
                                memory_limit=memory_limit, threads=threads)
         registered: dict = {}
         if self.remote:
@@ -556,14 +574,22 @@ class Store:
                 return f"read_parquet([{', '.join(lit(self.fs.path(k)) for k in ks)}], union_by_name=true)"
             import pyarrow.dataset as ds
             name = f"_shards_{table}_{n}"
+            schema = TABLES[table] if table in TABLES else DERIVED[table][1]
             dataset = ds.FileSystemDataset.from_paths(
-                [self.fs.arrow_path(k) for k in ks], schema=_duck_schema(TABLES[table]), format=ds.ParquetFileFormat(),
+                [self.fs.arrow_path(k) for k in ks], schema=_duck_schema(schema), format=ds.ParquetFileFormat(),
                 filesystem=self.fs.arrow)
             con.register(name, dataset)
             registered[name] = dataset
             return name
 
-        for table, schema in TABLES.items():
+        for table, schema in [*TABLES.items(), *((n, sch) for n, (_, sch) in DERIVED.items())]:
+            if table in derived:
+                if derived[table]:
+                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source(table, derived[table], 0)}")
+                else:
+                    cols = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
+                    con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
+                continue
             if keys[table]:
                 hidden = self._hidden_rows(table)
                 plain = [k for k in keys[table] if k not in hidden]

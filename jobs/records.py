@@ -50,6 +50,7 @@ class ClipResult:
     attributes: list                # [(phrase, cosine)] best first
     frame_embeddings: np.ndarray    # (T, D) float16, after the temporal header
     embedding: np.ndarray           # (D,) float32, saliency-weighted embedding of the top label
+    prints: "np.ndarray | None" = None   # (T, 192) float16 frame prints (engine/fingerprint.py); None: relabel
 
 
 @dataclass
@@ -154,7 +155,7 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
     :func:`model_row`)."""
     now = now or datetime.now(timezone.utc)
     v_rows, c_cols, l_rows, a_rows, e_ids, e_vecs = [], [], [], [], [], []
-    clip_emb = []
+    clip_emb, p_rows, p_mats = [], [], []
     for v in videos:
         v_rows.append({"video_id": v.video_id, "model_id": model_id, "path": v.path, "size": v.size,
                        "duration_s": v.duration_s, "fps": v.fps, "width": v.width, "height": v.height,
@@ -165,6 +166,9 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
             c_cols.append((cid, v.video_id, c.span.index, float(c.span.start_s), float(c.span.end_s),
                            [float(t) for t in c.span.frame_times]))
             clip_emb.append(np.asarray(c.frame_embeddings, np.float16))
+            if getattr(c, "prints", None) is not None:
+                p_rows.append((cid, v.video_id, [float(t) for t in c.span.frame_times]))
+                p_mats.append(np.asarray(c.prints, np.float16))
             for rank, lr in enumerate(c.labels):
                 l_rows.append({"clip_id": cid, "video_id": v.video_id, "model_id": model_id, "rank": rank,
                                "label": lr.label, "score": lr.score, "video_score": lr.video_score,
@@ -187,8 +191,13 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
         pa.array([e[0] for e in e_ids], pa.string()), pa.array([e[1] for e in e_ids], pa.string()),
         pa.array([model_id] * len(e_ids), pa.string()), _flat_list(e_vecs, pa.float32()),
     ], schema=TABLES["embeddings"])
+    prints = pa.Table.from_arrays([
+        pa.array([r[0] for r in p_rows], pa.string()), pa.array([r[1] for r in p_rows], pa.string()),
+        pa.array([model_id] * len(p_rows), pa.string()), pa.array([r[2] for r in p_rows], pa.list_(pa.float32())),
+        _nested(p_mats, pa.float16()),
+    ], schema=TABLES["prints"])
     return {
-        "clips": clips,
+        "clips": clips, "prints": prints,
         "labels": pa.Table.from_pylist(l_rows, schema=TABLES["labels"]),
         "attributes": pa.Table.from_pylist(a_rows, schema=TABLES["attributes"]),
         "embeddings": embeddings,

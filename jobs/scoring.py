@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from engine.config import DEFAULTS
+from engine.fingerprint import frame_prints
 
 from .records import clip_results, model_facts
 
@@ -48,6 +49,9 @@ class Scorer:
         raw = self.model.encode_frames(self.model.preprocess(frames))
         results = clip_results(self.model.score_features(raw, self.labels),
                                [s for spans in spans_per_chunk for s in spans], self.top_k)
+        if frames.ndim == 5 and len(results) == frames.shape[0]:      # (n, T, S, S, 3): one view per clip
+            for r, p in zip(results, frame_prints(frames)):
+                r.prints = p
         out, i = [], 0
         for spans in spans_per_chunk:
             out.append(results[i:i + len(spans)])

@@ -227,14 +227,14 @@ def read_frame_at(path, t: float, width: int, timeout_s: float = 20.0,
     """The frame shown at ``t`` seconds (the last frame whose own timestamp is <= t), scaled to ``width`` with
     the display aspect kept (even height) -> (uint8 (height, width, 3), its real time in seconds). For
     thumbnails (``bike serve``): the same decoders, file guard, time limit and errors as :func:`read_frames`."""
-    path = str(path)
+    path = path if isinstance(path, ByteSource) else str(path)
     dec = get_decoder(decoder)
-    check_file(path)
+    check_input(path)
     info = dec.probe(path, timeout_s=timeout_s)
-    budget = Budget(path, timeout_s)
+    budget = Budget(input_name(path), timeout_s)
     index = dec.frame_index(path, info, budget)
     if not len(index):
-        raise VideoError(path, "no video frame to show")
+        raise VideoError(input_name(path), "no video frame to show")
     n = max(0, bisect.bisect_right(list(index.times), max(0.0, float(t))) - 1)
     height = max(2, int(round(width * info.height / max(1, info.width) / 2)) * 2)
     frame = read_frames(path, [n], width, height, timeout_s=timeout_s, info=info, decoder=dec)[0]
