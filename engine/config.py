@@ -29,6 +29,7 @@ class Defaults:
     video_weight: float = 0.7
     attribute_weight: float = 0.3
     seed: int = 0
+    dedup_threshold: float = 0.5     # bike dedup: frame-print similarity of a copy (bench/dedup.py)
 
 
 DEFAULTS = Defaults()

@@ -31,11 +31,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.config import DEFAULTS
+
 from .schema import DEDUP_DIR, DUPLICATES
 from .store import Store, StoreError
 
 #: Default similarity (median best-match cosine of frame prints) from which a pair is a duplicate.
-THRESHOLD = 0.5
+THRESHOLD = DEFAULTS.dedup_threshold
 #: Cosine of two frame prints from which their clips are compared frame by frame (candidates).
 CANDIDATE_RADIUS = 0.4
 #: Nearest frame prints looked at per frame when finding candidates.

@@ -6,7 +6,7 @@ from ..options import add_endpoint_arg, add_model_id_arg, apply_endpoint, comman
 
 
 def register(sub) -> None:
-    from index.dedup import THRESHOLD
+    from engine.config import DEFAULTS
     p = command_parser(
         sub, "dedup", help="find near-duplicate videos and clips from the stored frame prints (no decoding)",
         description="Compare the small visual print bike tag stores for every sampled frame (the prints table) "
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--store", required=True, metavar="DIR",
                    help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
     add_endpoint_arg(p)
-    p.add_argument("--threshold", type=unit_interval, default=THRESHOLD, metavar="T",
+    p.add_argument("--threshold", type=unit_interval, default=DEFAULTS.dedup_threshold, metavar="T",
                    help="similarity (median best-match cosine of frame prints, 0-1] from which a pair is a "
                         "duplicate (bench/dedup.py measured the default)")
     p.add_argument("--dry-run", action="store_true", help="print the pairs without writing them to the store")
