@@ -22,7 +22,9 @@ How a query is answered (docs/search.md "How a text query is answered"):
    is then exact); otherwise FAISS searches only among them (an ID selector).
 4. **Re-rank.** Every candidate is scored against the query with its stored per-frame embeddings
    (index/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame time of the
-   saliency peak. Results are sorted by this score; for ``clip=`` the clip itself comes first.
+   saliency peak, its span the run of frames around it that stay above half-way between the curve's
+   minimum and peak (index/moments.py); neighbouring result clips whose spans meet at their shared edge are
+   ``joined``. Results are sorted by this score; for ``clip=`` the clip itself comes first.
 5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
@@ -54,6 +56,7 @@ import torch
 from engine.classify import AttributeScore, ScorePair
 
 from .frames import CACHE_BYTES, ClipFrames
+from .moments import join_moments, moment_span
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
 from .store import Store, StoreError, cursor
 from .vectors import exact_search, open_index, read_vectors, resolve_model_id
@@ -129,17 +132,22 @@ class SearchResult:
     start_s: float                  # clip span in the video (s)
     end_s: float
     moment_s: float                 # frame time of the saliency peak: where in the clip the query matches
+    moment_start_s: float           # the moment's span around the peak, inside [start_s, end_s]
+    moment_end_s: float             #   (index/moments.py: the rule, also in docs/search.md)
     saliency: list                  # the query's saliency over the clip's T frames (sums to 1)
     frame_times: list               # times (s) of the clip's T sampled frames
     labels: list                    # the clip's stored top labels: [ClipLabel(label, fused score)], best first
     attributes: list                # its stored top attribute phrases: [AttributeScore(attribute, cosine)]
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
+    joined: "dict | None" = None    # the moment continues into neighbouring result clips of the same video:
+                                    # {"start_s", "end_s", "clip_ids"} of the merged span (else None)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
         d["saliency"], d["frame_times"] = list(self.saliency), list(self.frame_times)
         d["labels"] = [{"label": a, "score": s} for a, s in self.labels]
         d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
+        d["joined"] = None if self.joined is None else {**self.joined, "clip_ids": list(self.joined["clip_ids"])}
         if d["index_score"] is not None and math.isnan(d["index_score"]):
             d["index_score"] = None
         return d
@@ -504,14 +512,16 @@ class Searcher:
             attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
         for i, (cid, score, sal, row) in enumerate(ranked):
-            peak = int(np.argmax(sal))
+            span = moment_span(sal, row.frame_times, row.start_s, row.end_s)
             results.append(SearchResult(
                 rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
-                start_s=row.start_s, end_s=row.end_s, moment_s=float(row.frame_times[peak]),
+                start_s=row.start_s, end_s=row.end_s, moment_s=float(row.frame_times[span.peak]),
+                moment_start_s=span.start_s, moment_end_s=span.end_s,
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
                 labels=[ClipLabel(a, s) for a, s in labels.get(cid, ())],
                 attributes=[AttributeScore(a, s) for a, s in attributes.get(cid, ())],
                 index_score=found.get(cid)))
+        join_moments(results)
         return results
 
     def _per_clip(self, table: str, column: str, clip_ids) -> "dict[str, list]":

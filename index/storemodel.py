@@ -6,8 +6,12 @@ lexicon. :func:`load_store_model` loads exactly that model and checks ``weights_
 with other weights would give meaningless scores, so a mismatch is an error, never a warning.
 
 Random weights are seeded: ``weights_sha`` = ``random-init:<name>:seed<N>`` gives back the same weights.
-A weights file that moved can be given with ``weights=`` (``bike search --weights FILE``); its SHA-256 is
-checked against the store.
+A row that names a ``checkpoint`` is loaded from that file whatever its lineage: ``random_init`` on such a row
+only says the checkpoint was trained or adapted from random weights (``bike train/adapt --random-init``); the
+file holds every weight (image and text towers, header, attributes heads, adapted classes), so the seeded
+random weights are never a substitute for it. A weights file that moved can be given with ``weights=``
+(``bike search --checkpoint FILE``); its SHA-256 is checked against the store. A row of seeded random
+weights names no file, and a file given for it is refused.
 
 A store is data, not code: its ``models`` row only *names* a file. That file is hashed and compared with the
 row's ``weights_sha`` BEFORE it is loaded, and it is loaded with safe (``weights_only``) loading only, so a
@@ -54,9 +58,13 @@ def load_store_model(store: Store, model_id: str, weights: "str | None" = None, 
     kwargs: dict = {"name": name, "frames": frames, "device": device,
                     "precision": precision or row.get("precision") or "fp32",
                     "branches": branches or row.get("branches")}
-    if row.get("random_init"):
+    if row.get("random_init") and not row.get("checkpoint"):     # seeded random weights, nothing else
+        if weights:
+            raise ModelMismatch(f"{weights}: model {model_id} of {store.root} was tagged with seeded random weights "
+                                f"({row.get('weights_sha')}), not with a weights file; search it without "
+                                "--checkpoint/--weights")
         kwargs.update(random_init=True, seed=_seed(row.get("weights_sha")))
-    else:
+    else:       # a checkpoint (trained from pretrained or from random weights: the file holds them all), or weights
         source_key = "checkpoint" if row.get("checkpoint") else "pretrained"
         source = weights or row.get(source_key)
         if not source:

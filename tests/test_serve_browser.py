@@ -132,6 +132,34 @@ def test_search_click_plays_at_the_moment(server, browser, tmp_path):
     assert not console, console
 
 
+def test_the_moment_span_on_the_curve_and_scrubber_and_played(server, browser):
+    """The result's moment span is drawn on the saliency curve and on the scrubber under the player, and
+    "Play the moment" plays from its start and pauses at its end."""
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1366, "height": 800})
+    page.goto(base + "/")
+    page.wait_for_function("() => document.getElementById('store-info').textContent.includes('clips')")
+    page.fill("#q", "a person walking a dog")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card")
+    first = httpx.get(base + "/api/search", params={"q": "a person walking a dog", "k": 20}).json()["results"][0]
+    lo, hi = (first["joined"]["start_s"], first["joined"]["end_s"]) if first["joined"] else (
+        first["moment_start_s"], first["moment_end_s"])
+    page.query_selector_all(".card")[0].click()
+    wait_for_moment(page, first["moment_s"])
+    span = page.evaluate("() => { const r = document.querySelector('#curve rect.span'); "
+                         "return [+r.getAttribute('x'), +r.getAttribute('width')]; }")
+    clip = first["end_s"] - first["start_s"]
+    assert span[0] == pytest.approx(max(0.0, 1000 * (lo - first["start_s"]) / clip), abs=0.5)
+    assert span[0] + span[1] == pytest.approx(min(1000.0, 1000 * (hi - first["start_s"]) / clip), abs=2.5)
+    page.wait_for_selector("#scrub rect.span", state="attached")
+    assert f"{int(lo // 60)}:" in page.inner_text("#c-moment") and "–" in page.inner_text("#c-moment")
+    page.click("#p-play")
+    page.wait_for_function("([a, b]) => { const v = document.getElementById('player'); "
+                           "return v.paused && v.currentTime >= b - 0.3 && v.currentTime <= b + 0.5 && b > a; }",
+                           arg=[lo, hi], timeout=30000)
+
+
 def test_errors_inline_and_the_tags_page(server, browser, tmp_path):
     base, paths = server
     page = browser.new_page(viewport={"width": 1280, "height": 800})

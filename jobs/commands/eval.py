@@ -1,8 +1,10 @@
-"""``bike eval LIST --labels CSV``: top-1/top-5, zero-shot half-class accuracy or mAP on a labelled list."""
+"""``bike eval LIST --labels CSV``: top-1/top-5, zero-shot half-class accuracy or mAP on a labelled list;
+``bike eval --moments ANN.jsonl --store S``: moment retrieval (R1@0.5, R1@0.7, mAP, mIoU) of search on a store."""
 from __future__ import annotations
 
 from .. import output
-from ..options import add_model_args, command_parser, load_model_from_args, positive_int
+from ..options import (add_endpoint_arg, add_model_args, add_model_id_arg, apply_endpoint, command_parser,
+                       load_model_from_args, positive_int)
 
 
 def register(sub) -> None:
@@ -13,8 +15,9 @@ def register(sub) -> None:
                     "the video branch alone) averaged over clips x crops views. zeroshot-half: the authors' "
                     "zero-shot protocol (per-frame softmax(100 f.c), 10 random halves of the classes, mean ± std).",
         examples=["bike eval val.txt --labels labels.csv --checkpoint runs/mine/checkpoint.pt --clips 4 --crops 3",
-                  "bike eval ucf_test.txt --labels ucf101 --protocol zeroshot-half --format json"])
-    p.add_argument("list", metavar="LIST")
+                  "bike eval ucf_test.txt --labels ucf101 --protocol zeroshot-half --format json",
+                  "bike eval --moments test.jsonl --store tags/ --predictions preds.jsonl   # moment retrieval"])
+    p.add_argument("list", metavar="LIST", nargs="?", default=None, help="the labelled list (not with --moments)")
     add_model_args(p)
     p.add_argument("--clips", type=positive_int, default=1, metavar="N",
                    help="temporal views per video (default 1; K400: 4)")
@@ -24,11 +27,77 @@ def register(sub) -> None:
     p.add_argument("--splits", type=positive_int, default=10, metavar="N",
                    help="random halves for zeroshot-half (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random halves")
+    m = p.add_argument_group("moments (docs/search.md \"Evaluating moments\")")
+    m.add_argument("--moments", default=None, metavar="ANN.jsonl",
+                   help="evaluate search's moments on QVHighlights-style annotations (one {qid, query, vid, "
+                        "relevant_windows} per line; vid: a stored video's file-name stem, path or video_id)")
+    m.add_argument("--store", default=None, metavar="DIR", help="the tagged store to search (with --moments)")
+    add_endpoint_arg(m)
+    add_model_id_arg(m)
+    m.add_argument("--scope", choices=("video", "corpus"), default="video",
+                   help="video: rank the moments of the query's video only (the benchmark's protocol, default); "
+                        "corpus: search the whole store, as a user does (also reports video R@1/R@5)")
+    m.add_argument("--per-query", action="store_true", help="also list every query's top window and IoU")
+    m.add_argument("--predictions", default=None, metavar="FILE.jsonl",
+                   help="write the predictions in the QVHighlights submission layout (qid, query, vid, "
+                        "pred_relevant_windows: up to 10 [start, end, score], best first)")
     output.add_format_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..errors import UsageError
+    if args.moments is not None:
+        if args.list is not None:
+            raise UsageError("give either LIST or --moments ANN.jsonl, not both")
+        return run_moments(args)
+    if args.list is None:
+        raise UsageError("give a labelled LIST (or --moments ANN.jsonl --store DIR)")
+    if args.store is not None:
+        raise UsageError("--store goes with --moments")
+    return run_classes(args)
+
+
+def run_moments(args) -> int:
+    """``--moments``: search the store for every annotated query and score the moments (jobs/momenteval.py)."""
+    from index.search import Searcher
+    from index.store import Store, StoreError
+    from index.where import WhereError
+
+    from ..errors import UsageError
+    from ..momenteval import evaluate_moments, format_per_query, format_report, read_annotations, write_predictions
+    if args.store is None:
+        raise UsageError("--moments needs --store DIR (the tagged store to search)")
+    annotations = read_annotations(args.moments)
+    apply_endpoint(args)
+    try:
+        searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
+                            precision=None if args.precision == "auto" else args.precision)
+        result = evaluate_moments(searcher, annotations, scope=args.scope)
+        desc, random_init = searcher.describe_model()
+    except (StoreError, WhereError) as e:
+        raise UsageError(str(e)) from None
+    if args.predictions:
+        write_predictions(args.predictions, result["predictions"])
+        output.info(f"bike: wrote {len(result['predictions'])} prediction line(s) to {args.predictions}")
+    if result["unknown_vids"]:
+        output.warn(f"bike: {len(result['unknown_vids'])} query(ies) name no stored video (or several): "
+                    + ", ".join(map(str, result["unknown_vids"][:10])))
+    doc = {k: result[k] for k in ("scope", "queries", "metrics", "baselines", "unknown_vids")}
+    doc.update(model=desc, random_init=random_init)
+    if args.per_query:
+        doc["per_query"] = result["per_query"]
+    warn = "   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""
+
+    def table(d, out):
+        print(format_report(d) + warn, file=out)
+        if args.per_query:
+            print(format_per_query(d["per_query"]), file=out)
+    output.emit(doc if args.format in ("json", "table") else result["per_query"], args.format, table_fn=table)
+    return 0 if result["queries"] else 1
+
+
+def run_classes(args) -> int:
     from .. import datasets as ds
     from ..errors import UsageError
     from ..evaluate import evaluate_standard, evaluate_zeroshot_half, format_result

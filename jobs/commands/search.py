@@ -17,8 +17,9 @@ def register(sub) -> None:
         sub, "search", help="text-to-video search over a store, with the moment in each clip",
         description="Search a tagged store. The query text is encoded as typed (no prompt template); FAISS finds "
                     "candidate clips, every candidate is re-ranked with concept spotting over its stored frame "
-                    "embeddings, and each result names the moment (frame time of the saliency peak) with a "
-                    "ready-to-paste `ffplay -ss MOMENT PATH` line. "
+                    "embeddings, and each result names the moment (frame time of the saliency peak) and its span "
+                    "(the frames around the peak above half-way between the curve's minimum and peak; '+': it "
+                    "continues into a neighbouring result clip) with a ready-to-paste `ffplay -ss START PATH` line. "
                     "--where filters first with a DuckDB condition over the view search_clips (one row per clip "
                     "and label; columns: clip_id, video_id, clip_index, start_s, end_s, clip_s, path, size, "
                     "duration_s, fps, width, height, codec, tagged_at, rank, label, score, video_score, "
@@ -69,8 +70,15 @@ def shell_quote(path: str) -> str:
 
 
 def play_command(r) -> str:
-    """A shell line that plays result ``r`` from its moment (ready to paste, inert in a terminal)."""
-    return f"ffplay -ss {r.moment_s:.2f} {shell_quote(r.path or r.video_id)}"
+    """A shell line that plays result ``r`` from the start of its moment span (ready to paste, inert in a
+    terminal)."""
+    return f"ffplay -ss {play_from(r):.2f} {shell_quote(r.path or r.video_id)}"
+
+
+def play_from(r) -> float:
+    """Where playing result ``r`` starts: the start of its moment span (of the joined span when the moment
+    crosses into a neighbouring result clip)."""
+    return r.joined["start_s"] if r.joined else r.moment_start_s
 
 
 def print_table(res, out=None) -> None:
@@ -80,10 +88,13 @@ def print_table(res, out=None) -> None:
           f"candidates in {res.seconds * 1000:.0f} ms{warn}", file=out)
     if not res:
         return
-    print(f"{'#':>3} {'score':>7} {'moment':>8} {'clip span':>15}  {'clip_id':<36} labels | attributes", file=out)
+    print(f"{'#':>3} {'score':>7} {'moment':>8} {'moment span':>15} {'clip span':>15}  {'clip_id':<36} "
+          "labels | attributes", file=out)
     for r in res:
         span = f"{r.start_s:.1f}-{r.end_s:.1f}s"
-        print(f"{r.rank:>3} {r.score:7.4f} {r.moment_s:7.2f}s {span:>15}  {output.safe(r.clip_id):<36} "
+        lo, hi = (r.joined["start_s"], r.joined["end_s"]) if r.joined else (r.moment_start_s, r.moment_end_s)
+        moment = f"{lo:.1f}-{hi:.1f}s" + ("+" if r.joined else "")
+        print(f"{r.rank:>3} {r.score:7.4f} {r.moment_s:7.2f}s {moment:>15} {span:>15}  {output.safe(r.clip_id):<36} "
               f"{_short(r.labels, 2, 50)} | {_short(r.attributes, 2, 40)}", file=out)
         print(f"{'':>12}{play_command(r)}", file=out)
 
@@ -102,7 +113,7 @@ def open_result(r) -> None:
         output.warn("bike: --open: no display here; paste the ffplay line above on a machine with one")
         return
     if shutil.which("ffplay"):
-        cmd = ["ffplay", "-autoexit", "-loglevel", "error", "-ss", f"{r.moment_s:.2f}", path]
+        cmd = ["ffplay", "-autoexit", "-loglevel", "error", "-ss", f"{play_from(r):.2f}", path]
     else:
         opener = "open" if sys.platform == "darwin" else "xdg-open"
         if not shutil.which(opener):
@@ -111,7 +122,7 @@ def open_result(r) -> None:
         cmd = [opener, path]
     subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
-    output.info(f"bike: playing {output.safe(path)} from {r.moment_s:.2f} s")
+    output.info(f"bike: playing {output.safe(path)} from {play_from(r):.2f} s")
 
 
 def run(args) -> int:

@@ -98,7 +98,7 @@ function render(res, label) {
       el("div", { class: "body" },
         el("div", { class: "top" }, el("span", { class: "name", text: base(r.path) || r.video_id, title: r.path || "" }),
            el("span", { class: "score", text: r.score.toFixed(3) })),
-        el("div", { class: "span", text: `${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(r.moment_s)}` }),
+        el("div", { class: "span", text: `${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(momentSpan(r)[0])}–${fmt(momentSpan(r)[1])}` }),
         el("div", { class: "labels", text: labels || "no labels" })));
     card.addEventListener("click", () => openResult(r));
     card.addEventListener("keydown", (e) => {
@@ -119,7 +119,9 @@ function openResult(r) {
   $("player-panel").hidden = false;
   $("p-title").textContent = base(r.path) || r.video_id;
   $("p-title").title = r.path || "";
-  $("p-meta").textContent = `score ${r.score.toFixed(4)} · clip ${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(r.moment_s)} · ${r.clip_id}`;
+  const [ms, me] = momentSpan(r);
+  $("p-meta").textContent = `score ${r.score.toFixed(4)} · clip ${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(ms)}–${fmt(me)}` +
+    (r.joined ? ` (continues into ${r.joined.clip_ids.filter((c) => c !== r.clip_id).join(", ")})` : "") + ` · ${r.clip_id}`;
   $("p-labels").replaceChildren(...r.labels.map((l) => el("li", {}, `${l.label} `, el("span", { text: l.score.toFixed(3) }))));
   $("p-attrs").replaceChildren(...r.attributes.map((a) => el("li", {}, `${a.attribute} `, el("span", { text: a.score.toFixed(3) }))));
   if (!r.attributes.length) $("p-attrs").append(el("li", { class: "muted", text: "none stored" }));
@@ -137,6 +139,12 @@ function openResult(r) {
   drawCurve(r);
 }
 
+// The moment's span: the joined span when it crosses into a neighbouring result clip (docs/search.md).
+function momentSpan(r) {
+  if (r.joined) return [r.joined.start_s, r.joined.end_s];
+  return [r.moment_start_s ?? r.moment_s, r.moment_end_s ?? r.moment_s];
+}
+
 function curveX(r, t) { return 1000 * (t - r.start_s) / Math.max(1e-6, r.end_s - r.start_s); }
 
 function drawCurve(r) {
@@ -145,6 +153,9 @@ function drawCurve(r) {
   const max = Math.max(...r.saliency, 1e-9);
   const pts = r.frame_times.map((t, i) => `${curveX(r, t).toFixed(1)},${(115 - 105 * r.saliency[i] / max).toFixed(1)}`);
   const first = curveX(r, r.frame_times[0]).toFixed(1), last = curveX(r, r.frame_times[r.frame_times.length - 1]).toFixed(1);
+  const [ms, me] = momentSpan(r);
+  const sx = Math.max(0, curveX(r, ms)), ex = Math.min(1000, curveX(r, me));
+  c.append(svg("rect", { class: "span", x: sx, y: 0, width: Math.max(2, ex - sx), height: 120 }));
   c.append(svg("polygon", { class: "area", points: `${first},120 ${pts.join(" ")} ${last},120` }));
   const mx = curveX(r, r.moment_s);
   c.append(svg("line", { class: "moment", x1: mx, x2: mx, y1: 0, y2: 120 }));
@@ -153,8 +164,35 @@ function drawCurve(r) {
   c.setAttribute("aria-valuemax", r.end_s);
   c.setAttribute("aria-valuenow", r.moment_s);
   $("c-start").textContent = fmt(r.start_s);
-  $("c-moment").textContent = `moment ${fmt(r.moment_s)}`;
+  $("c-moment").textContent = `moment ${fmt(ms)}–${fmt(me)}`;
   $("c-end").textContent = fmt(r.end_s);
+  drawScrub();
+}
+
+// The scrubber under the player: the whole video, the clip (light) and the moment's span (orange), the
+// playhead; click to seek anywhere in the video.
+function drawScrub() {
+  const bar = $("scrub"), video = $("player");
+  if (!bar || !current) return;
+  const d = video.duration;
+  bar.replaceChildren();
+  if (!(d > 0)) return;
+  const x = (t) => Math.min(1000, Math.max(0, 1000 * t / d));
+  const [ms, me] = momentSpan(current);
+  bar.append(svg("rect", { class: "clip", x: x(current.start_s), y: 0, width: Math.max(2, x(current.end_s) - x(current.start_s)), height: 12 }));
+  bar.append(svg("rect", { class: "span", x: x(ms), y: 0, width: Math.max(2, x(me) - x(ms)), height: 12 }));
+  bar.append(svg("line", { class: "head", id: "scrubhead", x1: x(video.currentTime), x2: x(video.currentTime), y1: 0, y2: 12 }));
+}
+
+// Play the moment's span once: from its start, pausing at its end.
+let spanEnd = null;
+function playMoment() {
+  if (!current) return;
+  const [ms, me] = momentSpan(current);
+  const video = $("player");
+  video.currentTime = ms;
+  spanEnd = me;
+  video.play().catch(() => { spanEnd = null; });
 }
 
 function seekTo(t) {
@@ -178,11 +216,24 @@ $("curve").addEventListener("keydown", (e) => {
 $("player").addEventListener("timeupdate", () => {
   const h = $("playhead");
   if (!current || !h) return;
-  const x = curveX(current, $("player").currentTime);
+  const now = $("player").currentTime;
+  const x = curveX(current, now);
   h.setAttribute("x1", x); h.setAttribute("x2", x);
+  if (spanEnd != null && now >= spanEnd) { spanEnd = null; $("player").pause(); }
+  const sh = $("scrubhead"), d = $("player").duration;
+  if (sh && d > 0) { const sx = Math.min(1000, 1000 * now / d); sh.setAttribute("x1", sx); sh.setAttribute("x2", sx); }
   $("curve").setAttribute("aria-valuenow", $("player").currentTime.toFixed(2));
 });
 $("p-like").addEventListener("click", () => current && runSearch("clip", current.clip_id));
+$("p-play").addEventListener("click", playMoment);
+$("player").addEventListener("loadedmetadata", drawScrub);
+$("player").addEventListener("seeking", () => { if (spanEnd != null && current && $("player").currentTime < momentSpan(current)[0] - 0.05) spanEnd = null; });
+$("scrub").addEventListener("click", (e) => {
+  const video = $("player"), box = e.currentTarget.getBoundingClientRect();
+  if (!current || !(video.duration > 0)) return;
+  spanEnd = null;
+  video.currentTime = (e.clientX - box.left) / box.width * video.duration;
+});
 $("p-close").addEventListener("click", closePlayer);
 function closePlayer() {
   $("player").pause();
