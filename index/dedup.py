@@ -235,3 +235,41 @@ def dedup(store: "Store | str", model_id: "str | None" = None, threshold: float 
             write_duplicates(store, mid, rows, threshold)
     return DedupReport(mid, len(p), len(set(p.video_ids)), len(pairs), rows, time.perf_counter() - t0,
                        max(0, n_clips - len(p)))
+
+
+def video_groups(store: Store, model_id: str) -> "dict[str, str]":
+    """video_id → one id standing for all its copies (the smallest of the group), from the last ``bike dedup``
+    of ``model_id``; empty when it never ran. Copies of copies are one group."""
+    table = read_duplicates(store, model_id)
+    if table is None or not table.num_rows:
+        return {}
+    parent: dict = {}
+
+    def root(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+    for kind, a, b in zip(table["kind"].to_pylist(), table["a"].to_pylist(), table["b"].to_pylist()):
+        if kind == "video":
+            ra, rb = root(a), root(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+                parent.setdefault(min(ra, rb), min(ra, rb))
+    return {v: root(v) for v in parent}
+
+
+def collapse(ranked: list, groups: "dict[str, str]") -> "tuple[list, int]":
+    """``ranked`` (items whose first element is a clip id ``<video_id>/<n>``, best first) without the clips of
+    videos that are copies of a video ranked higher → (kept, how many were left out)."""
+    if not groups:
+        return ranked, 0
+    shown: dict = {}                         # group → the video of it that was ranked first
+    kept = []
+    for item in ranked:
+        vid = str(item[0]).rsplit("/", 1)[0]
+        g = groups.get(vid)
+        if g is not None and shown.setdefault(g, vid) != vid:
+            continue
+        kept.append(item)
+    return kept, len(ranked) - len(kept)

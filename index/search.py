@@ -55,6 +55,7 @@ import torch
 
 from engine.classify import AttributeScore, ScorePair
 
+from .dedup import collapse
 from .frames import CACHE_BYTES, ClipFrames
 from .moments import join_moments, moment_span
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
@@ -274,6 +275,7 @@ class Searcher:
         self._local = threading.local()      # per-thread cursor (and its generation)
         self._details = None                 # in-memory result details (when the clips fit in memory)
         self._row_desc = None
+        self._dup_groups: "dict[str, str] | None" = None     # bike dedup's copies (duplicate_groups)
         self._cache = _Cache()
         self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
         self._model_lock = threading.Lock()  # one model call at a time
@@ -333,6 +335,7 @@ class Searcher:
         with self._lock:
             self.store.commits(refresh=True)
             self._index_loaded, self._index, self._base, self._details = False, None, None, None
+            self._dup_groups = None
             self._cache = _Cache()           # exact-scan vectors: "all batches" now means more of them
             self._gen += 1
 
@@ -383,9 +386,10 @@ class Searcher:
     # ---- the search ----------------------------------------------------------------------------------
     def search(self, query: "str | Query | None" = None, k: int = 10, where: "str | None" = None,
                like: "str | None" = None, clip: "str | None" = None,
-               candidates: int = MIN_CANDIDATES) -> SearchResults:
+               candidates: int = MIN_CANDIDATES, dedup: bool = True) -> SearchResults:
         """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
-        ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere)."""
+        ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere). ``dedup``: leave
+        out clips of videos that ``bike dedup`` found to be copies of a video ranked higher."""
         if sum(x is not None for x in (query, like, clip)) != 1:
             raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
         if k < 1:
@@ -407,10 +411,21 @@ class Searcher:
         ranked = self.rerank(q, found)
         if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
             ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
+        if dedup:
+            ranked, copies = collapse(ranked, self.duplicate_groups())
+            if copies:
+                notes.append(f"{copies} clip(s) of copies of videos already shown left out (dedup off shows them)")
         results = self._results(ranked[:k], found)
         desc, random_init = self.describe_model()
         return SearchResults(results, q.text, q.kind, self.model_id, desc, random_init, notes,
                              len(found), time.perf_counter() - t0)
+
+    def duplicate_groups(self) -> "dict[str, str]":
+        """video_id → its copies' group, from the store's last ``bike dedup`` (read once per refresh)."""
+        if self._dup_groups is None:
+            from .dedup import video_groups
+            self._dup_groups = video_groups(self.store, self.model_id)
+        return self._dup_groups
 
     def describe_model(self) -> "tuple[str, bool]":
         """(one line naming the model, random weights?) — from the loaded model, else the models row."""

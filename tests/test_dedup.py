@@ -141,3 +141,22 @@ def test_dedup_dry_run_and_damaged_or_planted_files(tagged, tmp_path, capsys):
         read_duplicates(Store(tagged), mid)
     assert bike("dedup", "--store", tagged, "-q") == 0                    # rewrites it
     assert read_duplicates(Store(tagged), mid).num_rows == before.num_rows
+
+
+def test_search_collapses_copies_unless_asked(tagged, capsys):
+    """After bike dedup, a search shows one of each family of copies; --no-dedup shows them all."""
+    assert bike("dedup", "--store", tagged, "-q") == 0
+    capsys.readouterr()
+    assert bike("search", "--store", tagged, "a street", "-k", "20", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    shown = {r["video_id"] for r in doc["results"]}
+    from index.dedup import video_groups
+    from index.vectors import resolve_model_id
+    store = Store(tagged)
+    groups = video_groups(store, resolve_model_id(store))
+    assert len(set(groups.values())) == 2                        # the street family and the fractal family
+    assert len({groups.get(v, v) for v in shown}) == len(shown)  # never two videos of one family
+    assert any("copies" in n for n in doc.get("notes", []))
+    assert bike("search", "--store", tagged, "a street", "-k", "20", "--format", "json", "--no-dedup") == 0
+    everything = {r["video_id"] for r in json.loads(capsys.readouterr().out)["results"]}
+    assert len(everything) == 6 and shown < everything              # 6 videos: 3 distinct, 3 copies

@@ -49,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--gpu", action="store_true", help="search the FAISS index on GPUs (faiss-gpu)")
     add_query_precision_arg(p)
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
+    p.add_argument("--no-dedup", action="store_true",
+                   help="also show clips of videos that `bike dedup` found to be copies of a video ranked higher")
     p.add_argument("--open", action="store_true",
                    help="play the best result from its moment (ffplay, else the system player; needs a display)")
     p.set_defaults(func=run)
@@ -140,7 +142,8 @@ def run(args) -> int:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
                             gpu=args.gpu, precision=args.precision, sql_limits=sql_limits(args))
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
-        res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip, **kwargs)
+        res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip,
+                              dedup=not args.no_dedup, **kwargs)
     except (StoreError, WhereError) as e:
         raise UsageError(str(e)) from None
     output.info(f"bike: model: {res.model}")

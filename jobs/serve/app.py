@@ -189,9 +189,9 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
-               label: "str | None" = None, min_score: "float | None" = None):
+               label: "str | None" = None, min_score: "float | None" = None, dedup: bool = True):
         return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
-                                            label=label or None, min_score=min_score))
+                                            label=label or None, min_score=min_score, dedup=dedup))
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,

@@ -168,7 +168,7 @@ class Service:
 
     def search(self, q: "str | None" = None, k: int = 10, where: "str | None" = None,
                clip: "str | None" = None, label: "str | None" = None, min_score: "float | None" = None,
-               like: "str | None" = None, like_name: "str | None" = None) -> dict:
+               like: "str | None" = None, like_name: "str | None" = None, dedup: bool = True) -> dict:
         """The objects of ``bike search --format json`` (plus ``warning`` for random weights). ``label``: only
         clips with this label among their top labels; ``min_score``: drop results scoring less; ``like``: a
         video file to search by example (``like_name`` is shown as the query)."""
@@ -185,9 +185,9 @@ class Service:
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
-                                           k=k, where=cond)
+                                           k=k, where=cond, dedup=dedup)
             else:
-                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip)
+                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, dedup=dedup)
         except SQLLimitError as e:                   # the where filter over a bound: 408/413/503
             raise ServiceError(e.status, str(e)) from None
         except (SearchError, WhereError, StoreError, SQLError) as e:
