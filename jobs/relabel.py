@@ -116,15 +116,15 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None", towers:
             raise UsageError(f"--model-id {source}: no such model_id in {store.root} (model_ids: {listing})")
         if same_weights(json.loads(rows[0]["fingerprint"])) != fp:
             if towers is not None:
-                return same_towers_source(store, rows[:1], fingerprint, towers, named)
+                return same_towers_source(store, rows[:1], fingerprint, towers, named)[0]
             raise UsageError(f"--model-id {source} was tagged with another model ({rows[0]['name']}, "
                              f"{rows[0]['weights_sha']}); give the model options it was tagged with")
         return rows[0]
     rows = [m for m in models
             if same_weights(json.loads(m["fingerprint"])) == fp and m["model_id"] in committed]
     if not rows and towers is not None:
-        rows = [same_towers_source(store, [m for m in models if m["model_id"] in committed], fingerprint, towers,
-                                   named)]
+        rows = same_towers_source(store, [m for m in models if m["model_id"] in committed], fingerprint, towers,
+                                  named)
     if not rows:
         raise UsageError(f"{store.root} holds no clips tagged with this model ({fingerprint['name']}, "
                          f"{fingerprint['weights']}); relabelling needs the model that tagged them: give its "
@@ -133,6 +133,9 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None", towers:
     if len({m["window_s"] for m in rows}) > 1:
         raise UsageError("several model_ids of this model use different --window lengths; choose one with "
                          "--model-id: " + ", ".join(f"{m['model_id']} (window {m['window_s']:g})" for m in rows))
+    if len({source_sampling(m) for m in rows}) > 1:
+        raise UsageError("several model_ids of this model use different --sampling modes; choose one with "
+                         "--model-id: " + ", ".join(f"{m['model_id']} (sampling {source_sampling(m)})" for m in rows))
     counts = _videos_per_model(store)
     return max(rows, key=lambda m: counts[m["model_id"]])
 
@@ -144,12 +147,13 @@ def _videos_per_model(store: Store) -> dict:
     return counts
 
 
-def same_towers_source(store: Store, rows: list, fingerprint: dict, towers: dict, named: str) -> dict:
-    """Of the ``models`` ``rows`` (committed sources) tagged with other weights, the one (most videos first)
-    whose model has the given model's image tower + temporal header and text tower (``engine.towers``): its
-    stored frame features and attribute phrases are then the given model's own. The source's weights are
-    loaded as the store records them (hash checked first). Refused in one line otherwise."""
+def same_towers_source(store: Store, rows: list, fingerprint: dict, towers: dict, named: str) -> list:
+    """Of the ``models`` ``rows`` (committed sources) tagged with other weights, those whose model has the
+    given model's image tower + temporal header and text tower (``engine.towers``): their stored frame
+    features and attribute phrases are then the given model's own. The sources' weights are loaded as the
+    store records them (hash checked first), once per weights. Refused in one line when none has them."""
     from engine.towers import towers as towers_of
+    from index.store import StoreError
     from index.storemodel import load_store_weights
     named = named or f"{fingerprint['name']} ({fingerprint['weights']})"
     fits = [m for m in rows if int(m["frames"]) == int(fingerprint["frames"])]
@@ -160,18 +164,29 @@ def same_towers_source(store: Store, rows: list, fingerprint: dict, towers: dict
     if not lex:
         raise UsageError(f"{named}: the stored attribute phrases of {store.root} come from the lexicon "
                          f"{fits[0]['lexicon']}, not this one; leave --lexicon out (the source's is used)")
-    counts = _videos_per_model(store)
-    reason, seen = "", {}
-    for m in sorted(lex, key=lambda m: -counts[m["model_id"]]):
+    reason, missing, seen, same = "", "", {}, []
+    for m in lex:
         if m["weights_sha"] not in seen:
-            seen[m["weights_sha"]] = towers_of(load_store_weights(store, m["model_id"]))
+            try:
+                seen[m["weights_sha"]] = towers_of(load_store_weights(store, m["model_id"]))
+            except StoreError as e:             # its weights cannot be had here: say so if nothing else fits
+                seen[m["weights_sha"]] = str(e)
         theirs = seen[m["weights_sha"]]
+        if isinstance(theirs, str):
+            missing = missing or theirs
+            continue
         if theirs == towers:
-            return m
+            same.append(m)
+            continue
         which = ("image tower / temporal header" if theirs["image_side"] != towers["image_side"] else
                  "text tower (which chose the stored attribute phrases)")
         reason = reason or (f"its {which} differs from that of model {m['model_id']} ({m['name']}, "
                             f"{m['weights_sha']}), which tagged the clips of {store.root}")
+    if same:
+        return same
+    if not reason:
+        raise UsageError(f"{named}: relabel compares its towers with those of the weights that tagged the clips, "
+                         f"and cannot load them: {missing}")
     raise UsageError(f"{named}: {reason}: the stored frame embeddings are not this model's; relabel only takes a "
                      "model with the same towers (e.g. a `bike adapt --mode fast` checkpoint of it): tag the videos "
                      "again with this model (`bike tag ... --checkpoint FILE`)")
@@ -294,6 +309,13 @@ def score_stored(model, labels, features, attributes, spans, top_k: int = DEFAUL
     return clip_results(model.score(H, labels, sentences, [list(a) for a in attributes]), spans, top_k)
 
 
+def source_sampling(row: dict) -> str:
+    """The frame sampling the source's clips were tagged with (read back from its model_id, which includes
+    it): the relabelled rows describe the same frames, so their model_id carries the same sampling."""
+    from engine.video.plan import SAMPLINGS
+    return ids.sampling_of(row, SAMPLINGS) or ids.DEFAULT_SAMPLING
+
+
 def _video_result(row: dict) -> VideoResult:
     keep = ("video_id", "path", "status", "error", "size", "duration_s", "fps", "width", "height", "codec")
     return VideoResult(**{k: row[k] for k in keep})
@@ -321,7 +343,7 @@ def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> R
     src = choose_source(store, facts["fingerprint"], opts.source, towers,
                         named=opts.model_kwargs.get("checkpoint") or opts.model_kwargs.get("pretrained") or "")
     window = float(src["window_s"])
-    target = ids.model_id(facts["fingerprint"], labels.digest, window)
+    target = ids.model_id(facts["fingerprint"], labels.digest, window, source_sampling(src))
     summary = RelabelSummary(store=str(store.root), source=src["model_id"], model_id=target)
     if target == src["model_id"] and not opts.force:
         log(f"bike relabel: {src['model_id']} already uses label set {labels.name}: nothing to do")

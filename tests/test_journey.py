@@ -6,6 +6,7 @@
     bike search --store S "jumping"            (with and without --checkpoint)
     GET /api/search on `bike serve --store S`
     bike relabel --store S --checkpoint runs/other/adapted.pt    (another fast adapt of the same base)
+    bike tag corpus --store S --checkpoint runs/new/adapted.pt --sampling keyframes    (another model_id)
 
 A checkpoint adapted from random weights records ``random_init`` as its lineage; the store's model must still
 be rebuilt from the recorded checkpoint (tests/test_store_model.py has the fast checks of each piece)."""
@@ -113,3 +114,16 @@ def test_adapt_tag_search_serve_relabel(ray_cluster, tmp_path, capsys):
     assert bike("search", "--store", store, "waving", "--model-id", rel["model_id"], "--format", "json") == 0
     res = json.loads(capsys.readouterr().out)
     assert res["results"] and {x["label"] for r in res["results"] for x in r["labels"]} <= {"waving", "clapping"}
+
+    # another frame sampling scores other frames: another model_id, nothing skipped; exact kept the old id form
+    import hashlib
+
+    from index.store import Store
+    row = Store(store).read("models", model_id=tagged["model_id"]).to_pylist()[0]
+    old = json.dumps({**json.loads(row["fingerprint"]), "labels": row["label_digest"], "window_s": 1.0},
+                     sort_keys=True)
+    assert tagged["model_id"] == hashlib.sha256(old.encode()).hexdigest()[:16]
+    assert bike("tag", tmp_path / "corpus", "--store", store, "--checkpoint", ckpt, "--lexicon", "hmdb51",
+                "--window", "1", "--sampling", "keyframes", "--no-index", "--no-progress", "--format", "json") == 0
+    kf = json.loads(capsys.readouterr().out)
+    assert kf["model_id"] != tagged["model_id"] and kf["ok"] == 2 and kf["skipped_done"] == 0
