@@ -67,8 +67,30 @@ def identify(path: str) -> "tuple[str, str | None]":
     return path_id(os.path.abspath(path)), reason
 
 
-def model_id(fingerprint: dict, label_digest: str, window_s: float) -> str:
+#: The frame sampling a model_id leaves unsaid: stores tagged before the sampling entered the id used it, so
+#: their ids stay what they were (a store tagged with ``keyframes`` before then shares the ``exact`` id).
+DEFAULT_SAMPLING = "exact"
+
+
+def model_id(fingerprint: dict, label_digest: str, window_s: float, sampling: str = DEFAULT_SAMPLING) -> str:
     """Stable id of everything that determines a tag row: model name, weights, frames, lexicon, label set,
-    window length. 16 hex chars."""
-    key = json.dumps({**fingerprint, "labels": label_digest, "window_s": float(window_s)}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    window length, and the frame sampling (``engine.video`` ``exact`` or ``keyframes``: which frames were
+    scored). 16 hex chars. The default sampling adds nothing to the key, so ids made before it counted are
+    unchanged."""
+    key = {**fingerprint, "labels": label_digest, "window_s": float(window_s)}
+    if sampling != DEFAULT_SAMPLING:
+        key["sampling"] = sampling
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sampling_of(row: dict, samplings) -> "str | None":
+    """Which of ``samplings`` a ``models`` row was tagged with: the one its fingerprint, label digest and
+    window hash to its model_id with (None when none does: a row this code did not write)."""
+    try:
+        fp = json.loads(row["fingerprint"])
+    except (TypeError, ValueError, KeyError):
+        return None
+    for s in samplings:
+        if model_id(fp, row["label_digest"], row["window_s"], s) == row["model_id"]:
+            return s
+    return None

@@ -46,6 +46,66 @@ def _seed(weights_sha: "str | None") -> int:
     return int(m.group(1)) if m else DEFAULTS.seed
 
 
+def weights_kwargs(store: Store, model_id: str, row: "dict | None" = None, weights: "str | None" = None,
+                   trust_checkpoint: bool = False) -> dict:
+    """The :func:`engine.loading.load_weights` keyword arguments that rebuild ``model_id``'s weights (see the
+    module docstring): name, then ``random_init`` + ``seed``, or ``checkpoint``/``pretrained`` with the
+    ``expect_sha`` a file must have. ``weights``: a file given in place of the recorded one."""
+    row = row or model_row(store, model_id)
+    kwargs: dict = {"name": row["name"]}
+    if row.get("random_init") and not row.get("checkpoint"):     # seeded random weights, nothing else
+        if weights:
+            raise ModelMismatch(f"{weights}: model {model_id} of {store.root} was tagged with seeded random weights "
+                                f"({row.get('weights_sha')}), not with a weights file; search it without "
+                                "--checkpoint/--weights")
+        kwargs.update(random_init=True, seed=_seed(row.get("weights_sha")))
+        return kwargs
+    # a checkpoint (trained from pretrained or from random weights: the file holds them all), or weights
+    source_key = "checkpoint" if row.get("checkpoint") else "pretrained"
+    source = weights or row.get(source_key)
+    if not source:
+        raise ModelMismatch(f"{store.root}: model {model_id} names no weights in its 'models' row")
+    is_file = bool(weights) or source_key == "checkpoint" or os.path.isabs(source) or os.sep in source
+    if is_file and not os.path.exists(source):
+        raise ModelMismatch(
+            f"{source}: the weights file that tagged model {model_id} of {store.root} is not there; fix: pass "
+            f"the same file with --weights PATH (its SHA-256 is checked against {row.get('weights_sha')})")
+    kwargs[source_key] = source
+    if is_file:                                  # hashed and compared before a byte of it is unpickled
+        want = row.get("weights_sha")
+        if not want:
+            raise ModelMismatch(f"{store.root}: model {model_id} names the weights file {source} without its "
+                                "SHA-256; refusing to load an unverified file")
+        kwargs.update(expect_sha=want, trust_checkpoint=trust_checkpoint)
+    return kwargs
+
+
+def _verified(load, store: Store, model_id: str, row: dict, given: "str | None"):
+    """``load()``'s result (weights or model, with ``.meta``) after checking it is what tagged ``model_id``."""
+    import engine
+    try:
+        loaded = load()
+    except engine.CheckpointError as e:
+        if "is not the expected" in str(e):
+            raise ModelMismatch(f"{e}: these are not the weights that tagged model {model_id} of {store.root}; "
+                                "search needs the same weights (--weights PATH)") from None
+        raise
+    want, got = row.get("weights_sha"), loaded.meta.get("weights_sha")
+    if want and got != want:
+        raise ModelMismatch(f"{given or row['name']}: these weights ({got}) are not the ones that tagged model "
+                            f"{model_id} of {store.root} ({want}); search needs the same weights")
+    return loaded
+
+
+def load_store_weights(store: Store, model_id: str, weights: "str | None" = None, trust_checkpoint: bool = False):
+    """The :class:`engine.loading.Weights` (float32, CPU) that produced ``model_id``'s rows, checked like
+    :func:`load_store_model` (``bike relabel`` compares a new checkpoint's towers with them)."""
+    from engine.loading import load_weights
+    row = model_row(store, model_id)
+    kwargs = weights_kwargs(store, model_id, row, weights, trust_checkpoint)
+    return _verified(lambda: load_weights(**kwargs), store, model_id, row, weights)
+
+
 def load_store_model(store: Store, model_id: str, weights: "str | None" = None, device=None,
                      trust_checkpoint: bool = False, precision: "str | None" = None,
                      branches: "str | None" = None):
@@ -54,47 +114,12 @@ def load_store_model(store: Store, model_id: str, weights: "str | None" = None, 
     given."""
     import engine
     row = model_row(store, model_id)
-    name, frames = row["name"], int(row.get("frames") or DEFAULTS.frames)
-    kwargs: dict = {"name": name, "frames": frames, "device": device,
-                    "precision": precision or row.get("precision") or "fp32",
-                    "branches": branches or row.get("branches")}
-    if row.get("random_init") and not row.get("checkpoint"):     # seeded random weights, nothing else
-        if weights:
-            raise ModelMismatch(f"{weights}: model {model_id} of {store.root} was tagged with seeded random weights "
-                                f"({row.get('weights_sha')}), not with a weights file; search it without "
-                                "--checkpoint/--weights")
-        kwargs.update(random_init=True, seed=_seed(row.get("weights_sha")))
-    else:       # a checkpoint (trained from pretrained or from random weights: the file holds them all), or weights
-        source_key = "checkpoint" if row.get("checkpoint") else "pretrained"
-        source = weights or row.get(source_key)
-        if not source:
-            raise ModelMismatch(f"{store.root}: model {model_id} names no weights in its 'models' row")
-        is_file = bool(weights) or source_key == "checkpoint" or os.path.isabs(source) or os.sep in source
-        if is_file and not os.path.exists(source):
-            raise ModelMismatch(
-                f"{source}: the weights file that tagged model {model_id} of {store.root} is not there; fix: pass "
-                f"the same file with --weights PATH (its SHA-256 is checked against {row.get('weights_sha')})")
-        kwargs[source_key] = source
-        if is_file:                                  # hashed and compared before a byte of it is unpickled
-            want = row.get("weights_sha")
-            if not want:
-                raise ModelMismatch(f"{store.root}: model {model_id} names the weights file {source} without its "
-                                    "SHA-256; refusing to load an unverified file")
-            kwargs.update(expect_sha=want, trust_checkpoint=trust_checkpoint)
+    kwargs = weights_kwargs(store, model_id, row, weights, trust_checkpoint)
+    kwargs.update(frames=int(row.get("frames") or DEFAULTS.frames), device=device,
+                  precision=precision or row.get("precision") or "fp32", branches=branches or row.get("branches"))
     lexicon = row.get("lexicon") or DEFAULTS.lexicon
     try:                               # the lexicon only matters for attributes, which search does not compute
         engine.load_labels(lexicon)
     except engine.LabelError:
         lexicon = DEFAULTS.lexicon
-    try:
-        model = engine.load_model(lexicon=lexicon, **kwargs)
-    except engine.CheckpointError as e:
-        if "is not the expected" in str(e):
-            raise ModelMismatch(f"{e}: these are not the weights that tagged model {model_id} of {store.root}; "
-                                "search needs the same weights (--weights PATH)") from None
-        raise
-    want, got = row.get("weights_sha"), model.meta.get("weights_sha")
-    if want and got != want:
-        raise ModelMismatch(f"{weights or name}: these weights ({got}) are not the ones that tagged model {model_id} "
-                            f"of {store.root} ({want}); search needs the same weights")
-    return model
+    return _verified(lambda: engine.load_model(lexicon=lexicon, **kwargs), store, model_id, row, weights)

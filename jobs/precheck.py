@@ -5,9 +5,9 @@
   ``HF_HUB_OFFLINE=1``), with the same advice as the engine (``bike weights`` lists what is cached).
 * :func:`known_model_id` finds the store's ``models`` row of the requested model without loading it: the
   row's fingerprint must name the same model, weights (file hash, open_clip tag or random-init seed),
-  frames and lexicon, and hash to its model_id with the requested label set and window. A fingerprint with
-  fields this module does not know (a newer bike) is never matched, so the answer is either exact or None
-  (then ``bike tag`` takes the normal path and loads the model).
+  frames and lexicon, and hash to its model_id with the requested label set, window and frame sampling. A
+  fingerprint with fields this module does not know (a newer bike) is never matched, so the answer is either
+  exact or None (then ``bike tag`` takes the normal path and loads the model).
 * With that model_id, a rerun whose every listed file is already in the store (content ids from the
   store's id cache: unchanged files are not read again) has nothing to do and says so without Ray.
 """
@@ -94,8 +94,10 @@ def _sha256(path: str) -> "str | None":
     return h.hexdigest()
 
 
-def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed) -> "tuple[str, dict] | None":
-    """``(model_id, models row)`` of the requested model if the store holds it, else None (see module doc)."""
+def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed,
+                   sampling: str = ids.DEFAULT_SAMPLING) -> "tuple[str, dict] | None":
+    """``(model_id, models row)`` of the requested model if the store holds it, else None (see module doc).
+    ``sampling``: the run's frame sampling (part of the model_id)."""
     from engine.labels import load_labels
     try:
         rows = store.read("models").to_pylist()
@@ -136,7 +138,7 @@ def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULT
                 continue
         elif fp["weights"] != f"random-init:{name or DEFAULTS.model}:seed{seed}" or not fp["random_init"]:
             continue
-        mid = ids.model_id(fp, labels.digest, window_s or 0.0)
+        mid = ids.model_id(fp, labels.digest, window_s or 0.0, sampling)
         if mid == row["model_id"]:
             return mid, row
     return None

@@ -14,7 +14,12 @@ errors. Exactly once like ``bike tag``: batches of videos are committed with ``S
 
 The model is the one that tagged the source: with no model options it is loaded from the store's ``models``
 row (``index.storemodel.load_store_model``: same weights, frames and lexicon, weights hash checked); model
-options name it explicitly (e.g. a weights file that moved), and must be the same model.
+options name it explicitly (e.g. a weights file that moved). They may also name another model whose image
+tower, temporal header and text tower are identical to the source's (``engine.towers``: tensors hashed), e.g. a
+``bike adapt --mode fast`` checkpoint of it: its stored frame features and attribute phrases are then exactly
+what that model would compute, and its own text side (adapted classes, attributes heads) scores them. Any
+other model is refused in one line: the clips must be tagged again. Frames and lexicon not given are the
+source's.
 """
 from __future__ import annotations
 
@@ -49,7 +54,8 @@ class RelabelOptions:
     labels: str
     model_kwargs: dict = field(default_factory=dict)
     source: "str | None" = None          # source model_id (default: the one tagged with this model)
-    # model_kwargs naming no weights (no name/pretrained/checkpoint/random_init): the store's model is used
+    # model_kwargs naming no weights (no name/pretrained/checkpoint/random_init): the store's model is used;
+    # frames / lexicon missing or None: the source's
     batch: int = 64                      # videos per committed batch
     force: bool = False
     index: bool = True
@@ -94,9 +100,12 @@ def same_weights(fingerprint: dict) -> str:
                       sort_keys=True)
 
 
-def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict:
+def choose_source(store: Store, fingerprint: dict, source: "str | None", towers: "dict | None" = None,
+                  named: str = "") -> dict:
     """The ``models`` row of the source model_id: tagged with the same model (fingerprint, whatever the
-    precision and branches)."""
+    precision and branches), or, when ``towers`` (``engine.towers.towers`` of the given model's weights) are
+    known, with a model whose towers are identical (:func:`same_towers_source`). ``named``: how the given model
+    is named in an error (its checkpoint)."""
     models = store.read("models").to_pylist()
     committed = store.model_ids()
     fp = same_weights(fingerprint)
@@ -106,11 +115,16 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict
         if not rows:
             raise UsageError(f"--model-id {source}: no such model_id in {store.root} (model_ids: {listing})")
         if same_weights(json.loads(rows[0]["fingerprint"])) != fp:
+            if towers is not None:
+                return same_towers_source(store, rows[:1], fingerprint, towers, named)[0]
             raise UsageError(f"--model-id {source} was tagged with another model ({rows[0]['name']}, "
                              f"{rows[0]['weights_sha']}); give the model options it was tagged with")
         return rows[0]
     rows = [m for m in models
             if same_weights(json.loads(m["fingerprint"])) == fp and m["model_id"] in committed]
+    if not rows and towers is not None:
+        rows = same_towers_source(store, [m for m in models if m["model_id"] in committed], fingerprint, towers,
+                                  named)
     if not rows:
         raise UsageError(f"{store.root} holds no clips tagged with this model ({fingerprint['name']}, "
                          f"{fingerprint['weights']}); relabelling needs the model that tagged them: give its "
@@ -119,10 +133,98 @@ def choose_source(store: Store, fingerprint: dict, source: "str | None") -> dict
     if len({m["window_s"] for m in rows}) > 1:
         raise UsageError("several model_ids of this model use different --window lengths; choose one with "
                          "--model-id: " + ", ".join(f"{m['model_id']} (window {m['window_s']:g})" for m in rows))
+    if len({source_sampling(m) for m in rows}) > 1:
+        raise UsageError("several model_ids of this model use different --sampling modes; choose one with "
+                         "--model-id: " + ", ".join(f"{m['model_id']} (sampling {source_sampling(m)})" for m in rows))
+    counts = _videos_per_model(store)
+    return max(rows, key=lambda m: counts[m["model_id"]])
+
+
+def _videos_per_model(store: Store) -> dict:
     counts = defaultdict(int)
     for c in store.commits():
         counts[c["model_id"]] += len(c["videos"])
-    return max(rows, key=lambda m: counts[m["model_id"]])
+    return counts
+
+
+def same_towers_source(store: Store, rows: list, fingerprint: dict, towers: dict, named: str) -> list:
+    """Of the ``models`` ``rows`` (committed sources) tagged with other weights, those whose model has the
+    given model's image tower + temporal header and text tower (``engine.towers``): their stored frame
+    features and attribute phrases are then the given model's own. The sources' weights are loaded as the
+    store records them (hash checked first), once per weights. Refused in one line when none has them."""
+    from engine.towers import towers as towers_of
+    from index.store import StoreError
+    from index.storemodel import load_store_weights
+    named = named or f"{fingerprint['name']} ({fingerprint['weights']})"
+    fits = [m for m in rows if int(m["frames"]) == int(fingerprint["frames"])]
+    if not fits:
+        raise UsageError(f"{named}: {store.root} holds no clips of {fingerprint['frames']} frames (model_ids: "
+                         f"{_listing(rows)}); relabel with the frames they were tagged with (leave --frames out)")
+    lex = [m for m in fits if json.loads(m["fingerprint"]).get("lexicon") == fingerprint["lexicon"]]
+    if not lex:
+        raise UsageError(f"{named}: the stored attribute phrases of {store.root} come from the lexicon "
+                         f"{fits[0]['lexicon']}, not this one; leave --lexicon out (the source's is used)")
+    reason, missing, seen, same = "", "", {}, []
+    for m in lex:
+        if m["weights_sha"] not in seen:
+            try:
+                seen[m["weights_sha"]] = towers_of(load_store_weights(store, m["model_id"]))
+            except StoreError as e:             # its weights cannot be had here: say so if nothing else fits
+                seen[m["weights_sha"]] = str(e)
+        theirs = seen[m["weights_sha"]]
+        if isinstance(theirs, str):
+            missing = missing or theirs
+            continue
+        if theirs == towers:
+            same.append(m)
+            continue
+        which = ("image tower / temporal header" if theirs["image_side"] != towers["image_side"] else
+                 "text tower (which chose the stored attribute phrases)")
+        reason = reason or (f"its {which} differs from that of model {m['model_id']} ({m['name']}, "
+                            f"{m['weights_sha']}), which tagged the clips of {store.root}")
+    if same:
+        return same
+    if not reason:
+        raise UsageError(f"{named}: relabel compares its towers with those of the weights that tagged the clips, "
+                         f"and cannot load them: {missing}")
+    raise UsageError(f"{named}: {reason}: the stored frame embeddings are not this model's; relabel only takes a "
+                     "model with the same towers (e.g. a `bike adapt --mode fast` checkpoint of it): tag the videos "
+                     "again with this model (`bike tag ... --checkpoint FILE`)")
+
+
+def source_defaults(store: Store, model_kwargs: dict, source: "str | None") -> dict:
+    """``model_kwargs`` with ``frames`` and ``lexicon`` filled in from the source's ``models`` row where not
+    given (the source given, else the value every committed source shares, else the engine's default)."""
+    missing = [k for k in ("frames", "lexicon") if model_kwargs.get(k) is None]
+    if not missing:
+        return model_kwargs
+    committed = store.model_ids()
+    rows = [m for m in store.read("models").to_pylist()
+            if (m["model_id"] == source if source else m["model_id"] in committed)]
+    out = dict(model_kwargs)
+    for k in missing:
+        values = {m[k] for m in rows if m.get(k) is not None}
+        out[k] = values.pop() if len(values) == 1 else getattr(DEFAULTS, k)
+    out["frames"] = int(out["frames"])
+    return out
+
+
+def load_given_model(model_kwargs: dict):
+    """The model the options name, and the digests of its towers (taken from its float32 weights, before any
+    precision cast): ``(BikeModel, towers)``."""
+    from engine.loading import load_weights
+    from engine.model import BikeModel
+    from engine.towers import towers
+    kw = dict(model_kwargs)
+    if not (kw.get("pretrained") or kw.get("checkpoint") or kw.get("random_init")):
+        kw["pretrained"] = DEFAULTS.pretrained                    # as engine.load_model does
+    weights = load_weights(kw.get("name"), pretrained=kw.get("pretrained"), checkpoint=kw.get("checkpoint"),
+                           random_init=bool(kw.get("random_init")), seed=kw.get("seed", DEFAULTS.seed),
+                           trust_checkpoint=bool(kw.get("trust_checkpoint")))
+    digests = towers(weights)
+    model = BikeModel(weights, frames=kw["frames"], device=kw.get("device"), lexicon=kw["lexicon"],
+                      precision=kw.get("precision") or "fp32", branches=kw.get("branches"))
+    return model, digests
 
 
 def names_a_model(model_kwargs: dict) -> bool:
@@ -207,6 +309,13 @@ def score_stored(model, labels, features, attributes, spans, top_k: int = DEFAUL
     return clip_results(model.score(H, labels, sentences, [list(a) for a in attributes]), spans, top_k)
 
 
+def source_sampling(row: dict) -> str:
+    """The frame sampling the source's clips were tagged with (read back from its model_id, which includes
+    it): the relabelled rows describe the same frames, so their model_id carries the same sampling."""
+    from engine.video.plan import SAMPLINGS
+    return ids.sampling_of(row, SAMPLINGS) or ids.DEFAULT_SAMPLING
+
+
 def _video_result(row: dict) -> VideoResult:
     keep = ("video_id", "path", "status", "error", "size", "duration_s", "fps", "width", "height", "codec")
     return VideoResult(**{k: row[k] for k in keep})
@@ -223,17 +332,18 @@ def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
 
 def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> RelabelSummary:
     store.recover()
-    import engine
+    towers = None
     if names_a_model(opts.model_kwargs):
-        model = engine.load_model(**opts.model_kwargs)
+        model, towers = load_given_model(source_defaults(store, opts.model_kwargs, opts.source))
     else:
         model = store_model(store, opts.source, device=opts.model_kwargs.get("device"),
                             precision=opts.model_kwargs.get("precision"),
                             branches=opts.model_kwargs.get("branches"))
     facts = model_facts(model)
-    src = choose_source(store, facts["fingerprint"], opts.source)
+    src = choose_source(store, facts["fingerprint"], opts.source, towers,
+                        named=opts.model_kwargs.get("checkpoint") or opts.model_kwargs.get("pretrained") or "")
     window = float(src["window_s"])
-    target = ids.model_id(facts["fingerprint"], labels.digest, window)
+    target = ids.model_id(facts["fingerprint"], labels.digest, window, source_sampling(src))
     summary = RelabelSummary(store=str(store.root), source=src["model_id"], model_id=target)
     if target == src["model_id"] and not opts.force:
         log(f"bike relabel: {src['model_id']} already uses label set {labels.name}: nothing to do")

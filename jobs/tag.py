@@ -4,7 +4,8 @@ Steps (docs/tagging.md "Tag"):
 
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
 2. list the sources (``jobs.sources``), start or join Ray (``jobs.raycluster``), load the model actors;
-   the model id is derived from the model fingerprint + label set + window (``index.ids.model_id``);
+   the model id is derived from the model fingerprint + label set + window + frame sampling
+   (``index.ids.model_id``);
 3. give each file its content id (``index.ids.identify``, hashed on the driver by a few threads; an
    unchanged file's id is remembered in the store, ``index.idcache``) and skip what the store already holds
    for this model id (unless ``force``); copies of one file are tagged once;
@@ -22,7 +23,7 @@ import sys
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.config import DEFAULTS
 from engine.labels import load_labels
@@ -186,6 +187,17 @@ def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
     return (f"vector {line()}" if callable(line) else f"vector index updated for model_id {model_id}"), False
 
 
+def frame_sampling(sampling: "str | None") -> str:
+    """The frame sampling a run uses: the option, else ``$BIKE_SAMPLING``, else ``exact`` (as
+    ``engine.video.iter_clips`` resolves it); resolved once on the driver, so the model_id says what every
+    decode task (each given this value) sampled."""
+    from engine.video.plan import SAMPLINGS
+    chosen = sampling or os.environ.get("BIKE_SAMPLING") or ids.DEFAULT_SAMPLING
+    if chosen not in SAMPLINGS:
+        raise UsageError(f"--sampling {chosen}: choose one of {', '.join(SAMPLINGS)}")
+    return chosen
+
+
 def run_tag(opts: TagOptions, log=None) -> TagSummary:
     """Run a tagging job; see the module doc. Raises user errors (exit 2) before any work starts."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -195,6 +207,7 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
         raise UsageError("--batch and --model-batch must be at least 1")
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
+    opts = replace(opts, sampling=frame_sampling(opts.sampling))
     from .precheck import check_weights
     if not os.path.isdir(opts.store) and not opts.address:
         check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
@@ -209,7 +222,7 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     from .precheck import describe_row, known_model_id
     if opts.force:
         return False
-    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0)
+    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0, sampling=opts.sampling)
     if known is None:
         return False
     model_id, row = known
@@ -263,10 +276,10 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                             model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
                             sampling=opts.sampling)
         facts = pipeline.start()
-        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0)
+        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
-            f"{opts.window_s or 'whole video'}; model_id {model_id}")
+            f"{opts.window_s or 'whole video'}; sampling {opts.sampling}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
             f"{res.actors} model actor(s); decoders: {_slots_line(pipeline)}")
         done = store.done_videos(model_id)

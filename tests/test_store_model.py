@@ -87,3 +87,77 @@ def test_a_weights_file_for_a_store_tagged_with_seeded_random_weights_is_refused
     ckpt = random_lineage_checkpoint(tmp_path / "c.pt")
     with pytest.raises(ModelMismatch, match="seeded random weights"):
         load_store_model(store, mid, weights=ckpt)
+
+
+# ---- bike relabel --checkpoint: another model with the same towers -----------------------------------------
+def adapted_checkpoint(base, path, names=("jumping", "sitting"), seed: int = 3) -> str:
+    """What `bike adapt --mode fast` writes: the base's CLIP weights and header untouched, learnt class
+    features for ``names`` (no decoding needed to make one)."""
+    g = torch.Generator().manual_seed(seed)
+    cf = {"names": list(names), "cls": torch.randn(len(names), base.embed_dim, generator=g),
+          "tokens": torch.randn(len(names), 77, base.embed_dim, generator=g)}
+    return save_atomic(checkpoint_dict(TINY, base.clip, base.header, None, list(names), base.frames, 0, "adapted",
+                                       random_init=base.random_init, class_features=cf), str(path))
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory):
+    """A store tagged with the seeded random weights (labels a,b; lexicon hmdb51)."""
+    root = tmp_path_factory.mktemp("relabel")
+    base = engine.load_model(TINY, random_init=True, lexicon="hmdb51")
+    store = Store(root / "store", create=True)
+    rng = np.random.default_rng(1)
+    labels = engine.load_labels("a,b")
+    for v in ("v1", "v2"):
+        mid = add_video(store, base, labels, v, random_clips(rng, 2, base.frames, base.embed_dim))
+    return store, mid, base
+
+
+def test_relabel_with_a_fast_adapted_checkpoint_scores_its_classes_from_the_stored_embeddings(base_store, tmp_path,
+                                                                                              capsys):
+    import json
+
+    from index import ids
+    from index.sql import query
+    from jobs.relabel import score_stored, source_videos
+    store, mid, base = base_store
+    ckpt = adapted_checkpoint(base, tmp_path / "adapted.pt")
+    # no --labels: the checkpoint's own classes; no --lexicon/--frames: the source's
+    assert jobs.cli.main(["relabel", "--store", str(store.root), "--checkpoint", ckpt, "--precision", "fp32",
+                          "--no-index", "--no-progress", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    adapted = engine.load_model(None, checkpoint=ckpt, lexicon="hmdb51")
+    labels = engine.load_labels(["jumping", "sitting"])
+    want_id = ids.model_id(adapted.fingerprint(), labels.digest, 10.0)      # what `bike tag --checkpoint` uses
+    assert summary["source"] == mid and summary["model_id"] == want_id and summary["videos"] == 2
+    store = Store(store.root)                                           # a fresh view of what relabel wrote
+    row = store.read("models", model_id=want_id).to_pylist()[0]
+    assert row["checkpoint"] == ckpt and row["labels"] == ["jumping", "sitting"] and row["lexicon"] == "hmdb51"
+    # the numbers are the adapted model's (its class features) on the stored frame embeddings
+    items = list(source_videos(store, mid, set()))
+    want = score_stored(adapted, labels, [f for it in items for f in it["features"]],
+                        [a for it in items for a in it["attributes"]], [s for it in items for s in it["spans"]])
+    _, got = query(store, f"SELECT label, score FROM labels WHERE model_id = '{want_id}' AND rank = 0 "
+                          "ORDER BY video_id, clip_id")
+    assert [g[0] for g in got] == [w.labels[0].label for w in want]
+    assert [g[1] for g in got] == pytest.approx([w.labels[0].score for w in want], abs=1e-5)
+    # and the new model_id is searchable: its checkpoint is what the store records for it
+    assert Searcher(store.root, want_id).search("jumping", k=2)
+
+
+@pytest.mark.parametrize("part", ["image tower", "text tower"])
+def test_relabel_refuses_a_checkpoint_whose_towers_differ_in_one_line(base_store, tmp_path, capsys, part):
+    store, mid, base = base_store
+    other = engine.load_model(TINY, random_init=True, lexicon="hmdb51")
+    with torch.no_grad():
+        name, p = next((n, p) for n, p in other.clip.named_parameters()
+                       if n.startswith("visual.") == (part == "image tower"))
+        p.add_(0.01)
+    ckpt = adapted_checkpoint(other, tmp_path / "moved.pt")
+    before = Store(store.root).read("models").num_rows
+    assert jobs.cli.main(["relabel", "--store", str(store.root), "--checkpoint", ckpt, "--no-index",
+                          "--no-progress"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("bike: error:")]
+    assert len(err) == 1 and ckpt in err[0] and mid in err[0] and "tag the videos again" in err[0]
+    assert ("image tower / temporal header differs" if part == "image tower" else "text tower") in err[0]
+    assert Store(store.root).read("models").num_rows == before                       # nothing written

@@ -12,13 +12,19 @@ def register(sub) -> None:
                     "per-frame embeddings and attribute phrases (concept spotting + attributes branch); no "
                     "video is decoded. The rows are written under the model_id that `bike tag --labels SET` "
                     "would use. The model is the one that tagged the clips, read from the store (same "
-                    "weights, frames, lexicon); model options are only needed to point at weights that moved, "
-                    "and must name that same model.",
+                    "weights, frames, lexicon); model options point at weights that moved, or name a model "
+                    "with the same image tower, temporal header and text tower (a `bike adapt --mode fast` "
+                    "checkpoint of it: its classes and attributes heads then score the clips).",
         examples=["bike relabel --store tags/ --labels ucf101",
                   "bike relabel --store tags/ --labels my_labels.csv --model-id 3f2a9c0d1e4b5a67",
-                  "bike relabel --store tags/ --labels ucf101 --checkpoint moved/k400.pt --format json"])
+                  "bike relabel --store tags/ --labels ucf101 --checkpoint moved/k400.pt --format json",
+                  "bike relabel --store tags/ --checkpoint runs/new/adapted.pt   # its adapted classes"])
     p.add_argument("--store", required=True, metavar="DIR", help="store directory")
     add_model_args(p)
+    for action in p._actions:               # the stored clips fix these: the source's unless given
+        if action.dest in ("frames", "lexicon"):
+            action.default = None
+            action.help = f"{action.help.split(' (default')[0]} (default: the one the clips were tagged with)"
     add_model_id_arg(p, help="the source model_id whose clips are relabelled (default: the one this model "
                              "tagged; `bike sql --store S \"SELECT * FROM models\"` lists them)")
     p.add_argument("--from", dest="model_id", default=None, help=output.argparse_suppress())   # older name
