@@ -37,6 +37,7 @@ import hashlib
 import logging
 import os
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -272,7 +273,8 @@ def _check_fields(ckpt: dict, path: str) -> None:
 def _probe(build, path: str, what: str) -> nn.Module:
     """``build()`` on PyTorch's meta device: shapes and keys without memory, whatever sizes a file declares."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # "copying ... to a meta parameter is a no-op": intended
             return build()
     except CheckpointError:
         raise

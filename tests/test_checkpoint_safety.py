@@ -437,3 +437,24 @@ def test_classify_gives_an_error_for_non_finite_scores(tmp_path, capsys):
     out = capsys.readouterr()
     (rec,) = [json.loads(ln) for ln in out.out.splitlines() if ln.strip()]
     assert "NaN or inf" in rec["error"] and "Traceback" not in out.err
+
+
+def test_tag_refuses_nan_weights_and_stores_non_finite_scores_as_error_rows(ray_cluster, tmp_path, capsys):
+    import jobs.cli
+    video = make_video(tmp_path / "v.mp4", seconds=1.0)
+    nan = _variant(tmp_path, "nan", lambda t: t.__setitem__((0, 0), float("inf")))
+    store = tmp_path / "s"
+    common = ["--labels", "a,b", "--no-index", "--no-progress", "--precision", "fp32"]
+    assert jobs.cli.main(["tag", str(video), "--store", str(store), "--checkpoint", str(nan), *common]) == 2
+    err = _cli_one_line(capsys)
+    assert err.startswith(f"bike: error: {nan}: ") and "visual.proj holds NaN or inf" in err
+    huge = _variant(tmp_path, "huge", lambda t: t.mul_(1e38))
+    assert jobs.cli.main(["tag", str(video), "--store", str(store), "--checkpoint", str(huge), *common]) == 0
+    con = Store(store).connect()
+    try:
+        rows = con.execute("SELECT status, error FROM videos").fetchall()
+        labels = con.execute("SELECT count(*) FROM labels").fetchone()[0]
+    finally:
+        con.close()
+    assert len(rows) == 1 and rows[0][0] == "error" and "NaN or inf" in rows[0][1], rows
+    assert labels == 0
