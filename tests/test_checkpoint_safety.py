@@ -439,6 +439,7 @@ def test_classify_gives_an_error_for_non_finite_scores(tmp_path, capsys):
     assert "NaN or inf" in rec["error"] and "Traceback" not in out.err
 
 
+@pytest.mark.slow                       # two real `bike tag` runs on Ray: ~55 s on this machine
 def test_tag_refuses_nan_weights_and_stores_non_finite_scores_as_error_rows(ray_cluster, tmp_path, capsys):
     import jobs.cli
     video = make_video(tmp_path / "v.mp4", seconds=1.0)
