@@ -14,6 +14,11 @@ loader reads it from the tensors. So does :func:`infer_config`, for Vision-Trans
     transformer.resblocks.{i}.         count                        → text layers
 
 Heads are not visible in the shapes; like the authors' loader we take width / 64 (at least 1).
+
+Every size read this way is capped (:data:`CAPS`) before anything is built: a file's shapes decide how much
+memory the model takes, so a crafted file must not declare an 8192-wide, 48-layer CLIP. The caps admit every
+open_clip ViT up to ViT-bigG-14 (ViT-L/14-336: width 1024, 24 layers, image 336; ViT-H/14: width 1280, 32
+layers; bigG: width 1664, 48 layers, MLP ratio 4.92); ``--model NAME`` skips inference for anything else.
 :func:`resolve_name` returns the open_clip config name that has exactly this architecture (the
 checkpoint's own ``model_name`` first), or registers the inferred config under a descriptive name
 (``inferred-ViT-p16-i64-v96x3-t64x2-e64``) that the same file resolves to again later.
@@ -29,6 +34,13 @@ INFERRED_PREFIX = "inferred-"
 HEAD_WIDTH = 64
 
 
+#: Largest sizes an architecture read from a file may have (docs/model.md, "Checkpoints"); the vocabulary must
+#: also cover the CLIP tokenizer's 49408 tokens, which every inferred architecture uses.
+CAPS = {"width": 2048, "layers": 64, "heads": 32, "embed_dim": 2048, "mlp_ratio": 8, "vocab_size": 131072,
+        "context_length": 512, "patch_size": 64, "image_size": 1024}
+TOKENIZER_VOCAB = 49408
+
+
 class ArchitectureError(ValueError):
     """The state dict's architecture cannot be read from its shapes."""
 
@@ -38,10 +50,45 @@ def _layers(state: dict, prefix: str) -> int:
     return len({m.group(1) for k in state if (m := pattern.match(k))})
 
 
-def _shape(state: dict, key: str) -> tuple:
+def _shape(state: dict, key: str, ndim: "int | None" = None) -> tuple:
     if key not in state:
         raise ArchitectureError(f"no {key!r} in the CLIP weights")
-    return tuple(state[key].shape)
+    shape = tuple(getattr(state[key], "shape", ()))
+    if ndim is not None and len(shape) != ndim:
+        raise ArchitectureError(f"{key} has shape {shape}, expected {ndim} dimensions")
+    return shape
+
+
+def _cap(what: str, value, cap_key: str, low: int = 1) -> None:
+    """:class:`ArchitectureError` unless ``low <= value <= CAPS[cap_key]``."""
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    if value > CAPS[cap_key]:
+        raise ArchitectureError(f"{what} {shown} is over the cap of {CAPS[cap_key]} on sizes read from a file "
+                                "(--model NAME builds a named architecture instead)")
+    if value < low:
+        raise ArchitectureError(f"{what} {shown} is below {low}")
+
+
+def _check_caps(cfg: dict) -> None:
+    v, t = cfg["vision_cfg"], cfg["text_cfg"]
+    _cap("embedding dim", cfg["embed_dim"], "embed_dim")
+    _cap("vision width", v["width"], "width")
+    _cap("vision layers", v["layers"], "layers")
+    _cap("patch size", v["patch_size"], "patch_size")
+    _cap("image size", v["image_size"], "image_size")
+    _cap("text width", t["width"], "width")
+    _cap("text layers", t["layers"], "layers")
+    _cap("text heads", t["heads"], "heads")
+    _cap("context length", t["context_length"], "context_length")
+    _cap("vocabulary size", t["vocab_size"], "vocab_size", low=TOKENIZER_VOCAB)
+    heads_v = max(1, v["width"] // v["head_width"])
+    _cap("vision heads", heads_v, "heads")
+    for name, c, heads in (("vision", v, heads_v), ("text", t, t["heads"])):
+        if c["width"] % heads:
+            raise ArchitectureError(f"{name} width {c['width']} is not a multiple of its {heads} heads")
+        _cap(f"{name} MLP ratio", c.get("mlp_ratio", 4.0), "mlp_ratio", low=0)
+        if c.get("mlp_ratio", 4.0) * c["width"] < 1:
+            raise ArchitectureError(f"{name} MLP is empty")
 
 
 def infer_config(state: dict) -> dict:
@@ -49,15 +96,15 @@ def infer_config(state: dict) -> dict:
     state dict (a leading ``module.`` already stripped)."""
     if any(k.startswith("visual.layer1.") for k in state):
         raise ArchitectureError("a ResNet image tower: its architecture is not read from the file; pass --model")
-    width_v, _, patch, _ = _shape(state, "visual.conv1.weight")
-    tokens = _shape(state, "visual.positional_embedding")[0]
-    grid = round((tokens - 1) ** 0.5)
-    if grid * grid != tokens - 1:
+    width_v, _, patch, _ = _shape(state, "visual.conv1.weight", 4)
+    tokens = _shape(state, "visual.positional_embedding", 2)[0]
+    grid = round((tokens - 1) ** 0.5) if tokens > 1 else 0
+    if grid < 1 or grid * grid != tokens - 1:
         raise ArchitectureError(f"visual.positional_embedding has {tokens} rows, not a square grid + 1")
     layers_v = _layers(state, "visual.transformer.resblocks.")
-    embed_dim = _shape(state, "text_projection")[-1]
-    context, width_t = _shape(state, "positional_embedding")
-    vocab = _shape(state, "token_embedding.weight")[0]
+    embed_dim = _shape(state, "text_projection", 2)[-1]
+    context, width_t = _shape(state, "positional_embedding", 2)
+    vocab = _shape(state, "token_embedding.weight", 2)[0]
     layers_t = _layers(state, "transformer.resblocks.")
     if not layers_v or not layers_t:
         raise ArchitectureError("no transformer blocks found "
@@ -67,10 +114,12 @@ def infer_config(state: dict) -> dict:
     text = {"context_length": context, "vocab_size": vocab, "width": width_t,
             "heads": max(1, width_t // HEAD_WIDTH), "layers": layers_t}
     for cfg, prefix, width in ((vision, "visual.transformer", width_v), (text, "transformer", width_t)):
-        hidden = _shape(state, f"{prefix}.resblocks.0.mlp.c_fc.weight")[0]
-        if hidden != 4 * width:
+        hidden = _shape(state, f"{prefix}.resblocks.0.mlp.c_fc.weight", 2)[0]
+        if hidden != 4 * width and width:
             cfg["mlp_ratio"] = hidden / width
-    return {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text}
+    cfg = {"embed_dim": embed_dim, "vision_cfg": vision, "text_cfg": text}
+    _check_caps(cfg)
+    return cfg
 
 
 def describe(cfg: dict) -> str:

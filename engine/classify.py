@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass, fields
 
 from .config import DEFAULTS
 from .labels import LabelSet, load_labels
-from .model import LabelScore
-from .video import read_video
+from .model import NONFINITE, LabelScore
+from .video import VideoError, read_video
 
 
 class ScorePair:
@@ -58,6 +58,8 @@ def classify_video(model, path: str, labels: "str | LabelSet" = DEFAULTS.labels,
     labels = load_labels(labels)
     clip = read_video(path, frames=model.frames, size=model.crop, resize=model.resize, clips=clips, crops=crops)
     scores = model.score_frames(clip.frames, labels)                        # B = views
+    if not all(scores.finite()):
+        raise VideoError(path, NONFINITE)
     fused = scores.fused.mean(0, keepdim=True)
     video = scores.video.mean(0, keepdim=True)
     attr = None if scores.attribute is None else scores.attribute.mean(0, keepdim=True)

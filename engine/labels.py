@@ -4,7 +4,8 @@ A label set can be named three ways (see :func:`load_labels`):
 
 * a built-in name: ``kinetics400``, ``k600-split1`` … ``k600-split3`` (the Kinetics-600 classes new
   to K400, zero-shot splits), ``ucf101``, ``hmdb51``, ``activitynet``, ``charades``;
-* a file: an ``id,name`` CSV (header optional) or a Charades-style ``c000 name`` text file;
+* a file: an ``id,name`` CSV (header optional) or a Charades-style ``c000 name`` text file; only a regular
+  file of at most 16 MiB is read (``engine.safefile``): a FIFO or ``/dev/zero`` named by a store is refused;
 * an inline comma-separated list: ``"dog,cat,surfing crowd"``.
 
 Names are used verbatim in the prompt ``This is a video about {name}`` (docs/model.md §2).
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from importlib import resources
+
+from .safefile import MAX_LABEL_FILE_BYTES, UnsafeFile, read_regular
 
 BUILTIN = {
     "kinetics400": "kinetics_400_labels.csv",
@@ -74,7 +78,8 @@ def _ordered(path: str, pairs: "list[tuple[int, int, str]]") -> "list[str]":
 def _read_file(path: str) -> list[str]:
     """Names in id order from an ``id,name`` CSV (header optional; the ids decide the order, not the rows),
     a Charades ``c000 name`` file, or a plain one-name-per-line file (row order)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    text = read_regular(path, MAX_LABEL_FILE_BYTES, "label file").decode("utf-8")
+    with io.StringIO(text, newline="") as f:
         lines = [(n, ln.rstrip("\n\r")) for n, ln in enumerate(f, 1) if ln.strip()]
     if not lines:
         raise LabelError(f"{path}: empty label file")
@@ -132,7 +137,7 @@ def load_labels(spec: "str | LabelSet | list[str]") -> LabelSet:
                 raise LabelError(f"{spec}: is a directory, expected an 'id,name' CSV file")
             try:
                 names = _read_file(spec)
-            except (OSError, UnicodeDecodeError) as e:
+            except (OSError, UnicodeDecodeError, UnsafeFile) as e:
                 raise LabelError(f"{spec}: cannot read label file: {e}") from None
             source, name = os.path.abspath(spec), os.path.splitext(os.path.basename(spec))[0]
         elif "," in spec:

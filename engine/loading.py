@@ -18,8 +18,17 @@ file that needs more is refused with a clear error, never retried with full unpi
 trust (one you made, or a release you verified) loads with ``trust_checkpoint=True`` (``bike ...
 --trust-checkpoint``), which prints a warning. When the expected SHA-256 is known (a store's ``models`` row
 names the checkpoint that tagged it), the file is hashed *before* it is opened as a checkpoint and refused
-on a mismatch (``expect_sha``). OpenAI's TorchScript archives are read with ``torch.jit.load``, whose
-unpickler only rebuilds tensors and TorchScript code objects (no Python code runs while loading).
+on a mismatch (``expect_sha``). A TorchScript archive (a zip holding ``constants.pkl``, like OpenAI's own
+releases) is code: ``torch.jit.load`` runs the archive's ``__setstate__`` methods, which can write any file
+(``torch.from_file(..., shared=True)``). It is refused unless trusted (``--trust-checkpoint``, with a warning).
+
+Bounds. A weights file is opened only when it is a regular file of at most 32 GiB (``engine.safefile``; a
+FIFO or ``/dev/zero`` is refused without blocking). Before anything is built from a loaded file, every tensor's
+shape is checked against the bytes stored for it (``engine.weightcheck``: no stride-0 or overlapping tensors),
+an architecture read from shapes is capped (``engine.architecture.CAPS``), and the model is first built on
+PyTorch's ``meta`` device (no memory) and compared key by key and shape by shape with the file, so the
+memory that loading takes is bounded by the file's own bytes. Weights holding NaN or inf are refused with the
+name of the first such tensor.
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ import hashlib
 import logging
 import os
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -37,6 +47,8 @@ from torch import nn
 
 from . import CONFIGS
 from .config import DEFAULTS
+from .safefile import MAX_WEIGHTS_FILE_BYTES, UnsafeFile, open_regular
+from .weightcheck import UnsafeTensors, check_storage, first_nonfinite
 
 open_clip.add_model_config(CONFIGS)          # the engine's own configs (bike-tiny, ...)
 
@@ -64,11 +76,24 @@ class Weights:
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a regular file of at most :data:`MAX_WEIGHTS_FILE_BYTES` (:class:`CheckpointError` else)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
+    with _open_weights(path) as f:
+        left = MAX_WEIGHTS_FILE_BYTES + 1
+        while left > 0 and (block := f.read(min(chunk, left))):
             h.update(block)
+            left -= len(block)
+    if left <= 0:
+        raise CheckpointError(f"{path}: grew past the {MAX_WEIGHTS_FILE_BYTES >> 30} GiB cap while it was read")
     return h.hexdigest()
+
+
+def _open_weights(path: str):
+    """``path`` opened for reading if it is a regular weights file within the size cap (engine.safefile)."""
+    try:
+        return open_regular(path, MAX_WEIGHTS_FILE_BYTES, "weights file")
+    except UnsafeFile as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def strip_module(state: dict) -> dict:
@@ -79,9 +104,6 @@ def strip_module(state: dict) -> dict:
 def check_sha(path: str, expect_sha: "str | None") -> str:
     """SHA-256 of ``path``; :class:`CheckpointError` when ``expect_sha`` is given and differs. Called before
     the file is loaded, so a swapped file is refused before any of it is unpickled."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: file not found" if not os.path.exists(path) else
-                              f"{path}: not a regular file")
     try:
         sha = file_sha256(path)
     except OSError as e:
@@ -97,21 +119,58 @@ def _first_line(e: BaseException) -> str:
     boiler = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)")
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     useful = [ln for ln in lines if not ln.startswith(boiler) and "WeightsUnpickler error" not in ln]
-    return ((useful or lines or [type(e).__name__])[0])[:300]
+    return printable((useful or lines or [type(e).__name__])[0], 300)
+
+
+def _is_torchscript(f) -> bool:
+    """Whether the open file ``f`` is a zip that holds ``constants.pkl`` (what ``torch.load`` itself takes for
+    a TorchScript archive and hands to ``torch.jit.load``)."""
+    try:
+        if not zipfile.is_zipfile(f):
+            return False
+        f.seek(0)
+        with zipfile.ZipFile(f) as z:
+            return any(n.endswith("constants.pkl") for n in z.namelist())
+    except Exception:  # noqa: BLE001 - a damaged zip is not TorchScript; torch.load then says what is wrong
+        return False
+    finally:
+        f.seek(0)
 
 
 def read_state_file(path: str, trust: bool = False) -> dict:
     """Load a ``.pt``/``.pth`` file as a dict of tensors (or a dict of such dicts): ``weights_only`` loading
-    only, unless ``trust`` (see the module docstring)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: file not found" if not os.path.exists(path) else
-                              f"{path}: not a regular file")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            if any(n.endswith("constants.pkl") for n in z.namelist()):   # TorchScript (OpenAI release)
-                return torch.jit.load(path, map_location="cpu").state_dict()
+    only, unless ``trust`` (see the module docstring). Every tensor's storage is checked before it is
+    returned (``engine.weightcheck``)."""
+    return _read(path, trust)[0]
+
+
+def _read(path: str, trust: bool) -> "tuple[object, bool]":
+    """(what :func:`read_state_file` returns, whether the file was a TorchScript archive)."""
+    with _open_weights(path) as f:
+        jit = _is_torchscript(f)
+        if jit:
+            if not trust:
+                raise CheckpointError(
+                    f"{path}: a TorchScript archive: loading it runs the code stored in it (torch.jit.load), "
+                    "which can write files; only if you trust where it came from, pass --trust-checkpoint")
+            print(f"bike: warning: {path}: loading a TorchScript archive (--trust-checkpoint): code in this file "
+                  "runs with your permissions", file=sys.stderr, flush=True)
+            try:
+                state = dict(torch.jit.load(f, map_location="cpu").state_dict())
+            except Exception as e:  # noqa: BLE001
+                raise CheckpointError(f"{path}: not a TorchScript archive ({_first_line(e)})") from None
+        else:
+            state = _torch_load(f, path, trust)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        check_storage(state)
+    except UnsafeTensors as e:
+        raise CheckpointError(f"{path}: {e}; refusing to load it") from None
+    return state, jit
+
+
+def _torch_load(f, path: str, trust: bool):
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - reported below; never retried with full unpickling unless trusted
         first = e
     if "Weights only load failed" not in str(first):
@@ -122,8 +181,9 @@ def read_state_file(path: str, trust: bool = False) -> dict:
             "only if you trust where it came from, pass --trust-checkpoint") from None
     print(f"bike: warning: {path}: loading with full unpickling (--trust-checkpoint): code in this file runs "
           "with your permissions", file=sys.stderr, flush=True)
+    f.seek(0)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(f, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path}: not a PyTorch weights file ({_first_line(e)})") from None
 
@@ -159,35 +219,131 @@ def _file_architecture(state: dict) -> str:
         return ""
 
 
-def _load_clip_state(clip: nn.Module, state: dict, path: str, name: str, explain=None) -> None:
-    state = {k: v for k, v in strip_module(state).items() if k not in _NON_WEIGHT_KEYS}
-    target = clip.state_dict()
+def printable(text, limit: int = 120) -> str:
+    """A key or name from a file, fit for a one-line message (control characters replaced, length capped)."""
+    return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
+
+
+def _tensor_dict(obj, path: str, what: str, skip=()) -> dict:
+    """``obj`` as a state dict (string keys → tensors, a leading ``module.`` stripped, ``skip`` keys left
+    out), else :class:`CheckpointError` naming the first thing that is not."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: {what} is not a dict of tensors (it is a {type(obj).__name__})")
+    out = {}
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            raise CheckpointError(f"{path}: {what} has a key that is not a string (a {type(k).__name__})")
+        k = k[7:] if k.startswith("module.") else k
+        if k in skip:
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{path}: {what}: {printable(k)} is not a tensor (it is a {type(v).__name__})")
+        out[k] = v
+    return out
+
+
+def _optional_dict(ckpt: dict, keys, path: str) -> "dict | None":
+    """The first of ``keys`` that ``ckpt`` holds, as a state dict; None when absent or empty."""
+    for key in keys:
+        value = ckpt.get(key)
+        if value is not None and not (isinstance(value, dict) and not value):
+            return _tensor_dict(value, path, key) or None
+    return None
+
+
+def _finite(state: dict, path: str, what: str) -> None:
+    """:class:`CheckpointError` naming the first tensor of ``state`` that holds NaN or inf."""
+    bad = first_nonfinite(state)
+    if bad is not None:
+        raise CheckpointError(f"{path}: {what} tensor {printable(bad)} holds NaN or inf values; these weights "
+                              "cannot give meaningful scores")
+
+
+def _check_fields(ckpt: dict, path: str) -> None:
+    """The plain fields a checkpoint may carry have the types bike reads them as."""
+    for key, types, what in (("quick_gelu", (bool, int), "a bool"), ("random_init", (bool, int), "a bool"),
+                             ("model_name", (str,), "a model name")):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], types):
+            raise CheckpointError(f"{path}: {key} is not {what} (it is a {type(ckpt[key]).__name__})")
+    labels = ckpt.get("labels")
+    if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(n, str) for n in labels)):
+        raise CheckpointError(f"{path}: labels is not a list of class names")
+
+
+def _probe(build, path: str, what: str) -> nn.Module:
+    """``build()`` on PyTorch's meta device: shapes and keys without memory, whatever sizes a file declares."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # "copying ... to a meta parameter is a no-op": intended
+            return build()
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to build from the file's shapes is the file's
+        raise CheckpointError(f"{path}: {what} does not load: {printable(_first_line(e), 300)}") from None
+
+
+def _build_clip(name: str, quick_gelu: bool, state: dict, path: str, explain=None) -> nn.Module:
+    """Model ``name`` with the weights ``state`` (a checked state dict): compared key by key and shape by
+    shape with the model built on the meta device first, so a file that does not fit allocates nothing."""
+    target = _probe(lambda: _create(name, quick_gelu, device="meta"), path, f"model {name}").state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     wrong = [k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)]
     if missing or unexpected or wrong:
         detail = "; ".join(s for s in (
             f"missing {len(missing)} keys (e.g. {missing[0]})" if missing else "",
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})" if unexpected else "",
+            f"{len(unexpected)} unexpected keys (e.g. {printable(unexpected[0])})" if unexpected else "",
             f"shape mismatch for {wrong[0]}: file {tuple(state[wrong[0]].shape)} vs model "
             f"{tuple(target[wrong[0]].shape)}" if wrong else "") if s)
         raise CheckpointError(f"{path}: weights do not fit model {name}: {detail}"
                               + (explain(state) if explain else ""))
+    clip = _create(name, quick_gelu)
     clip.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return clip
 
 
-def _class_features(cf, path: str) -> "dict | None":
-    """Check the stored adapted class features: names (C,), cls (C, D), tokens (C, L, D)."""
-    if not cf:
+def _embed_dim(clip: nn.Module) -> int:
+    p = clip.text_projection
+    return int(p.shape[-1]) if isinstance(p, torch.Tensor) else int(p.out_features)
+
+
+def _check_heads(header: "dict | None", attrs: "dict | None", clip: nn.Module, path: str) -> None:
+    """The temporal header and the attributes head load into the modules bike builds for them (built on the
+    meta device first: their sizes come from the file)."""
+    from .attributes import AttributeHead
+    from .temporal import TemporalTransformer
+    text_width = int(clip.ln_final.weight.shape[0])
+    if header:
+        _finite(header, path, "fusion_model_state_dict")
+        _probe(lambda: TemporalTransformer.from_state_dict(header, heads=max(1, text_width // 64)), path,
+               "the temporal header (fusion_model_state_dict)")
+    if attrs:
+        _finite(attrs, path, "attributes_state_dict")
+
+        def build():
+            head = AttributeHead(_embed_dim(clip))
+            head.load_state_dict(attrs, strict=True)
+            return head
+        _probe(build, path, "the attributes head (attributes_state_dict)")
+
+
+def _class_features(cf, path: str, dim: int) -> "dict | None":
+    """Check the stored adapted class features: names (C,), cls (C, D), tokens (C, L, D), D = ``dim``."""
+    if cf is None or (isinstance(cf, dict) and not cf):
         return None
     try:
-        names, cls, tokens = list(cf["names"]), cf["cls"].float(), cf["tokens"].float()
-    except (KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: malformed class_features ({e})") from None
-    if cls.dim() != 2 or tokens.dim() != 3 or not (len(names) == cls.shape[0] == tokens.shape[0]):
+        names, cls, tokens = list(cf["names"]), cf["cls"], cf["tokens"]
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise CheckpointError(f"{path}: malformed class_features ({printable(e)})") from None
+    if not (isinstance(cls, torch.Tensor) and isinstance(tokens, torch.Tensor)
+            and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{path}: malformed class_features (names must be strings, cls and tokens tensors)")
+    if cls.dim() != 2 or tokens.dim() != 3 or not (len(names) == cls.shape[0] == tokens.shape[0]) \
+            or not (cls.shape[1] == tokens.shape[2] == dim):
         raise CheckpointError(f"{path}: class_features shapes do not agree: {len(names)} names, cls "
-                              f"{tuple(cls.shape)}, tokens {tuple(tokens.shape)}")
-    return {"names": names, "cls": cls, "tokens": tokens}
+                              f"{tuple(cls.shape)}, tokens {tuple(tokens.shape)}, embedding dim {dim}")
+    _finite({"cls": cls, "tokens": tokens}, path, "class_features")
+    return {"names": names, "cls": cls.float(), "tokens": tokens.float()}
 
 
 def _architecture(name: "str | None", state, hint: "str | None", path: str) -> str:
@@ -225,32 +381,35 @@ def load_weights(name: "str | None", pretrained: "str | None" = None, checkpoint
         if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
             raise CheckpointError(f"{checkpoint}: not a BIKE checkpoint (no 'model_state_dict'); "
                                   "for plain CLIP weights use --pretrained FILE")
+        _check_fields(ckpt, checkpoint)
+        state = _tensor_dict(ckpt["model_state_dict"], checkpoint, "model_state_dict", skip=_NON_WEIGHT_KEYS)
+        _finite(state, checkpoint, "model_state_dict")
         explicit = bool(name) and not name.startswith("inferred-")
-        name = _architecture(name, ckpt["model_state_dict"], ckpt.get("model_name"), checkpoint)
+        name = _architecture(name, state, ckpt.get("model_name"), checkpoint)
         meta["name"] = name
         # released checkpoints are OpenAI CLIP (QuickGELU); bike's own record what they were trained with
-        clip = _create(name, bool(ckpt.get("quick_gelu", True)) if quick_gelu is None else quick_gelu)
-        _load_clip_state(clip, ckpt["model_state_dict"], checkpoint, name,
-                         _file_architecture if explicit else None)
-        header = strip_module(ckpt.get("fusion_model_state_dict") or {}) or None
-        attrs = ckpt.get("attributes_state_dict") or ckpt.get("attributes_model_state_dict")
+        clip = _build_clip(name, bool(ckpt.get("quick_gelu", True)) if quick_gelu is None else quick_gelu,
+                           state, checkpoint, _file_architecture if explicit else None)
+        header = _optional_dict(ckpt, ("fusion_model_state_dict",), checkpoint)
+        attrs = _optional_dict(ckpt, ("attributes_state_dict", "attributes_model_state_dict"), checkpoint)
+        _check_heads(header, attrs, clip, checkpoint)
         meta.update(checkpoint=os.path.abspath(checkpoint), weights_sha=sha,
                     random_init=bool(ckpt.get("random_init")))      # trained/adapted from random weights
-        return Weights(clip, header, strip_module(attrs) if attrs else None, ckpt.get("labels"), meta,
-                       _class_features(ckpt.get("class_features"), checkpoint))
+        return Weights(clip, header, attrs, ckpt.get("labels"), meta,
+                       _class_features(ckpt.get("class_features"), checkpoint, _embed_dim(clip)))
     if weights_file:
         sha = check_sha(pretrained, expect_sha)
-        state = read_state_file(pretrained, trust=trust_checkpoint)
+        state, jit = _read(pretrained, trust_checkpoint)
         if isinstance(state, dict) and "model_state_dict" in state:
             raise CheckpointError(f"{pretrained}: this is a BIKE checkpoint; pass it with --checkpoint")
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
+        state = _tensor_dict(state, pretrained, "the weights", skip=_NON_WEIGHT_KEYS)
+        _finite(state, pretrained, "weights")
         explicit = bool(name) and not name.startswith("inferred-")
         name = meta["name"] = _architecture(name, state, None, pretrained)
-        jit = zipfile.is_zipfile(pretrained) and any(
-            n.endswith("constants.pkl") for n in zipfile.ZipFile(pretrained).namelist())
-        clip = _create(name, jit if quick_gelu is None else quick_gelu)
-        _load_clip_state(clip, state, pretrained, name, _file_architecture if explicit else None)
+        clip = _build_clip(name, jit if quick_gelu is None else quick_gelu, state, pretrained,
+                           _file_architecture if explicit else None)
         meta.update(pretrained=os.path.abspath(pretrained), weights_sha=sha)
         return Weights(clip, meta=meta)
     if pretrained:

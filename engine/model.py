@@ -7,6 +7,7 @@ Shapes: B videos, T frames, C classes, L = 77 token positions, D width.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -42,6 +43,10 @@ class LabelScore:
     attribute_score: "float | None"
 
 
+#: The reason given for a video whose scores are not finite (``bike classify`` error, ``bike tag`` error row).
+NONFINITE = "the model gave NaN or inf scores for this video (its weights overflow on it)"
+
+
 @dataclass
 class Scores:
     """Everything BIKE says about a batch of B clips for one label set."""
@@ -54,6 +59,17 @@ class Scores:
     attributes: list                    # per clip: [(phrase, cosine)] * K
     sentences: list                     # per clip: the attribute sentence
     branches: str = "fused"             # which branches produced ``fused``: video | attributes | fused
+
+    def finite(self) -> "list[bool]":
+        """Per clip: whether every number given for it is finite, its frame features also in float16 (how a
+        store keeps them). Finite weights can still overflow on some input (huge weights, fp16 towers)."""
+        parts = [self.fused, self.video, self.spotting.saliency.flatten(1), self.features.flatten(1),
+                 self.features.flatten(1).half()]
+        if self.attribute is not None:
+            parts.append(self.attribute)
+        ok = torch.stack([torch.isfinite(p).all(dim=1) for p in parts]).all(0).tolist()
+        return [bool(o) and all(math.isfinite(float(c)) for _, c in (self.attributes[b] if self.attributes else ()))
+                for b, o in enumerate(ok)]
 
     def top(self, b: int, k: int = DEFAULTS.top_k) -> "list[LabelScore]":
         idx = self.fused[b].topk(min(k, self.fused.shape[1])).indices.tolist()

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import ray
 
+from engine.model import NONFINITE
+
 from . import remote
 from .decode import CHUNK_CLIPS, decode_video
 from .raycluster import NVDEC, Resources
@@ -210,6 +212,8 @@ class Pipeline:
 
         def finish(v: _Video) -> VideoResult:
             del videos[v.video_id]
+            if v.error is None and not all(c.finite for c in v.clips):
+                v.error = NONFINITE                  # NaN/inf scores: an error row, never 'ok'
             if v.error is not None:
                 r = VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
                 r.streamed = v.streamed

@@ -50,6 +50,7 @@ class ClipResult:
     attributes: list                # [(phrase, cosine)] best first
     frame_embeddings: np.ndarray    # (T, D) float16, after the temporal header
     embedding: np.ndarray           # (D,) float32, saliency-weighted embedding of the top label
+    finite: bool = True             # every number above is finite (engine.model.Scores.finite)
     prints: "np.ndarray | None" = None   # (T, 192) float16 frame prints (engine/fingerprint.py); None: relabel
 
 
@@ -98,6 +99,7 @@ def clip_results(scores, spans, top_k: int = DEFAULTS.top_k) -> "list[ClipResult
     sal = scores.spotting.saliency.numpy()                              # (B, C, T)
     emb = scores.spotting.embedding(top[:, 0]).float().numpy()          # (B, D)
     feats = scores.features.float().numpy().astype(np.float16)                 # (B, T, D)
+    finite = scores.finite()
     out = []
     for b, span in enumerate(spans):
         times = [float(t) for t in span.frame_times]
@@ -108,7 +110,7 @@ def clip_results(scores, spans, top_k: int = DEFAULTS.top_k) -> "list[ClipResult
                                  None if attr is None else float(attr[b, c]), [float(x) for x in s],
                                  times[int(np.argmax(s))] if times else float(span.start_s)))
         atts = [(str(p), float(v)) for p, v in (scores.attributes[b] if scores.attributes else [])]
-        out.append(ClipResult(span, rows, atts, feats[b], emb[b].astype(np.float32)))
+        out.append(ClipResult(span, rows, atts, feats[b], emb[b].astype(np.float32), finite[b]))
     return out
 
 
