@@ -710,7 +710,7 @@ class Store:
 
         from .lease import Lease
         try:
-            lease = Lease(self.fs, error=StoreError).acquire()
+            lease = Lease(self.fs, error=StoreError, warn=self.warn).acquire()
         except RemoteError as e:
             raise StoreError(f"{self.root}: cannot take the writer lease: {e.reason}") from None
         self._lease = lease
@@ -720,14 +720,15 @@ class Store:
             self._lease = None
             lease.release()
 
-    def _check_lease(self) -> None:
-        """Object storage: only the holder of a live lease writes (raises otherwise)."""
+    def _check_lease(self, what: str = "what this job had not committed yet") -> None:
+        """Object storage: only the holder of a live lease writes (raises otherwise; ``what``: the work in
+        progress, which the message says was not committed)."""
         if not self.remote:
             return
         if self._lease is None:
             raise StoreError(f"{self.root}: writing to a store in object storage needs its writer lease "
                              "(`with store.lock(): ...`)")
-        self._lease.check()
+        self._lease.check(what)
 
     def _write_shard(self, key: str, rows: pa.Table) -> dict:
         stats: dict = {}
@@ -746,7 +747,7 @@ class Store:
         if not self.remote:
             self.fs.write(key, data)
             return
-        self._check_lease()
+        self._check_lease(f"batch {record['batch']}" if new else "the batch being written")
         old = self._tags.get(record["batch"])
         tag = self.fs.create(key, data) if new or old is None else self.fs.replace(key, data, old)
         if tag is None:
@@ -761,6 +762,30 @@ class Store:
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
         model_id are removed once the batch is committed; ``drop``: more video ids whose older rows go the
         same way (e.g. the "file not found" row of a path that now has content)."""
+        try:
+            return self._write_batch_or_say_why(tables, model_id, videos, replace, drop)
+        except Exception:
+            lost = self._lease_lost()
+            if lost:                    # another job took the lease: whatever failed, that is the reason
+                raise StoreError(lost) from None
+            raise
+
+    def _lease_lost(self) -> "str | None":
+        """The one-line reason when this job's writer lease was taken over (object storage), else None."""
+        lease = self._lease
+        if lease is None:
+            return None
+        if not lease.lost:
+            lease.renew()
+        if not lease.lost:
+            return None
+        try:
+            lease.check("the batch being written")
+        except StoreError as e:
+            return str(e)
+        return None
+
+    def _write_batch_or_say_why(self, tables, model_id, videos, replace, drop) -> str:
         from jobs.remote import RemoteError
         try:
             return self._write_batch(tables, model_id, videos, replace, drop)
@@ -776,7 +801,7 @@ class Store:
                              "and the unfinished one is not visible (rerun the same command)") from None
 
     def _write_batch(self, tables, model_id, videos, replace, drop) -> str:
-        self._check_lease()
+        self._check_lease("the batch being written")
         commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts, files = {}, {}

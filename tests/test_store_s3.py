@@ -453,3 +453,40 @@ def test_a_forged_compaction_record_hides_nothing_and_compaction_deletes_nothing
     capsys.readouterr()
     assert _count(Store(url, warn=lambda m: None), "labels") == 4
     assert Store(url, warn=lambda m: None).done_videos("m1") == {"a": "ok", "b": "ok"}
+
+
+def test_a_writer_whose_lease_was_taken_stops_with_one_line_naming_the_taker(s3, url, monkeypatch):
+    """A writer paused past its lease (no renewals) while another job takes the lease over and runs its
+    recovery, which deletes the paused writer's uploaded but uncommitted shards: the paused writer stops with one
+    line naming the job that took the lease, and nothing of its batch is committed."""
+    monkeypatch.setenv("BIKE_LEASE_S", "3")
+    s = Store(url, create=True)
+    with s.lock() as held:
+        s.write_batch(_rows("a"), "m1", {"a": "ok"})
+        held._stop.set()
+        held._thread.join()                                  # paused: its lease is no longer renewed
+        taker = {}
+        real_write_shard = s._write_shard
+
+        def write_shard(key, rows):                          # the other job strikes mid-batch
+            stats = real_write_shard(key, rows)
+            if not taker:
+                time.sleep(max(0.0, held.expires - time.time()) + 0.2)
+                other = Store(url)
+                taker["lease"] = other.lock()
+                taker["lease"].__enter__()
+                taker["removed"] = other.recover()
+            return stats
+        monkeypatch.setattr(s, "_write_shard", write_shard)
+        try:
+            with pytest.raises(StoreError) as e:
+                s.write_batch(_rows("b"), "m1", {"b": "ok"})
+        finally:
+            taker["lease"].__exit__(None, None, None)
+    msg = str(e.value)
+    assert "\n" not in msg and "lost the writer lease" in msg, msg
+    assert f"another job (pid {os.getpid()} on host {socket.gethostname()}" in msg and "took the lease over" in msg
+    assert "nothing of the batch being written was committed" in msg
+    assert taker["removed"]["uncommitted"] >= 1                # the taker's recovery deleted the uploaded shard
+    r = Store(url)
+    assert r.done_videos("m1") == {"a": "ok"} and not r.damaged and _count(r, "labels") == 2
