@@ -79,6 +79,15 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_dict(self) -> dict:
+        """The report for ``bike check --format json``: ``ok``, the counts, and each problem as
+        ``{"batch", "table" (null: the commit record), "reason"}``."""
+        return {"store": self.store, "ok": self.ok, "batches": self.batches, "shards": self.shards,
+                "rows": self.rows, "damaged": self.damaged,
+                "problems": [{"batch": p.batch, "table": p.table, "reason": p.reason} for p in self.problems],
+                "leftovers": list(self.leftovers), "pending": list(self.pending),
+                "superseded": list(self.superseded)}
+
     def lines(self) -> "list[str]":
         out = [f"bike check: {self.store}: {self.batches} batches, {self.shards} shards, {self.rows} rows checked"]
         out += [f"bike check: damaged: {p.line()}" for p in self.problems]
@@ -195,6 +204,14 @@ class RepairReport:
     quarantined: list = field(default_factory=list)     # [(batch, folder, videos, paths)]
     recovered: dict = field(default_factory=dict)       # Store.recover() counts
 
+    def to_dict(self) -> dict:
+        """The report for ``bike repair --format json``: each batch set aside (``folder``, ``videos`` to tag
+        again, ``retag``: their paths) and what the recovery removed or finished."""
+        return {"store": self.store,
+                "quarantined": [{"batch": b, "folder": folder, "videos": n, "retag": list(paths)}
+                                for b, folder, n, paths in self.quarantined],
+                "recovered": dict(self.recovered)}
+
     def lines(self) -> "list[str]":
         out = []
         for batch, folder, videos, paths in self.quarantined:
@@ -254,7 +271,8 @@ def _set_aside(store: Store, batch: str, record: "dict | None", folder: str, sha
 
 def _repair_objects(store: Store, check: CheckReport, records: dict, report: RepairReport) -> None:
     """:func:`repair_store` on object storage (no rename): each damaged batch's shards are copied into
-    ``_quarantine/<batch>/``, then its record is copied and deleted, conditionally on its ETag. That delete is the repair's commit point: the batch's videos are no longer done, and its shards,
+    ``_quarantine/<batch>/``, then its record is copied and deleted, conditionally on its ETag. That delete is
+    the repair's commit point: the batch's videos are no longer done, and its shards,
     named by no record any more, are deleted by the recovery that follows. A crash before it leaves the batch
     damaged, and a rerun repeats the copies."""
     fs = store.fs

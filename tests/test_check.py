@@ -339,3 +339,27 @@ def test_a_replacement_during_the_grace_period_keeps_the_compaction_trusted(comp
     assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]
     assert check_store(r).ok
     assert collect_garbage(Store(s.root), grace_s=0) == 5 and _count(s.root) == 10
+
+
+def test_check_and_repair_speak_the_format_vocabulary(store, capsys):
+    s, (a, b, c) = store
+    assert bike("check", "--store", s.root, "--format", "json") == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["ok"] is True and got["batches"] == 3 and got["problems"] == [] and got["store"] == str(s.root)
+    _truncate(s.shard("labels", b))
+    assert bike("check", "--store", s.root, "--format", "json") == 1
+    got = json.loads(capsys.readouterr().out)
+    assert got["ok"] is False and got["damaged"] == [b]
+    assert got["problems"][0]["batch"] == b and got["problems"][0]["table"] == "labels"
+    assert bike("check", "--store", s.root, "--format", "jsonl") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["damaged"] == [b]
+    assert bike("check", "--store", s.root) == 1 and "bike check: damaged: batch" in capsys.readouterr().out
+    assert bike("repair", "--store", s.root, "--format", "json") == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [q["batch"] for q in got["quarantined"]] == [b] and got["quarantined"][0]["retag"] == ["/videos/b.mp4"]
+    assert got["quarantined"][0]["videos"] == 1 and got["quarantined"][0]["folder"].endswith(f"{QUARANTINE}/{b}")
+    assert bike("repair", "--store", s.root, "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines()[0] == "store,quarantined,recovered"
+    with pytest.raises(SystemExit):
+        bike("check", "--store", s.root, "--format", "yaml")
