@@ -528,17 +528,20 @@ class Store:
             self.commits(refresh=True)
         return found
 
-    def retry_without_damaged(self, fn, attempts: int = 3):
+    def retry_without_damaged(self, fn, attempts: int = 3, before_retry=None):
         """``fn()``; when it fails on a shard that does not decode (a Parquet, Arrow or DuckDB read error,
         also as the ``__context__`` of the error it raised), find the damaged batches (:meth:`find_unreadable`),
         which are warned about and left out from then on, and call ``fn()`` again. Errors of the caller's own
-        making (a SQL syntax error, an unknown column) are raised at once, without a scan."""
+        making (a SQL syntax error, an unknown column) are raised at once, without a scan. ``before_retry()``
+        runs before each new try (a caller drops what it built over the old set of batches)."""
         for _ in range(attempts):
             try:
                 return fn()
             except Exception as e:  # noqa: BLE001 - classified by read_error
                 if not (read_error(e) or read_error(e.__context__)) or not self.find_unreadable():
                     raise
+            if before_retry is not None:
+                before_retry()
         return fn()
 
     def commits(self, refresh: bool = False) -> "list[dict]":

@@ -117,7 +117,7 @@ def commit_record(data: bytes, name: str) -> dict:
             v = rec[field]
             _need(isinstance(v, list) and all(isinstance(b, str) and BATCH.fullmatch(b) for b in v), field, v,
                   "a list of batch ids")
-    if "-c" in batch and not rec.get("compacted"):    # named as a compaction: it must say what it merged
+    if len(batch) > 29 and not rec.get("compacted"):   # named as a compaction (…-c<hex>): say what it merged
         raise Malformed("a compacted batch (its id ends in -c…) with no 'compacted' list")
     if rec.get("compacted"):
         late = [b for b in rec["compacted"] if b >= batch]

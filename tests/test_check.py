@@ -363,3 +363,48 @@ def test_check_and_repair_speak_the_format_vocabulary(store, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "store,quarantined,recovered"
     with pytest.raises(SystemExit):
         bike("check", "--store", s.root, "--format", "yaml")
+
+
+# ---- a shard corrupted without changing its size ---------------------------------------------------------
+def _spoil_pages(path):
+    """Overwrite a shard's data pages (everything between the leading magic and the footer) with 0xFF: same
+    size, intact footer, so only a reader that decodes the pages (or the SHA-256) can tell."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[4:len(data) - 8 - footer] = b"\xff" * (len(data) - 12 - footer)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def search_store(tmp_path, tiny_model):
+    import engine
+    from searchstore import add_video, random_clips
+    labels = engine.load_labels("ucf101")
+    s = Store(tmp_path / "st", create=True)
+    rng = np.random.default_rng(0)
+    for v in range(4):
+        add_video(s, tiny_model, labels, f"v{v}", random_clips(rng, 2, 8, tiny_model.embed_dim))
+    batches = {v: c["batch"] for c in Store(s.root).commits() for v in c["videos"]}
+    return s, batches
+
+
+@pytest.mark.parametrize("table", ["clips", "embeddings"])
+def test_search_and_sql_skip_a_same_size_corrupt_shard_with_a_warning(search_store, capsys, table):
+    s, batches = search_store
+    bad = batches["v1"]
+    _spoil_pages(s.shard(table, bad))
+    assert bike("search", "--store", s.root, "--clip", "v0/0", "-k", "8", "--format", "json") == 0
+    out = capsys.readouterr()
+    found = json.loads(out.out)
+    hits = {h["video_id"] for h in (found["results"] if isinstance(found, dict) else found)}
+    assert hits == {"v0", "v2", "v3"}, hits
+    assert out.err.count("bike: warning:") == 1 and bad in out.err and "bike repair" in out.err
+    assert bike("sql", "--store", s.root, "--format", "json",
+                f"SELECT count(*) AS n, count(DISTINCT video_id) AS v FROM {table}") == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == [{"n": 6, "v": 3}]
+    assert out.err.count("bike: warning:") == 1 and bad in out.err
+    assert bike("sql", "--store", s.root, "SELECT nope FROM clips") == 2       # the user's own error: no scan
+    assert "query failed" in capsys.readouterr().err
+    assert bike("check", "--store", s.root) == 1
+    assert f"damaged: batch {bad}: {table} shard: SHA-256 differs" in capsys.readouterr().out

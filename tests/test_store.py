@@ -217,3 +217,12 @@ def test_malformed_lease_objects_are_one_line_and_taken_over_only_by_the_rule(tm
             assert not live or holder.get("host") == socket.gethostname(), ("took a live lease over", body)
             assert len(warned) <= 1
         assert os.getpid()
+
+
+def test_a_batch_id_whose_random_part_starts_with_c_is_no_compaction(tmp_path):
+    from index import validate
+    rec = {"batch": "01796528216900002472-c823135a", "model_id": "m", "videos": {}, "tables": {}}
+    assert validate.commit_record(json.dumps(rec).encode(), rec["batch"]) == rec
+    merged = {**rec, "batch": rec["batch"] + "-c1f2e3d"}
+    with pytest.raises(validate.Malformed, match="no 'compacted' list"):
+        validate.commit_record(json.dumps(merged).encode(), merged["batch"])

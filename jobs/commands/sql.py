@@ -77,7 +77,7 @@ def run(args) -> int:
         raise UsageError("give a query, e.g. bike sql --store DIR \"SELECT * FROM videos LIMIT 5\" "
                          "(or --schema to list the tables)")
     try:
-        columns, rows = query(store, sql)
+        columns, rows = store.retry_without_damaged(lambda: query(store, sql))     # a corrupt shard: left out
     except SQLError as e:
         raise UsageError(str(e)) from None
     if args.out:
