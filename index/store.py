@@ -23,15 +23,20 @@ Integrity. Each commit record holds, per shard, its row count, byte size and SHA
 check every committed shard cheaply when they load the commit records (present, same byte size, a Parquet
 footer); a batch that fails is *damaged*: it is left out of every read (SQL views, search, reruns) with one
 warning naming the batch and the way out (``bike repair``), instead of failing every query. An unreadable
-commit record is damaged the same way, and its shards are never deleted as "uncommitted" (only
-``bike repair`` moves them, into ``STORE/_quarantine/``). ``bike check`` (index/check.py) verifies checksums
-and row counts in full.
+commit record (or one that fails the record schema, index/validate.py) is damaged the same way, and its shards
+are never deleted as "uncommitted" (only ``bike repair`` moves them, into ``STORE/_quarantine/``). A shard
+corrupted without changing its size passes these checks; a read that trips over it finds it with the full test
+and leaves its batch out from then on (:meth:`Store.retry_without_damaged`). ``bike check`` (index/check.py)
+verifies checksums and row counts in full.
 
 Compaction (index/compact.py, ``bike compact``) merges small batches into one batch per model behind ONE new
 commit record that lists the merged batches under ``compacted`` (with ``files`` stats like any record). From its
 commit on, :meth:`Store.commits` hides the merged batches (:attr:`Store.superseded`): every row is read once.
-Their files stay a grace period for readers that listed them before, then compaction deletes them; meanwhile
-they are neither damaged nor "files of no batch" for ``recover``, ``bike check`` and ``bike repair``.
+A record is trusted to hide batches only when it holds their rows (:func:`trusted_compactions`: same model, row
+counts adding up, its shards present with their recorded sizes); a forged one is a damaged batch and hides
+nothing. Their files stay a grace period for readers that listed them before, then compaction deletes them
+(only behind a compaction verified in full); meanwhile they are neither damaged nor "files of no batch" for
+``recover``, ``bike check`` and ``bike repair``.
 
 Readers' DuckDB connections are sandboxed in DuckDB's own configuration (:func:`sandboxed_duckdb`): they may
 read the store's committed shards and nothing else, never write a file, never install or load an extension,
@@ -56,7 +61,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 import uuid
