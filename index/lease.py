@@ -136,8 +136,7 @@ class Lease:
             if tag is not None:
                 self.tag, self.expires, self.took_over = tag, expires, {**holder, "why": why}
                 if malformed:
-                    self.warn(f"{where}: the writer lease object was malformed ({malformed}); taken over as "
-                              "expired")
+                    self.warn(f"{where}: the writer lease object was malformed ({malformed}); taken over: {why}")
                 break
         else:
             raise self.error(f"{self.fs.root}: could not take the writer lease {where} (other jobs keep taking it)")
