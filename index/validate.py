@@ -27,6 +27,8 @@ MAX_RECORD_BYTES = 64 * 2**20
 #: Largest lease object read (bytes); bike writes ~200.
 MAX_LEASE_BYTES = 64 * 2**10
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_batch = BATCH.fullmatch
+_sha256 = _SHA256.fullmatch
 _MAX_INT = 2**63 - 1
 
 
@@ -75,6 +77,8 @@ def _str_map(rec: dict, field: str, values, want: str, required: bool = False) -
         return
     m = rec[field]
     _need(isinstance(m, dict), field, m, "an object")
+    if all(map(values, m.values())):                 # the common case: no message built per entry
+        return
     for k, v in m.items():
         _need(values(v), f"{field}.{k}"[:80], v, want)
 
@@ -96,12 +100,11 @@ def commit_record(data: bytes, name: str) -> dict:
     _str_map(rec, "tables", _count, "a row count", required=True)
     if rec.get("files") is not None:
         _str_map(rec, "files", lambda v: isinstance(v, dict), "an object of shard stats")
-        for table, st in rec["files"].items():
-            if "bytes" in st:
-                _need(_count(st["bytes"]), f"files.{table}.bytes"[:80], st["bytes"], "a byte count")
-            if "sha256" in st:
-                _need(isinstance(st["sha256"], str) and bool(_SHA256.fullmatch(st["sha256"])),
-                      f"files.{table}.sha256"[:80], st["sha256"], "a SHA-256 in hex")
+        for table, st in rec["files"].items():       # messages are built only for a field that fails
+            if "bytes" in st and not _count(st["bytes"]):
+                _need(False, f"files.{table}.bytes"[:80], st["bytes"], "a byte count")
+            if "sha256" in st and not (isinstance(st["sha256"], str) and _sha256(st["sha256"])):
+                _need(False, f"files.{table}.sha256"[:80], st["sha256"], "a SHA-256 in hex")
     _str_map(rec, "shards", lambda v: isinstance(v, str) and bool(SHARD_NAME.fullmatch(v))
              and v.startswith(batch + "."), "a shard file of this batch")
     for field in ("replace", "cleaned"):
@@ -115,7 +118,7 @@ def commit_record(data: bytes, name: str) -> dict:
     for field in ("compacted", "covers"):
         if field in rec:
             v = rec[field]
-            _need(isinstance(v, list) and all(isinstance(b, str) and BATCH.fullmatch(b) for b in v), field, v,
+            _need(isinstance(v, list) and all(isinstance(b, str) and _batch(b) for b in v), field, v,
                   "a list of batch ids")
     if len(batch) > 29 and not rec.get("compacted"):   # named as a compaction (…-c<hex>): say what it merged
         raise Malformed("a compacted batch (its id ends in -c…) with no 'compacted' list")
