@@ -9,7 +9,8 @@ What is checked, per committed batch (``STORE/_commits/<batch>.json``):
 
 Compaction (index/compact.py). A compacted batch (its name ends in ``-c<random>``) is checked like any batch:
 its record carries ``files`` too, and names under ``compacted`` the batches it merged (``covers``: the original
-batches whose clips it holds, for the FAISS index); both must be lists of batch names. The merged batches are
+batches whose clips it holds, for the FAISS index); both must be lists of batch names (index/validate.py checks
+every record's shape). The merged batches are
 superseded: readers no longer read them and their files await compaction's clean-up (a grace period), so they
 are counted apart, never reported as damaged nor as files of no batch.
 
@@ -25,10 +26,14 @@ ALL of its shards, then its commit record, into ``STORE/_quarantine/<batch>/`` â
 writes there ``retag.txt``, the paths of its videos when its ``videos`` shard is still readable. Without a
 commit record its videos are no longer "done": the next ``bike tag`` over the same sources tags them again.
 Shards move first and the record last, so a crash in the middle leaves a batch that readers already skip as
-damaged, and a second ``bike repair`` finishes the move. A damaged compacted batch takes the batches it merged
-that are still on disk along (into ``_quarantine/<batch>/merged/<merged batch>/``, innermost first, before its
-own record): they are hidden only by its record, and may hold rows that a later ``--force`` replaced, so they
-must not come back when it goes.
+damaged, and a second ``bike repair`` finishes the move. A damaged compacted batch goes alone: a compaction
+hides the batches it merged only while it is whole and holds their rows (``index.store.trusted_compactions``),
+so the merged batches still on disk are already visible again, and stay.
+
+Forged records. A well-formed compacted record that names real batches under ``compacted`` without holding
+their rows (say ``"tables": {}``) would hide them from every reader and let the clean-up delete them. Readers
+ignore such a record (its batches stay visible), and ``bike check`` reports it as a damaged batch ("forged or
+damaged compaction record"); ``bike repair`` sets the record aside.
 """
 from __future__ import annotations
 
@@ -73,6 +78,15 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_dict(self) -> dict:
+        """The report for ``bike check --format json``: ``ok``, the counts, and each problem as
+        ``{"batch", "table" (null: the commit record), "reason"}``."""
+        return {"store": self.store, "ok": self.ok, "batches": self.batches, "shards": self.shards,
+                "rows": self.rows, "damaged": self.damaged,
+                "problems": [{"batch": p.batch, "table": p.table, "reason": p.reason} for p in self.problems],
+                "leftovers": list(self.leftovers), "pending": list(self.pending),
+                "superseded": list(self.superseded)}
 
     def lines(self) -> "list[str]":
         out = [f"bike check: {self.store}: {self.batches} batches, {self.shards} shards, {self.rows} rows checked"]
@@ -135,8 +149,8 @@ def check_store(store: Store) -> CheckReport:
     """Verify every committed batch in full (see the module docstring). On object storage every shard is
     streamed once through the hash; shards of no record are listed as leftovers (the next writer's recovery
     deletes them)."""
-    all_records, bad = store._read_records()
-    superseded = {b for r in all_records for b in r.get("compacted", ()) if isinstance(b, str)}
+    store.commits(refresh=True)          # records, and which compactions readers trust (index/store.py)
+    all_records, bad, superseded = store.records(), store.unreadable, store.superseded
     records = [r for r in all_records if r["batch"] not in superseded]
     report = CheckReport(str(store.root), superseded=sorted(superseded & ({r["batch"] for r in all_records}
                                                                            | set(bad))))
@@ -147,10 +161,9 @@ def check_store(store: Store) -> CheckReport:
     known = {r["batch"] for r in all_records} | set(bad) | superseded
     listed: dict = {}
     for rec in records:
-        for field_ in ("compacted", "covers"):
-            if not all(isinstance(b, str) and b for b in rec.get(field_, ())):
-                report.problems.append(Problem(rec["batch"], None, f"'{field_}' holds something else than batch "
-                                                                   "names"))
+        if rec["batch"] in store.forged:           # hides batches whose rows it does not hold
+            report.problems.append(Problem(rec["batch"], None, store.forged[rec["batch"]]))
+            continue
         for table, n in sorted(rec["tables"].items()):
             if not n:
                 continue
@@ -191,6 +204,14 @@ class RepairReport:
     quarantined: list = field(default_factory=list)     # [(batch, folder, videos, paths)]
     recovered: dict = field(default_factory=dict)       # Store.recover() counts
 
+    def to_dict(self) -> dict:
+        """The report for ``bike repair --format json``: each batch set aside (``folder``, ``videos`` to tag
+        again, ``retag``: their paths) and what the recovery removed or finished."""
+        return {"store": self.store,
+                "quarantined": [{"batch": b, "folder": folder, "videos": n, "retag": list(paths)}
+                                for b, folder, n, paths in self.quarantined],
+                "recovered": dict(self.recovered)}
+
     def lines(self) -> "list[str]":
         out = []
         for batch, folder, videos, paths in self.quarantined:
@@ -218,17 +239,6 @@ def _videos_of(store: Store, batch: str, record: "dict | None") -> "tuple[list[s
     except Exception:  # noqa: BLE001 - damaged or missing: the record's ids are what we have
         pass
     return vids, paths
-
-
-def merged_batches(records: "dict[str, dict]", batch: str) -> "list[str]":
-    """The batches a compacted ``batch`` merged that still have a record, recursively, innermost first (the
-    order their files may be moved or deleted in without making any of them visible again)."""
-    out: list[str] = []
-    for inner in (records.get(batch) or {}).get("compacted", ()):
-        if inner in records and inner not in out:
-            out.extend(b for b in merged_batches(records, inner) if b not in out)
-            out.append(inner)
-    return out
 
 
 def _move_batch(store: Store, batch: str, folder: Path) -> None:
@@ -259,12 +269,10 @@ def _set_aside(store: Store, batch: str, record: "dict | None", folder: str, sha
             raise StoreError(f"{fs.path(rec_key)}: changed while it was being repaired; run `bike repair` again")
 
 
-def _repair_objects(store: Store, check: CheckReport, records: dict, unreadable: dict,
-                    report: RepairReport) -> None:
+def _repair_objects(store: Store, check: CheckReport, records: dict, report: RepairReport) -> None:
     """:func:`repair_store` on object storage (no rename): each damaged batch's shards are copied into
-    ``_quarantine/<batch>/``; then the batches it merged, if it is a compaction (innermost first, each copied
-    into ``merged/<batch>/`` and its record deleted); then its own record is copied and deleted, conditionally on
-    its ETag. That delete is the repair's commit point: the batch's videos are no longer done, and its shards,
+    ``_quarantine/<batch>/``, then its record is copied and deleted, conditionally on its ETag. That delete is
+    the repair's commit point: the batch's videos are no longer done, and its shards,
     named by no record any more, are deleted by the recovery that follows. A crash before it leaves the batch
     damaged, and a rerun repeats the copies."""
     fs = store.fs
@@ -272,18 +280,11 @@ def _repair_objects(store: Store, check: CheckReport, records: dict, unreadable:
         folder = f"{QUARANTINE}/{batch}"
         record = records.get(batch)
         vids, paths = _videos_of(store, batch, record)
-        inner = merged_batches(records, batch)
-        inner = [b for b in (record or {}).get("compacted", ()) if b in unreadable] + inner
-        if not paths:
-            for b in inner:
-                paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))
         if paths:
             fs.write(f"{folder}/retag.txt", "".join(p + "\n" for p in paths).encode())
         fs.write(f"{folder}/why.json", json.dumps([p.line() for p in check.problems if p.batch == batch],
                                                   indent=1).encode())
         _set_aside(store, batch, record, folder, commit=False)               # its shards first ...
-        for b in inner:                                                      # ... the batches it hid ...
-            _set_aside(store, b, records.get(b), f"{folder}/merged/{b}")
         _set_aside(store, batch, record, folder, shards=False)               # ... its record last
         report.quarantined.append((batch, str(fs.path(folder)), len(vids), paths))
     report.recovered = store.recover()
@@ -294,32 +295,20 @@ def repair_store(store: Store) -> RepairReport:
     report = RepairReport(str(store.root))
     with store.lock():
         check = check_store(store)
-        all_records, unreadable = store._read_records()
-        records = {r["batch"]: r for r in all_records}
+        records = {r["batch"]: r for r in store.records()}
         if store.remote:
-            _repair_objects(store, check, records, unreadable, report)
+            _repair_objects(store, check, records, report)
             return report
         for batch in check.damaged:
             folder = store.root / QUARANTINE / batch
             folder.mkdir(parents=True, exist_ok=True)
             vids, paths = _videos_of(store, batch, records.get(batch))
-            inner = merged_batches(records, batch)     # a compacted batch: what it merged, still on disk
-            inner = [b for b in (records.get(batch) or {}).get("compacted", ()) if b in unreadable] + inner
-            if not paths:                              # its own videos shard unreadable: the merged ones'
-                for b in inner:
-                    paths = sorted(set(paths) | set(_videos_of(store, b, records.get(b))[1]))
             retag = folder / "retag.txt"
             if retag.exists():                         # a second run after a crash: keep what the first found
                 paths = sorted(set(paths) | set(filter(None, retag.read_text().splitlines())))
             if paths:
                 retag.write_text("".join(p + "\n" for p in paths))
-            for table in TABLES:                       # its shards first (readers already skip it) ...
-                src = store.shard(table, batch)
-                if src.exists():
-                    shutil.move(str(src), str(folder / f"{table}.parquet"))
-            for b in inner:                            # ... then the batches it hid, innermost first ...
-                _move_batch(store, b, folder / "merged" / b)
-            _move_batch(store, batch, folder)          # ... and its commit record last
+            _move_batch(store, batch, folder)          # its shards first (readers already skip it), record last
             with open(folder / "why.json", "w") as f:
                 json.dump([p.line() for p in check.problems if p.batch == batch], f, indent=1)
             report.quarantined.append((batch, str(folder), len(vids), paths))

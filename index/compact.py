@@ -24,8 +24,9 @@ Integrity (index/check.py). A compacted record carries ``files`` (byte size + SH
 commit record, so readers' cheap checks, ``bike check`` and ``bike repair`` treat it as any batch. Damaged
 batches are never merged: readers already leave them out, and every shard of a group is verified in full
 (SHA-256, row count) before it is merged; a batch that fails is left alone (``bike repair`` sets it aside) and
-the runs around it are merged without it. The clean-up keeps the merged batches of a *damaged* compacted batch
-(``bike repair`` moves them into quarantine with it).
+the runs around it are merged without it. Readers trust a compacted record to hide the batches it names only
+when it holds their rows (``index.store.trusted_compactions``), and the clean-up deletes them only behind a
+compacted batch verified in full: a forged or damaged record hides nothing and deletes nothing.
 
 Killed at any moment (SIGKILL included): before the commit point the new shards are uncommitted and the
 next ``Store.recover()`` deletes them; after it the old files are merely garbage awaiting clean-up. Rows are
@@ -235,15 +236,26 @@ def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" 
     """Delete the files of batches merged by a compaction committed more than ``grace_s`` seconds ago →
     how many batches were removed. The caller holds the writer lock.
 
+    Never on an unverified record: only the batches hidden by a *visible* compaction are deleted, which
+    readers trust (``index.store.trusted_compactions``: same model, rows adding up, its shards present with
+    their recorded sizes), and only after that compaction passed :func:`verify` in full (SHA-256 and row count
+    of every shard: it really holds the rows). A forged or damaged compaction record therefore deletes
+    nothing; the batches it names stay visible, and ``bike check`` reports it.
+
     Order matters for kill-safety: a batch's shards go before its record, and a merged batch that is itself a
     compaction loses its own merged batches first (were its record deleted first, the batches it hides would
-    count again). The merged batches of a damaged compacted batch are kept: ``bike repair`` sets them aside
-    with it (they are the only intact copy of its rows). Unreadable records are left to ``bike repair``."""
+    count again). Unreadable records are left to ``bike repair``."""
     now = time.time() if now is None else now
     store.commits(refresh=True)
     records = {c["batch"]: c for c in store.records()}
-    damaged = set(store.damaged)
     removed = 0
+
+    def tree(batch: str) -> "list[str]":
+        out: list[str] = []
+        for inner in (records.get(batch) or {}).get("compacted", ()):
+            if inner in records and inner not in out:
+                out += [b for b in tree(inner) if b not in out] + [inner]
+        return out
 
     def delete(batch: str) -> None:
         nonlocal removed
@@ -259,11 +271,17 @@ def collect_garbage(store: Store, grace_s: float = GRACE_S, now: "float | None" 
         store.fs.delete(f"{COMMITS}/{batch}.json")
         removed += 1
 
-    for c in list(records.values()):
-        if c["batch"] in records and c.get("compacted") and c["batch"] not in damaged \
-                and now - float(c.get("created", now)) >= grace_s:
-            for old in c["compacted"]:
-                delete(old)
+    for c in list(store.commits()):
+        if not c.get("compacted") or now - float(c.get("created", now)) < grace_s or not tree(c["batch"]):
+            continue
+        bad = verify(store, [c])
+        if bad:
+            store.warn(f"{store.root}: batch {c['batch']} does not hold what its record says ({bad[c['batch']]}); "
+                       "the batches it merged are kept: run `bike check --store "
+                       f"{store.root}` and `bike repair --store {store.root}`")
+            continue
+        for old in c["compacted"]:
+            delete(old)
     return removed
 
 

@@ -100,9 +100,10 @@ class ClipFrames:
             if self._cache is None:
                 self._cache = {}
             new = [c for c in batches if c["batch"] not in self._cached_batches]
-            if new:
-                if any(c.get("replace") for c in new):      # --force rewrote older shards: read all again
-                    self._cache, self._cached_batches = {}, set()
+            gone = self._cached_batches - {c["batch"] for c in batches}
+            if new or gone:
+                if gone or any(c.get("replace") for c in new):   # --force rewrote older shards, or a batch
+                    self._cache, self._cached_batches = {}, set()  # went (damaged, merged): read all again
                 self._load(batches)
             return {c: self._cache[c] for c in clip_ids if c in self._cache}
         return self._query(clip_ids)

@@ -389,7 +389,13 @@ class Searcher:
                candidates: int = MIN_CANDIDATES, dedup: bool = True) -> SearchResults:
         """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
         ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere). ``dedup``: leave
-        out clips of videos that ``bike dedup`` found to be copies of a video ranked higher."""
+        out clips of videos that ``bike dedup`` found to be copies of a video ranked higher. A shard that does
+        not decode (corrupted without changing its size) makes its batch damaged: it is left out with a warning
+        and the search runs again without it (``Store.retry_without_damaged``)."""
+        return self.store.retry_without_damaged(
+            lambda: self._search(query, k, where, like, clip, candidates, dedup), before_retry=self.refresh)
+
+    def _search(self, query, k, where, like, clip, candidates, dedup) -> SearchResults:
         if sum(x is not None for x in (query, like, clip)) != 1:
             raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
         if k < 1:

@@ -23,15 +23,20 @@ Integrity. Each commit record holds, per shard, its row count, byte size and SHA
 check every committed shard cheaply when they load the commit records (present, same byte size, a Parquet
 footer); a batch that fails is *damaged*: it is left out of every read (SQL views, search, reruns) with one
 warning naming the batch and the way out (``bike repair``), instead of failing every query. An unreadable
-commit record is damaged the same way, and its shards are never deleted as "uncommitted" (only
-``bike repair`` moves them, into ``STORE/_quarantine/``). ``bike check`` (index/check.py) verifies checksums
-and row counts in full.
+commit record (or one that fails the record schema, index/validate.py) is damaged the same way, and its shards
+are never deleted as "uncommitted" (only ``bike repair`` moves them, into ``STORE/_quarantine/``). A shard
+corrupted without changing its size passes these checks; a read that trips over it finds it with the full test
+and leaves its batch out from then on (:meth:`Store.retry_without_damaged`). ``bike check`` (index/check.py)
+verifies checksums and row counts in full.
 
 Compaction (index/compact.py, ``bike compact``) merges small batches into one batch per model behind ONE new
 commit record that lists the merged batches under ``compacted`` (with ``files`` stats like any record). From its
 commit on, :meth:`Store.commits` hides the merged batches (:attr:`Store.superseded`): every row is read once.
-Their files stay a grace period for readers that listed them before, then compaction deletes them; meanwhile
-they are neither damaged nor "files of no batch" for ``recover``, ``bike check`` and ``bike repair``.
+A record is trusted to hide batches only when it holds their rows (:func:`trusted_compactions`: same model, row
+counts adding up, its shards present with their recorded sizes); a forged one is a damaged batch and hides
+nothing. Their files stay a grace period for readers that listed them before, then compaction deletes them
+(only behind a compaction verified in full); meanwhile they are neither damaged nor "files of no batch" for
+``recover``, ``bike check`` and ``bike repair``.
 
 Readers' DuckDB connections are sandboxed in DuckDB's own configuration (:func:`sandboxed_duckdb`): they may
 read the store's committed shards and nothing else, never write a file, never install or load an extension,
@@ -56,7 +61,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -69,6 +73,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import validate
 from .schema import DERIVED, TABLES
 from .storefs import LocalFS, ObjectFS, atomic_write, is_object_url, unsupported_scheme  # noqa: F401 (atomic_write: API)
 
@@ -77,8 +82,7 @@ COMMITS = "_commits"
 DERIVED_MAX_BYTES = 1 << 30
 QUARANTINE = "_quarantine"
 MARKER = "_store.json"                 # object storage: written when the store is created (a prefix is no folder)
-#: A shard file name a commit record may give under ``shards`` (object storage: replacements' new names).
-SHARD_NAME = re.compile(r"[0-9]{20}-[0-9a-f]{8}(-c[0-9a-f]+)?(\.[0-9a-f]{6,32})?\.parquet")
+SHARD_NAME = validate.SHARD_NAME      # a shard file name a record may give under ``shards`` (index/validate.py)
 
 
 class StoreError(Exception):
@@ -207,6 +211,71 @@ def cursor(con):
     return cur
 
 
+def compaction_problem(rec: dict, by_name: "dict[str, dict]") -> "str | None":
+    """Why the compacted record ``rec`` may not hide the batches it names under ``compacted`` (of which
+    ``by_name`` holds the readable records), or None. It may when every merged batch still on record is of its
+    model and, per table, their rows add up to no more than its own (a ``--force`` replacement removes rows
+    from both: :meth:`Store._supersede`), and when each of its tables with rows has a recorded byte size (so
+    that "its shards exist with the recorded sizes" is checked by every reader). A well-formed record with
+    ``"tables": {}`` naming real batches fails here: it would hide their rows and let the clean-up delete
+    them."""
+    present = [by_name[b] for b in rec.get("compacted", ()) if b in by_name]
+    if not present:
+        return None
+    for m in present:
+        if m["model_id"] != rec["model_id"]:
+            return (f"forged or damaged compaction record: it names batch {m['batch']} of another model; "
+                    "readers ignore it and read the batches it names")
+    files = rec.get("files") or {}
+    for table in sorted({t for m in present for t in m["tables"]} | set(rec["tables"])):
+        need = sum(m["tables"].get(table, 0) for m in present)
+        have = rec["tables"].get(table, 0)
+        if need > have:
+            return (f"forged or damaged compaction record: it hides batches whose rows it does not hold ({table}: "
+                    f"{have} rows, the batches it names hold {need}); readers ignore it and read those batches")
+        if have and (files.get(table) or {}).get("bytes") is None:
+            return (f"forged or damaged compaction record: no recorded size for its {table} shard; readers "
+                    "ignore it and read the batches it names")
+    return None
+
+
+def trusted_compactions(records: "list[dict]", problem) -> "tuple[set[str], dict[str, str]]":
+    """(batches hidden by a trusted compaction, {compacted batch: why it is not trusted}) among ``records``.
+    A compaction is trusted when :func:`compaction_problem` finds nothing and it is whole: ``problem(rec)``
+    (the cheap shard checks) finds nothing, or it is itself hidden by a trusted compaction (which holds its
+    rows; the clean-up deletes a merged compaction's shards only after its own merged batches are gone).
+    Merged batches sort before the compaction that names them, so one pass from the newest record decides."""
+    by_name = {r["batch"]: r for r in records}
+    hidden: set[str] = set()
+    untrusted: dict[str, str] = {}
+    for rec in sorted(records, key=lambda r: r["batch"], reverse=True):
+        if not rec.get("compacted"):
+            continue
+        why = compaction_problem(rec, by_name)
+        if why:
+            untrusted[rec["batch"]] = why
+        elif rec["batch"] in hidden or not problem(rec):
+            hidden.update(rec["compacted"])
+    return hidden, untrusted
+
+
+def read_error(e: "BaseException | None") -> bool:
+    """Whether ``e`` may come from reading a damaged shard (rather than from the query or the caller)."""
+    if e is None or isinstance(e, StoreError):
+        return False
+    if isinstance(e, (pa.ArrowException, OSError)):
+        return True
+    try:
+        import duckdb
+    except ImportError:
+        return False
+    user = tuple(getattr(duckdb, n) for n in (
+        "ParserException", "BinderException", "CatalogException", "SyntaxException", "ConversionException",
+        "TypeMismatchException", "OutOfRangeException", "InterruptException", "PermissionException",
+        "NotImplementedException", "ConstraintException", "OutOfMemoryException") if hasattr(duckdb, n))
+    return isinstance(e, duckdb.Error) and not isinstance(e, user)
+
+
 class WriterLock:
     """``flock`` on ``STORE/.writer.lock``; the file keeps the holder's pid for the error message."""
 
@@ -246,6 +315,9 @@ class Store:
         self._records: "list[dict]" = []
         self.damaged: "dict[str, str]" = {}          # batch → why it is left out of reads
         self.superseded: "set[str]" = set()          # batches merged by a compaction (index/compact.py): hidden
+        self.unreadable: "dict[str, str]" = {}       # batch → why its commit record cannot be used
+        self.forged: "dict[str, str]" = {}           # compacted batch → why it may not hide what it names
+        self._bad_shards: "dict[tuple, str]" = {}    # (shard key, size) → why it failed to decode (kept on refresh)
         self._warned: set = set()
         self._tags: "dict[str, str]" = {}            # batch → tag of its record as read (conditional rewrites)
         self._raw: "dict[str, tuple]" = {}           # object storage: record name → (bytes, ETag) last read
@@ -341,32 +413,24 @@ class Store:
             return None
 
     def _load_record(self, name: str, listed_tag: "str | None" = None):
-        """(record or None when it vanished, tag, error or None) of ``_commits/<name>``. On object storage a
-        record whose ETag in the listing (``listed_tag``) is the one read before is not fetched again."""
+        """(record or None when it vanished, tag, error or None) of ``_commits/<name>``, checked against the
+        record schema (index/validate.py: a malformed record is an error, never a traceback). On object storage
+        a record whose ETag in the listing (``listed_tag``) is the one read before is not fetched again."""
         try:
             cached = self._raw.get(name)
             if listed_tag and cached is not None and cached[1] == listed_tag:
                 got = cached
             else:
-                got = self.fs.read_tagged(f"{COMMITS}/{name}")
+                got = self.fs.read_tagged(f"{COMMITS}/{name}", limit=validate.MAX_RECORD_BYTES)
                 if got is None:
                     return None, None, None
                 if self.remote:
                     self._raw[name] = got
-            rec = json.loads(got[0])
-            if not isinstance(rec, dict) or not {"batch", "model_id", "videos", "tables"} <= set(rec):
-                raise ValueError("not a commit record")
-            if rec["batch"] != name[:-len(".json")]:      # its shards' names derive from it: no other name
-                raise ValueError(f"it names batch {str(rec['batch'])[:80]!r}, not its own file name")
-            if not isinstance(rec.get("compacted", []), list) or not isinstance(rec.get("covers", []), list):
-                raise ValueError("'compacted' / 'covers' are not lists of batches")
-            shards = rec.get("shards", {})
-            if not isinstance(shards, dict) or not all(isinstance(v, str) and SHARD_NAME.fullmatch(v)
-                                                       for v in shards.values()):
-                raise ValueError("'shards' does not name shard files")
+            rec = validate.commit_record(got[0], name[:-len(".json")])
             return rec, got[1], None
-        except (OSError, ValueError) as e:        # JSONDecodeError is a ValueError
-            return None, None, f"commit record {self.fs.path(f'{COMMITS}/{name}')} unreadable ({type(e).__name__}: {e})"
+        except (OSError, ValueError) as e:        # Malformed is a ValueError
+            why = str(e) if isinstance(e, validate.Malformed) else f"{type(e).__name__}: {e}"
+            return None, None, f"commit record {self.fs.path(f'{COMMITS}/{name}')} unreadable ({why})"
 
     def _read_records(self) -> "tuple[list[dict], dict[str, str]]":
         """Every commit record (oldest first) and {batch: reason} of records that cannot be read. A record that
@@ -418,24 +482,96 @@ class Store:
         return None
 
     def _scan(self) -> "tuple[list[dict], set[str], list[dict], dict[str, str]]":
-        """(every readable record, superseded batches, visible undamaged records, {damaged batch: why})."""
+        """(every readable record, superseded batches, visible undamaged records, {damaged batch: why}).
+        Also sets :attr:`unreadable` and :attr:`forged`."""
         records, bad = self._read_records()
-        # A compacted batch (index/compact.py) names the batches it merged under ``compacted``: they are
-        # superseded. Their files stay a grace period for readers that listed them a moment ago, and are then
-        # deleted (shards before record), so they are neither read nor checked here, and never "damaged".
-        superseded = {b for r in records for b in r.get("compacted", ()) if isinstance(b, str)}
+        self.unreadable = dict(bad)
         listed = {} if self.remote else None
+        problems: dict[str, "str | None"] = {}
+
+        def problem(rec: dict) -> "str | None":
+            if rec["batch"] not in problems:
+                problems[rec["batch"]] = self._problem(rec, listed)
+            return problems[rec["batch"]]
+        # A compacted batch (index/compact.py) names the batches it merged under ``compacted``: they are
+        # superseded, but only behind a compaction that holds their rows (:func:`trusted_compactions`). Their
+        # files stay a grace period for readers that listed them a moment ago, and are then deleted (shards
+        # before record), so they are neither read nor checked here, and never "damaged".
+        superseded, forged = trusted_compactions(records, problem)
+        self.forged = {b: why for b, why in forged.items() if b not in superseded}
         good = []
         for rec in records:
             if rec["batch"] in superseded:
                 continue
-            why = self._problem(rec, listed)
+            why = self.forged.get(rec["batch"]) or problem(rec) or self._unreadable_shard(rec, listed)
             if why:
                 bad[rec["batch"]] = why
             else:
                 good.append(rec)
         bad = {b: why for b, why in bad.items() if b not in superseded}
         return records, superseded, good, bad
+
+    def _unreadable_shard(self, rec: dict, listed: "dict | None") -> "str | None":
+        """Why one of ``rec``'s shards, as it is now (same key and size), failed to decode for an earlier
+        read of this Store object (:meth:`find_unreadable`), or None."""
+        if not self._bad_shards:
+            return None
+        for table, n in rec["tables"].items():
+            if not n or table not in TABLES:
+                continue
+            key = self.shard_key(table, rec)
+            if listed is not None:
+                if table not in listed:
+                    listed[table] = self.fs.list(table)
+                size = listed[table].get(key.split("/", 1)[1])
+            else:
+                size = self.fs.size(key)
+            why = self._bad_shards.get((key, size))
+            if why:
+                return f"{table}: {why}"
+        return None
+
+    def find_unreadable(self) -> "dict[str, str]":
+        """After a read failed: verify every visible shard in full (``bike check``'s test: SHA-256 against the
+        record, Parquet footer, row count) and leave the batches that fail out of every later read of this
+        Store object, with the usual warning → {batch: why} found now. A shard corrupted without changing its
+        size passes the cheap checks of :meth:`commits`; this is how a reader that trips over it goes on."""
+        from .check import _shard_problem
+        found: dict[str, str] = {}
+        listed: dict = {}
+        for rec in self.commits():
+            for table, n in sorted(rec["tables"].items()):
+                if not n or table not in TABLES:
+                    continue
+                key = self.shard_key(table, rec)
+                if self.remote and table not in listed:
+                    listed[table] = self.fs.list(table)
+                here = listed.get(table) if self.remote else None
+                why = _shard_problem(self, key, int(n), (rec.get("files") or {}).get(table), here)
+                if why:
+                    size = here.get(key.split("/", 1)[1]) if here is not None else self.fs.size(key)
+                    self._bad_shards[(key, size)] = f"shard {why}"
+                    found[rec["batch"]] = f"{table}: shard {why}"
+                    break
+        if found:
+            self.commits(refresh=True)
+        return found
+
+    def retry_without_damaged(self, fn, attempts: int = 3, before_retry=None):
+        """``fn()``; when it fails on a shard that does not decode (a Parquet, Arrow or DuckDB read error,
+        also as the ``__context__`` of the error it raised), find the damaged batches (:meth:`find_unreadable`),
+        which are warned about and left out from then on, and call ``fn()`` again. Errors of the caller's own
+        making (a SQL syntax error, an unknown column) are raised at once, without a scan. ``before_retry()``
+        runs before each new try (a caller drops what it built over the old set of batches)."""
+        for _ in range(attempts):
+            try:
+                return fn()
+            except Exception as e:  # noqa: BLE001 - classified by read_error
+                if not (read_error(e) or read_error(e.__context__)) or not self.find_unreadable():
+                    raise
+            if before_retry is not None:
+                before_retry()
+        return fn()
 
     def commits(self, refresh: bool = False) -> "list[dict]":
         """Commit records of the committed, visible, undamaged batches, oldest first (read once, then kept up to
@@ -525,7 +661,11 @@ class Store:
         return out
 
     def read(self, table: str, columns=None, model_id: "str | None" = None) -> pa.Table:
-        """One table (committed rows only) as Arrow, optionally for one model_id."""
+        """One table (committed rows only) as Arrow, optionally for one model_id. A shard that does not decode
+        makes its batch damaged (:meth:`retry_without_damaged`): left out with a warning."""
+        return self.retry_without_damaged(lambda: self._read(table, columns, model_id))
+
+    def _read(self, table: str, columns=None, model_id: "str | None" = None) -> pa.Table:
         keys = self._shard_keys(table)
         if not keys:
             t = TABLES[table].empty_table()
@@ -556,7 +696,12 @@ class Store:
         in bytes and ``threads`` are DuckDB's settings, locked with the rest). On object storage
         the connection may read no file at all: each table's committed shards are registered as a pyarrow
         dataset over the store's filesystem (index/storefs.py), and the views select from those; DuckDB keeps
-        such registrations per connection, so other threads take their cursors with :func:`cursor`."""
+        such registrations per connection, so other threads take their cursors with :func:`cursor`. A shard
+        whose footer does not decode makes its batch damaged (:meth:`retry_without_damaged`); errors in later
+        queries are the caller's to retry (``bike sql`` and search do)."""
+        return self.retry_without_damaged(lambda: self._connect(memory_limit, threads))
+
+    def _connect(self, memory_limit: "int | None", threads: "int | None"):
         keys = {table: self._shard_keys(table) for table in TABLES}
         derived = {name: self._derived_keys(name) for name in DERIVED}
         con = sandboxed_duckdb([] if self.remote else [self.fs.path(k) for group in (keys, derived)
@@ -565,6 +710,14 @@ class Store:
         registered: dict = {}
         if self.remote:
             _REGISTERED[con] = registered
+        try:
+            self._views(con, keys, derived, registered)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _views(self, con, keys, derived, registered) -> None:
 
         def lit(p) -> str:
             return "'" + str(p).replace("'", "''") + "'"
@@ -601,7 +754,6 @@ class Store:
             else:
                 cols = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
                 con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
-        return con
 
     # ---- writing -------------------------------------------------------------------------------------
     def lock(self):
@@ -622,7 +774,7 @@ class Store:
 
         from .lease import Lease
         try:
-            lease = Lease(self.fs, error=StoreError).acquire()
+            lease = Lease(self.fs, error=StoreError, warn=self.warn).acquire()
         except RemoteError as e:
             raise StoreError(f"{self.root}: cannot take the writer lease: {e.reason}") from None
         self._lease = lease
@@ -632,14 +784,15 @@ class Store:
             self._lease = None
             lease.release()
 
-    def _check_lease(self) -> None:
-        """Object storage: only the holder of a live lease writes (raises otherwise)."""
+    def _check_lease(self, what: str = "what this job had not committed yet") -> None:
+        """Object storage: only the holder of a live lease writes (raises otherwise; ``what``: the work in
+        progress, which the message says was not committed)."""
         if not self.remote:
             return
         if self._lease is None:
             raise StoreError(f"{self.root}: writing to a store in object storage needs its writer lease "
                              "(`with store.lock(): ...`)")
-        self._lease.check()
+        self._lease.check(what)
 
     def _write_shard(self, key: str, rows: pa.Table) -> dict:
         stats: dict = {}
@@ -658,7 +811,7 @@ class Store:
         if not self.remote:
             self.fs.write(key, data)
             return
-        self._check_lease()
+        self._check_lease(f"batch {record['batch']}" if new else "the batch being written")
         old = self._tags.get(record["batch"])
         tag = self.fs.create(key, data) if new or old is None else self.fs.replace(key, data, old)
         if tag is None:
@@ -673,6 +826,30 @@ class Store:
         (video_id → status). Returns the batch id. With ``replace``, older rows of these videos for this
         model_id are removed once the batch is committed; ``drop``: more video ids whose older rows go the
         same way (e.g. the "file not found" row of a path that now has content)."""
+        try:
+            return self._write_batch_or_say_why(tables, model_id, videos, replace, drop)
+        except Exception:
+            lost = self._lease_lost()
+            if lost:                    # another job took the lease: whatever failed, that is the reason
+                raise StoreError(lost) from None
+            raise
+
+    def _lease_lost(self) -> "str | None":
+        """The one-line reason when this job's writer lease was taken over (object storage), else None."""
+        lease = self._lease
+        if lease is None:
+            return None
+        if not lease.lost:
+            lease.renew()
+        if not lease.lost:
+            return None
+        try:
+            lease.check("the batch being written")
+        except StoreError as e:
+            return str(e)
+        return None
+
+    def _write_batch_or_say_why(self, tables, model_id, videos, replace, drop) -> str:
         from jobs.remote import RemoteError
         try:
             return self._write_batch(tables, model_id, videos, replace, drop)
@@ -688,7 +865,7 @@ class Store:
                              "and the unfinished one is not visible (rerun the same command)") from None
 
     def _write_batch(self, tables, model_id, videos, replace, drop) -> str:
-        self._check_lease()
+        self._check_lease("the batch being written")
         commits = self.commits()    # load the existing records first, or the new one would be read twice
         batch = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         counts, files = {}, {}
@@ -720,13 +897,20 @@ class Store:
         gone = set(record["videos"]) | set(record.get("drop", ()))
         vids = pa.array(sorted(gone), pa.string())
         failed = False
-        for c in self.commits():
+        self.commits()
+        # The batches a compaction hides are rewritten too (they sort before it): their rows must keep adding
+        # up to no more than the compaction's (index/store.py trusted_compactions), or it would stop hiding them.
+        older = sorted([c for c in self._records if c["batch"] not in self.damaged], key=lambda c: c["batch"])
+        for c in older:
             if c["batch"] >= record["batch"]:
                 break
             if c["model_id"] != record["model_id"] or not set(c["videos"]) & gone:
                 continue
+            hidden = c["batch"] in self.superseded
             files = c.setdefault("files", {})
             for table, n in c["tables"].items():
+                if table not in TABLES:
+                    continue
                 key = self.shard_key(table, c)
                 path = self.fs.path(key)
                 if not n or "video_id" not in TABLES[table].names or self.fs.size(key) is None:
@@ -734,6 +918,10 @@ class Store:
                 try:
                     t = pq.read_table(self.fs.arrow_path(key), filesystem=self.fs.arrow, schema=TABLES[table])
                 except Exception as e:  # noqa: BLE001 - a damaged shard must not stop every later writer
+                    if hidden:                      # merged away: its rows are read from the compaction
+                        c["tables"][table] = 0
+                        files.pop(table, None)
+                        continue
                     failed = True
                     self.warn(f"{path}: cannot rewrite this shard ({type(e).__name__}: {str(e)[:120]}); its "
                               f"replaced rows stay hidden; run `bike check --store {self.root}` and `bike repair`")

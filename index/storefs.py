@@ -18,7 +18,7 @@ disk. Operations::
 
     list(folder)            {name: size} of the files directly in a folder ({} when there is none)
     list_tags(folder)       {name: tag} of the same files (a change stamp: bike serve's live refresh)
-    read(key)               bytes (FileNotFoundError when absent);  read_tagged(key) → (bytes, tag) | None
+    read(key)               bytes (FileNotFoundError when absent);  read_tagged(key, limit) → (bytes, tag) | None
     download(key, dest)     object storage only: stream an object into a local file
     copy(key, to)           object storage only: a server-side copy (``bike repair``'s quarantine)
     write(key, data)        whole and atomic (replaces)
@@ -143,11 +143,13 @@ class LocalFS:
     def read(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
-    def read_tagged(self, key: str) -> "tuple[bytes, str] | None":
+    def read_tagged(self, key: str, limit: "int | None" = None) -> "tuple[bytes, str] | None":
+        """(bytes, tag) of a file, or None when absent; with ``limit`` at most ``limit + 1`` bytes are read
+        (a longer file is longer than ``limit``: the caller refuses it without holding it)."""
         p = self.root / key
         try:
             with open(p, "rb") as f:
-                return f.read(), _local_tag(os.fstat(f.fileno()))
+                return f.read(-1 if limit is None else limit + 1), _local_tag(os.fstat(f.fileno()))
         except FileNotFoundError:
             return None
 
@@ -294,7 +296,7 @@ class ObjectFS:
             raise FileNotFoundError(str(self.url(key)))
         return got[0]
 
-    def read_tagged(self, key: str) -> "tuple[bytes, str] | None":
+    def read_tagged(self, key: str, limit: "int | None" = None) -> "tuple[bytes, str] | None":
         def run():
             try:
                 r = self.client.get_object(Bucket=self.bucket, Key=self.key(key))
@@ -302,7 +304,11 @@ class ObjectFS:
                 if _not_found(e):
                     return None
                 raise
-            return r["Body"].read(), str(r.get("ETag", ""))
+            body = r["Body"]
+            try:
+                return body.read(None if limit is None else limit + 1), str(r.get("ETag", ""))
+            finally:
+                body.close()
         return self._call("read", key, run)
 
     def _put(self, key: str, body, **cond) -> "str | None":

@@ -197,37 +197,33 @@ def test_check_is_clean_right_after_compact(compacted, capsys):
     assert check_store(Store(s.root)).ok and _count(s.root) == 10
 
 
-def test_truncated_compacted_shard_is_left_out_checked_and_repaired(compacted, capsys):
+def test_truncated_compacted_shard_is_left_out_and_its_merged_batches_are_read_again(compacted, capsys):
+    """A compaction hides the batches it merged only while it is whole: damaged, it hides nothing, and the
+    clean-up never deletes behind it; repair sets it aside alone."""
     s, batches, rec = compacted
     c = rec["batch"]
     _truncate(s.shard("labels", c))
     warnings = []
     r = Store(s.root, warn=warnings.append)
-    assert r.commits() == [] and list(r.damaged) == [c]           # left out; the merged batches stay hidden
+    assert [x["batch"] for x in r.commits()] == batches and list(r.damaged) == [c] and not r.superseded
     assert len(warnings) == 1 and c in warnings[0] and "bike repair" in warnings[0]
-    assert _count(s.root) == 0 and _count(s.root, "videos") == 0 and r.done_videos("m1") == {}
-    # its merged batches are the only intact copy of its rows: the clean-up keeps them
+    assert _count(s.root) == 10 and _count(s.root, "videos") == 5 and set(r.done_videos("m1")) == set("abcde")
     assert collect_garbage(Store(s.root, warn=lambda m: None), grace_s=0) == 0
     assert all(s.shard("labels", b).exists() for b in batches)
-    assert compact(Store(s.root, warn=lambda m: None)).groups == 0
     (s.root / COMMITS / f"{batches[4]}.json").write_text("{")     # a merged batch's record unreadable too
     r = Store(s.root, warn=lambda m: None)
-    assert r.commits() == [] and list(r.damaged) == [c]           # the merged one is hidden: not damaged
+    assert len(r.commits()) == 4 and sorted(r.damaged) == sorted([c, batches[4]]) and _count(s.root) == 8
     assert bike("check", "--store", s.root) == 1
     out = capsys.readouterr().out
-    assert f"damaged: batch {c}: labels shard" in out and "1 damaged batch(es)" in out
-    assert not any(f"batch {b}:" in out for b in batches)
+    assert f"damaged: batch {c}: labels shard" in out and f"damaged: batch {batches[4]}: commit record" in out
+    assert "2 damaged batch(es)" in out
     assert bike("repair", "--store", s.root) == 0
     assert f"batch {c} set aside" in capsys.readouterr().out
     q = s.root / QUARANTINE / c
-    assert (q / "commit.json").exists() and (q / "labels.parquet").exists()
-    assert sorted(p.name for p in (q / "merged").iterdir()) == batches
-    assert all((q / "merged" / b / "commit.json").exists() and (q / "merged" / b / "labels.parquet").exists()
-               for b in batches)
-    assert (q / "retag.txt").read_text() == "".join(f"/videos/{v}.mp4\n" for v in "abcde")
-    assert not list(s.root.glob("*/*.parquet")) and not list((s.root / COMMITS).iterdir())
+    assert (q / "commit.json").exists() and (q / "labels.parquet").exists() and not (q / "merged").exists()
+    assert all(s.shard("labels", b).exists() for b in batches[:4])   # the merged batches stay where they are
     assert bike("check", "--store", s.root) == 0 and "OK" in capsys.readouterr().out
-    assert Store(s.root).done_videos("m1") == {}                   # tagged again by the next bike tag
+    assert set(Store(s.root).done_videos("m1")) == set("abcd") and _count(s.root) == 8    # e: tagged again
 
 
 def test_compaction_never_merges_a_damaged_shard(tmp_path):
@@ -270,3 +266,145 @@ def test_pending_force_replacement_over_a_compacted_batch(compacted):
     con = r.connect()
     assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 10
     assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]
+
+
+# ---- forged and malformed commit records -------------------------------------------------------------------
+def _forge(root, name, **fields):
+    rec = {"batch": name, "model_id": "m1", "videos": {}, "tables": {}, "files": {}, "replace": False,
+           "cleaned": True, "created": 0.0, "covers": [], **fields}
+    (root / COMMITS / f"{name}.json").write_text(json.dumps(rec))
+
+
+@pytest.mark.parametrize("fields", [
+    {},                                                           # the issue's record: no rows at all
+    {"model_id": "m2", "tables": {"labels": 6, "clips": 6, "attributes": 3, "videos": 3, "embeddings": 6}},
+    {"tables": {"labels": 6, "attributes": 3}},                  # rows claimed, no shard sizes recorded
+    {"tables": {"labels": 6, "attributes": 3},                   # sizes recorded, shards that do not exist
+     "files": {"labels": {"bytes": 900}, "attributes": {"bytes": 900}}},
+], ids=["no-rows", "other-model", "no-sizes", "no-shards"])
+def test_a_forged_compaction_record_hides_nothing_and_deletes_nothing(store, capsys, fields):
+    s, (a, b, c) = store
+    forged = f"{c}-cbad"                                          # sorts right after the batches it names
+    _forge(s.root, forged, compacted=[a, b, c], **fields)
+    warnings = []
+    r = Store(s.root, warn=warnings.append)
+    assert [x["batch"] for x in r.commits()] == [a, b, c] and not r.superseded and list(r.damaged) == [forged]
+    assert _count(s.root) == 6 and set(r.done_videos("m1")) == {"a", "b", "c"}
+    assert len(warnings) == 1 and forged in warnings[0]
+    assert collect_garbage(Store(s.root, warn=lambda m: None), grace_s=0) == 0
+    assert all(s.shard(t, x).exists() for t in ("labels", "videos") for x in (a, b, c))
+    assert bike("check", "--store", s.root) == 1
+    out = capsys.readouterr().out
+    assert f"damaged: batch {forged}: " in out and "1 damaged batch(es)" in out
+    # `bike compact` merges the real batches (every row kept), and never deletes behind the forged record
+    assert bike("compact", "--store", s.root, "--grace", "0") == 0
+    capsys.readouterr()
+    assert _count(s.root) == 6 and set(Store(s.root).done_videos("m1")) == {"a", "b", "c"}
+
+
+def test_the_forged_record_of_the_issue_is_reported_as_forged_and_set_aside(store, capsys):
+    s, (a, b, c) = store
+    _forge(s.root, f"{c}-c0", compacted=[a, b, c])
+    (p,) = check_store(Store(s.root)).problems
+    assert p.batch == f"{c}-c0" and p.table is None
+    assert "forged or damaged compaction record" in p.line() and "0 rows, the batches it names hold 6" in p.line()
+    assert bike("repair", "--store", s.root) == 0 and f"batch {c}-c0 set aside" in capsys.readouterr().out
+    assert (s.root / QUARANTINE / f"{c}-c0" / "commit.json").exists()
+    assert bike("check", "--store", s.root) == 0 and _count(s.root) == 6
+
+
+def test_the_clean_up_verifies_a_compaction_in_full_before_deleting(compacted):
+    """A same-size corruption of the compacted shard passes readers' cheap checks; the clean-up's full check
+    (SHA-256, row count) does not, so the merged batches, the only intact copy, are kept."""
+    s, batches, rec = compacted
+    p = s.shard("labels", rec["batch"])
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    warnings = []
+    assert collect_garbage(Store(s.root, warn=warnings.append), grace_s=0) == 0
+    assert all(s.shard("labels", b).exists() and (s.root / COMMITS / f"{b}.json").exists() for b in batches)
+    assert len(warnings) == 1 and "does not hold what its record says" in warnings[0] and "SHA-256" in warnings[0]
+
+
+def test_a_replacement_during_the_grace_period_keeps_the_compaction_trusted(compacted):
+    """--force after a compaction removes rows from the compacted shard AND from the merged batches still on
+    disk, so their rows keep adding up to no more than the compaction's: they stay hidden, nothing doubles."""
+    s, batches, rec = compacted
+    _add(Store(s.root), "b", label="cooking", replace=True)
+    r = Store(s.root)
+    assert len(r.commits()) == 2 and set(batches) <= r.superseded and not r.damaged and not r.forged
+    assert _count(s.root) == 10 and _count(s.root, "videos") == 5
+    con = r.connect()
+    assert con.execute("SELECT DISTINCT label FROM labels WHERE video_id = 'b'").fetchall() == [("cooking",)]
+    assert check_store(r).ok
+    assert collect_garbage(Store(s.root), grace_s=0) == 5 and _count(s.root) == 10
+
+
+def test_check_and_repair_speak_the_format_vocabulary(store, capsys):
+    s, (a, b, c) = store
+    assert bike("check", "--store", s.root, "--format", "json") == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["ok"] is True and got["batches"] == 3 and got["problems"] == [] and got["store"] == str(s.root)
+    _truncate(s.shard("labels", b))
+    assert bike("check", "--store", s.root, "--format", "json") == 1
+    got = json.loads(capsys.readouterr().out)
+    assert got["ok"] is False and got["damaged"] == [b]
+    assert got["problems"][0]["batch"] == b and got["problems"][0]["table"] == "labels"
+    assert bike("check", "--store", s.root, "--format", "jsonl") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["damaged"] == [b]
+    assert bike("check", "--store", s.root) == 1 and "bike check: damaged: batch" in capsys.readouterr().out
+    assert bike("repair", "--store", s.root, "--format", "json") == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [q["batch"] for q in got["quarantined"]] == [b] and got["quarantined"][0]["retag"] == ["/videos/b.mp4"]
+    assert got["quarantined"][0]["videos"] == 1 and got["quarantined"][0]["folder"].endswith(f"{QUARANTINE}/{b}")
+    assert bike("repair", "--store", s.root, "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines()[0] == "store,quarantined,recovered"
+    with pytest.raises(SystemExit):
+        bike("check", "--store", s.root, "--format", "yaml")
+
+
+# ---- a shard corrupted without changing its size ---------------------------------------------------------
+def _spoil_pages(path):
+    """Overwrite a shard's data pages (everything between the leading magic and the footer) with 0xFF: same
+    size, intact footer, so only a reader that decodes the pages (or the SHA-256) can tell."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[4:len(data) - 8 - footer] = b"\xff" * (len(data) - 12 - footer)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture()
+def search_store(tmp_path, tiny_model):
+    import engine
+    from searchstore import add_video, random_clips
+    labels = engine.load_labels("ucf101")
+    s = Store(tmp_path / "st", create=True)
+    rng = np.random.default_rng(0)
+    for v in range(4):
+        add_video(s, tiny_model, labels, f"v{v}", random_clips(rng, 2, 8, tiny_model.embed_dim))
+    batches = {v: c["batch"] for c in Store(s.root).commits() for v in c["videos"]}
+    return s, batches
+
+
+@pytest.mark.parametrize("table", ["clips", "embeddings"])
+def test_search_and_sql_skip_a_same_size_corrupt_shard_with_a_warning(search_store, capsys, table):
+    s, batches = search_store
+    bad = batches["v1"]
+    _spoil_pages(s.shard(table, bad))
+    assert bike("search", "--store", s.root, "--clip", "v0/0", "-k", "8", "--format", "json") == 0
+    out = capsys.readouterr()
+    found = json.loads(out.out)
+    hits = {h["video_id"] for h in (found["results"] if isinstance(found, dict) else found)}
+    assert hits == {"v0", "v2", "v3"}, hits
+    assert out.err.count("bike: warning:") == 1 and bad in out.err and "bike repair" in out.err
+    assert bike("sql", "--store", s.root, "--format", "json",
+                f"SELECT count(*) AS n, count(DISTINCT video_id) AS v FROM {table}") == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == [{"n": 6, "v": 3}]
+    assert out.err.count("bike: warning:") == 1 and bad in out.err
+    assert bike("sql", "--store", s.root, "SELECT nope FROM clips") == 2       # the user's own error: no scan
+    assert "query failed" in capsys.readouterr().err
+    assert bike("check", "--store", s.root) == 1
+    assert f"damaged: batch {bad}: {table} shard: SHA-256 differs" in capsys.readouterr().out

@@ -413,5 +413,80 @@ def test_a_record_cannot_point_a_reader_outside_its_shards(s3, url):
     r = Store(url, warn=warnings.append)
     assert [c["batch"] for c in r.commits()] == [a] and sorted(r.damaged) == sorted(forged)
     assert "not its own file name" in r.damaged["99999999999999999998-00000001"]
-    assert "'shards' does not name shard files" in r.damaged["99999999999999999999-00000002"]
+    assert "'shards.labels' is \"../../elsewhere.parquet\", not a shard file of this batch" in \
+        r.damaged["99999999999999999999-00000002"]
     assert _count(r, "labels") == 2 and len(warnings) == 2
+
+
+def test_a_forged_compaction_record_hides_nothing_and_compaction_deletes_nothing_on_s3(s3, url, capsys):
+    """A well-formed record with ``"tables": {}`` naming the real batches under ``compacted`` (or pointing its
+    ``shards`` at another batch's files): readers ignore it, `bike check` reports it, and the clean-up of
+    `bike compact` never deletes behind it."""
+    import jobs.cli
+    from index.compact import collect_garbage
+    s = Store(url, create=True)
+    with s.lock():
+        a = s.write_batch(_rows("a"), "m1", {"a": "ok"})
+        b = s.write_batch(_rows("b"), "m1", {"b": "ok"})
+    prefix = url.split(f"{BUCKET}/", 1)[1]
+    real = json.loads(s3["client"].get_object(Bucket=BUCKET, Key=f"{prefix}_commits/{a}.json")["Body"].read())
+    forged = {f"{b}-cbad": {"batch": f"{b}-cbad", "model_id": "m1", "videos": {}, "tables": {}, "files": {},
+                            "replace": False, "cleaned": True, "created": 0.0, "compacted": [a, b], "covers": []},
+              f"{b}-cbad2": {**real, "batch": f"{b}-cbad2", "compacted": [a], "shards": {"labels": f"{a}.parquet"},
+                             "created": 0.0}}
+    for name, body in forged.items():
+        s3["client"].put_object(Bucket=BUCKET, Key=f"{prefix}_commits/{name}.json", Body=json.dumps(body).encode())
+    warnings = []
+    r = Store(url, warn=warnings.append)
+    assert [c["batch"] for c in r.commits()] == [a, b] and not r.superseded and sorted(r.damaged) == sorted(forged)
+    assert "forged or damaged compaction record" in r.damaged[f"{b}-cbad"]
+    assert "not a shard file of this batch" in r.damaged[f"{b}-cbad2"]
+    assert _count(r, "labels") == 4 and len(warnings) == 2
+    w = Store(url, warn=lambda m: None)
+    with w.lock():
+        assert collect_garbage(w, grace_s=0) == 0
+    assert {f"{a}.parquet", f"{b}.parquet"} <= set(_keys(s3, url, "labels/"))
+    assert jobs.cli.main(["check", "--store", url]) == 1
+    out = capsys.readouterr().out
+    assert f"damaged: batch {b}-cbad: commit record: forged or damaged compaction record" in out
+    assert jobs.cli.main(["compact", "--store", url, "--grace", "0"]) == 0      # merges a + b: every row kept
+    capsys.readouterr()
+    assert _count(Store(url, warn=lambda m: None), "labels") == 4
+    assert Store(url, warn=lambda m: None).done_videos("m1") == {"a": "ok", "b": "ok"}
+
+
+def test_a_writer_whose_lease_was_taken_stops_with_one_line_naming_the_taker(s3, url, monkeypatch):
+    """A writer paused past its lease (no renewals) while another job takes the lease over and runs its
+    recovery, which deletes the paused writer's uploaded but uncommitted shards: the paused writer stops with one
+    line naming the job that took the lease, and nothing of its batch is committed."""
+    monkeypatch.setenv("BIKE_LEASE_S", "3")
+    s = Store(url, create=True)
+    with s.lock() as held:
+        s.write_batch(_rows("a"), "m1", {"a": "ok"})
+        held._stop.set()
+        held._thread.join()                                  # paused: its lease is no longer renewed
+        taker = {}
+        real_write_shard = s._write_shard
+
+        def write_shard(key, rows):                          # the other job strikes mid-batch
+            stats = real_write_shard(key, rows)
+            if not taker:
+                time.sleep(max(0.0, held.expires - time.time()) + 0.2)
+                other = Store(url)
+                taker["lease"] = other.lock()
+                taker["lease"].__enter__()
+                taker["removed"] = other.recover()
+            return stats
+        monkeypatch.setattr(s, "_write_shard", write_shard)
+        try:
+            with pytest.raises(StoreError) as e:
+                s.write_batch(_rows("b"), "m1", {"b": "ok"})
+        finally:
+            taker["lease"].__exit__(None, None, None)
+    msg = str(e.value)
+    assert "\n" not in msg and "lost the writer lease" in msg, msg
+    assert f"another job (pid {os.getpid()} on host {socket.gethostname()}" in msg and "took the lease over" in msg
+    assert "nothing of the batch being written was committed" in msg
+    assert taker["removed"]["uncommitted"] >= 1                # the taker's recovery deleted the uploaded shard
+    r = Store(url)
+    assert r.done_videos("m1") == {"a": "ok"} and not r.damaged and _count(r, "labels") == 2

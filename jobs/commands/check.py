@@ -10,17 +10,24 @@ def register(sub) -> None:
         sub, "check", help="verify a store: every shard against its commit record (sizes, checksums, row counts)",
         description="Read every committed shard of the store and compare it with its commit record: present, "
                     "same byte size and SHA-256, a readable Parquet file, the recorded row count. Lists damaged "
-                    "batches, files of no batch and unfinished replacements. Changes nothing. Exit status: 0 "
-                    "when the store is whole, 1 when a batch is damaged (then: bike repair --store DIR).",
-        examples=['bike check --store tags/', 'bike check --store tags/ || bike repair --store tags/'])
+                    "batches (a forged or damaged compaction record among them), files of no batch and unfinished "
+                    "replacements. Changes nothing. Exit status: 0 when the store is whole, 1 when a batch is "
+                    "damaged (then: bike repair --store DIR).",
+        examples=['bike check --store tags/', 'bike check --store tags/ --format json',
+                  'bike check --store tags/ || bike repair --store tags/'])
     p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    output.add_format_arg(p, what="json: the whole report, with ok and every problem")
     p.set_defaults(func=run)
+
+
+def _lines(report, out) -> None:
+    for line in report.lines():
+        print(output.safe(line), file=out)
 
 
 def run(args) -> int:
     from index.check import check_store
     from index.store import Store
     report = check_store(Store(args.store, warn=lambda msg: None))
-    for line in report.lines():
-        print(output.safe(line))
+    output.emit(report, args.format, table_fn=_lines)
     return 0 if report.ok else 1

@@ -13,15 +13,21 @@ def register(sub) -> None:
                     "deleted); remove files of no batch and finish replacements a killed run left. The next "
                     "`bike tag` over the same sources tags the set-aside videos again. Takes the store's "
                     "writer lock.",
-        examples=['bike repair --store tags/', 'bike repair --store tags/ && bike tag ~/videos --store tags/'])
+        examples=['bike repair --store tags/', 'bike repair --store tags/ --format json',
+                  'bike repair --store tags/ && bike tag ~/videos --store tags/'])
     p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    output.add_format_arg(p, what="json: the batches set aside and what the recovery did")
     p.set_defaults(func=run)
+
+
+def _lines(report, out) -> None:
+    for line in report.lines():
+        print(output.safe(line), file=out)
 
 
 def run(args) -> int:
     from index.check import repair_store
     from index.store import Store
     report = repair_store(Store(args.store, warn=lambda msg: None))
-    for line in report.lines():
-        print(output.safe(line))
+    output.emit(report, args.format, table_fn=_lines)
     return 0
