@@ -5,9 +5,13 @@ Layout, one job per file:
 - ``app.py``       the ASGI app (FastAPI on uvicorn): routes, JSON errors, static page files
 - ``service.py``   what the routes answer, without HTTP: search, clips, videos, stats, live refresh
 - ``security.py``  token (header or login cookie, compared in constant time), Host check, response headers
-- ``media.py``     a video file looked up by id only (never a path from a request), thumbnails on demand
+- ``media.py``     a video file looked up by id only (never a path from a request), opened and verified
+                   by its content id on the descriptor; thumbnails on demand, in a bounded cache
 - ``sqlrun.py``    the read-only SQL of ``bike sql`` with a row limit and a time limit
-- ``limits.py``    every bound on a request (query length, k, upload size, SQL rows and seconds)
+- ``limits.py``    every bound on a request (query length, k, upload size, SQL rows and seconds, decoding,
+                   connections)
+- ``decoding.py``  the one bounded pool every decode runs in (thumbnails, uploads); 503 when busy
+- ``server.py``    the uvicorn server: request-head and body timeouts, connection limits, quick shutdown
 - ``static/``      the page: index.html, app.js, app.css, login.html (no CDN, no build step)
 
 Nothing here is imported by ``bike --help``: jobs/commands/serve.py imports it inside ``run``.
