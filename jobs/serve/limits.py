@@ -26,4 +26,4 @@ class Limits:
     keep_alive_s: int = 5                # an idle keep-alive connection is closed after this
     max_header_bytes: int = 16 << 10     # request line + headers (h11); beyond: 400
     max_connections: int = 512           # open connections; beyond, requests get 503 at once
-    shutdown_s: float = 1.0              # on SIGTERM/SIGINT, requests still running get this long
+    shutdown_s: float = 0.5              # on SIGTERM/SIGINT, requests still running get this long

@@ -98,5 +98,5 @@ def make_server(app, host: str, port: int, limits: Limits = Limits(), log_level:
         http=bounded_protocol(limits), ws="none",
         timeout_keep_alive=int(limits.keep_alive_s), h11_max_incomplete_event_size=int(limits.max_header_bytes),
         limit_concurrency=int(limits.max_connections),
-        timeout_graceful_shutdown=max(1, int(round(limits.shutdown_s))))
+        timeout_graceful_shutdown=max(0.1, float(limits.shutdown_s)))   # uvicorn types it int; a float works
     return uvicorn.Server(config)
