@@ -15,11 +15,15 @@ uvicorn alone waits forever for a request that is never finished: a client that 
   (``limit_concurrency``);
 - **shutdown**: on SIGTERM or SIGINT the server stops accepting, gives requests still running
   ``shutdown_s`` (``timeout_graceful_shutdown``), then cancels them; decodes still running are in daemon
-  threads (decoding.py) and do not hold the process.
+  threads (decoding.py) and do not hold the process. Should that orderly shutdown still be going
+  ``HARD_EXIT_S`` after the signal (a machine too loaded to schedule it), the process ends at once
+  (:class:`BoundedServer`), so a signal always ends it within about 1.5 s.
 """
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import h11
 import uvicorn
@@ -92,6 +96,23 @@ def bounded_protocol(limits: Limits) -> type:
                                                           "body_timeout_s": float(limits.body_timeout_s)})
 
 
+#: Seconds after SIGTERM/SIGINT at which the process ends even if the orderly shutdown is not over.
+HARD_EXIT_S = 1.5
+
+
+class BoundedServer(uvicorn.Server):
+    """``uvicorn.Server`` whose first SIGTERM/SIGINT also arms a deadline: ``os._exit`` after
+    ``HARD_EXIT_S`` (the orderly shutdown normally ends it well before)."""
+
+    def handle_exit(self, sig, frame) -> None:
+        if not getattr(self, "_deadline_armed", False):
+            self._deadline_armed = True
+            timer = threading.Timer(HARD_EXIT_S, os._exit, (128 + int(sig),))
+            timer.daemon = True
+            timer.start()
+        super().handle_exit(sig, frame)
+
+
 def make_server(app, host: str, port: int, limits: Limits = Limits(), log_level: str = "warning") -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=log_level in ("debug", "info"),
@@ -99,4 +120,4 @@ def make_server(app, host: str, port: int, limits: Limits = Limits(), log_level:
         timeout_keep_alive=int(limits.keep_alive_s), h11_max_incomplete_event_size=int(limits.max_header_bytes),
         limit_concurrency=int(limits.max_connections),
         timeout_graceful_shutdown=max(0.1, float(limits.shutdown_s)))   # uvicorn types it int; a float works
-    return uvicorn.Server(config)
+    return BoundedServer(config)
