@@ -3,7 +3,7 @@
 The functions here look things up in a store and hand the cutting to the engine
 (``engine.video.export.export_span``, PyAV in-process: stream copy by default, frame-exact re-encode with
 ``exact=True``). The source file is the one the store recorded when it was tagged, and it is used only if it
-is still that file: a local file must be a regular file of the recorded size (the same rule as
+is still that file: a local file is opened and verified on its descriptor by its content id (the same rule as
 ``bike serve``'s media); an object in a bucket is read with ranged GETs pinned to its current ETag.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,21 +75,27 @@ def video_row(store: Store, video_id: str, model_id: "str | None" = None, con=No
     return row[0], row[1], None if row[2] is None else float(row[2])
 
 
-def open_source(path: str, size: "int | None"):
-    """The recorded video as something the engine reads: a checked local path, or a ranged-read source for
-    an object in a bucket (same size as recorded, else refused)."""
+@contextmanager
+def open_source(path: str, size: "int | None", video_id: str):
+    """The recorded video as something the engine reads, while the ``with`` lasts: a local file opened and
+    verified on its descriptor (``bike serve``'s rule: a regular file of the recorded size whose bytes hash to
+    ``video_id``, never a link planted in its place), or a ranged-read source for an object in a bucket (of
+    the recorded size, its reads pinned to the ETag)."""
     from jobs.remote import is_remote
     if is_remote(path):
         from jobs.ranged import RemoteSource
         src = RemoteSource(path)
         if size and src.size != int(size):
             raise ExportError(f"{path}: the object changed since it was tagged ({src.size} bytes, {size} recorded)")
-        return src
-    from jobs.serve.media import MediaError, checked_file
+        yield src
+        return
+    from jobs.serve.media import Identities, MediaError, open_verified
     try:
-        return str(checked_file(path, size, lambda real: False))
+        opened = open_verified(path, size, video_id, lambda real: False, Identities())
     except MediaError as e:
         raise ExportError(f"{path}: {e}") from None
+    with opened:
+        yield opened.path
 
 
 def padded(span: Span, pad_s: float) -> "tuple[float, float]":
@@ -112,7 +119,8 @@ def export_clip(store: "Store | str", clip_id: str, out, pad_s: float = 0.0, exa
         start = max(0.0, float(start_s))
     if end_s is not None:
         end = float(end_s)
-    return export_span(open_source(span.path, span.size), start, end, out, exact=exact)
+    with open_source(span.path, span.size, span.video_id) as src:
+        return export_span(src, start, end, out, exact=exact)
 
 
 def result_name(path: str, start_s: float, end_s: float, rank: int) -> str:
@@ -142,7 +150,8 @@ def export_results(results, out_dir, pad_s: float = 0.0, exact: bool = False, st
         start, end = padded(span, pad_s)
         target = out_dir / result_name(r.path or r.video_id, start, end, r.rank)
         try:
-            rep = export_span(open_source(r.path, size), start, end, target, exact=exact)
+            with open_source(r.path, size, r.video_id) as src:
+                rep = export_span(src, start, end, target, exact=exact)
             done.append((r, rep, None))
         except (VideoError, ExportError, OSError) as e:
             done.append((r, None, str(e)))
@@ -170,14 +179,14 @@ def contact_sheet(store: "Store | str", video_id: str, out, width: int = 240, co
     if len(starts) > SHEET_MAX:                 # evenly spaced clips of a long video
         step = len(starts) / SHEET_MAX
         starts = [starts[int(i * step)] for i in range(SHEET_MAX)]
-    src = open_source(path, size)
     tiles = []
-    for t in starts:
-        try:
-            frame, real_t = read_frame_at(src, t + 0.05, width)
-        except VideoError as e:
-            raise ExportError(f"{path}: {e.reason}") from None
-        tiles.append((Image.fromarray(frame), real_t))
+    with open_source(path, size, video_id) as src:
+        for t in starts:
+            try:
+                frame, real_t = read_frame_at(src, t + 0.05, width, threads=1)
+            except VideoError as e:
+                raise ExportError(f"{path}: {e.reason}") from None
+            tiles.append((Image.fromarray(frame), real_t))
     th = max(im.height for im, _ in tiles)
     caption = 16
     cols = max(1, min(columns, len(tiles)))

@@ -223,10 +223,11 @@ def read_frames(path, numbers: "list[int] | None", width: int, height: int,
 
 
 def read_frame_at(path, t: float, width: int, timeout_s: float = 20.0,
-                  decoder: "str | Decoder | None" = None) -> "tuple[np.ndarray, float]":
+                  decoder: "str | Decoder | None" = None, threads: "int | None" = None) -> "tuple[np.ndarray, float]":
     """The frame shown at ``t`` seconds (the last frame whose own timestamp is <= t), scaled to ``width`` with
     the display aspect kept (even height) -> (uint8 (height, width, 3), its real time in seconds). For
-    thumbnails (``bike serve``): the same decoders, file guard, time limit and errors as :func:`read_frames`."""
+    thumbnails (``bike serve``): the same decoders, file guard, time limit and errors as :func:`read_frames`
+    (``threads``: decoder threads, as there; ``bike serve`` asks for 1). ``path`` may be a byte source."""
     path = path if isinstance(path, ByteSource) else str(path)
     dec = get_decoder(decoder)
     check_input(path)
@@ -237,7 +238,7 @@ def read_frame_at(path, t: float, width: int, timeout_s: float = 20.0,
         raise VideoError(input_name(path), "no video frame to show")
     n = max(0, bisect.bisect_right(list(index.times), max(0.0, float(t))) - 1)
     height = max(2, int(round(width * info.height / max(1, info.width) / 2)) * 2)
-    frame = read_frames(path, [n], width, height, timeout_s=timeout_s, info=info, decoder=dec)[0]
+    frame = read_frames(path, [n], width, height, timeout_s=timeout_s, info=info, decoder=dec, threads=threads)[0]
     return frame, float(index.times[n])
 
 

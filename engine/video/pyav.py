@@ -39,6 +39,7 @@ READ_TIMEOUT_S = 60.0
 _CACHE_SIZE = 8
 _cache: "OrderedDict[tuple, FrameIndex]" = OrderedDict()
 _END = object()
+_quiet = False
 
 
 def _key(path):
@@ -69,6 +70,7 @@ def open_container(path, hwaccel=None, timeout_s: float = READ_TIMEOUT_S):
         if source and path.failure:
             raise VideoError(path.name, path.failure) from None
         text = str(e).replace("; last error log: ", "\n")
+        text += "\n" + _open_diagnosis(path, timeout_s)
         if "moov atom not found" in text and not _looks_like_mp4(path):
             text = "Invalid data found when processing input"     # chosen by the .mp4 name only
         raise VideoError(input_name(path), _reason(text, e)) from None
@@ -84,20 +86,46 @@ def _looks_like_mp4(path) -> bool:
     return head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"styp")
 
 
-def _logged_open(av, *args, **kw):
-    """``av.open`` with FFmpeg's error log on, so its exception says why ("moov atom not found"). Off
-    again afterwards: PyAV's Python log callback can deadlock with the decoder's frame threads, so
-    decoding runs with FFmpeg's logs ignored (problems are counted from exceptions and corrupt flags)."""
-    import av.logging
-    av.logging.set_level(av.logging.ERROR)
-    lg = logging.getLogger("libav")
-    if not lg.handlers:
-        lg.addHandler(logging.NullHandler())
-    lg.propagate = False
-    try:
-        return av.open(*args, **kw)
-    finally:
+def quiet_ffmpeg_logs() -> None:
+    """Route FFmpeg's log to PyAV's no-op C callback, once per process (before the first open).
+
+    PyAV's Python log callback must take the GIL inside FFmpeg's own threads; a frame thread logging a
+    decode error then waits for the GIL while the thread holding it waits for that frame thread (freeing
+    a codec context joins its threads): every thread of the process hangs, signals included. So the
+    callback is never installed (PyAV's own default; this makes sure of it once), and nothing changes
+    FFmpeg's process-wide log state per call. Why an open failed comes from the ffmpeg command line
+    instead (:func:`_open_diagnosis`)."""
+    global _quiet
+    if not _quiet:
+        import av.logging
         av.logging.set_level(None)
+        _quiet = True
+
+
+def _logged_open(av, *args, **kw):
+    """``av.open``; FFmpeg's log stays off (:func:`quiet_ffmpeg_logs`), so a failure carries only FFmpeg's
+    error code, and :func:`open_container` asks the ffmpeg command line for the reason."""
+    quiet_ffmpeg_logs()
+    return av.open(*args, **kw)
+
+
+def _open_diagnosis(path, timeout_s: float) -> str:
+    """What ``ffmpeg -i`` prints when it opens ``path`` (with the same demuxer/protocol whitelists), for
+    the reason of a failed PyAV open: "moov atom not found", "EBML header parsing failed", "not on
+    whitelist"... A separate process, so no log callback runs in this one. '' when not available (a byte
+    source, no ffmpeg binary, or it took longer than ``timeout_s``)."""
+    if isinstance(path, ByteSource):
+        return ""
+    import subprocess
+
+    from .ffmpeg_cli import _input_guard, ffmpeg_exe
+    try:
+        out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *_input_guard(),
+                              "-i", file_url(path)], stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=max(1.0, min(timeout_s, 10.0)))
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return ""
+    return out.stderr.decode("utf-8", "replace")[-4000:]
 
 
 def _reason(text: str, e) -> str:

@@ -47,6 +47,14 @@ def register(sub) -> None:
                    help=output.argparse_suppress())     # the older name of --sql-timeout
     p.add_argument("--max-upload-mb", type=positive_float, default=50.0, metavar="MB",
                    help="largest video accepted by POST /api/search")
+    p.add_argument("--decode-workers", type=positive_int, default=2, metavar="N",
+                   help="thumbnails and uploaded examples decoded at once (more wait; a full queue gets 503)")
+    p.add_argument("--thumb-timeout", type=positive_float, default=10.0, metavar="S",
+                   help="a thumbnail not decoded within S seconds is answered 503 with Retry-After")
+    p.add_argument("--thumb-cache-mb", type=positive_float, default=256.0, metavar="MB",
+                   help="thumbnail cache on disk, per store (least recently used thumbnails are deleted first)")
+    p.add_argument("--header-timeout", type=positive_float, default=10.0, metavar="S",
+                   help="close a connection whose request line and headers have not arrived within S seconds")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="uvicorn log level (info shows every request)")
     p.set_defaults(func=run)
@@ -86,18 +94,20 @@ def run(args) -> int:
 
     import faiss
     import torch
-    import uvicorn
 
     from index.store import Store
 
     from ..serve.app import create_app
     from ..serve.limits import Limits
+    from ..serve.server import make_server
     from ..serve.service import Service
     torch.set_num_threads(args.threads)                 # once, here: queries never change it
     faiss.omp_set_num_threads(args.threads)
     limits = Limits(sql_rows=args.sql_rows, sql_seconds=args.sql_timeout, sql_memory_bytes=args.sql_memory,
                     sql_max_bytes=args.sql_max_bytes,
-                    max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+                    max_upload_bytes=int(args.max_upload_mb * (1 << 20)), decode_workers=args.decode_workers,
+                    thumb_timeout_s=args.thumb_timeout, thumb_cache_bytes=int(args.thumb_cache_mb * (1 << 20)),
+                    header_timeout_s=args.header_timeout)
     store = Store(args.store)
     service = Service(store, model_id=args.model_id, limits=limits, weights=args.checkpoint, device=args.device,
                       precision=args.precision,
@@ -110,11 +120,12 @@ def run(args) -> int:
         desc, random_init = service.searcher.describe_model()
         print(f"bike: model: {desc}" + ("   [RANDOM WEIGHTS: scores are meaningless]" if random_init else ""),
               file=sys.stderr)
-    config = uvicorn.Config(create_app(service, token), host=args.host, port=args.port,
-                            log_level=args.log_level, access_log=args.log_level in ("debug", "info"))
-    server = uvicorn.Server(config)
+    server = make_server(create_app(service, token), args.host, args.port, limits, args.log_level)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"bike: open http://{host}:{args.port}/" + ("  (token required)" if token else ""),
           file=sys.stderr, flush=True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        service.decoding.close()
     return 0

@@ -8,7 +8,7 @@ API (every ``/api`` route answers JSON; errors are ``{"error": MESSAGE, "status"
     GET  /api/search?clip=CLIP_ID&k=10               more like this stored clip
     POST /api/search?k=10    (body: a video file)    query by example, body at most Limits.max_upload_bytes
     GET  /api/clips/{video_id}/{n}                   a clip: span, frame times, labels (with saliency), attributes
-    GET  /api/clips/{video_id}/{n}/thumb.jpg?t=S     a frame of the clip (decoded on demand, cached)
+    GET  /api/clips/{video_id}/{n}/thumb.jpg?t=S     a frame of the clip (decoded on demand, cached; 503 when busy)
     GET  /api/videos/{video_id}                      a video and its clips with their top labels
     GET  /api/videos/{video_id}/media                the video file (HTTP Range → 206, so players can seek)
     GET  /api/sql?q=SELECT...                        read-only SQL, row- and time-limited
@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from .decoding import Busy
 from .security import COOKIE, HEADERS, Guard, LoginThrottle, cross_site
 from .service import Service, ServiceError
 from .sqlrun import jsonable
@@ -95,6 +96,22 @@ def json_response(obj) -> Response:
     return Response(body, media_type="application/json")
 
 
+class OpenFileResponse(FileResponse):
+    """A ``FileResponse`` (Range, ETag...) over a file the server already opened and verified
+    (``media.VerifiedFile``): it reads the descriptor through its ``/proc/self/fd/N`` name, never the
+    recorded path again, and closes it when the response is over."""
+
+    def __init__(self, opened, **kw):
+        super().__init__(opened.path, stat_result=opened.stat, **kw)
+        self.opened = opened
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.opened.close()
+
+
 def create_app(service: Service, token: "str | None" = None, throttle: "LoginThrottle | None" = None) -> FastAPI:
     """The app for one :class:`Service`. ``token``: required on every ``/api`` request when given;
     ``throttle``: how failed logins are slowed down (default :class:`.security.LoginThrottle`)."""
@@ -109,6 +126,12 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
     @app.exception_handler(ServiceError)
     async def service_error(request, exc: ServiceError):
         return error(exc.status, str(exc))
+
+    @app.exception_handler(Busy)
+    async def busy(request, exc: Busy):
+        response = error(503, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
@@ -211,9 +234,10 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
                     f.write(chunk)
             if not size:
                 return error(400, "empty body: POST a video file to search by example")
-            return json_response(await run_in_threadpool(
-                service.search, like=path, k=k, where=where or None, label=label or None, min_score=min_score,
-                like_name=f"uploaded video ({size} bytes)"))
+            return json_response(await service.decoding.run(     # decoded in the bounded pool
+                lambda: service.search(like=path, k=k, where=where or None, label=label or None,
+                                       min_score=min_score, like_name=f"uploaded video ({size} bytes)"),
+                timeout_s=service.video_timeout_s + service.limits.thumb_timeout_s))
         finally:
             os.unlink(path)
 
@@ -222,8 +246,10 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
         return service.clip(f"{video_id}/{n}")
 
     @app.get("/api/clips/{video_id}/{n}/thumb.jpg")
-    def thumb(video_id: str, n: str, t: "float | None" = None):
-        path = service.thumb(f"{video_id}/{n}", t)
+    async def thumb(video_id: str, n: str, t: "float | None" = None):
+        clip_id = f"{video_id}/{n}"
+        hit, name, job = await run_in_threadpool(service.thumb_job, clip_id, t)
+        path = hit or await service.decoding.run(job, timeout_s=service.limits.thumb_timeout_s, key=name)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/videos/{video_id}")
@@ -232,9 +258,9 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.get("/api/videos/{video_id}/media")
     def video_media(video_id: str):
-        path = service.media_file(video_id)
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return FileResponse(path, media_type=kind if kind.startswith("video/") else "application/octet-stream")
+        opened = service.open_media(video_id)
+        kind = mimetypes.guess_type(opened.real.name)[0] or "application/octet-stream"
+        return OpenFileResponse(opened, media_type=kind if kind.startswith("video/") else "application/octet-stream")
 
     @app.get("/api/sql")
     def sql(q: str = ""):

@@ -1,4 +1,5 @@
-"""Bounds on every input the server accepts; a request beyond one gets a 400/408/413 JSON error naming it."""
+"""Bounds on every input the server accepts; a request beyond one gets a 400/408/413 JSON error naming it (503
+with ``Retry-After`` when the decoders are busy). The connection bounds are applied by ``server.py``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +18,18 @@ class Limits:
     sql_max_bytes: int = 16 << 20        # JSON body of one /api/sql answer (413)
     sql_workers: int = 4                 # SQL queries (and `where` filters) running at once; more wait, then 503
     thumb_width: int = 320               # thumbnails are scaled to this width
+    # decoding (decoding.py): thumbnails and query-by-example uploads share one pool
+    decode_workers: int = 2              # decodes at once
+    decode_queue: int = 32               # more may wait; beyond: 503 at once
+    thumb_timeout_s: float = 10.0        # a thumbnail not ready by then: 503 + Retry-After (its decode budget too)
+    thumb_cache_bytes: int = 256 << 20   # thumbnail JPEGs kept on disk per store (least recently used go first)
+    # connections (server.py)
+    header_timeout_s: float = 10.0       # a request head (line + headers) must arrive within this
+    body_timeout_s: float = 30.0         # at most this long between two pieces of a request body
+    keep_alive_s: int = 5                # an idle keep-alive connection is closed after this
+    max_header_bytes: int = 16 << 10     # request line + headers (h11); beyond: 400
+    max_connections: int = 512           # open connections; beyond, requests get 503 at once
+    shutdown_s: float = 0.5              # on SIGTERM/SIGINT, requests still running get this long
 
     def sql(self):
         """The bounds of index/sqlbox.py for /api/sql and `where` (``SQLLimits``)."""

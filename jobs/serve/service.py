@@ -28,6 +28,7 @@ from index.store import Store, StoreError
 from index.where import WhereError
 
 from . import media
+from .decoding import DecodePool
 from .limits import Limits
 from .sqlrun import jsonable, run_sql
 
@@ -61,6 +62,9 @@ class Service:
         if self.searcher is not None:
             self.searcher.sql_box = self.sql_box
         self.thumbs = media.thumbs_dir(self.store.root)
+        self.thumb_cache = media.ThumbCache(self.thumbs, limits.thumb_cache_bytes)
+        self.decoding = DecodePool(limits.decode_workers, limits.decode_queue)   # thumbnails and uploads
+        self.identities = media.Identities()         # files whose bytes were checked against their video id
         self._lock = threading.Lock()
         self._sig = self._signature()
         self._checked = time.monotonic()
@@ -259,23 +263,39 @@ class Service:
         return out
 
     # ---- files ---------------------------------------------------------------------------------------
-    def media_file(self, video_id: str) -> Path:
+    def _video_row(self, video_id: str) -> dict:
         if not media.valid_video_id(video_id):
             raise ServiceError(404, "no such video")
-        rows = self._rows("SELECT path, size FROM videos WHERE video_id = $v AND status = 'ok' "
+        rows = self._rows("SELECT video_id, path, size FROM videos WHERE video_id = $v AND status = 'ok' "
                           "ORDER BY tagged_at DESC LIMIT 1", {"v": video_id})
         if not rows:
             raise ServiceError(404, "no such video")
+        return rows[0]
 
-        def recorded(real: str) -> bool:
-            paths = self._rows("SELECT DISTINCT path FROM videos WHERE status = 'ok'", {})
-            return any(os.path.abspath(r["path"] or "") == real for r in paths)
+    def _recorded(self, real: str) -> bool:
+        paths = self._rows("SELECT DISTINCT path FROM videos WHERE status = 'ok'", {})
+        return any(os.path.abspath(r["path"] or "") == real for r in paths)
+
+    def media_file(self, video_id: str) -> Path:
+        """The recorded file's real path after the path checks of ``media.checked_file`` (no content check:
+        :meth:`open_media` is what serves bytes)."""
+        row = self._video_row(video_id)
         try:
-            return media.checked_file(rows[0]["path"], rows[0]["size"], recorded)
+            return media.checked_file(row["path"], row["size"], self._recorded)
         except media.MediaError as e:
             raise ServiceError(e.status, str(e)) from None
 
-    def thumb(self, clip_id: str, t: "float | None") -> Path:
+    def open_media(self, video_id: str) -> "media.VerifiedFile":
+        """The tagged video, open and verified on its descriptor (``media.open_verified``); the caller closes it."""
+        row = self._video_row(video_id)
+        try:
+            return media.open_verified(row["path"], row["size"], row["video_id"], self._recorded, self.identities)
+        except media.MediaError as e:
+            raise ServiceError(e.status, str(e)) from None
+
+    def thumb_job(self, clip_id: str, t: "float | None") -> "tuple[Path | None, str, object]":
+        """(cached JPEG or None, cache name, job): the lookups and checks of a thumbnail request, without
+        decoding. On a miss, ``job()`` (run it in :attr:`decoding`) opens, verifies, decodes and caches it."""
         info = self.clip(clip_id)
         start, end = float(info["start_s"]), float(info["end_s"])
         if t is None:
@@ -283,11 +303,28 @@ class Service:
         if not math.isfinite(t):
             raise _bad("t must be a finite number of seconds")
         t = min(max(t, start), max(start, end - 0.05))
-        video = self.media_file(info["video_id"])
-        try:
-            return media.thumbnail(video, clip_id, t, self.thumbs, self.limits.thumb_width)
-        except media.MediaError as e:
-            raise ServiceError(e.status, str(e)) from None
+        self.media_file(info["video_id"])                # the path checks, also for a cached thumbnail
+        width = self.limits.thumb_width
+        name = media.thumb_name(clip_id, t, width)
+        hit = self.thumb_cache.get(name)
+
+        def job() -> Path:
+            got = self.thumb_cache.get(name)             # made while this job waited
+            if got is not None:
+                return got
+            with self.open_media(info["video_id"]) as opened:
+                try:
+                    data = media.thumbnail(opened, t, width, timeout_s=self.limits.thumb_timeout_s)
+                except media.MediaError as e:
+                    raise ServiceError(e.status, str(e)) from None
+            return self.thumb_cache.put(name, data)
+        return hit, name, job
+
+    def thumb(self, clip_id: str, t: "float | None") -> Path:
+        """The thumbnail's JPEG file, decoded in the bounded pool when not cached (``decoding.Busy`` when the
+        pool is full or it took longer than ``Limits.thumb_timeout_s``)."""
+        hit, name, job = self.thumb_job(clip_id, t)
+        return hit or self.decoding.call(job, timeout_s=self.limits.thumb_timeout_s, key=name)
 
     # ---- SQL, stats, health --------------------------------------------------------------------------
     def sql_json(self, q: str) -> bytes:
