@@ -131,10 +131,20 @@ class Sandbox:
         if not self._slots.acquire(timeout=lim.seconds):
             raise SQLLimitError("busy", f"busy: {lim.workers} queries are running; try again in a moment")
         try:
+            store.commits()                          # damaged batches are warned about here, once, by the caller
             cap = lim.max_bytes if job["kind"] == "sql" else lim.memory_bytes   # clip ids: as many as the store has
-            job = {**job, "store": str(store.root), "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
-                   "limits": lim, "deadline_s": max(0.05, deadline - time.monotonic()), "answer_cap": cap}
-            kind, payload = _in_child(job, deadline + GRACE_S, lim)
+            for attempt in range(3):
+                job = {**job, "store": str(store.root), "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+                       "limits": lim, "deadline_s": max(0.05, deadline - time.monotonic()), "answer_cap": cap,
+                       "bad_shards": dict(getattr(store, "_bad_shards", {}))}
+                kind, payload = _in_child(job, deadline + GRACE_S, lim)
+                if kind != "damaged":
+                    break
+                # A shard that does not decode although its size is right: the caller's store finds it (full
+                # check, one warning naming the batch, left out from now on) and the query runs again without it.
+                if attempt == 2 or not store.find_unreadable():
+                    kind, payload = "error", f"query failed: {payload}\n({TABLES_HINT})"
+                    break
         finally:
             self._slots.release()
         if kind == "ok":
@@ -237,15 +247,17 @@ def _child() -> None:
 
 def _answer(job: dict, lim: SQLLimits) -> "tuple[str, object]":
     import duckdb
+    import pyarrow as pa
 
-    from .store import Store, StoreError
+    from .store import Store, StoreError, read_error
     from .where import WhereError, filter_clips
     end = time.monotonic() + job["deadline_s"]
     if job.get("endpoint"):
         os.environ["AWS_ENDPOINT_URL"] = job["endpoint"]
+    store = Store(job["store"], warn=lambda msg: None)      # the caller has warned about damaged batches
+    store._bad_shards.update(job.get("bad_shards") or {})   # ... and the ones it found unreadable
     try:
-        con = Store(job["store"], warn=lambda msg: None).connect(memory_limit=lim.memory_bytes,
-                                                                   threads=lim.threads)
+        con = store.connect(memory_limit=lim.memory_bytes, threads=lim.threads)
     except StoreError as e:
         return "error", str(e)
     timed_out = threading.Event()
@@ -277,7 +289,11 @@ def _answer(job: dict, lim: SQLLimits) -> "tuple[str, object]":
             return "time", _time_message(lim)
         if "bad alloc" in str(e).lower() or "out of memory" in str(e).lower():
             return "memory", _memory_message(lim)
+        if read_error(e):                            # maybe a shard that does not decode: the caller checks
+            return "damaged", error_text(e)
         return "error", f"query failed: {error_text(e)}\n({TABLES_HINT})"
+    except pa.ArrowException as e:
+        return "damaged", str(e)
 
 
 class _TooLarge(Exception):

@@ -81,7 +81,7 @@ def run(args) -> int:
         raise UsageError("give a query, e.g. bike sql --store DIR \"SELECT * FROM videos LIMIT 5\" "
                          "(or --schema to list the tables)")
     try:
-        columns, rows = store.retry_without_damaged(lambda: query(store, sql, sql_limits(args)))  # corrupt shard: left out
+        columns, rows = query(store, sql, sql_limits(args))     # a corrupt shard: left out (index/sqlbox.py)
     except SQLError as e:                        # DuckDB's lines (LINE 1: ... and its caret) as one line
         raise UsageError(one_line(str(e))) from None
     if args.out:
