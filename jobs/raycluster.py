@@ -81,12 +81,15 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
+            output.info(f"bike: joining the Ray cluster at {address}...")
             ray.init(address=address, **kwargs)
         else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
             engines = local_nvdec_engines()
             if engines:
                 kwargs["resources"] = {NVDEC: engines}
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            cpus = num_cpus or os.cpu_count() or 1
+            output.info(f"bike: starting Ray (local, {cpus} CPUs{f', {engines} NVDEC' if engines else ''})...")
+            ray.init(address="local", num_cpus=cpus, **kwargs)
             start_reaper()
     except ConnectionError as e:
         raise UsageError(f"cannot join the Ray cluster at --address {address}: {e}; start one with "
