@@ -57,7 +57,7 @@ def identify(path: str) -> "tuple[str, str | None]":
     except NotRegularFile as e:
         reason = str(e)
     except FileNotFoundError:
-        reason = "file not found"
+        reason = _dangling(path) or "file not found"
     except IsADirectoryError:
         reason = "is a directory, not a video file"
     except PermissionError:
@@ -65,6 +65,14 @@ def identify(path: str) -> "tuple[str, str | None]":
     except OSError as e:
         reason = "symbolic link loop" if e.errno == errno.ELOOP else f"cannot read it: {e.strerror or e}"
     return path_id(os.path.abspath(path)), reason
+
+
+def _dangling(path: str) -> "str | None":
+    """"dangling symbolic link to TARGET" when ``path`` is a link whose target does not exist, else None."""
+    try:
+        return f"dangling symbolic link to {os.readlink(path)}" if os.path.islink(path) else None
+    except OSError:
+        return None
 
 
 #: The frame sampling a model_id leaves unsaid: stores tagged before the sampling entered the id used it, so

@@ -543,11 +543,13 @@ def _plan(manifest: "dict | None", pending: "list[dict]", total: int, kind: str)
     return False, "extended" if pending else "up to date"
 
 
-def update_index(store: "Store | str", model_id: "str | None" = None, kind: str = "auto",
+def update_index(store: "Store | str", model_id: "str | None" = None, kind: "str | None" = None,
                  gpu: "bool | None" = False, log=None) -> IndexReport:
     """Build or extend the FAISS index of ``model_id``'s clip embeddings (see the module docstring).
 
-    Called by ``bike index`` and at the end of ``bike tag``. ``gpu``: True builds on the GPUs of a
+    Called by ``bike index`` and at the end of ``bike tag``. ``kind``: None keeps the kind last asked for
+    (an index built with ``kind="hnsw"`` stays HNSW when ``bike tag`` extends it), ``"auto"`` chooses by size
+    again, another kind rebuilds as that kind. ``gpu``: True builds on the GPUs of a
     faiss-gpu install (an error without one), None uses them when present, False never. ``log`` is called
     with progress lines (default: silent).
     """
@@ -555,7 +557,8 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
     store = store if isinstance(store, Store) else Store(store)
     store.commits(refresh=True)
     model_id = resolve_model_id(store, model_id)
-    choose_kind(0, kind)                                   # validates the name
+    if kind is not None:
+        choose_kind(0, kind)                               # validates the name
     use_gpu = bool(gpu) or (gpu is None and num_gpus() > 0)
     if use_gpu and num_gpus() == 0:
         raise VectorIndexError("--gpu: the installed faiss has no GPU support or sees no GPU; fix: "
@@ -570,8 +573,9 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: str 
         covered = set(manifest["batches"]) if manifest else set()
         pending = [c for c in store.commits() if c["model_id"] == model_id and not is_covered(c, covered)
                    and (c["tables"].get("embeddings") or c.get("replace"))]
-        # An explicit --kind sticks: a later plain update (e.g. at the end of `bike tag`) keeps it.
-        requested = kind if kind != "auto" or manifest is None else manifest.get("requested_kind", "auto")
+        # An explicit kind sticks: a later update without one (e.g. at the end of `bike tag`) keeps it;
+        # an explicit "auto" chooses by size again.
+        requested = kind if kind is not None else (manifest or {}).get("requested_kind", "auto")
         rebuild, reason = _plan(manifest, pending, total_rows, requested)
         if not rebuild and not pending:
             return IndexReport(model_id, manifest["kind"], int(manifest["count"]), 0, False, "up to date",

@@ -83,8 +83,8 @@ def main(argv=None) -> int:
             except (OSError, ValueError):
                 pass
             return 0
-    except KeyboardInterrupt:
-        print("bike: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:            # a job may say what it kept (jobs/tag.py: Interrupted)
+        print(f"bike: interrupted{': ' + output.safe(str(e)) if str(e) else ''}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - only the user-facing kinds are turned into one line
         if isinstance(e, user_errors()):

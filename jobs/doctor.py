@@ -44,7 +44,8 @@ class Machine:
     ffmpeg: "str | None" = None          # path of the ffmpeg binary bike uses
     ffprobe: "str | None" = None
     pyav: "str | None" = None            # PyAV version
-    nvdec: bool = False                  # PyAV's FFmpeg has the CUDA (cuvid) decoders
+    nvdec: bool = False                  # the nvdec backend can run here (engine.video: GPU, driver, PyAV)
+    nvdec_why: str = ""                  # ... else why not
     faiss: "str | None" = None
     faiss_gpus: int = 0
 
@@ -116,17 +117,19 @@ def machine() -> Machine:
     if torch.cuda.is_available():
         m.gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     try:
-        import imageio_ffmpeg
-        m.ffmpeg = os.environ.get("BIKE_FFMPEG") or imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:  # noqa: BLE001 - no bundled ffmpeg: PATH is all there is
-        m.ffmpeg = shutil.which("ffmpeg")
+        from engine.video.ffmpeg_cli import ffmpeg_exe     # the binary the ffmpeg backend runs
+        m.ffmpeg = ffmpeg_exe()
+    except Exception:  # noqa: BLE001 - no ffmpeg at all: reported as missing
+        m.ffmpeg = None
     m.ffprobe = shutil.which("ffprobe")
     try:
         import av
         m.pyav = av.__version__
-        m.nvdec = any(c.endswith("_cuvid") for c in av.codecs_available)
     except Exception:  # noqa: BLE001 - PyAV missing or broken: reported as absent
         pass
+    from engine.video.base import available
+    why = available().get("nvdec", "not a backend of this install")
+    m.nvdec, m.nvdec_why = why is None, why or ""
     try:
         import faiss
         m.faiss = getattr(faiss, "__version__", "?")
@@ -147,18 +150,48 @@ def ffmpeg_version(path: "str | None") -> str:
 
 
 def uses(m: Machine) -> "dict[str, str]":
-    """What the commands will pick here by default."""
-    device = "cuda (GPU)" if m.gpus else "cpu"
-    precision = "fp16/bf16 on the GPU" if m.gpus else ("fp32 (bf16 available: --precision)" if m.bf16_cpu
-                                                        else "fp32")
-    decoder = "PyAV with NVDEC" if (m.gpus and m.nvdec) else ("ffmpeg" if m.ffmpeg else "PyAV" if m.pyav else "none")
+    """What the commands will pick here by default, asked of the functions the runs call to decide it: the
+    device (``engine.device.resolve_device``), the precision (``engine.precision.resolve``), the decoder
+    (``engine.video.get_decoder``; ``$BIKE_DECODER`` counts) and, for ``bike tag``, its decode slots
+    (``jobs.slots.slot_decoder`` for the CPU pool, ``jobs.raycluster.local_nvdec_engines`` for NVDEC)."""
     return {
-        "classify / tag / eval / search (model)": f"{device}, {precision}",
-        "tag / classify / train (decoding)": decoder,
+        "classify / tag / eval / search (model)": _model_use(),
+        "classify / eval / train (decoding)": _decoder_use(None),
+        "tag (decoding)": _tag_decoding_use(),
         "index / search (FAISS)": "GPU" if m.faiss_gpus else "CPU",
-        "tag / train (Ray)": "a local Ray sized to this machine (--address auto joins a cluster)",
+        "tag / train (Ray)": f"a local Ray sized to this machine ({m.cores} CPUs; --address auto joins a cluster)",
         "sql / index / check": "no model, no Ray",
     }
+
+
+def _model_use() -> str:
+    from engine.device import resolve_device
+    from engine.precision import resolve
+    try:
+        device = resolve_device(None)
+        return f"{device.type}, {resolve(None, device.type)} (--device, --precision)"
+    except Exception as e:  # noqa: BLE001 - say what is wrong instead of failing the report
+        return f"? ({e})"
+
+
+def _decoder_use(name) -> str:
+    from engine.video import get_decoder
+    try:
+        return get_decoder(name).name
+    except (ValueError, RuntimeError) as e:
+        return f"none ({e})"
+
+
+def _tag_decoding_use() -> str:
+    """As ``bike tag`` sizes its local Ray: a CPU pool of its resolved backend, plus one slot per NVDEC engine."""
+    from .raycluster import local_nvdec_engines
+    from .slots import CPU, slot_decoder
+    cpu = f"{_decoder_use(slot_decoder(CPU, 0, None))} on the CPUs"
+    try:
+        engines = local_nvdec_engines()
+    except Exception as e:  # noqa: BLE001 - a bad $BIKE_NVDEC_ENGINES: bike tag refuses it; say why
+        return f"{cpu}; NVDEC: ? ({e})"
+    return f"{cpu} + {engines} NVDEC decodes at once" if engines else f"{cpu} (no NVDEC here)"
 
 
 def report() -> Report:

@@ -206,6 +206,9 @@ def resolve_labels(args, model=None):
 def load_model_from_args(args):
     """Load the model the options name; say in one line which weights are in use."""
     from engine.model import load_model
+
+    from .precheck import check_hub
+    check_hub(model_kwargs(args))                # uncached weights and no network: said in seconds, not minutes
     model = load_model(**model_kwargs(args))
     output.info(f"bike: model: {model.describe()}")
     return model

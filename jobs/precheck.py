@@ -1,8 +1,10 @@
 """Checks ``bike tag`` makes before it starts Ray: are the weights there, and is there anything to do?
 
-* :func:`check_weights` fails in a fraction of a second, before a store is created or Ray started, when
-  the weights the options name cannot be had (a missing file; an open_clip tag that is not cached while
-  ``HF_HUB_OFFLINE=1``), with the same advice as the engine (``bike weights`` lists what is cached).
+* :func:`check_weights` fails within a few seconds, before a store is created or Ray started, when the
+  weights the options name cannot be had: a missing file; an open_clip tag that is not cached while
+  ``HF_HUB_OFFLINE=1``, or while the host it would be downloaded from does not answer a connection attempt
+  (:func:`unreachable`, at most :data:`PROBE_S` seconds; without it the Hugging Face client retries for over a
+  minute before it gives up). The advice is the engine's: ``bike weights`` lists what is cached.
 * :func:`known_model_id` finds the store's ``models`` row of the requested model without loading it: the
   row's fingerprint must name the same model, weights (file hash, open_clip tag or random-init seed),
   frames and lexicon, and hash to its model_id with the requested label set, window and frame sampling. A
@@ -19,6 +21,8 @@ import os
 
 from engine.config import DEFAULTS
 from index import ids
+
+from .errors import UsageError
 
 #: Fingerprint fields this module can predict (engine.model.BikeModel.fingerprint); others → no match.
 KNOWN_FIELDS = {"name", "weights", "frames", "lexicon", "random_init"}
@@ -57,6 +61,47 @@ def _looks_like_file(text: str) -> bool:
     return os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
 
 
+#: Longest wait for the weights' host to answer (a host without network usually fails at once).
+PROBE_S = 3.0
+
+
+class HubUnreachable(UsageError):
+    """The weights are not cached and the host that serves them cannot be reached: say so in one line."""
+
+
+def hub_url(source: str) -> str:
+    """Where the weights named by ``source`` (a Hugging Face repo id, or a URL) are downloaded from: the
+    URL's host, else the Hugging Face endpoint (``$HF_ENDPOINT``, which the hub client honours too)."""
+    if "://" in source:
+        scheme, rest = source.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}/"
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/") + "/"
+
+
+def unreachable(url: str, timeout_s: float = PROBE_S) -> "str | None":
+    """None when ``url``'s host answers an HTTP request (any HTTP status counts; proxies from the environment
+    are used), else why not. Bounded by ``timeout_s`` including the name lookup (run in a daemon thread)."""
+    import threading
+    import urllib.error
+    import urllib.request
+    answer: list = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
+            answer.append(None)
+        except urllib.error.HTTPError:
+            answer.append(None)                          # the host answered: it is reachable
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            answer.append(str(getattr(reason, "strerror", None) or reason))
+
+    t = threading.Thread(target=probe, name="bike-hub-probe", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return answer[0] if answer else f"no answer in {timeout_s:g} s"
+
+
 def check_weights(kw: dict) -> None:
     """Raise :class:`engine.loading.WeightsUnavailable` / ``CheckpointError`` when the weights cannot be had."""
     from engine.loading import CheckpointError, WeightsUnavailable
@@ -65,15 +110,34 @@ def check_weights(kw: dict) -> None:
         raise CheckpointError(f"{value}: file not found (--checkpoint)")
     if kind == "tag" and _looks_like_file(value):
         raise CheckpointError(f"{value}: file not found (--pretrained)")
-    if kind == "tag" and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        from .doctor import cached_weights
-        name = kw.get("name") or DEFAULTS.model
-        try:
-            found = cached_weights([(name, value)])
-        except Exception:  # noqa: BLE001 - unknown model/tag: the engine says so with its own message
-            return
-        if found and not found[0].cached:
-            raise WeightsUnavailable(
+    check_hub(kw)
+
+
+def check_hub(kw: dict) -> None:
+    """When the options name an open_clip tag that is not cached: raise at once if it cannot be downloaded
+    (``HF_HUB_OFFLINE`` set, or its host unreachable); nothing is checked for files and cached tags."""
+    from engine.loading import WeightsUnavailable
+    kind, value = _weights_choice(kw)
+    if kind != "tag" or _looks_like_file(value):
+        return
+    from .doctor import cached_weights
+    name = kw.get("name") or DEFAULTS.model
+    try:
+        found = cached_weights([(name, value)])
+    except Exception:  # noqa: BLE001 - unknown model/tag: the engine says so with its own message
+        return
+    if not found or found[0].cached:
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
+        url = hub_url(found[0].source)
+        why = unreachable(url)
+        if why is not None:
+            raise HubUnreachable(
+                f"open_clip weights {name} / {value} are not cached here and {url} cannot be reached ({why}): "
+                "`bike weights` says how to get weights; or pass --checkpoint FILE, --pretrained FILE, "
+                "or --random-init")
+    else:
+        raise WeightsUnavailable(
                 f"open_clip weights {name!r} / {value!r} are not cached and HF_HUB_OFFLINE is set\n"
                 f"  fix: run once with internet access (they are cached in {found[0].where}),\n"
                 "       or pass --pretrained /path/to/weights.pt or --checkpoint /path/to/bike_checkpoint.pt,\n"

@@ -81,12 +81,16 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
+            output.info(f"bike: joining the Ray cluster at {address}...")
             ray.init(address=address, **kwargs)
         else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
             engines = local_nvdec_engines()
             if engines:
                 kwargs["resources"] = {NVDEC: engines}
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            cpus = num_cpus or os.cpu_count() or 1
+            what = f"{cpus} CPU{'s' if cpus != 1 else ''}" + (f", {engines} NVDEC" if engines else "")
+            output.info(f"bike: starting Ray (local, {what})...")
+            ray.init(address="local", num_cpus=cpus, **kwargs)
             start_reaper()
     except ConnectionError as e:
         raise UsageError(f"cannot join the Ray cluster at --address {address}: {e}; start one with "
@@ -118,7 +122,7 @@ def start_reaper() -> "subprocess.Popen | None":
         return None
     from .reaper import start_time
     spec = {"driver": os.getpid(), "procs": [(pid, start_time(pid)) for pid in procs if start_time(pid)],
-            "interval": 0.2, "grace": 0.0}
+            "interval": 0.2, "refresh": 1.0, "grace": 0.0, "pgid": os.getpgid(0), "since": start_time(os.getpid())}
     if not spec["procs"]:
         return None
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")

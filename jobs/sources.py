@@ -24,7 +24,9 @@ folders but enter each real folder once (device + inode), so a link to a parent 
 end the walk instead of looping; such links are counted as "symbolic link loops". Inside folders only
 regular files are listed (a FIFO named ``x.mp4`` is skipped as "not regular files"); a FIFO or device named
 explicitly (``/dev/zero`` in a list file) is kept and becomes an error row without being read
-(``index.ids.open_regular``).
+(``index.ids.open_regular``). A symbolic link with a video extension whose target cannot be reached (dangling,
+or a loop of links) is listed like a file that cannot be decoded: it becomes an error row whose reason says
+so ("dangling symbolic link to ...", "symbolic link loop"), counted among the errors of the summary.
 """
 from __future__ import annotations
 
@@ -64,6 +66,11 @@ def is_video_name(path: str) -> bool:
 def _hidden(path: str, root: str = "") -> bool:
     rel = os.path.relpath(path, root) if root else os.path.basename(path)
     return any(part.startswith(".") and part not in (".", "..") for part in rel.split(os.sep))
+
+
+def _broken_link(path: str) -> bool:
+    """A symbolic link whose target cannot be reached (dangling, or a loop of links)."""
+    return os.path.islink(path) and not os.path.exists(path)
 
 
 def _walk(folder: str, loops: "Counter | None" = None):
@@ -133,8 +140,8 @@ def list_sources(specs) -> Sources:
         for path, hidden in _walk(folder, out.skipped):
             if hidden:
                 out.skipped["hidden"] += 1
-            elif os.path.isfile(path):
-                add(path, explicit=False, root=folder)
+            elif os.path.isfile(path) or _broken_link(path):
+                add(path, explicit=False, root=folder)        # a broken link: an error row that says so
             elif os.path.exists(path) and not os.path.isdir(path):
                 out.skipped["not regular files"] += 1
 
@@ -173,7 +180,7 @@ def list_sources(specs) -> Sources:
             for path in matches:
                 if os.path.isdir(path):
                     continue
-                if not os.path.isfile(path):
+                if not os.path.isfile(path) and not _broken_link(path):
                     out.skipped["not regular files"] += 1
                     continue
                 add(path, explicit=False, root=_glob_root(spec))

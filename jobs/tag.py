@@ -91,13 +91,19 @@ class TagSummary:
     compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
     decodes: str = ""                                     # videos decoded per slot pool and backend
 
+    @property
+    def skipped(self) -> int:
+        """Listed files not tagged in this run: already stored, or a copy of another listed file (so that
+        ok + error + skipped = listed when the run completes)."""
+        return self.skipped_done + self.duplicates
+
     def lines(self) -> "list[str]":
         rate = f"{(self.ok + self.error) / self.run_s:.2f} videos/s, {self.frames / self.run_s:.1f} frames/s " \
             f"over {self.run_s:.1f} s after start-up" if self.run_s > 0 else "nothing to do"
         skipped = dict(self.skipped_sources)
-        if self.duplicates:
-            skipped["same content as another listed file"] = self.duplicates
-        out = [f"bike tag: {self.ok} ok, {self.error} error, {self.skipped_done} skipped (already in the store) "
+        why = (f"{self.skipped_done} already in the store, {self.duplicates} same content as another listed file"
+               if self.duplicates else "already in the store")
+        out = [f"bike tag: {self.ok} ok, {self.error} error, {self.skipped} skipped ({why}) "
                f"of {self.listed} listed; {self.frames} frames in {self.seconds:.1f} s ({rate})",
                f"bike tag: content ids: {self.ids_hashed} files hashed, {self.ids_remembered} unchanged files "
                "known from earlier runs (--rehash hashes every file)",
@@ -171,6 +177,21 @@ def _decodes_line(decodes) -> str:
     return ", ".join(f"{n} on {pool} slots ({backend})" for (pool, backend), n in sorted(decodes.items()))
 
 
+def _model_words(kw: dict) -> str:
+    """The model the options name, in a few words, before it is loaded (its own describe() comes after)."""
+    from .precheck import _weights_choice
+    kind, value = _weights_choice(kw)
+    name = kw.get("name") or (DEFAULTS.model if kind != "checkpoint" else "")
+    what = {"checkpoint": f"checkpoint {value}", "file": f"weights {value}", "tag": f"--pretrained {value}",
+            "random": "RANDOM WEIGHTS"}[kind]
+    return f"{name}, {what}" if name else what
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``bike tag``, after the finished videos were committed: the message says how many and
+    what to do (jobs/cli.py prints it)."""
+
+
 def update_vector_index(store: Store, model_id: str) -> "tuple[str, bool]":
     """Call the search side's ``index.vectors.update_index`` when it exists → (message, failed)."""
     try:
@@ -208,12 +229,41 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
     opts = replace(opts, sampling=frame_sampling(opts.sampling))
+    sources = list_sources(opts.sources)
+    if not sources.videos:                               # before the store: nothing to write, nothing created
+        raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
+                         f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
     from .precheck import check_weights
-    if not os.path.isdir(opts.store) and not opts.address:
-        check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
-    store = Store(opts.store, create=True)
-    with store.lock():
-        return _run_locked(opts, store, labels, log, t0)
+    created = not is_remote(opts.store) and not os.path.exists(os.path.expanduser(str(opts.store)))
+    if created and not opts.address:
+        check_weights(opts.model_kwargs)                 # no store is created for weights that cannot be had
+    try:
+        store = Store(opts.store, create=True)
+        with store.lock():
+            return _run_locked(opts, store, sources, labels, log, t0)
+    except BaseException:
+        if created:                                      # a failed first run leaves no empty store behind
+            _remove_if_unwritten(os.path.expanduser(str(opts.store)))
+        raise
+
+
+def _remove_if_unwritten(root: str) -> None:
+    """Remove the store directory a failed run created when it holds nothing but empty folders and its lock
+    file (checked under the writer lock, so a job that has just started writing there keeps it)."""
+    import shutil
+    from pathlib import Path
+
+    from index.store import StoreError, WriterLock
+    path = Path(root)
+    if not path.is_dir():
+        return
+    try:
+        with WriterLock(path / ".writer.lock"):
+            if any(f.name != ".writer.lock" or not f.is_file() for f in path.rglob("*") if not f.is_dir()):
+                return
+            shutil.rmtree(path, ignore_errors=True)
+    except (StoreError, OSError):
+        pass
 
 
 def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: TagSummary) -> bool:
@@ -229,15 +279,14 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     done = store.done_videos(model_id)
     id_cache = IdCache(store, trust=not opts.rehash)
     seen: set = set()
+    duplicates = 0
     for path, vid, _err in _identified(sources.videos, id_cache.identify):
         status = done.get(vid)
         if vid not in seen and (status is None or (opts.retry_errors and status == "error")):
-            return False                                  # work to do: the normal path (cache not saved)
-        if vid in seen:
-            summary.duplicates += 1
-        else:
-            summary.skipped_done += 1
+            return False                # work to do: the normal path counts every file (nothing counted here)
+        duplicates += vid in seen
         seen.add(vid)
+    summary.skipped_done, summary.duplicates = len(seen), duplicates
     summary.ids_remembered, summary.ids_hashed = id_cache.hits, id_cache.hashed
     try:
         id_cache.save()
@@ -247,17 +296,13 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     return True
 
 
-def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSummary:
+def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float) -> TagSummary:
     cleaned = store.recover()
     if cleaned["uncommitted"] or cleaned["tmp"] or cleaned["replacements"]:
         log(f"bike tag: recovered the store after an interrupted run: removed {cleaned['uncommitted']} "
             f"uncommitted shards and {cleaned['tmp']} temporary files, finished {cleaned['replacements']} "
             "replacements")
-    sources = list_sources(opts.sources)
     summary = TagSummary(store=str(store.root), listed=len(sources.videos), skipped_sources=sources.skipped)
-    if not sources.videos:
-        raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
-                         f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
 
     if _nothing_to_do(opts, store, labels, sources, summary):
         summary.seconds = time.monotonic() - t0
@@ -272,6 +317,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
     try:
         res = raycluster.cluster_resources(opts.decoders)
         from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
+        log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
         pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
                             model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
                             sampling=opts.sampling)
@@ -342,6 +388,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
             return result
 
         buffer: list = []
+        committed = [0]                 # videos committed in this run (said when it is interrupted)
         last_flush = time.monotonic()
 
         def flush():
@@ -356,6 +403,7 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                               drop=[stale[v] for v in statuses if v in stale])
             need_models_row = False
             summary.batches += 1
+            committed[0] += len(statuses)
             buffer.clear()
             last_flush = time.monotonic()
 
@@ -385,11 +433,15 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
                 if len(buffer) >= opts.batch or time.monotonic() - last_flush >= opts.flush_s:
                     flush()
             flush()
-        except BaseException:
+        except BaseException as e:
             try:                        # finished videos are complete: keep them (still all-or-nothing)
                 flush()
-            except Exception:  # noqa: BLE001 - the first error is the one to report
+            except BaseException:  # noqa: BLE001 - the first error is the one to report
                 pass
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+                raise Interrupted(
+                    f"{committed[0]} video(s) committed to {store.root} in this run; rerun the same command to "
+                    "continue (what the store holds is skipped)") from None
             raise
         finally:
             progress.close()

@@ -60,7 +60,7 @@ def test_bad_inputs_are_reported_without_traceback(clip, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-m", "jobs.cli", "classify", str(empty), str(text), clip, "--json",
                           *TINY], capture_output=True, text=True, env=env, timeout=300)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert f"{empty}: empty file" in res.stderr and str(text) in res.stderr
     lines = [json.loads(ln) for ln in res.stdout.strip().splitlines()]

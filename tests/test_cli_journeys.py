@@ -244,7 +244,7 @@ def test_open_without_a_display_says_so(tagged, capsys, monkeypatch):
 def test_classify_csv_one_row_per_label_and_error(tagged, tmp_path, capsys):
     corpus, _ = tagged
     assert bike("classify", corpus / "a.mp4", tmp_path / "missing.mp4", "-k", "2", "--format", "csv", "-q",
-                *TINY) == 1
+                *TINY) == 2
     cap = capsys.readouterr()
     rows = list(csv.DictReader(io.StringIO(cap.out)))
     assert [r["rank"] for r in rows] == ["0", "1", ""] and rows[2]["error"] == "file not found"

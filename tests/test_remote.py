@@ -190,7 +190,7 @@ def test_bike_tag_from_s3_then_rerun_reads_nothing(s3, tmp_path):
     assert vid == ids.video_id(str(s3["local"] / "a.mp4"))
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "0 ok, 0 error, 3 skipped" in rerun.stdout, rerun.stdout       # (errors are retried by --retry-errors)
+    assert "0 ok, 0 error, 4 skipped (3 already in the store, 1 same content" in rerun.stdout, rerun.stdout       # (errors are retried by --retry-errors)
     assert "content ids: 0 files hashed, 3 unchanged files known" in rerun.stdout
     # a third URL with the content of a.mp4, new to the store: decoded once to learn its id, then not stored again
     third = subprocess.run([c if c != f"s3://{BUCKET}/videos/" else f"s3://{BUCKET}/copies/a-copy.mp4" for c in cmd

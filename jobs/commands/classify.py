@@ -13,7 +13,9 @@ def register(sub) -> None:
         sub, "classify", help="classify videos with BIKE (labels, attributes, saliency)",
         description="Classify each video as one clip: top labels with fused, video-branch and attributes-branch "
                     "probabilities, the top-5 attributes, and the top label's saliency over the sampled frames. "
-                    "Without weights it says how to get them (`bike weights`).",
+                    "Without weights it says how to get them (`bike weights`). A VIDEO that is missing or cannot "
+                    "be decoded gets one error line (and an error record); the others are still classified, and "
+                    "the exit status is then 2. Local files only (object storage: `bike tag`).",
         examples=["bike classify clip.mp4                                  # ViT-B-32, OpenAI weights, Kinetics-400",
                   "bike classify clip.mp4 --labels ucf101 --format jsonl",
                   "bike classify clip.mp4 --checkpoint runs/new/adapted.pt  # its own labels",
@@ -73,15 +75,23 @@ def csv_rows(results) -> list:
     return rows
 
 
+#: Why an object-storage URL gets no result (``bike tag`` fetches objects on its decode tasks; classify does not).
+REMOTE_REASON = "bike classify reads local files only; tag object storage with `bike tag URL --store DIR`"
+
+
 def run(args) -> int:
     from engine.classify import classify_video
     from engine.video import VideoError
+
+    from ..remote import is_remote
     model = load_model_from_args(args)          # weights first: a missing one is the first thing said
     labels = resolve_labels(args, model)
     results, failed = [], 0
     stream = args.format == "jsonl"             # one line per video as soon as it is done
     for path in args.videos:
         try:
+            if is_remote(path):
+                raise VideoError(path, REMOTE_REASON)
             rec = output.plain(classify_video(model, path, labels, clips=args.clips, crops=args.crops,
                                               top_k=args.top))
         except VideoError as e:
@@ -99,4 +109,4 @@ def run(args) -> int:
         output.write_csv(csv_rows(results))
     elif args.format == "json":
         output.write_json(results)
-    return 1 if failed else 0
+    return 2 if failed else 0                   # a file that is missing or cannot be decoded: README "Errors"

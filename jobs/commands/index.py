@@ -10,28 +10,44 @@ def register(sub) -> None:
         sub, "index", help="build or extend the FAISS index of a store's clip embeddings",
         description="Build the FAISS index over the 'embeddings' table of one model, or extend it with the clips "
                     "of batches tagged since (a re-tag with --force or a change of kind rebuilds it). "
-                    "--kind auto: exact (flat) below 100k clips, IVF-Flat up to 10M, IVF-PQ above. "
+                    "--kind auto: exact (flat) below 100k clips, IVF-Flat (ivf) up to 10M, IVF-PQ (ivfpq) "
+                    "above; another kind sticks (later updates, e.g. by `bike tag`, keep it) until --kind "
+                    "auto or another kind is given. "
                     "The index lives in STORE/_index/<model_id>/; search works without it (exact scan). "
                     "No model is loaded.",
-        examples=["bike index --store tags/", "bike index --store tags/ --kind ivf-flat --format json"])
+        examples=["bike index --store tags/", "bike index --store tags/ --kind ivf --format json",
+                  "bike index --store tags/ --kind auto        # choose by size again after another --kind"])
     p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
     add_endpoint_arg(p)
-    p.add_argument("--kind", default="auto", metavar="KIND",
-                   help="index kind: auto (by size) or one of index.vectors.KINDS (flat, ivf, ivfpq, ...)")
+    p.add_argument("--kind", default=None, type=_kind, metavar="KIND",
+                   help="index kind: auto (by size), flat, ivf (alias ivf-flat), ivfpq (alias ivf-pq) or hnsw "
+                        "(default: the kind last asked for, else auto)")
     p.add_argument("--gpu", action="store_true", help="train/add on the GPUs of a faiss-gpu install")
     add_model_id_arg(p)
     output.add_format_arg(p)
     p.set_defaults(func=run)
 
 
+#: Other spellings of the index kinds (the names the help and the docs use for them).
+KIND_ALIASES = {"ivf-flat": "ivf", "ivf_flat": "ivf", "ivf-pq": "ivfpq", "ivf_pq": "ivfpq", "exact": "flat"}
+#: The kinds of index.vectors.KINDS (kept here so that `bike --help` does not import FAISS; a test checks them).
+KIND_NAMES = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+
+
+def _kind(text: str) -> str:
+    import argparse
+    kind = KIND_ALIASES.get(text.strip().lower(), text.strip().lower())
+    if kind not in KIND_NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose one of {', '.join(KIND_NAMES)} (or ivf-flat, ivf-pq)")
+    return kind
+
+
 def run(args) -> int:
     apply_endpoint(args)
     from index.store import Store, StoreError
-    from index.vectors import KINDS, update_index
+    from index.vectors import update_index
 
     from ..errors import UsageError
-    if args.kind not in KINDS:
-        raise UsageError(f"--kind {args.kind}: choose one of {', '.join(KINDS)}")
     try:
         report = update_index(Store(args.store), args.model_id, kind=args.kind, gpu=args.gpu,
                               log=lambda msg: output.info(f"bike: {msg}"))

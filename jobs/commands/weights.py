@@ -38,7 +38,8 @@ def print_report(r, out=None) -> None:
     from ..doctor import ffmpeg_version
     print(f"  ffmpeg  {output.safe(m.ffmpeg or 'missing')} ({ffmpeg_version(m.ffmpeg)}); ffprobe "
           f"{output.safe(m.ffprobe or 'not on PATH')}", file=out)
-    print(f"  PyAV    {m.pyav or 'not installed'}; NVDEC decoders {'yes' if m.nvdec else 'no'}", file=out)
+    print(f"  PyAV    {m.pyav or 'not installed'}; NVDEC {'yes' if m.nvdec else 'no (' + m.nvdec_why + ')'}",
+          file=out)
     print(f"  FAISS   {m.faiss or 'not installed'}; GPUs for FAISS {m.faiss_gpus}", file=out)
     print("what the commands will use here:", file=out)
     for what, choice in r.uses.items():
