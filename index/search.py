@@ -134,6 +134,8 @@ class SearchResult:
     labels: list                    # the clip's stored top labels: [ClipLabel(label, fused score)], best first
     attributes: list                # its stored top attribute phrases: [AttributeScore(attribute, cosine)]
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
+    matched: list = field(default_factory=lambda: ["visual"])   # channels that found it (index/textsearch.py)
+    text: "str | None" = None       # the matched subtitle / on-screen / spoken text (text channels)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
