@@ -162,3 +162,31 @@ def test_cli_search_text_channel_json(text_store, capsys):
     assert r["matched"] == ["subtitle"] and r["moment_s"] == 31.5 and r["text"] == "quarterly budget review"
     assert bike(["search", "--store", str(store.root), "budget", "--channels", "sound"]) == 2
     assert "unknown channel" in capsys.readouterr().err
+
+
+def burned_caption(path, text: str, start: float, end: float, seconds: float = 4.0, size: str = "480x270"):
+    """A video with ``text`` burned in (ffmpeg drawtext, matplotlib's DejaVu Sans) from ``start`` to ``end``."""
+    import os
+
+    import matplotlib
+    font = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+    run_ffmpeg("-f", "lavfi", "-i", f"color=c=0x203060:size={size}:rate=10:duration={seconds}", "-vf",
+               f"drawtext=fontfile={font}:text='{text}':fontsize=30:fontcolor=white:x=40:y=110:"
+               f"enable='between(t,{start},{end})'", "-c:v", "libx264", "-pix_fmt", "yuv420p", path)
+    return path
+
+
+def test_ocr_channel_reads_a_burned_caption_and_runs_alone(tmp_path):
+    """Real rapidocr on a real burned-in caption; the OCR channel added to a store whose subtitles are done
+    runs only OCR (the subtitle channel skips the video), exactly once."""
+    pytest.importorskip("rapidocr")
+    video = str(burned_caption(tmp_path / "report.mp4", "QUARTERLY REPORT 2026", 1, 3))
+    store = Store(tmp_path / "store", create=True)
+    run_text_stage(store, [(video, "vid_report")], TextOptions())                     # subtitles: none here
+    subs_done, ocr = run_text_stage(store, [(video, "vid_report")], TextOptions(channels=("subtitles", "ocr")))
+    assert (subs_done.skipped, subs_done.done) == (1, 0) and (ocr.done, ocr.error) == (1, 0)
+    rows = store.read("transcripts").to_pylist()
+    assert [(r["text"], r["source"], r["backend"]) for r in rows] == [("QUARTERLY REPORT 2026", "ocr", "rapidocr")]
+    assert abs(rows[0]["start_s"] - 1.0) <= 0.5 and abs(rows[0]["end_s"] - 3.0) <= 1.0 and rows[0]["confidence"] > 0.9
+    (again,) = run_text_stage(store, [(video, "vid_report")], TextOptions(channels=("ocr",)))
+    assert (again.done, again.skipped) == (0, 1)
