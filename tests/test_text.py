@@ -190,3 +190,30 @@ def test_ocr_channel_reads_a_burned_caption_and_runs_alone(tmp_path):
     assert abs(rows[0]["start_s"] - 1.0) <= 0.5 and abs(rows[0]["end_s"] - 3.0) <= 1.0 and rows[0]["confidence"] > 0.9
     (again,) = run_text_stage(store, [(video, "vid_report")], TextOptions(channels=("ocr",)))
     assert (again.done, again.skipped) == (0, 1)
+
+
+def test_asr_pocketsphinx_channel_on_espeak_speech(tmp_path):
+    """Real espeak-ng speech through the real pocketsphinx backend: a speech span with a time inside the audio
+    (its words are not asserted: pocketsphinx on synthetic speech is weak; bench/text.py measures the recall);
+    whisper without faster-whisper is a one-line error saying how to get it."""
+    import shutil
+    if not shutil.which("espeak-ng"):
+        pytest.skip("espeak-ng not installed (.ci/run installs it)")
+    pytest.importorskip("pocketsphinx")
+    import subprocess
+    wav = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-s", "140", "-w", str(wav), "the budget meeting starts at noon"], check=True)
+    video = tmp_path / "talk.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=10:duration=4", "-i", wav, "-c:v", "libx264",
+               "-c:a", "aac", "-shortest", video)
+    store = Store(tmp_path / "store", create=True)
+    (res,) = run_text_stage(store, [(str(video), "vid_talk")], TextOptions(channels=("asr",)))
+    rows = store.read("transcripts").to_pylist()
+    assert (res.done, res.error) == (1, 0) and rows and all(r["source"] == "speech" for r in rows)
+    assert all(0 <= r["start_s"] < r["end_s"] <= 4.5 and r["backend"] == "pocketsphinx" for r in rows)
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError:
+        from engine.transcripts.asr import load_backend
+        with pytest.raises(TextError, match="pip install faster-whisper"):
+            load_backend("whisper")
