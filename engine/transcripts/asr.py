@@ -73,6 +73,8 @@ class PocketSphinx:
             raise TextError(f"pocketsphinx is not installed ({e}); pip install \"bike[text]\"") from None
         self.version = md.version("pocketsphinx")
         self.decoder = Decoder(samprate=RATE, loglevel="FATAL")
+        import threading
+        self._lock = threading.Lock()            # one decoder, one utterance at a time (text stage threads)
 
     def transcribe_pcm(self, pcm: bytes) -> "list[Cue]":
         """Voice-activity segments of 16 kHz PCM, each decoded → cues (confidence: the posterior probability)."""
@@ -81,6 +83,12 @@ class PocketSphinx:
         import io
         cues = []
         for s in seg.segment(io.BytesIO(pcm)):
+            with self._lock:
+                cues.extend(self._decode(s))
+        return cues
+
+    def _decode(self, s) -> "list[Cue]":
+        if True:
             self.decoder.start_utt()
             self.decoder.process_raw(s.pcm, full_utt=True)
             self.decoder.end_utt()
@@ -92,8 +100,8 @@ class PocketSphinx:
                     prob = float(self.decoder.get_logmath().exp(hyp.prob))
                 except Exception:  # noqa: BLE001 - a confidence is optional
                     prob = None
-                cues.append(Cue(float(s.start_time), float(s.end_time), text, prob))
-        return cues
+                return [Cue(float(s.start_time), float(s.end_time), text, prob)]
+        return []
 
     def transcribe_file(self, path: str) -> "tuple[list[Cue], list[str]]":
         pcm, warnings = decode_audio(path)
