@@ -14,6 +14,10 @@ window across models (when they used the same ``--window``).
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
     prints      one row per clip: a small visual print of each sampled frame (engine/fingerprint.py, T×192
                 fp16), what ``bike dedup`` compares to find copies; absent for clips tagged before it existed
+    transcripts one row per timed text span of a video (jobs/textstage.py): subtitles, on-screen text (OCR) or
+                speech (ASR); ``source`` subtitle | ocr | speech, ``backend`` what read it (a subtitle track,
+                rapidocr, pocketsphinx, whisper), ``model_id`` the channel (``text:subtitle``...): its batches
+                record which videos that channel has done, independent of the BIKE model
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
@@ -60,6 +64,16 @@ PRINTS = pa.schema([
     ("prints", pa.list_(pa.list_(pa.float16()))),                 # T × 192 (engine/fingerprint.py)
 ])
 
+TRANSCRIPTS = pa.schema([
+    ("video_id", pa.string()), ("model_id", pa.string()),        # model_id: the channel, e.g. "text:ocr"
+    ("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string()),
+    ("source", pa.string()),            # subtitle | ocr | speech
+    ("confidence", pa.float32()),       # the reader's confidence (NULL for subtitles)
+    ("backend", pa.string()),           # "sidecar name.en.srt", "stream 2 mov_text", "rapidocr", "pocketsphinx"...
+    ("version", pa.string()),           # the backend's version
+    ("path", pa.string()),              # the video file as read
+])
+
 MODELS = pa.schema([
     ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
     ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
@@ -73,7 +87,7 @@ MODELS = pa.schema([
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).
 TABLES: dict[str, pa.Schema] = {
     "models": MODELS, "clips": CLIPS, "labels": LABELS, "attributes": ATTRIBUTES, "embeddings": EMBEDDINGS,
-    "prints": PRINTS, "videos": VIDEOS,
+    "prints": PRINTS, "transcripts": TRANSCRIPTS, "videos": VIDEOS,
 }
 
 

@@ -142,6 +142,8 @@ class SearchResult:
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
     joined: "dict | None" = None    # the moment continues into neighbouring result clips of the same video:
                                     # {"start_s", "end_s", "clip_ids"} of the merged span (else None)
+    matched: list = field(default_factory=lambda: ["visual"])   # channels that found it (index/textsearch.py)
+    text: "str | None" = None       # the matched subtitle / on-screen / spoken text (text channels)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists

@@ -65,7 +65,7 @@ def connect_readonly(store):
 
 
 #: Said after a failed query: what there is to query.
-TABLES_HINT = ("tables: videos, clips, labels, attributes, embeddings, models; `bike sql --store DIR --schema` "
+TABLES_HINT = ("tables: videos, clips, labels, attributes, embeddings, models, transcripts; `bike sql --store DIR --schema` "
                "lists their columns")
 
 #: Where DuckDB's messages start advice that does not apply to a sandboxed connection (its configuration is

@@ -15,6 +15,8 @@ condition, so ``label = 'surfing crowd'`` means "surfing crowd is among the clip
     top_label                              the clip's rank-0 label
     labels, attributes                     all its labels / attribute phrases, best first (lists: use
                                            list_contains(attributes, 'juggling'))
+    subtitles, screen_text, speech         the video's transcripts (bike tag --text) of each source, all spans
+                                           joined by ' ' (NULL when none): speech ILIKE '%budget%'
 
 Examples: ``--where "label = 'surfing crowd' AND duration_s > 5"``,
 ``--where "path LIKE '%/2023/%'"``, ``--where "list_contains(attributes, 'dancing ballet')"``.
@@ -30,23 +32,29 @@ VIEW = "search_clips"
 
 COLUMNS = ("clip_id", "video_id", "clip_index", "start_s", "end_s", "clip_s", "path", "size", "duration_s",
            "fps", "width", "height", "codec", "tagged_at", "rank", "label", "score", "video_score",
-           "attribute_score", "peak_s", "top_label", "labels", "attributes")
+           "attribute_score", "peak_s", "top_label", "labels", "attributes", "subtitles", "screen_text", "speech")
 
 _VIEW_SQL = f"""
 CREATE OR REPLACE TEMP VIEW {VIEW} AS
 WITH lab AS (SELECT clip_id, model_id, list(label ORDER BY rank) AS labels
              FROM labels GROUP BY clip_id, model_id),
      att AS (SELECT clip_id, model_id, list(attribute ORDER BY rank) AS attributes
-             FROM attributes GROUP BY clip_id, model_id)
+             FROM attributes GROUP BY clip_id, model_id),
+     txt AS (SELECT video_id,
+                    string_agg(text, ' ' ORDER BY start_s) FILTER (WHERE source = 'subtitle') AS subtitles,
+                    string_agg(text, ' ' ORDER BY start_s) FILTER (WHERE source = 'ocr') AS screen_text,
+                    string_agg(text, ' ' ORDER BY start_s) FILTER (WHERE source = 'speech') AS speech
+             FROM transcripts GROUP BY video_id)
 SELECT c.clip_id, c.video_id, c.model_id, c.clip_index, c.start_s, c.end_s, c.end_s - c.start_s AS clip_s,
        v.path, v.size, v.duration_s, v.fps, v.width, v.height, v.codec, v.tagged_at,
        l.rank, l.label, l.score, l.video_score, l.attribute_score, l.peak_s,
-       lab.labels[1] AS top_label, lab.labels, att.attributes
+       lab.labels[1] AS top_label, lab.labels, att.attributes, txt.subtitles, txt.screen_text, txt.speech
 FROM clips c
 LEFT JOIN videos v ON v.video_id = c.video_id AND v.model_id = c.model_id
 LEFT JOIN labels l ON l.clip_id = c.clip_id AND l.model_id = c.model_id
 LEFT JOIN lab ON lab.clip_id = c.clip_id AND lab.model_id = c.model_id
 LEFT JOIN att ON att.clip_id = c.clip_id AND att.model_id = c.model_id
+LEFT JOIN txt ON txt.video_id = c.video_id
 """
 
 

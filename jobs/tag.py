@@ -60,6 +60,7 @@ class TagOptions:
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
     compact_at: int = 256                                  # compact past this many store batches (0: never)
+    text: "object | None" = None                           # jobs.textstage.TextOptions (None: subtitles only)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class TagSummary:
     index_failed: bool = False
     compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
     decodes: str = ""                                     # videos decoded per slot pool and backend
+    text: list = field(default_factory=list)              # text channels (jobs/textstage.py): one line each
 
     @property
     def skipped(self) -> int:
@@ -129,6 +131,7 @@ class TagSummary:
             out.append(f"bike tag: {self.compacted}")
         if self.index:
             out.append(f"bike tag: {self.index}")
+        out.extend(self.text)
         return out
 
 
@@ -240,7 +243,9 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
     try:
         store = Store(opts.store, create=True)
         with store.lock():
-            return _run_locked(opts, store, sources, labels, log, t0)
+            summary = _run_locked(opts, store, sources, labels, log, t0)
+            _run_text(opts, store, summary, log)
+            return summary
     except BaseException:
         if created:                                      # a failed first run leaves no empty store behind
             _remove_if_unwritten(os.path.expanduser(str(opts.store)))
@@ -264,6 +269,26 @@ def _remove_if_unwritten(root: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
     except (StoreError, OSError):
         pass
+
+
+def _run_text(opts: TagOptions, store: Store, summary: TagSummary, log) -> None:
+    """The text channels (jobs/textstage.py) over the listed local videos, after BIKE; then the text index."""
+    from .textstage import TextOptions, local_videos, run_text_stage
+    text = opts.text if opts.text is not None else TextOptions(force=opts.force, retry_errors=opts.retry_errors)
+    if not text.channels:
+        return
+    t0 = time.monotonic()
+    videos = local_videos(store, list_sources(opts.sources).videos, rehash=False)
+    channels = run_text_stage(store, videos, text, log)
+    summary.text = [line for c in channels for line in c.lines()]
+    if opts.index and any(c.done or c.error for c in channels):
+        from index.textindex import update_text_index
+        try:
+            summary.text.append("bike tag: " + update_text_index(store).line())
+        except Exception as e:  # noqa: BLE001 - the transcripts are stored; say how to redo the index
+            summary.text.append(f"bike tag: text index NOT updated: {type(e).__name__}: {e}; rerun "
+                                f"`bike index --store {store.root}`")
+    summary.seconds += time.monotonic() - t0
 
 
 def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: TagSummary) -> bool:

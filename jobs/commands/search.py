@@ -51,6 +51,12 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="torch device for the model (default: cuda when available)")
     p.add_argument("--no-dedup", action="store_true",
                    help="also show clips of videos that `bike dedup` found to be copies of a video ranked higher")
+    p.add_argument("--channels", default="visual,text", metavar="LIST",
+                   help="channels to search, fused into one list: visual, text (= subtitle, ocr, speech), or "
+                        "any of those (default visual,text; a store without transcripts searches visual only)")
+    p.add_argument("--fusion-weights", dest="fusion_weights", default=None, metavar="CH=W,...",
+                   help="fusion weights per channel, e.g. visual=1,speech=0.5 (default 1 each; reciprocal rank "
+                        "fusion, docs/search.md \"Text channels\")")
     p.add_argument("--open", action="store_true",
                    help="play the best result from its moment (ffplay, else the system player; needs a display)")
     p.set_defaults(func=run)
@@ -99,6 +105,11 @@ def print_table(res, out=None) -> None:
         print(f"{r.rank:>3} {r.score:7.4f} {r.moment_s:7.2f}s {moment:>15} {span:>15}  {output.safe(r.clip_id):<36} "
               f"{_short(r.labels, 2, 50)} | {_short(r.attributes, 2, 40)}", file=out)
         print(f"{'':>12}{play_command(r)}", file=out)
+        if getattr(r, "text", None) is not None or getattr(r, "matched", ["visual"]) != ["visual"]:
+            words = output.safe(r.text or "")
+            words = words if len(words) <= 100 else words[:99] + "…"
+            print(f"{'':>12}matched {'+'.join(r.matched)}" + (f" at {r.moment_s:.2f}s: \"{words}\"" if r.text else ""),
+                  file=out)
 
 
 def has_display() -> bool:
@@ -142,8 +153,13 @@ def run(args) -> int:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
                             gpu=args.gpu, precision=args.precision, sql_limits=sql_limits(args))
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
-        res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip,
-                              dedup=not args.no_dedup, **kwargs)
+        if args.query is not None:                  # visual + text channels, fused (index/textsearch.py)
+            from index.textsearch import fused_search
+            res = fused_search(searcher, args.query, k=args.top, channels=args.channels, where=args.where,
+                               weights=args.fusion_weights, dedup=not args.no_dedup, **kwargs)
+        else:
+            res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip,
+                                  dedup=not args.no_dedup, **kwargs)
     except (StoreError, WhereError) as e:
         raise UsageError(str(e)) from None
     output.info(f"bike: model: {res.model}")

@@ -57,6 +57,16 @@ def register(sub) -> None:
     p.add_argument("--compact-at", type=nonneg_int, default=256, metavar="N",
                    help="merge small shards (`bike compact`) when the store holds more than N batches "
                         "(default 256; 0: never)")
+    p.add_argument("--text", default="subtitles", metavar="CHANNELS",
+                   help="text channels read into the transcripts table, comma-separated: subtitles (embedded "
+                        "streams and .srt/.vtt beside the video; no model), ocr (on-screen text, rapidocr), asr "
+                        "(speech; see --asr), or none (default: subtitles). Each channel reads a video once; "
+                        "adding one to a tagged store later runs only that channel (docs/text.md)")
+    p.add_argument("--asr", default="pocketsphinx", choices=["pocketsphinx", "whisper"],
+                   help="speech backend of --text asr (default pocketsphinx: offline, weak; whisper: "
+                        "faster-whisper, its weights fetched once: `bike weights --asr`)")
+    p.add_argument("--whisper-model", default="base.en", metavar="NAME|DIR",
+                   help="faster-whisper model name or local folder (default base.en)")
     p.add_argument("--no-index", action="store_true", help="do not update the vector index at the end")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     output.add_format_arg(p, what="prints the job summary")
@@ -75,7 +85,10 @@ def run(args) -> int:
     if args.endpoint:
         from ..remote import set_endpoint
         set_endpoint(args.endpoint)
-    opts = TagOptions(sources=args.sources, store=args.store, labels=labels,
+    from ..textstage import TextOptions, parse_channels
+    text = TextOptions(channels=parse_channels(args.text), asr=args.asr, whisper_model=args.whisper_model,
+                       force=args.force, retry_errors=args.retry_errors)
+    opts = TagOptions(sources=args.sources, text=text, store=args.store, labels=labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index,

@@ -5,6 +5,7 @@ API (every ``/api`` route answers JSON; errors are ``{"error": MESSAGE, "status"
     GET  /api/health                                 liveness, store, model_id, batches
     GET  /api/stats                                  videos, clips, errors, models, label histogram
     GET  /api/search?q=TEXT&k=10&where=SQL&label=L&min_score=S    text query (objects of `bike search --format json`)
+         &channels=visual,text&weights=speech=0.5     channels fused (index/textsearch.py): results say `matched`, `text`
     GET  /api/search?clip=CLIP_ID&k=10               more like this stored clip
     POST /api/search?k=10    (body: a video file)    query by example, body at most Limits.max_upload_bytes
     GET  /api/clips/{video_id}/{n}                   a clip: span, frame times, labels (with saliency), attributes
@@ -212,9 +213,11 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
-               label: "str | None" = None, min_score: "float | None" = None, dedup: bool = True):
+               label: "str | None" = None, min_score: "float | None" = None, channels: "str | None" = None,
+               weights: "str | None" = None, dedup: bool = True):
         return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
-                                            label=label or None, min_score=min_score, dedup=dedup))
+                                            label=label or None, min_score=min_score, channels=channels or None,
+                                            weights=weights or None, dedup=dedup))
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,

@@ -100,6 +100,10 @@ function render(res, label) {
            el("span", { class: "score", text: r.score.toFixed(3) })),
         el("div", { class: "span", text: `${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(momentSpan(r)[0])}–${fmt(momentSpan(r)[1])}` }),
         el("div", { class: "labels", text: labels || "no labels" })));
+    if (r.text) {                          // a text channel matched: its words (textContent: escaped) and where
+      card.querySelector(".body").append(el("div", { class: "said", title: r.text,
+        text: `${(r.matched || []).join(" + ")} at ${fmt(r.moment_s)}: “${r.text}”` }));
+    }
     card.addEventListener("click", () => openResult(r));
     card.addEventListener("keydown", (e) => {
       const cards = [...grid.querySelectorAll(".card")];
@@ -121,7 +125,8 @@ function openResult(r) {
   $("p-title").title = r.path || "";
   const [ms, me] = momentSpan(r);
   $("p-meta").textContent = `score ${r.score.toFixed(4)} · clip ${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(ms)}–${fmt(me)}` +
-    (r.joined ? ` (continues into ${r.joined.clip_ids.filter((c) => c !== r.clip_id).join(", ")})` : "") + ` · ${r.clip_id}`;
+    (r.joined ? ` (continues into ${r.joined.clip_ids.filter((c) => c !== r.clip_id).join(", ")})` : "") + ` · ${r.clip_id}` +
+    (r.text ? ` · ${(r.matched || []).join(" + ")}: “${r.text}”` : "");
   $("p-labels").replaceChildren(...r.labels.map((l) => el("li", {}, `${l.label} `, el("span", { text: l.score.toFixed(3) }))));
   $("p-attrs").replaceChildren(...r.attributes.map((a) => el("li", {}, `${a.attribute} `, el("span", { text: a.score.toFixed(3) }))));
   if (!r.attributes.length) $("p-attrs").append(el("li", { class: "muted", text: "none stored" }));
@@ -150,6 +155,11 @@ function curveX(r, t) { return 1000 * (t - r.start_s) / Math.max(1e-6, r.end_s -
 function drawCurve(r) {
   const c = $("curve");
   c.replaceChildren();
+  if (!r.saliency.length) {                // a text-only hit: no saliency curve, only its moment
+    const m = curveX(r, r.moment_s);
+    c.append(svg("line", { class: "moment", x1: m, x2: m, y1: 0, y2: 120 }));
+    return;
+  }
   const max = Math.max(...r.saliency, 1e-9);
   const pts = r.frame_times.map((t, i) => `${curveX(r, t).toFixed(1)},${(115 - 105 * r.saliency[i] / max).toFixed(1)}`);
   const first = curveX(r, r.frame_times[0]).toFixed(1), last = curveX(r, r.frame_times[r.frame_times.length - 1]).toFixed(1);
