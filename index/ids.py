@@ -67,8 +67,11 @@ def identify(path: str) -> "tuple[str, str | None]":
     return path_id(os.path.abspath(path)), reason
 
 
-def model_id(fingerprint: dict, label_digest: str, window_s: float) -> str:
+def model_id(fingerprint: dict, label_digest: str, window_s: float, windows: "str | None" = None) -> str:
     """Stable id of everything that determines a tag row: model name, weights, frames, lexicon, label set,
-    window length. 16 hex chars."""
-    key = json.dumps({**fingerprint, "labels": label_digest, "window_s": float(window_s)}, sort_keys=True)
+    window length, and the window plan when it is not fixed windows (``windows``, e.g. the shot detector
+    and ``--min-shot`` of ``bike tag --windows shots``: it changes which clips exist). 16 hex chars; fixed
+    windows give the ids they always had."""
+    extra = {"windows": windows} if windows and windows != "fixed" else {}
+    key = json.dumps({**fingerprint, "labels": label_digest, "window_s": float(window_s), **extra}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -14,6 +14,9 @@ window across models (when they used the same ``--window``).
     embeddings  one vector per clip: the saliency-weighted embedding V of its top label (D float32)
     prints      one row per clip: a small visual print of each sampled frame (engine/fingerprint.py, T×192
                 fp16), what ``bike dedup`` compares to find copies; absent for clips tagged before it existed
+    shots       one row per shot of a video tagged with ``--windows shots``: its span, the detector and its
+                version. Shots depend on the video only: a second model or label set reuses the stored ones
+                (its own batches then hold no shots rows); ``model_id`` says which run stored them
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
@@ -60,6 +63,12 @@ PRINTS = pa.schema([
     ("prints", pa.list_(pa.list_(pa.float16()))),                 # T × 192 (engine/fingerprint.py)
 ])
 
+SHOTS = pa.schema([                                           # bike tag --windows shots (engine/video/shots.py)
+    ("video_id", pa.string()), ("shot", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("detector", pa.string()), ("version", pa.string()),
+    ("model_id", pa.string()),         # the tagging run that stored them (the store's unit); not a dependency
+])
+
 MODELS = pa.schema([
     ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
     ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
@@ -73,7 +82,7 @@ MODELS = pa.schema([
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).
 TABLES: dict[str, pa.Schema] = {
     "models": MODELS, "clips": CLIPS, "labels": LABELS, "attributes": ATTRIBUTES, "embeddings": EMBEDDINGS,
-    "prints": PRINTS, "videos": VIDEOS,
+    "prints": PRINTS, "shots": SHOTS, "videos": VIDEOS,
 }
 
 

@@ -94,7 +94,8 @@ def _sha256(path: str) -> "str | None":
     return h.hexdigest()
 
 
-def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed) -> "tuple[str, dict] | None":
+def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed,
+                   windows: "str | None" = None) -> "tuple[str, dict] | None":
     """``(model_id, models row)`` of the requested model if the store holds it, else None (see module doc)."""
     from engine.labels import load_labels
     try:
@@ -136,7 +137,7 @@ def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULT
                 continue
         elif fp["weights"] != f"random-init:{name or DEFAULTS.model}:seed{seed}" or not fp["random_init"]:
             continue
-        mid = ids.model_id(fp, labels.digest, window_s or 0.0)
+        mid = ids.model_id(fp, labels.digest, window_s or 0.0, windows)
         if mid == row["model_id"]:
             return mid, row
     return None

@@ -35,6 +35,7 @@ from .errors import UsageError
 from .progress import Progress
 from .records import model_row, tables
 from .remote import PENDING, is_remote
+from .shotwindows import check_windows, plan_key, stored_shots
 from .sources import list_sources
 
 
@@ -45,6 +46,8 @@ class TagOptions:
     labels: str = DEFAULTS.labels
     model_kwargs: dict = field(default_factory=dict)       # engine.load_model arguments
     window_s: "float | None" = DEFAULTS.window_s           # None: each video is one clip
+    windows: str = "fixed"                                 # fixed | shots (jobs/shotwindows.py)
+    min_shot: float = 1.0                                  # --windows shots: shorter shots join a neighbour
     address: "str | None" = None
     batch: int = 16                                        # videos per committed store batch
     model_batch: int = 32                                  # clips per model call
@@ -195,6 +198,7 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
         raise UsageError("--batch and --model-batch must be at least 1")
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
+    check_windows(opts)
     from .precheck import check_weights
     if not os.path.isdir(opts.store) and not opts.address:
         check_weights(opts.model_kwargs)                 # no store is created for weights that are missing
@@ -209,7 +213,7 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     from .precheck import describe_row, known_model_id
     if opts.force:
         return False
-    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0)
+    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0, windows=plan_key(opts))
     if known is None:
         return False
     model_id, row = known
@@ -261,9 +265,11 @@ def _run_locked(opts: TagOptions, store: Store, labels, log, t0: float) -> TagSu
         from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
         pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
                             model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                            sampling=opts.sampling)
+                            sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
         facts = pipeline.start()
-        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0)
+        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, plan_key(opts))
+        if opts.windows == "shots" and not opts.force:
+            pipeline.known_shots = stored_shots(store)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; model_id {model_id}")
