@@ -80,14 +80,18 @@ def _dangling(path: str) -> "str | None":
 DEFAULT_SAMPLING = "exact"
 
 
-def model_id(fingerprint: dict, label_digest: str, window_s: float, sampling: str = DEFAULT_SAMPLING) -> str:
+def model_id(fingerprint: dict, label_digest: str, window_s: float, sampling: str = DEFAULT_SAMPLING,
+             windows: "str | None" = None) -> str:
     """Stable id of everything that determines a tag row: model name, weights, frames, lexicon, label set,
-    window length, and the frame sampling (``engine.video`` ``exact`` or ``keyframes``: which frames were
-    scored). 16 hex chars. The default sampling adds nothing to the key, so ids made before it counted are
-    unchanged."""
+    window length, the frame sampling (``engine.video`` ``exact`` or ``keyframes``: which frames were
+    scored) and the window plan when it is not fixed windows (``windows``, e.g. the shot detector and
+    ``--min-shot`` of ``bike tag --windows shots``: it changes which clips exist). 16 hex chars. The default
+    sampling and fixed windows add nothing to the key, so ids made before they counted are unchanged."""
     key = {**fingerprint, "labels": label_digest, "window_s": float(window_s)}
     if sampling != DEFAULT_SAMPLING:
         key["sampling"] = sampling
+    if windows and windows != "fixed":
+        key["windows"] = windows
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -18,6 +18,9 @@ window across models (when they used the same ``--window``).
                 speech (ASR); ``source`` subtitle | ocr | speech, ``backend`` what read it (a subtitle track,
                 rapidocr, pocketsphinx, whisper), ``model_id`` the channel (``text:subtitle``...): its batches
                 record which videos that channel has done, independent of the BIKE model
+    shots       one row per shot of a video tagged with ``--windows shots``: its span, the detector and its
+                version. Shots depend on the video only: a second model or label set reuses the stored ones
+                (its own batches then hold no shots rows); ``model_id`` says which run stored them
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
@@ -74,6 +77,12 @@ TRANSCRIPTS = pa.schema([
     ("path", pa.string()),              # the video file as read
 ])
 
+SHOTS = pa.schema([                                           # bike tag --windows shots (engine/video/shots.py)
+    ("video_id", pa.string()), ("shot", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("detector", pa.string()), ("version", pa.string()),
+    ("model_id", pa.string()),         # the tagging run that stored them (the store's unit); not a dependency
+])
+
 MODELS = pa.schema([
     ("model_id", pa.string()), ("name", pa.string()), ("pretrained", pa.string()), ("checkpoint", pa.string()),
     ("weights_sha", pa.string()), ("random_init", pa.bool_()), ("frames", pa.int16()),
@@ -87,7 +96,7 @@ MODELS = pa.schema([
 #: Table name → schema, in the order a batch is written (``videos`` last: it marks videos as done).
 TABLES: dict[str, pa.Schema] = {
     "models": MODELS, "clips": CLIPS, "labels": LABELS, "attributes": ATTRIBUTES, "embeddings": EMBEDDINGS,
-    "prints": PRINTS, "transcripts": TRANSCRIPTS, "videos": VIDEOS,
+    "prints": PRINTS, "transcripts": TRANSCRIPTS, "shots": SHOTS, "videos": VIDEOS,
 }
 
 

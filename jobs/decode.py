@@ -5,6 +5,8 @@ the frames the sampler needs, already resized and cropped, leave the worker, a f
 stays bounded on a 1-hour or 4K file). What it yields, in order:
 
     {"kind": "head", "info": VideoInfo | None, "error": reason | None}       the probe
+    {"kind": "shots", "shots": [(start_s, end_s)], "detector": name, "version": str, "cost": {...}}
+                                             ``windows="shots"`` only, when the shots were detected here
     {"kind": "chunk", "spans": [ClipSpan]}   then   frames uint8 (n, T, S, S, 3)    zero or more pairs
     {"kind": "end", "clips": n, "error": reason | None, "decode_s": seconds, "warnings": [str],
      "decoder": name}
@@ -34,10 +36,13 @@ MAX_WARNINGS = 20
 
 def decode_video(path: str, frames: int = 8, window_s: "float | None" = 10.0, size: int = 224,
                  resize: int = 256, chunk_clips: int = CHUNK_CLIPS, timeout_s: "float | None" = None,
-                 threads: "int | None" = None, decoder: "str | None" = None, sampling: "str | None" = None):
+                 threads: "int | None" = None, decoder: "str | None" = None, sampling: "str | None" = None,
+                 windows: str = "fixed", min_shot: float = 1.0, shots: "list | None" = None):
     """Probe ``path`` and decode it window by window; yields the messages described in the module doc.
     ``decoder``/``sampling``: see ``engine.video.iter_clips`` (None: ``$BIKE_DECODER``/``$BIKE_SAMPLING``,
-    else auto / exact)."""
+    else auto / exact). ``windows="shots"``: the windows are the video's shots (``shots`` when known, else
+    detected here: ``engine.video.shots.detect``), split to ≤ ``window_s`` and with shots shorter than
+    ``min_shot`` joined to a neighbour, so no clip spans a cut."""
     t0 = time.perf_counter()
     dec = ev.get_decoder(decoder)
     warnings: list = []
@@ -50,6 +55,22 @@ def decode_video(path: str, frames: int = 8, window_s: "float | None" = 10.0, si
         return
     yield {"kind": "head", "info": info, "error": None}
     spans, arrays, n, error = [], [], 0, None
+    plan = None
+    if windows == "shots":
+        from engine.video import shots as sh
+        try:
+            if shots is None:
+                from engine import transnet
+                report = sh.detect(path, info=info, timeout_s=timeout_s)
+                shots = report.shots
+                yield {"kind": "shots", "shots": shots, "detector": transnet.NAME, "version": transnet.version(),
+                       "cost": {"frames": report.frames, "dense_frames": report.dense_frames,
+                                "keyframes": report.keyframes, "candidates": report.candidates}}
+            plan = sh.shot_windows(shots, window_s, min_shot)
+        except ev.VideoError as e:
+            yield {"kind": "end", "clips": 0, "error": f"shot detection: {e.reason}",
+                   "decode_s": time.perf_counter() - t0, "warnings": warnings, "decoder": dec.name}
+            return
 
     def flush():
         msg = {"kind": "chunk", "spans": list(spans)}
@@ -60,7 +81,8 @@ def decode_video(path: str, frames: int = 8, window_s: "float | None" = 10.0, si
 
     try:
         for clip in ev.iter_clips(path, frames=frames, window_s=window_s, size=size, resize=resize,
-                                  timeout_s=timeout_s, info=info, threads=threads, decoder=dec, sampling=sampling):
+                                  timeout_s=timeout_s, info=info, threads=threads, decoder=dec, sampling=sampling,
+                                  spans=plan):
             warnings.extend(f"clip {clip.index}: {w}" for w in clip.warnings)
             spans.append(ClipSpan(clip.index, clip.start_s, clip.end_s, list(clip.frame_times)))
             arrays.append(clip.frames[0])                        # one view: (T, S, S, 3)

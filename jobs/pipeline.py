@@ -61,10 +61,12 @@ _niced = False
 
 
 def _decode(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
-            sampling=None):
+            sampling=None, windows="fixed", min_shot=1.0, shots=None):
     _lower_priority()
     kwargs = dict(frames=frames, window_s=window_s, size=size, resize=resize, chunk_clips=chunk_clips,
                   timeout_s=timeout_s, threads=threads, decoder=decoder, sampling=sampling)
+    if windows != "fixed":
+        kwargs.update(windows=windows, min_shot=min_shot, shots=shots)
     if remote.is_remote(path):                      # object storage: fetched here, on the decoding node
         yield from remote.decode_remote(path, decode_video, **kwargs)
         return
@@ -93,6 +95,7 @@ class _Video:
     error: "str | None" = None
     warnings: list = field(default_factory=list)  # decode problems that did not make it an error
     streamed: "dict | None" = None              # an object's content id etc. from its decode (jobs/remote.py)
+    shots: "dict | None" = None                 # the "shots" message of its decode (--windows shots)
     ended: bool = False                         # the "end" message arrived
     done: bool = False                          # the decode stream has ended
     outstanding: int = 0                        # chunks queued or being scored
@@ -111,7 +114,7 @@ class Pipeline:
     def __init__(self, model_kwargs: dict, labels, resources: Resources, window_s: "float | None" = 10.0,
                  model_batch: int = 32, timeout_s: "float | None" = None, chunk_clips: int = CHUNK_CLIPS,
                  decode_threads: "int | None" = None, decoder: "str | None" = None,
-                 sampling: "str | None" = None):
+                 sampling: "str | None" = None, windows: str = "fixed", min_shot: float = 1.0):
         self.model_kwargs, self.labels, self.res = model_kwargs, labels, resources
         self.window_s, self.model_batch, self.timeout_s = window_s, max(1, model_batch), timeout_s
         self.chunk_clips = max(1, min(chunk_clips, self.model_batch))
@@ -121,6 +124,9 @@ class Pipeline:
             max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
         # None: $BIKE_DECODER (the command's --decoder) or auto
         self.decoder, self.sampling = decoder or os.environ.get("BIKE_DECODER"), sampling
+        # --windows shots: clip windows from shots (jobs/decode.py); known_shots: video_id → shots already
+        # stored (a second model reuses them instead of detecting again)
+        self.windows, self.min_shot, self.known_shots = windows, min_shot, {}
         self.slots = DecodeSlots(pool_sizes(self.decoder, resources.decoders, resources.nvdec))
         #: finished decodes per (pool whose resource the task held, backend that ran): e.g. ("nvdec", "pyav")
         self.decodes: Counter = Counter()
@@ -174,11 +180,12 @@ class Pipeline:
         return _decode_task.options(num_cpus=self.res.nvdec_cpus, resources={NVDEC: 1},
                                     _generator_backpressure_num_objects=4)
 
-    def _submit_decode(self, path: str, pool: str, slot: int):
+    def _submit_decode(self, path: str, pool: str, slot: int, video_id: "str | None" = None):
         f = self.facts
         return self._task_options(pool, slot).remote(
             path, f["frames"], self.window_s, f["crop"], f["resize"], self.chunk_clips, self.timeout_s,
-            self.decode_threads, slot_decoder(pool, slot, self.decoder), self.sampling)
+            self.decode_threads, slot_decoder(pool, slot, self.decoder), self.sampling, self.windows,
+            self.min_shot, self.known_shots.get(video_id))
 
     def run(self, items):
         """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
@@ -219,7 +226,7 @@ class Pipeline:
                 r.streamed = v.streamed
                 return r
             r = VideoResult.from_info(v.video_id, v.path, v.info)
-            r.warnings, r.streamed = "; ".join(v.warnings) or None, v.streamed
+            r.warnings, r.streamed, r.shots = "; ".join(v.warnings) or None, v.streamed, v.shots
             r.clips = sorted(v.clips, key=lambda c: c.span.index)
             return r
 
@@ -236,7 +243,7 @@ class Pipeline:
                     continue
                 videos[vid] = _Video(vid, path)
                 pool, slot = self.slots.take()
-                gen = self._submit_decode(path, pool, slot)
+                gen = self._submit_decode(path, pool, slot, vid)
                 gens[gen], slot_of[gen] = vid, (pool, slot)
 
             # 2. feed the model full batches (small ones are up to 2x slower per frame on a CPU); a partial
@@ -319,6 +326,8 @@ class Pipeline:
                 kind = msg["kind"]
                 if kind == "head":
                     v.info = msg["info"]
+                elif kind == "shots":
+                    v.shots = msg
                 elif kind == "chunk":
                     want_frames[gen] = msg["spans"]
                 elif kind == "end":

@@ -159,9 +159,9 @@ def _sha256(path: str) -> "str | None":
 
 
 def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULTS.seed,
-                   sampling: str = ids.DEFAULT_SAMPLING) -> "tuple[str, dict] | None":
+                   sampling: str = ids.DEFAULT_SAMPLING, windows: "str | None" = None) -> "tuple[str, dict] | None":
     """``(model_id, models row)`` of the requested model if the store holds it, else None (see module doc).
-    ``sampling``: the run's frame sampling (part of the model_id)."""
+    ``sampling``, ``windows``: the run's frame sampling and window plan (both part of the model_id)."""
     from engine.labels import load_labels
     try:
         rows = store.read("models").to_pylist()
@@ -202,7 +202,7 @@ def known_model_id(store, kw: dict, labels, window_s: float, seed: int = DEFAULT
                 continue
         elif fp["weights"] != f"random-init:{name or DEFAULTS.model}:seed{seed}" or not fp["random_init"]:
             continue
-        mid = ids.model_id(fp, labels.digest, window_s or 0.0, sampling)
+        mid = ids.model_id(fp, labels.digest, window_s or 0.0, sampling, windows=windows)
         if mid == row["model_id"]:
             return mid, row
     return None

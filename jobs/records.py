@@ -71,6 +71,8 @@ class VideoResult:
     warnings: "str | None" = None                 # decode problems of an 'ok' video (engine.video)
     streamed: "dict | None" = None                # an object read by its decode task: content id, size, ETag,
                                                   # GETs, bytes (jobs/remote.py); not stored
+    shots: "dict | None" = None                   # shots detected by its decode (jobs/decode.py "shots"
+                                                  # message) → the ``shots`` table; None: none detected
 
     @classmethod
     def failed(cls, video_id: str, path: str, reason: str, info=None, size=None) -> "VideoResult":
@@ -157,8 +159,13 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
     :func:`model_row`)."""
     now = now or datetime.now(timezone.utc)
     v_rows, c_cols, l_rows, a_rows, e_ids, e_vecs = [], [], [], [], [], []
-    clip_emb, p_rows, p_mats = [], [], []
+    clip_emb, p_rows, p_mats, s_rows = [], [], [], []
     for v in videos:
+        found = getattr(v, "shots", None)
+        if found and v.status == "ok":
+            s_rows.extend({"video_id": v.video_id, "shot": i, "start_s": float(a), "end_s": float(b),
+                           "detector": found["detector"], "version": found["version"], "model_id": model_id}
+                          for i, (a, b) in enumerate(found["shots"]))
         v_rows.append({"video_id": v.video_id, "model_id": model_id, "path": v.path, "size": v.size,
                        "duration_s": v.duration_s, "fps": v.fps, "width": v.width, "height": v.height,
                        "codec": v.codec, "num_clips": len(v.clips), "status": v.status, "error": v.error,
@@ -199,7 +206,7 @@ def tables(model_id: str, videos, now: "datetime | None" = None) -> "dict[str, p
         _nested(p_mats, pa.float16()),
     ], schema=TABLES["prints"])
     return {
-        "clips": clips, "prints": prints,
+        "clips": clips, "prints": prints, "shots": pa.Table.from_pylist(s_rows, schema=TABLES["shots"]),
         "labels": pa.Table.from_pylist(l_rows, schema=TABLES["labels"]),
         "attributes": pa.Table.from_pylist(a_rows, schema=TABLES["attributes"]),
         "embeddings": embeddings,

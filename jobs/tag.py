@@ -36,6 +36,7 @@ from .errors import UsageError
 from .progress import Progress
 from .records import model_row, tables
 from .remote import PENDING, is_remote
+from .shotwindows import check_windows, plan_key, stored_shots
 from .sources import list_sources
 
 
@@ -46,6 +47,8 @@ class TagOptions:
     labels: str = DEFAULTS.labels
     model_kwargs: dict = field(default_factory=dict)       # engine.load_model arguments
     window_s: "float | None" = DEFAULTS.window_s           # None: each video is one clip
+    windows: str = "fixed"                                 # fixed | shots (jobs/shotwindows.py)
+    min_shot: float = 1.0                                  # --windows shots: shorter shots join a neighbour
     address: "str | None" = None
     batch: int = 16                                        # videos per committed store batch
     model_batch: int = 32                                  # clips per model call
@@ -236,6 +239,7 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
     if not sources.videos:                               # before the store: nothing to write, nothing created
         raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
                          f"{sources.describe_skipped()}); give video files, folders, globs or a list file")
+    check_windows(opts)
     from .precheck import check_weights
     created = not is_remote(opts.store) and not os.path.exists(os.path.expanduser(str(opts.store)))
     if created and not opts.address:
@@ -297,7 +301,8 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     from .precheck import describe_row, known_model_id
     if opts.force:
         return False
-    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0, sampling=opts.sampling)
+    known = known_model_id(store, opts.model_kwargs, labels, opts.window_s or 0.0, sampling=opts.sampling,
+                           windows=plan_key(opts))
     if known is None:
         return False
     model_id, row = known
@@ -345,9 +350,12 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
         log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
         pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
                             model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                            sampling=opts.sampling)
+                            sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
         facts = pipeline.start()
-        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling)
+        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling,
+                                windows=plan_key(opts))
+        if opts.windows == "shots" and not opts.force:
+            pipeline.known_shots = stored_shots(store)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; sampling {opts.sampling}; model_id {model_id}")

@@ -74,7 +74,7 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
                resize: int = 256, clips: int = 1, crops: int = 1,
                timeout_s: "float | None" = None, info: "VideoInfo | None" = None,
                threads: "int | None" = None, decoder: "str | Decoder | None" = None,
-               sampling: "str | None" = None) -> Iterator[Clip]:
+               sampling: "str | None" = None, spans: "list | None" = None) -> Iterator[Clip]:
     """Decode a video as consecutive time windows, one ``Clip`` of ``frames`` frames per window.
 
     ``window_s=None``: the whole video is one window. Each window's n frames are sampled with
@@ -85,7 +85,8 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     sample is the keyframe nearest to its segment's centre (much faster; ``frame_times`` are those keyframes' real times).
 
     ``decoder``: "auto" (default), "pyav", "ffmpeg", "nvdec" or a ``Decoder``. ``threads`` caps the
-    decoder's threads. Decoding longer than ``timeout_s`` (default ``decode_timeout``; only time inside
+    decoder's threads. ``spans``: explicit windows (start_s, end_s) instead of ``window_s`` (shots:
+    ``engine.video.shots.shot_windows``). Decoding longer than ``timeout_s`` (default ``decode_timeout``; only time inside
     this generator counts) -> ``VideoError``, possibly after some clips were yielded.
 
     If the stream ends before a sampled frame (it holds less than its index promised: a truncated file),
@@ -108,7 +109,7 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     with _reads(path):
         index = dec.frame_index(path, info, budget)
     check_source(path)
-    windows = list(plan(index, frames, window_s, clips, sampling))
+    windows = list(plan(index, frames, window_s, clips, sampling, spans))
     if not windows:
         if info.duration_s > 0:
             raise VideoError(path, f"corrupt or truncated: the header promises {info.duration_s:g} s of "

@@ -47,16 +47,24 @@ def window_span(k: int, count: int, duration_s: float, window_s: "float | None")
 
 
 def plan(index: FrameIndex, frames: int, window_s: "float | None", clips: int = 1,
-         sampling: str = "exact") -> Iterator[Window]:
-    """Lazily yield the windows that hold at least one frame, in time order."""
+         sampling: str = "exact", spans: "list[tuple[float, float]] | None" = None) -> Iterator[Window]:
+    """Lazily yield the windows that hold at least one frame, in time order. ``spans``: the windows as
+    given (start_s, end_s), consecutive from 0 (``engine.video.shots.shot_windows``), instead of
+    ``window_s``; window k holds the frames with ``start_k <= t < start_{k+1}``."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     n_all = len(index)
     if n_all == 0:
         return
     duration = max(index.duration_s, float(index.times[-1]))
-    count = window_count(duration, window_s)
-    if count == 1:
+    count = window_count(duration, window_s) if spans is None else len(spans)
+    if spans is not None and count > 1:
+        starts = np.asarray([a for a, _ in spans], np.float64)
+        k = np.clip(np.searchsorted(starts, index.times + 1e-9, side="right") - 1, 0, count - 1)
+        ks, firsts = np.unique(k, return_index=True)
+        stops = np.append(firsts[1:], n_all)
+        groups = zip(firsts.tolist(), stops.tolist(), ks.tolist())
+    elif count == 1:
         bounds = [(0, n_all, 0)]
         groups = iter(bounds)
     else:
@@ -65,7 +73,7 @@ def plan(index: FrameIndex, frames: int, window_s: "float | None", clips: int = 
         stops = np.append(firsts[1:], n_all)
         groups = zip(firsts.tolist(), stops.tolist(), ks.tolist())
     for first, stop, k in groups:
-        start_s, end_s = window_span(k, count, duration, window_s)
+        start_s, end_s = window_span(k, count, duration, window_s) if spans is None else spans[k]
         n = stop - first
         if sampling == "exact":
             numbers = [[first + i for i in segment_indices(n, frames, off)]

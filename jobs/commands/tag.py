@@ -33,6 +33,12 @@ def register(sub) -> None:
     p.add_argument("--window", type=nonneg_float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
                         "0: each video is one clip)")
+    p.add_argument("--windows", choices=("fixed", "shots"), default="fixed",
+                   help="fixed: consecutive --window seconds (default); shots: windows inside the video's shots "
+                        "(TransNetV2), so no clip spans a cut; a shot longer than --window is split, the shots "
+                        "go to the shots table (docs/tagging.md)")
+    p.add_argument("--min-shot", type=nonneg_float, default=1.0, metavar="SECONDS",
+                   help="--windows shots: a shot shorter than this joins a neighbour (default 1)")
     p.add_argument("--endpoint", default=None, metavar="URL",
                    help="S3-compatible endpoint for s3:// sources and an s3:// store (default: $AWS_ENDPOINT_URL, "
                         "else AWS)")
@@ -90,6 +96,7 @@ def run(args) -> int:
                        force=args.force, retry_errors=args.retry_errors)
     opts = TagOptions(sources=args.sources, text=text, store=args.store, labels=labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
+                      windows=args.windows, min_shot=args.min_shot,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index,
                       timeout_s=args.timeout, decoders=args.decoders, decoder=args.decoder, sampling=args.sampling,
