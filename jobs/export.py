@@ -162,8 +162,8 @@ def export_results(results, out_dir, pad_s: float = 0.0, exact: bool = False, st
 
 def contact_sheet(store: "Store | str", video_id: str, out, width: int = 240, columns: int = 5,
                   model_id: "str | None" = None):
-    """A JPEG/PNG grid of one frame per stored clip of ``video_id`` (from the start of each clip), each
-    captioned with its time → (path, number of thumbnails)."""
+    """A JPEG/PNG grid of one frame per shot of ``video_id`` (the ``shots`` table, from ``bike tag --windows
+    shots``), else per stored clip, from its start, each captioned with its time → (path, thumbnails)."""
     from PIL import Image, ImageDraw, ImageFont
 
     from engine.video import VideoError, read_frame_at
@@ -171,9 +171,12 @@ def contact_sheet(store: "Store | str", video_id: str, out, width: int = 240, co
     mid = _model(store, model_id)
     con = _con(store)
     path, size, _ = video_row(store, video_id, mid, con)
-    starts = [float(r[0]) for r in con.execute(
-        "SELECT start_s FROM clips WHERE model_id = $m AND video_id = $v ORDER BY clip_index",
-        {"m": mid, "v": video_id}).fetchall()]
+    starts = [float(r[1]) for r in con.execute(          # one per shot when the shots are known (--windows shots)
+        "SELECT DISTINCT shot, start_s FROM shots WHERE video_id = $v ORDER BY shot", {"v": video_id}).fetchall()]
+    if not starts:
+        starts = [float(r[0]) for r in con.execute(
+            "SELECT start_s FROM clips WHERE model_id = $m AND video_id = $v ORDER BY clip_index",
+            {"m": mid, "v": video_id}).fetchall()]
     if not starts:
         raise ExportError(f"video {video_id!r}: the store holds no clips of it")
     if len(starts) > SHEET_MAX:                 # evenly spaced clips of a long video

@@ -152,3 +152,51 @@ def test_contact_sheet(corpus, tmp_path):
     assert img.shape[1] == 2 * 68 + 4                                # two tiles side by side
     tile0, tile1 = img[4:4 + 48, 4:4 + 64], img[4:4 + 48, 72:72 + 64]
     assert frame_number(tile0[8:40, 8:56]) == 0 and frame_number(tile1[8:40, 8:56]) == 100
+
+
+def test_contact_sheet_one_per_shot_when_shots_are_stored(tmp_path, tiny_model, labels):
+    """With a shots table (bike tag --windows shots) the sheet shows each shot's first frame, not each clip's."""
+    import pyarrow as pa
+    from index.schema import TABLES
+    path = make_video(tmp_path / "numbered.mp4", seconds=20, fps=FPS, size=(64, 48))
+    store = Store(tmp_path / "store", create=True)
+    vid = content_id(str(path))
+    rng = np.random.default_rng(0)
+    mid = add_video(store, tiny_model, labels, vid, [rng.standard_normal((8, tiny_model.embed_dim)).astype(np.float32)
+                                                     for _ in range(2)], path=str(path), duration_s=20.0,
+                    size=os.path.getsize(path))
+    shots = pa.Table.from_pylist([{"video_id": vid, "shot": i, "start_s": s, "end_s": e, "detector": "test",
+                                   "version": "1", "model_id": mid}
+                                  for i, (s, e) in enumerate([(0.0, 7.3), (7.3, 14.0), (14.0, 20.0)])],
+                                 schema=TABLES["shots"])
+    with store.lock():
+        store.write_batch({"shots": shots}, mid, {})
+    out, n = contact_sheet(Store(store.root), vid, tmp_path / "sheet.png", width=64, columns=5)
+    img = np.asarray(Image.open(out).convert("RGB"))
+    tiles = [img[4:4 + 48, 4 + i * 68: 4 + i * 68 + 64][8:40, 8:56] for i in range(3)]
+    assert n == 3 and [frame_number(t) for t in tiles] == [0, 73, 140]
+
+
+def test_serve_save_clip(corpus, tiny_model, tmp_path):
+    """GET /api/clips/{id}/export.mp4: the clip as a download (stream copy), cached, bounded, 404 for no clip."""
+    from fastapi.testclient import TestClient
+
+    from index.search import Searcher
+    from jobs.serve.app import create_app
+    from jobs.serve.limits import Limits
+    from jobs.serve.service import Service
+    store, mid, vid, _ = corpus
+    svc = Service(store, searcher=Searcher(store, mid, model=tiny_model), limits=Limits(export_max_pad_s=5))
+    c = TestClient(create_app(svc), base_url="http://127.0.0.1:8765")
+    r = c.get(f"/api/clips/{vid}/1/export.mp4", params={"pad": 1})
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
+    assert "attachment" in r.headers["content-disposition"] and "numbered" in r.headers["content-disposition"]
+    got = tmp_path / "saved.mp4"
+    got.write_bytes(r.content)
+    numbers, _, kinds = decoded(got)
+    assert numbers[0] == 90 and numbers[-1] >= 199 and kinds == ["video", "audio"]   # 9–20 s: keyframe at 9
+    assert len(list(svc.export_cache.folder.glob("*.mp4"))) == 1
+    assert c.get(f"/api/clips/{vid}/1/export.mp4", params={"pad": 1}).content == r.content      # from the cache
+    assert c.get(f"/api/clips/{vid}/1/export.mp4", params={"pad": 6}).status_code == 400         # over the bound
+    assert c.get(f"/api/clips/{vid}/7/export.mp4").status_code == 404
+    assert c.get("/api/clips/..%2F..%2Fetc/1/export.mp4").status_code == 404

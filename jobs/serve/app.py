@@ -10,6 +10,7 @@ API (every ``/api`` route answers JSON; errors are ``{"error": MESSAGE, "status"
     POST /api/search?k=10    (body: a video file)    query by example, body at most Limits.max_upload_bytes
     GET  /api/clips/{video_id}/{n}                   a clip: span, frame times, labels (with saliency), attributes
     GET  /api/clips/{video_id}/{n}/thumb.jpg?t=S     a frame of the clip (decoded on demand, cached; 503 when busy)
+    GET  /api/clips/{video_id}/{n}/export.mp4?pad=S  the clip ± S s as an MP4 download (stream copy, cached)
     GET  /api/videos/{video_id}                      a video and its clips with their top labels
     GET  /api/videos/{video_id}/media                the video file (HTTP Range → 206, so players can seek)
     GET  /api/sql?q=SELECT...                        read-only SQL, row- and time-limited
@@ -254,6 +255,13 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
         hit, name, job = await run_in_threadpool(service.thumb_job, clip_id, t)
         path = hit or await service.decoding.run(job, timeout_s=service.limits.thumb_timeout_s, key=name)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+    @app.get("/api/clips/{video_id}/{n}/export.mp4")
+    async def export_clip(video_id: str, n: str, pad: float = 0.0):
+        clip_id = f"{video_id}/{n}"
+        hit, name, job, download = await run_in_threadpool(service.export_job, clip_id, pad)
+        path = hit or await service.decoding.run(job, timeout_s=service.limits.thumb_timeout_s, key=name)
+        return FileResponse(path, media_type="video/mp4", filename=download)
 
     @app.get("/api/videos/{video_id}")
     def video(video_id: str):

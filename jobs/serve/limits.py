@@ -23,6 +23,9 @@ class Limits:
     decode_queue: int = 32               # more may wait; beyond: 503 at once
     thumb_timeout_s: float = 10.0        # a thumbnail not ready by then: 503 + Retry-After (its decode budget too)
     thumb_cache_bytes: int = 256 << 20   # thumbnail JPEGs kept on disk per store (least recently used go first)
+    export_max_pad_s: float = 30.0       # "Save clip": at most this much video on each side of the clip
+    export_max_bytes: int = 256 << 20    # an exported clip larger than this is refused (413)
+    export_cache_bytes: int = 1 << 30    # exported clips kept on disk per store (least recently used go first)
     # connections (server.py)
     header_timeout_s: float = 10.0       # a request head (line + headers) must arrive within this
     body_timeout_s: float = 30.0         # at most this long between two pieces of a request body

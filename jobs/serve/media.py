@@ -182,12 +182,13 @@ def open_verified(recorded: str, size: "int | None", video_id: str, recorded_pat
 
 
 class ThumbCache:
-    """The thumbnail folder of one store, at most ``max_bytes`` of JPEGs: a new thumbnail evicts the least
+    """The thumbnail folder of one store (or another folder of files ending in ``suffix``: the exported clips),
+    at most ``max_bytes`` of them: a new thumbnail evicts the least
     recently used ones (by last use in this process; at start, by file time). Thread-safe; files another
     process deleted are skipped."""
 
-    def __init__(self, folder: Path, max_bytes: int):
-        self.folder, self.max_bytes = Path(folder), int(max_bytes)
+    def __init__(self, folder: Path, max_bytes: int, suffix: str = ".jpg"):
+        self.folder, self.max_bytes, self.suffix = Path(folder), int(max_bytes), suffix
         self._lock = threading.Lock()
         self._files: "OrderedDict[str, int]" = OrderedDict()
         self.total = 0
@@ -195,7 +196,7 @@ class ThumbCache:
         try:
             with os.scandir(self.folder) as it:
                 for e in it:
-                    if e.name.endswith(".jpg") and e.is_file(follow_symlinks=False):
+                    if e.name.endswith(self.suffix) and e.is_file(follow_symlinks=False):
                         st = e.stat(follow_symlinks=False)
                         found.append((st.st_mtime_ns, e.name, st.st_size))
         except OSError:
@@ -244,6 +245,11 @@ class ThumbCache:
             del self._files[name]
             self.total -= n
             (self.folder / name).unlink(missing_ok=True)
+
+
+def export_name(clip_id: str, pad_s: float) -> str:
+    """The cache file of a clip exported with ``pad_s`` seconds on each side (stream copy: ``bike export``)."""
+    return hashlib.sha256(f"{clip_id}\0{round(max(0.0, pad_s), 1)}".encode()).hexdigest()[:32] + ".mp4"
 
 
 def thumb_name(clip_id: str, t: float, width: int) -> str:

@@ -27,6 +27,7 @@ from index.sqlbox import Sandbox, SQLLimitError
 from index.store import Store, StoreError
 from index.where import WhereError
 
+from ..export import Span, padded, result_name
 from . import media
 from .decoding import DecodePool
 from .limits import Limits
@@ -63,6 +64,7 @@ class Service:
             self.searcher.sql_box = self.sql_box
         self.thumbs = media.thumbs_dir(self.store.root)
         self.thumb_cache = media.ThumbCache(self.thumbs, limits.thumb_cache_bytes)
+        self.export_cache = media.ThumbCache(self.thumbs / "exports", limits.export_cache_bytes, suffix=".mp4")
         self.decoding = DecodePool(limits.decode_workers, limits.decode_queue)   # thumbnails and uploads
         self.identities = media.Identities()         # files whose bytes were checked against their video id
         self._lock = threading.Lock()
@@ -327,6 +329,41 @@ class Service:
                     raise ServiceError(e.status, str(e)) from None
             return self.thumb_cache.put(name, data)
         return hit, name, job
+
+    def export_job(self, clip_id: str, pad_s: float = 0.0) -> "tuple[Path | None, str, object, str]":
+        """(cached MP4 or None, cache name, job, download name) of "Save clip": the clip ± ``pad_s`` stream-copied
+        from the keyframe at or before its start (``bike export``'s fast mode, engine/video/export.py). On a
+        miss, ``job()`` (run it in :attr:`decoding`) opens and verifies the video, cuts and caches the clip."""
+        if not math.isfinite(pad_s) or not 0 <= pad_s <= self.limits.export_max_pad_s:
+            raise _bad(f"pad must be between 0 and {self.limits.export_max_pad_s:g} seconds")
+        info = self.clip(clip_id)
+        self.media_file(info["video_id"])                # the path checks, also for a cached file
+        span = Span(clip_id, info["video_id"], info["path"], None, float(info["start_s"]), float(info["end_s"]),
+                    info.get("duration_s"))
+        start, end = padded(span, pad_s)
+        name = media.export_name(clip_id, pad_s)
+        download = result_name(info["path"] or info["video_id"], start, end, 1)[3:]
+
+        def job() -> Path:
+            from engine.video.export import export_span
+            got = self.export_cache.get(name)
+            if got is not None:
+                return got
+            tmp = self.export_cache.folder / f".{name}.{os.getpid()}.{threading.get_ident()}.part.mp4"
+            self.export_cache.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                with self.open_media(info["video_id"]) as opened:
+                    try:
+                        rep = export_span(opened.path, start, end, tmp, timeout_s=self.limits.thumb_timeout_s)
+                    except VideoError as e:
+                        raise ServiceError(422, f"this clip cannot be cut out of its video ({e.reason})") from None
+                if rep.bytes > self.limits.export_max_bytes:
+                    raise ServiceError(413, f"the clip is {rep.bytes >> 20} MB, over the server's limit of "
+                                            f"{self.limits.export_max_bytes >> 20} MB; use `bike export`")
+                return self.export_cache.put(name, tmp.read_bytes())
+            finally:
+                tmp.unlink(missing_ok=True)
+        return self.export_cache.get(name), name, job, download
 
     def thumb(self, clip_id: str, t: "float | None") -> Path:
         """The thumbnail's JPEG file, decoded in the bounded pool when not cached (``decoding.Busy`` when the

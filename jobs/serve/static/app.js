@@ -124,6 +124,7 @@ function openResult(r) {
   $("p-title").textContent = base(r.path) || r.video_id;
   $("p-title").title = r.path || "";
   const [ms, me] = momentSpan(r);
+  $("p-save").href = `/api/clips/${r.clip_id.split("/").map(encodeURIComponent).join("/")}/export.mp4`;
   $("p-meta").textContent = `score ${r.score.toFixed(4)} · clip ${fmt(r.start_s)}–${fmt(r.end_s)} · moment ${fmt(ms)}–${fmt(me)}` +
     (r.joined ? ` (continues into ${r.joined.clip_ids.filter((c) => c !== r.clip_id).join(", ")})` : "") + ` · ${r.clip_id}` +
     (r.text ? ` · ${(r.matched || []).join(" + ")}: “${r.text}”` : "");
