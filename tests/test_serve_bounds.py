@@ -178,7 +178,7 @@ def test_thumbnails_and_uploads_share_the_pool_and_get_503_when_it_is_full(tmp_p
     service = Service(store, searcher=Searcher(store, mid, model=tiny_model),
                       limits=Limits(decode_workers=1, decode_queue=0))
     from fastapi.testclient import TestClient
-    c = TestClient(create_app(service), base_url=BASE)
+    c = TestClient(create_app(service), base_url=BASE, headers={"X-Bike": "1"})     # a POST from our own page
     vid, path = next(iter(paths.items()))
     gate = threading.Event()
     service.decoding.submit(gate.wait, 30)                          # the one worker is busy
