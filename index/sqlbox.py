@@ -243,7 +243,7 @@ class Sandbox:
         n = self._workers if n is None else n
         end = time.monotonic() + timeout
         with self._cond:
-            while len(self._idle) < n:
+            while self._prune_locked() < n:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
@@ -301,11 +301,9 @@ class Sandbox:
             while True:
                 if self._closed:
                     raise SQLError("the SQL sandbox is closed")
-                while self._idle:
-                    child = self._idle.pop()
-                    if child.alive():
-                        return child
-                    self._retire_locked(child)       # killed while idle: replaced (warm) or dropped
+                self._prune_locked()
+                if self._idle:
+                    return self._idle.pop()
                 if self._count < self._workers:
                     self._count += 1
                     break
@@ -323,6 +321,14 @@ class Sandbox:
             if isinstance(e, SQLError):
                 raise
             raise SQLError(f"cannot start a query process: {e}") from None
+
+    def _prune_locked(self) -> int:
+        """(with the lock held) Retire idle children that died (killed while idle: the OOM killer, an
+        operator), which starts their replacements in a warm pool; how many idle ones are left."""
+        for child in [c for c in self._idle if not c.alive()]:
+            self._idle.remove(child)
+            self._retire_locked(child)
+        return len(self._idle)
 
     def _retire_locked(self, child: _Child) -> None:
         """(with the lock held) Drop ``child`` and, in a warm pool, start its replacement now."""
