@@ -114,6 +114,7 @@ def run(args) -> int:
                       cache_bytes=None if args.cache_gb is None else int(args.cache_gb * (1 << 30)))
     if service.searcher is None:                 # still served: the error report and SQL help exactly then
         output.warn(f"bike: {service.unsearchable}")
+        service.warm()                           # the SQL processes: nothing else to load yet
     else:
         output.info(f"bike: serving {service.store.root} (model {service.model_id}); loading…")
         service.warm()

@@ -58,7 +58,7 @@ class Service:
         self._searcher_opts = {"weights": weights, "device": device, "precision": precision,
                                **({} if cache_bytes is None else {"cache_bytes": cache_bytes})}
         self.limits, self.refresh_s = limits, refresh_s
-        self.sql_box = Sandbox(limits.sql())         # /api/sql and `where`: bounded, in child processes
+        self.sql_box = Sandbox(limits.sql())         # /api/sql and `where`: bounded, in child processes (warm())
         self.searcher = searcher or self._make_searcher()
         if self.searcher is not None:
             self.searcher.sql_box = self.sql_box
@@ -109,13 +109,19 @@ class Service:
 
     # ---- start-up and live refresh -------------------------------------------------------------------
     def warm(self) -> None:
-        """Load everything a query needs (model, index, frame cache, result details) before serving."""
+        """Load everything a query needs (model, index, frame cache, result details) before serving, and
+        start the warm SQL processes (index/sqlbox.py) in the background."""
+        self.sql_box.start()
         s = self.searcher
         if s is None:                                # nothing to load yet (see the module docstring)
             return
         _ = s.model, s.index, s.con
         s._frames([])
         s.search("warm up", k=1)
+
+    def close(self) -> None:
+        """End the SQL processes (they also end on their own when this process exits)."""
+        self.sql_box.close()
 
     def _signature(self):
         """What changes when a batch is committed (``_commits/``) or ``bike index`` replaces the manifest. On

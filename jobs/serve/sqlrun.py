@@ -4,9 +4,9 @@ Two layers, as in ``bike sql``: the statement check of index/sql.py (``check_rea
 statements), and — what actually holds — a connection sandboxed in DuckDB's own configuration
 (``index.store.sandboxed_duckdb``: it can read the store's committed shards and no other file, write no
 file, attach nothing, load no extension, and cannot change that configuration). The query runs in a child
-process of its own (index/sqlbox.py), so a query that blows up costs that process, never the server's: a
+process (index/sqlbox.py: a pool of warm ones), so a query that blows up costs that process, never the server's: a
 query gets at most ``Limits.sql_rows`` rows (``truncated`` says when more existed), ``Limits.sql_memory_bytes``
-of memory (413), ``Limits.sql_seconds`` for the whole run including the result (408), and its JSON answer
+of memory (413), ``Limits.sql_seconds`` for the query and its result (408), and its JSON answer
 at most ``Limits.sql_max_bytes`` (413); at most ``Limits.sql_workers`` run at once (503 after waiting).
 """
 from __future__ import annotations
