@@ -53,6 +53,7 @@ import torch
 
 from engine.classify import AttributeScore, ScorePair
 
+from .feedback import Feedback, FeedbackError, combine, parse_ids
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
 from .store import Store, StoreError, cursor
@@ -134,6 +135,10 @@ class SearchResult:
     labels: list                    # the clip's stored top labels: [ClipLabel(label, fused score)], best first
     attributes: list                # its stored top attribute phrases: [AttributeScore(attribute, cosine)]
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
+    # relevance feedback (positive=/negative= clips; index/feedback.py), None without it: ``score`` is then
+    # z(feedback_score) + QUERY_WEIGHT * z(query_score) over the candidates
+    query_score: "float | None" = None      # the query's own re-rank score (None: a search by examples only)
+    feedback_score: "float | None" = None   # MaxSim to the positives - NEGATIVE_WEIGHT * MaxSim to the negatives
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
@@ -150,16 +155,19 @@ class SearchResults(list):
     scan, filter size...)."""
 
     def __init__(self, results=(), query: str = "", kind: str = "text", model_id: str = "", model: str = "",
-                 random_init: bool = False, notes=(), candidates: int = 0, seconds: float = 0.0):
+                 random_init: bool = False, notes=(), candidates: int = 0, seconds: float = 0.0,
+                 positives=(), negatives=()):
         super().__init__(results)
         self.query, self.kind, self.model_id, self.model = query, kind, model_id, model
         self.random_init, self.notes = random_init, list(notes)
         self.candidates, self.seconds = candidates, seconds
+        self.positives, self.negatives = list(positives), list(negatives)     # relevance feedback clips
 
     def to_dict(self) -> dict:
         return {"query": self.query, "kind": self.kind, "model_id": self.model_id, "model": self.model,
                 "random_init": self.random_init, "notes": self.notes, "candidates": self.candidates,
-                "seconds": round(self.seconds, 4), "results": [r.to_dict() for r in self]}
+                "seconds": round(self.seconds, 4), "positives": self.positives, "negatives": self.negatives,
+                "results": [r.to_dict() for r in self]}
 
 
 @dataclass
@@ -373,36 +381,61 @@ class Searcher:
         return Query(str(path), "video", example_vector(example), example=example)
 
     # ---- the search ----------------------------------------------------------------------------------
+    def feedback(self, positive=None, negative=None) -> Feedback:
+        """The relevance-feedback examples (clip ids, a comma-separated string or a list) with their stored
+        frames; an unknown id is a :class:`SearchError` naming it."""
+        try:
+            return Feedback.load(positive, negative,
+                                 lambda ids: {c: r.frames for c, r in self._frames(ids).items()},
+                                 what=f" for model {self.model_id}")
+        except FeedbackError as e:
+            raise SearchError(str(e)) from None
+
     def search(self, query: "str | Query | None" = None, k: int = 10, where: "str | None" = None,
                like: "str | None" = None, clip: "str | None" = None,
-               candidates: int = MIN_CANDIDATES) -> SearchResults:
+               candidates: int = MIN_CANDIDATES, positive=None, negative=None) -> SearchResults:
         """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
-        ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere)."""
-        if sum(x is not None for x in (query, like, clip)) != 1:
-            raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
+        ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere).
+        ``positive`` / ``negative``: relevance feedback, clip ids of this store (index/feedback.py); with
+        positives the query may be left out (a search by the examples alone)."""
+        given = sum(x is not None for x in (query, like, clip))
+        fb_ids = bool(parse_ids(positive) or parse_ids(negative))
+        if given > 1 or (given == 0 and not parse_ids(positive)):
+            raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID"
+                              + ("" if not fb_ids else " (or positive clips to search by examples alone)"))
         if k < 1:
             raise SearchError(f"-k {k}: must be at least 1")
         if (query is not None and not isinstance(query, Query)) or like is not None:
             _ = self.model                           # loaded before the clock starts (--clip needs none)
         t0 = time.perf_counter()
+        fb = self.feedback(positive, negative) if fb_ids else None
         q = (query if isinstance(query, Query) else self.text_query(query) if query is not None else
-             self.clip_query(clip) if clip is not None else self.video_query(like))
+             self.clip_query(clip) if clip is not None else self.video_query(like) if like is not None else None)
         n = max(int(candidates), CANDIDATES_PER_RESULT * k)
         allowed = None
         notes: list[str] = []
         if where:
             allowed = self.sql_box.where(self.store, self.model_id, where)
             notes.append(f"--where kept {len(allowed)} clip(s)")
-        found = self.candidates(q.vector, n, allowed, notes)
-        if q.self_clip and (allowed is None or q.self_clip in set(allowed)):
+        found = self.candidates(q.vector, n, allowed, notes) if q is not None else {}
+        fb_vector = fb.vector() if fb else None
+        if fb_vector is not None:                    # Rocchio: the examples' own neighbours are candidates too
+            more = self.candidates(fb_vector, n, allowed, [] if q is not None else notes)
+            for c, s in more.items():
+                found[c] = s if c not in found or math.isnan(found[c]) else max(found[c], s)
+        if q is not None and q.self_clip and (allowed is None or q.self_clip in set(allowed)):
             found.setdefault(q.self_clip, float("nan"))
-        ranked = self.rerank(q, found)
-        if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
+        ranked = self.rerank(q, found, fb)
+        if q is not None and q.self_clip:            # the example itself first (it scores the maximum, 1.0)
             ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
+        if fb:
+            notes.append(f"relevance feedback: {len(fb.positives)} positive, {len(fb.negatives)} negative clip(s)")
         results = self._results(ranked[:k], found)
         desc, random_init = self.describe_model()
-        return SearchResults(results, q.text, q.kind, self.model_id, desc, random_init, notes,
-                             len(found), time.perf_counter() - t0)
+        text, kind = (q.text, q.kind) if q is not None else (", ".join(fb.positives), "examples")
+        return SearchResults(results, text, kind, self.model_id, desc, random_init, notes,
+                             len(found), time.perf_counter() - t0,
+                             fb.positives if fb else (), fb.negatives if fb else ())
 
     def describe_model(self) -> "tuple[str, bool]":
         """(one line naming the model, random weights?) — from the loaded model, else the models row."""
@@ -472,25 +505,44 @@ class Searcher:
         with self._lock:
             return self.frames.get(clip_ids)
 
-    def rerank(self, q: Query, found: "dict[str, float]") -> "list[tuple]":
-        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow)] best first."""
+    def rerank(self, q: "Query | None", found: "dict[str, float]", fb: "Feedback | None" = None) -> "list[tuple]":
+        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow, query score, feedback score)]
+        best first. With feedback ``fb`` the score combines both (index/feedback.py ``combine``); the two last
+        items are None without it."""
         rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
-        out = []
+        order, qscores, fbscores, sals = [], [], [], []
         device = self._model.device if self._model is not None else (
             "cuda" if torch.cuda.is_available() else "cpu")
+        fb = fb if fb else None
         for group in groups.values():
             frames = torch.from_numpy(np.stack([r.frames for r in group]).astype(np.float32)).to(device)
-            ranked = q.rerank(frames)
-            out.extend((r.clip_id, float(s), sal, r) for r, s, sal in zip(group, ranked.scores, ranked.saliency))
+            if q is not None:
+                ranked = q.rerank(frames)
+                qscores.append(np.asarray(ranked.scores, np.float64))
+            else:                                    # examples alone: saliency against the positives
+                ranked = rerank_example(frames, np.concatenate(fb.positive_frames))
+            if fb is not None:
+                fbscores.append(fb.scores(frames))
+            order.extend(group)
+            sals.extend(ranked.saliency)
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        qs = cat(qscores) if q is not None else None
+        if fb is None:
+            out = [(r.clip_id, float(s), sal, r, None, None) for r, s, sal in zip(order, qs, sals)]
+        else:
+            fs = cat(fbscores)
+            final = combine(fs, qs)
+            out = [(r.clip_id, float(final[i]), sals[i], r, None if qs is None else float(qs[i]), float(fs[i]))
+                   for i, r in enumerate(order)]
         out.sort(key=lambda x: -x[1])
         return out
 
     def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
-        video_ids = list({r.video_id for *_, r in ranked})
+        video_ids = list({x[3].video_id for x in ranked})
         details = self._database()[1]
         if details is not None:                      # copies: a caller may change its results' lists
             paths = {v: details.paths.get(v) for v in video_ids}
@@ -503,7 +555,7 @@ class Searcher:
             labels = self._per_clip("labels", "label", clip_ids)
             attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
-        for i, (cid, score, sal, row) in enumerate(ranked):
+        for i, (cid, score, sal, row, qscore, fbscore) in enumerate(ranked):
             peak = int(np.argmax(sal))
             results.append(SearchResult(
                 rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
@@ -511,7 +563,7 @@ class Searcher:
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
                 labels=[ClipLabel(a, s) for a, s in labels.get(cid, ())],
                 attributes=[AttributeScore(a, s) for a, s in attributes.get(cid, ())],
-                index_score=found.get(cid)))
+                index_score=found.get(cid), query_score=qscore, feedback_score=fbscore))
         return results
 
     def _per_clip(self, table: str, column: str, clip_ids) -> "dict[str, list]":

@@ -189,13 +189,16 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
-               label: "str | None" = None, min_score: "float | None" = None):
+               label: "str | None" = None, min_score: "float | None" = None, positive: "str | None" = None,
+               negative: "str | None" = None):
         return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
-                                            label=label or None, min_score=min_score))
+                                            label=label or None, min_score=min_score, positive=positive or None,
+                                            negative=negative or None))
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,
-                           label: "str | None" = None, min_score: "float | None" = None):
+                           label: "str | None" = None, min_score: "float | None" = None,
+                           positive: "str | None" = None, negative: "str | None" = None):
         limit = service.limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -213,7 +216,7 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
                 return error(400, "empty body: POST a video file to search by example")
             return json_response(await run_in_threadpool(
                 service.search, like=path, k=k, where=where or None, label=label or None, min_score=min_score,
-                like_name=f"uploaded video ({size} bytes)"))
+                like_name=f"uploaded video ({size} bytes)", positive=positive or None, negative=negative or None))
         finally:
             os.unlink(path)
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from engine.video import VideoError
+from index.feedback import parse_ids
 from index.search import Searcher, SearchError, describe_model_row, readonly_connection
 from index.sql import SQLError
 from index.sqlbox import Sandbox, SQLLimitError
@@ -168,12 +169,25 @@ class Service:
 
     def search(self, q: "str | None" = None, k: int = 10, where: "str | None" = None,
                clip: "str | None" = None, label: "str | None" = None, min_score: "float | None" = None,
-               like: "str | None" = None, like_name: "str | None" = None) -> dict:
+               like: "str | None" = None, like_name: "str | None" = None, positive: "str | None" = None,
+               negative: "str | None" = None) -> dict:
         """The objects of ``bike search --format json`` (plus ``warning`` for random weights). ``label``: only
         clips with this label among their top labels; ``min_score``: drop results scoring less; ``like``: a
-        video file to search by example (``like_name`` is shown as the query)."""
-        if sum(x is not None and x != "" for x in (q, clip, like)) != 1:
-            raise _bad("give exactly one of: q=TEXT, clip=CLIP_ID, or a video in the request body")
+        video file to search by example (``like_name`` is shown as the query). ``positive`` / ``negative``:
+        relevance feedback, comma-separated clip ids (index/feedback.py); with positives ``q`` may be left out."""
+        fb = {}
+        for name, value in (("positive", positive), ("negative", negative)):
+            if value is not None and len(value) > self.limits.max_feedback_chars:
+                raise _bad(f"{name} too long ({len(value)} characters; at most {self.limits.max_feedback_chars})")
+            ids = parse_ids(value)
+            bad = next((c for c in ids if not media.valid_clip_id(c)), None)
+            if bad is not None:
+                raise _bad(f"{name} clip {bad!r}: not a clip id (ids look like <video_id>/<n>)")
+            fb[name] = ",".join(ids) or None
+        given = sum(x is not None and x != "" for x in (q, clip, like))
+        if given != 1 and not (given == 0 and fb["positive"]):
+            raise _bad("give exactly one of: q=TEXT, clip=CLIP_ID, or a video in the request body"
+                       + (" (or positive=CLIP_ID,... alone)" if fb["positive"] or fb["negative"] else ""))
         if clip is not None and not media.valid_clip_id(clip):
             raise ServiceError(404, f"clip {clip!r}: not a clip id of this store (ids look like <video_id>/<n>)")
         if min_score is not None and not math.isfinite(min_score):
@@ -185,9 +199,9 @@ class Service:
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
-                                           k=k, where=cond)
+                                           k=k, where=cond, **fb)
             else:
-                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip)
+                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, **fb)
         except SQLLimitError as e:                   # the where filter over a bound: 408/413/503
             raise ServiceError(e.status, str(e)) from None
         except (SearchError, WhereError, StoreError, SQLError) as e:
