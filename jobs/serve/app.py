@@ -220,6 +220,11 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
         finally:
             os.unlink(path)
 
+    @app.post("/api/labels")
+    def save_label(name: str = "", positive: "str | None" = None, negative: "str | None" = None,
+                   q: "str | None" = None):
+        return json_response(service.save_label(name, positive, negative, q))
+
     @app.get("/api/clips/{video_id}/{n}")
     def clip(video_id: str, n: str):
         return service.clip(f"{video_id}/{n}")

@@ -219,6 +219,44 @@ class Service:
         out["warning"] = RANDOM_WARNING if out["random_init"] else None
         return out                                   # plain floats/strings/lists (app.json_response checks)
 
+    def save_label(self, name: str, positive: "str | None", negative: "str | None" = None,
+                   q: "str | None" = None) -> dict:
+        """``bike label`` from the page ("Save as tag"): score every stored clip for the tag ``name`` defined by
+        the positive / negative clips (and the query) and store it (index/usertags.py); the rows show in SQL
+        as ``user_labels``. Takes the store's writer lock (409 while ``bike tag`` or another writer runs)."""
+        from index.usertags import Definition, write_label
+        if not name or not name.strip():
+            raise _bad("give the tag a name")
+        for field, v in (("name", name), ("q", q)):
+            if v is not None and len(v) > self.limits.max_query_chars:
+                raise _bad(f"{field} too long ({len(v)} characters; at most {self.limits.max_query_chars})")
+        ids = {}
+        for field, v in (("positive", positive), ("negative", negative)):
+            if v is not None and len(v) > self.limits.max_feedback_chars:
+                raise _bad(f"{field} too long ({len(v)} characters; at most {self.limits.max_feedback_chars})")
+            ids[field] = list(parse_ids(v))
+            bad = next((c for c in ids[field] if not media.valid_clip_id(c)), None)
+            if bad is not None:
+                raise _bad(f"{field} clip {bad!r}: not a clip id (ids look like <video_id>/<n>)")
+        if not ids["positive"]:
+            raise _bad("a tag needs at least one positive clip (👍)")
+        self.maybe_refresh()
+        if self.searcher is None:
+            raise self._nothing_searchable()
+        try:
+            with self.store.lock():
+                rep = write_label(self.searcher, Definition(name, "", ids["positive"], ids["negative"], q or None))
+        except SearchError as e:
+            raise _bad(str(e)) from None
+        except StoreError as e:
+            raise ServiceError(409 if "lock" in str(e).lower() or "writ" in str(e).lower() else 400, str(e)) from None
+        d = rep.definition
+        return {"label": d.label, "model_id": d.model_id, "clips": rep.clips, "tagged": rep.tagged,
+                "threshold": rep.threshold, "positives": d.positives, "negatives": d.negatives, "query": d.query,
+                "seconds": round(rep.seconds, 3),
+                "sql": "SELECT clip_id, score FROM user_labels WHERE label = '" + d.label.replace("'", "''")
+                       + "' AND tagged ORDER BY rank"}
+
     # ---- details -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: dict) -> "list[dict]":
         if self.searcher is not None:
