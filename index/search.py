@@ -31,7 +31,8 @@ own DuckDB cursor on one shared in-memory database (the store's views; ``index.s
 gives it the Arrow datasets those views read on object storage); result details (paths, labels,
 attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
 vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
-(its text-feature cache is a plain ordered dict).
+(its text-feature cache is a plain ordered dict): the text queries of concurrent searches that meet at that
+lock are encoded together in one call, and the last few hundred texts are remembered (index/textbatch.py).
 :meth:`refresh` starts a new generation of connections; a query in flight keeps the one it started with.
 Nothing here changes ``torch.set_num_threads`` per query except index/rerank.py's one-thread rule for small
 re-ranks, which is a no-op when torch already runs one thread (the server sets that once at start).
@@ -53,6 +54,7 @@ import torch
 
 from engine.classify import AttributeScore, ScorePair
 
+from .textbatch import TextEncoder
 from .feedback import Feedback, FeedbackError, combine, parse_ids
 from .frames import CACHE_BYTES, ClipFrames
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
@@ -277,6 +279,7 @@ class Searcher:
         self._cache = _Cache()
         self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
         self._model_lock = threading.Lock()  # one model call at a time
+        self._text = TextEncoder(self._encode_texts)   # concurrent text queries share model calls
 
     # ---- pieces, loaded on first use -----------------------------------------------------------------
     @property
@@ -356,10 +359,16 @@ class Searcher:
         """Text → end-of-text + 77 token features, without a prompt template (see the module docstring)."""
         if not text or not text.strip():
             raise SearchError("empty query: give a text, --like VIDEO or --clip CLIP_ID")
+        cls, tokens = self._text(text)             # batched with concurrent queries, cached (index/textbatch.py)
+        return Query(text, "text", cls.cpu().numpy(), tokens=tokens, cls=cls)
+
+    def _encode_texts(self, texts: "list[str]"):
+        """One model call for the texts of concurrent queries (``TextEncoder``): (cls (B, D), tokens (B, 77, D))."""
         model = self.model
         with self._model_lock:
-            cls, tokens = model.encode_text([text])
-        return Query(text, "text", cls[0].float().cpu().numpy(), tokens=tokens[0].float(), cls=cls[0].float())
+            run = getattr(model, "_run_text", None)       # uncached: TextEncoder keeps its own per-text cache
+            cls, tokens = run(list(texts)) if run is not None else model.encode_text(list(texts))
+        return cls.float(), tokens.float()
 
     def clip_query(self, clip_id: str) -> Query:
         row = self._frames([clip_id]).get(clip_id)
