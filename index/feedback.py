@@ -10,12 +10,15 @@ the model is not called. Two steps, both from the stored embeddings:
    re-ranked even when the query text finds none of them (random weights, or a query that names the
    wrong thing).
 2. **Score.** Each candidate's *example score* is its MaxSim (index/rerank.py: for each example frame the
-   best cosine among the candidate's frames, averaged) against the positives, minus ``NEGATIVE_WEIGHT``
-   times the same against the negatives (:func:`example_scores`). When there is a query (text, ``clip=`` or
-   ``like=``), its own re-rank score (concept spotting for text) is kept: both are standardised over the
-   candidates (z-scores, so neither's scale decides) and combined as
-   ``z(example score) + QUERY_WEIGHT · z(query score)`` (:func:`combine`). The examples weigh more than the
-   query: they are the user's own judgement, and with random weights the text score is noise.
+   best cosine among the candidate's frames, averaged) against each positive, averaged over its
+   ``nearest(P)`` = ceil(P / 4) most similar positives (a kind varies: a clip must be like some of the
+   examples, not like their average), minus ``NEGATIVE_WEIGHT`` times the same against the negatives
+   (:func:`example_scores`). When there is a query (text, ``clip=`` or ``like=``), its own re-rank score
+   (concept spotting for text) is kept: both are standardised over the candidates (z-scores, so neither's
+   scale decides) and combined as ``z(example score) + w · z(query score)`` (:func:`combine`), where
+   ``w`` = QUERY_WEIGHT times the correlation of the two scores over the candidates, clipped at 0
+   (:func:`query_weight`): the examples are the user's own judgement; a query that ranks like them adds its
+   detail, one that does not (random weights: the text score is noise) drops out.
 
 The results' ``score`` is that combination; the query's own score is kept in ``query_score`` and the example
 score in ``feedback_score`` (index/search.py ``SearchResult``). ``bike label`` (index/usertags.py) scores
@@ -90,19 +93,28 @@ class Feedback:
         return (v / n if n > 0 else v).astype(np.float32)
 
     def scores(self, frames) -> np.ndarray:
-        """Example score of N candidates ``frames`` (N, T, D): MaxSim to the positives (every positive frame
-        against the candidate's frames, averaged) − NEGATIVE_WEIGHT · MaxSim to the negatives."""
+        """Example score of N candidates ``frames`` (N, T, D): MaxSim to the nearest positives −
+        NEGATIVE_WEIGHT · MaxSim to the nearest negatives (module docstring)."""
         return example_scores(frames, self.positive_frames, self.negative_frames)
 
 
 def _maxsim(frames, examples: "list[np.ndarray]") -> "np.ndarray | None":
+    """Per candidate: the mean of its ``nearest(len(examples))`` best MaxSims against the examples."""
     if not examples:
         return None
-    n = len(frames)
-    if all(e.shape == examples[0].shape for e in examples):
-        return rerank_example(frames, np.concatenate(examples)).scores.astype(np.float64) if n else np.zeros(0)
-    # examples of different lengths: average per example so each counts once
-    return np.mean([rerank_example(frames, e).scores for e in examples], axis=0).astype(np.float64)
+    if not len(frames):
+        return np.zeros(0)
+    sims = np.stack([rerank_example(frames, e).scores for e in examples]).astype(np.float64)   # (P, N)
+    m = nearest(len(examples))
+    if m >= len(examples):
+        return sims.mean(axis=0)
+    return np.sort(sims, axis=0)[-m:].mean(axis=0)
+
+
+def nearest(p: int) -> int:
+    """How many of ``p`` examples a candidate is compared with: its ceil(p / 4) most similar ones. A kind
+    varies (colours, sizes, places): a clip needs to be like SOME of the positives, not like their average."""
+    return max(1, -(-p // 4))
 
 
 def example_scores(frames, positives: "list[np.ndarray]", negatives: "list[np.ndarray]") -> np.ndarray:
@@ -124,8 +136,18 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 1e-12 else np.zeros_like(x)
 
 
+def query_weight(example: np.ndarray, query: np.ndarray) -> float:
+    """QUERY_WEIGHT times how far the query agrees with the examples over these clips (the correlation of the
+    two scores, clipped at 0): a query that ranks clips the way the examples do adds its detail; one that
+    does not (random weights, or words naming something else) is left out instead of adding noise."""
+    ze, zq = zscore(example), zscore(query)
+    if len(ze) < 3:
+        return QUERY_WEIGHT
+    return QUERY_WEIGHT * max(0.0, float(np.mean(ze * zq)))
+
+
 def combine(example: np.ndarray, query: "np.ndarray | None") -> np.ndarray:
-    """The final score: ``z(example) + QUERY_WEIGHT · z(query)`` (the example score alone without a query)."""
+    """The final score: ``z(example) + query_weight · z(query)`` (the example score alone without a query)."""
     if query is None:
         return zscore(example)
-    return zscore(example) + QUERY_WEIGHT * zscore(query)
+    return zscore(example) + query_weight(example, query) * zscore(query)

@@ -96,11 +96,11 @@ USER_LABELS_DIR = "_user_labels"
 USER_LABELS = pa.schema([                                          # bike label (index/usertags.py)
     ("label", pa.string()),             # the tag's name
     ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()),
-    ("score", pa.float32()),            # z(feedback_score) + 0.5 z(query_score) over the store's clips
+    ("score", pa.float32()),            # z(feedback_score) + w z(query_score) over the store's clips (index/feedback.py)
     ("rank", pa.int32()),               # 0 = the clip most like the examples, within this label
     ("tagged", pa.bool_()),             # score >= threshold (the positives always, the negatives never)
     ("example", pa.string()),           # 'positive' | 'negative' | NULL: how the definition used this clip
-    ("feedback_score", pa.float32()),   # MaxSim to the positives - 0.5 MaxSim to the negatives
+    ("feedback_score", pa.float32()),   # MaxSim to the nearest positives - 0.5 MaxSim to the nearest negatives
     ("query_score", pa.float32()),      # concept spotting of the query (NULL without one)
     ("threshold", pa.float32()),
     ("positives", pa.list_(pa.string())), ("negatives", pa.list_(pa.string())),   # lineage: the definition

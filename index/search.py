@@ -138,7 +138,7 @@ class SearchResult:
     attributes: list                # its stored top attribute phrases: [AttributeScore(attribute, cosine)]
     index_score: "float | None"     # cosine in the FAISS stage (None when the clip was added exactly)
     # relevance feedback (positive=/negative= clips; index/feedback.py), None without it: ``score`` is then
-    # z(feedback_score) + QUERY_WEIGHT * z(query_score) over the candidates
+    # z(feedback_score) + w * z(query_score) over the candidates (w: index/feedback.py query_weight)
     query_score: "float | None" = None      # the query's own re-rank score (None: a search by examples only)
     feedback_score: "float | None" = None   # MaxSim to the positives - NEGATIVE_WEIGHT * MaxSim to the negatives
 

@@ -6,9 +6,10 @@
 A tag is defined by its examples: positive clips (what it is), optional negative clips (what it is not) and an
 optional text query. Every stored clip of the model is scored exactly as relevance feedback scores search
 candidates (index/feedback.py), over the whole store instead of a candidate list: MaxSim of its stored frame
-embeddings to the positives minus ``NEGATIVE_WEIGHT`` times MaxSim to the negatives, standardised over the
-store's clips, plus ``QUERY_WEIGHT`` times the standardised concept-spotting score of the query (when one is
-given; only then is the model loaded, to encode the text). Nothing is decoded.
+embeddings to its nearest positives minus ``NEGATIVE_WEIGHT`` times MaxSim to its nearest negatives,
+standardised over the store's clips, plus the standardised concept-spotting score of the query weighted by
+how far it agrees with the examples (when a query is given; only then is the model loaded, to encode the
+text). Nothing is decoded.
 
 **Rows** (the derived table ``user_labels``, one row per (label, clip)): ``score`` (the combination),
 ``rank`` (0 = the clip most like the examples, within this label), ``tagged`` (``score >= threshold``; the
@@ -161,15 +162,15 @@ def _threshold(fb: Feedback, ids, fbs, qs, score) -> float:
     where = {c: i for i, c in enumerate(ids)}
     mu, sd = float(fbs.mean()), float(fbs.std()) or 1.0
     if qs is not None:
-        qmu, qsd = float(qs.mean()), float(qs.std()) or 1.0
+        from .feedback import query_weight
+        qmu, qsd, qw = float(qs.mean()), float(qs.std()) or 1.0, query_weight(fbs, qs)
     loo = []
     for j, c in enumerate(fb.positives):
         others = fb.positive_frames[:j] + fb.positive_frames[j + 1:]
         raw = float(example_scores(fb.positive_frames[j][None], others, fb.negative_frames)[0])
         s = (raw - mu) / sd
         if qs is not None and c in where:
-            from .feedback import QUERY_WEIGHT
-            s += QUERY_WEIGHT * (float(qs[where[c]]) - qmu) / qsd
+            s += qw * (float(qs[where[c]]) - qmu) / qsd
         loo.append(s)
     return float(min(loo))
 
