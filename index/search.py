@@ -23,6 +23,8 @@ How a query is answered (docs/search.md "How a text query is answered"):
 4. **Re-rank.** Every candidate is scored against the query with its stored per-frame embeddings
    (index/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame time of the
    saliency peak. Results are sorted by this score; for ``clip=`` the clip itself comes first.
+   **Relevance feedback** (``positive=`` / ``negative=`` clip ids, index/feedback.py): the examples'
+   Rocchio vector adds its own FAISS candidates, and the score becomes z(example score) + w·z(query score).
 5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
