@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rerank import example_vector, rerank_example
+from .rerank import example_vector
 
 #: Weight of the negatives against the positives (Rocchio's gamma / beta).
 NEGATIVE_WEIGHT = 0.5
@@ -104,11 +104,29 @@ def _maxsim(frames, examples: "list[np.ndarray]") -> "np.ndarray | None":
         return None
     if not len(frames):
         return np.zeros(0)
-    sims = np.stack([rerank_example(frames, e).scores for e in examples]).astype(np.float64)   # (P, N)
+    sims = _per_example(frames, examples)                                          # (P, N)
     m = nearest(len(examples))
     if m >= len(examples):
         return sims.mean(axis=0)
     return np.sort(sims, axis=0)[-m:].mean(axis=0)
+
+
+def _per_example(frames, examples: "list[np.ndarray]") -> np.ndarray:
+    """MaxSim of N candidates against each of P examples → (P, N): all example frames against all candidate
+    frames in one product per chunk (no saliency: only the scores are needed)."""
+    import torch
+    from engine.spotting import l2norm
+    from .rerank import CHUNK, _as_frames, _threads_for
+    h = _as_frames(frames)
+    e = l2norm(torch.as_tensor(np.concatenate(examples), dtype=torch.float32).reshape(-1, h.shape[-1]))
+    bounds = np.cumsum([0] + [len(x) for x in examples])
+    out = []
+    with _threads_for(h.shape[0], h.device), torch.no_grad():
+        e = e.to(h.device)
+        for i in range(0, h.shape[0], CHUNK):
+            best = torch.einsum("wd,ntd->nwt", e, l2norm(h[i:i + CHUNK])).max(dim=2).values       # (n, ΣTe)
+            out.append(torch.stack([best[:, a:b].mean(dim=1) for a, b in zip(bounds[:-1], bounds[1:])]))
+    return torch.cat(out, dim=1).cpu().numpy().astype(np.float64)
 
 
 def nearest(p: int) -> int:
