@@ -153,9 +153,12 @@ def sentences(n: int, seed: int) -> "list[str]":
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 8)))) + f" {i}" for i in range(n)]
 
 
-def load(base: str, clients: int, requests: int, seed: int) -> dict:
+def load(base: str, clients: int, requests: int, seed: int, feedback: "list[str] | None" = None) -> dict:
+    """``requests`` distinct text queries from ``clients`` threads; ``feedback``: clip ids sent as 3 positives and
+    1 negative with every query (relevance feedback re-ranking)."""
     queries = sentences(requests, seed)
     local = __import__("threading").local()
+    extra = {} if not feedback else {"positive": ",".join(feedback[:3]), "negative": feedback[3]}
 
     def one(q: str):
         c = getattr(local, "c", None)
@@ -163,7 +166,7 @@ def load(base: str, clients: int, requests: int, seed: int) -> dict:
             c = local.c = httpx.Client(base_url=base, timeout=60)
         t0 = time.perf_counter()
         try:
-            r = c.get("/api/search", params={"q": q, "k": 10})
+            r = c.get("/api/search", params={"q": q, "k": 10, **extra})
             ok = r.status_code == 200 and len(r.json()["results"]) == 10
         except httpx.HTTPError:
             ok = False
@@ -174,9 +177,55 @@ def load(base: str, clients: int, requests: int, seed: int) -> dict:
         got = list(pool.map(one, queries))
     wall = time.perf_counter() - tic
     lat = np.array([g[0] for g in got]) * 1e3
-    return {"clients": clients, "requests": requests, "errors": int(sum(not g[1] for g in got)),
+    return {"clients": clients, "requests": requests, "feedback": bool(feedback),
+            "errors": int(sum(not g[1] for g in got)),
             "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
             "mean_ms": round(float(lat.mean()), 1), "qps": round(requests / wall, 1)}
+
+
+def serve_levels(store: Store, tree: Path, args, env: dict, log, name: str) -> dict:
+    """Start ``bike serve`` from the source tree ``tree`` on ``store`` and load it at 1, 8 and 32 clients, then
+    8 clients with relevance feedback (3 positives, 1 negative)."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(x for x in (str(tree), os.environ.get("PYTHONPATH")) if x)}
+    out: dict = {"code": str(tree) if name == "before" else "this tree"}
+    port = free_port()
+    tic = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store.root),
+                             "--port", str(port), "--cache-gb", "4"], cwd=tree, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise SystemExit(proc.stderr.read())
+            time.sleep(0.2)
+        out["server_start_s"] = round(time.perf_counter() - tic, 1)
+        out["server_memory_after_start"] = memory(proc.pid)
+        log(f"[{name}] server up in {out['server_start_s']} s, {out['server_memory_after_start']}")
+        load(base, 4, 40, seed=99)                                      # warm-up
+        first = httpx.get(base + "/api/search", params={"q": "warm up", "k": 10}).json()["results"]
+        fb = [r["clip_id"] for r in first[:4]]
+        has_fb = httpx.get(base + "/api/search", params={"q": "x", "positive": fb[0]}).json().get("positives")
+        out["levels"] = []
+        plan = [(1, None), (8, None), (32, None)] + ([(8, fb)] if has_fb is not None else [])
+        for i, (clients, feedback) in enumerate(plan):
+            row = load(base, clients, args.requests * (2 if clients == 32 else 1), seed=i, feedback=feedback)
+            row.update(memory(proc.pid))
+            out["levels"].append(row)
+            log(f"[{name}] {clients:>3} clients{' +feedback' if feedback else ''}: p50 {row['p50_ms']} ms, "
+                f"p99 {row['p99_ms']} ms, {row['qps']} q/s, errors {row['errors']}, RSS {row.get('VmRSS_mb')} MB")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
 
 
 def main(argv=None) -> int:
@@ -184,6 +233,9 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=400, help="requests per concurrency level (x2 at 32 clients)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.json"))
+    p.add_argument("--before", default=None, metavar="DIR",
+                   help="another source tree (e.g. `git archive` of an older commit) served on the same store in "
+                        "the same run, for a before/after comparison under the same machine load")
     args = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
@@ -206,47 +258,22 @@ def main(argv=None) -> int:
         out["cli_search_s"] = json.loads(res.stdout)["seconds"]
         log(f"CLI: bike search wall {min(cli):.2f} s (search proper {out['cli_search_s'] * 1000:.0f} ms)")
 
-        port = free_port()
-        tic = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store.root),
-                                 "--port", str(port), "--cache-gb", "4"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None:
-                    raise SystemExit(proc.stderr.read())
-                time.sleep(0.2)
-            out["server_start_s"] = round(time.perf_counter() - tic, 1)
-            out["server_memory_after_start"] = memory(proc.pid)
-            log(f"server up in {out['server_start_s']} s, {out['server_memory_after_start']}")
-            load(base, 4, 40, seed=99)                                      # warm-up
-            out["levels"] = []
-            for i, clients in enumerate((1, 8, 32)):
-                row = load(base, clients, args.requests * (2 if clients == 32 else 1), seed=i)
-                row.update(memory(proc.pid))
-                out["levels"].append(row)
-                log(f"{clients:>3} clients: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, {row['qps']} q/s, "
-                    f"errors {row['errors']}, RSS {row.get('VmRSS_mb')} MB")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    out["targets"] = {"p50_ms_at_8": 30, "p99_ms_at_8": 150, "errors_at_32": 0}
+        code = [("after", ROOT)] + ([("before", Path(args.before).resolve())] if args.before else [])
+        out["runs"] = {}
+        for name, tree in code:
+            out["runs"][name] = serve_levels(store, tree, args, env, log, name)
+    out["levels"] = out["runs"]["after"]["levels"]
+    out["targets"] = {"p50_ms_at_8": 30, "p99_ms_at_8": 100, "errors_at_32": 0, "feedback_p50_vs_plain_at_8": 2.0}
     lines = [f"bike serve, {args.clips} clips ({T}x{D}), text queries over HTTP, k=10 (shared 2-core machine)",
-             f"{'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>7} {'errors':>7} {'RSS MB':>8}"]
-    for r in out["levels"]:
-        lines.append(f"{r['clients']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['qps']:>7} {r['errors']:>7} "
-                     f"{r.get('VmRSS_mb', '?'):>8}")
+             f"{'code':>7} {'clients':>7} {'feedback':>8} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>7} {'errors':>7} "
+             f"{'RSS MB':>8}"]
+    for name, run in out["runs"].items():
+        for r in run["levels"]:
+            lines.append(f"{name:>7} {r['clients']:>7} {str(r['feedback']):>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+                         f"{r['qps']:>7} {r['errors']:>7} {r.get('VmRSS_mb', '?'):>8}")
     lines.append(f"CLI cold start (bike search, one query): {out['cli_cold_start_s']} s wall, "
-                 f"search proper {out['cli_search_s'] * 1000:.0f} ms; server start {out['server_start_s']} s")
+                 f"search proper {out['cli_search_s'] * 1000:.0f} ms; server start "
+                 f"{out['runs']['after']['server_start_s']} s")
     print("\n".join(lines))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -21,6 +21,8 @@ window across models (when they used the same ``--window``).
     shots       one row per shot of a video tagged with ``--windows shots``: its span, the detector and its
                 version. Shots depend on the video only: a second model or label set reuses the stored ones
                 (its own batches then hold no shots rows); ``model_id`` says which run stored them
+    user_labels (derived, ``bike label``) a user's tag from example clips: one row per (tag, clip) with its score
+                and whether the clip is tagged, plus the tag's definition (index/usertags.py)
     models      one row per model_id: what produced the rows (model, weights, frames, label set, lexicon,
                 precision, branches);
                 ``fingerprint`` is the JSON of ``BikeModel.fingerprint()`` (``bike relabel`` finds its source by it)
@@ -113,7 +115,25 @@ DUPLICATES = pa.schema([                                           # bike dedup 
     ("threshold", pa.float32()),        # the --threshold of the run that found it
     ("found_at", TS),
 ])
-DERIVED: dict[str, tuple[str, pa.Schema]] = {"duplicates": (DEDUP_DIR, DUPLICATES)}
+USER_LABELS_DIR = "_user_labels"
+USER_LABELS = pa.schema([                                          # bike label (index/usertags.py)
+    ("label", pa.string()),             # the tag's name
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("model_id", pa.string()),
+    ("score", pa.float32()),            # z(feedback_score) + w z(query_score) over the store's clips (index/feedback.py)
+    ("rank", pa.int32()),               # 0 = the clip most like the examples, within this label
+    ("tagged", pa.bool_()),             # score >= threshold (the positives always, the negatives never)
+    ("example", pa.string()),           # 'positive' | 'negative' | NULL: how the definition used this clip
+    ("feedback_score", pa.float32()),   # MaxSim to the nearest positives - 0.5 MaxSim to the nearest negatives
+    ("query_score", pa.float32()),      # concept spotting of the query (NULL without one)
+    ("threshold", pa.float32()),
+    ("positives", pa.list_(pa.string())), ("negatives", pa.list_(pa.string())),   # lineage: the definition
+    ("query", pa.string()),
+    ("created_at", TS),                 # when the tag was defined
+    ("scored_at", TS),                  # when these rows were computed (bike label / bike label --refresh)
+    ("clips", pa.int32()),              # clips of the model the store held then
+])
+DERIVED: dict[str, tuple[str, pa.Schema]] = {"duplicates": (DEDUP_DIR, DUPLICATES),
+                                             "user_labels": (USER_LABELS_DIR, USER_LABELS)}
 
 
 def clip_id(video_id: str, index: int) -> str:

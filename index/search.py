@@ -25,6 +25,8 @@ How a query is answered (docs/search.md "How a text query is answered"):
    saliency peak, its span the run of frames around it that stay above half-way between the curve's
    minimum and peak (index/moments.py); neighbouring result clips whose spans meet at their shared edge are
    ``joined``. Results are sorted by this score; for ``clip=`` the clip itself comes first.
+   **Relevance feedback** (``positive=`` / ``negative=`` clip ids, index/feedback.py): the examples'
+   Rocchio vector adds its own FAISS candidates, and the score becomes z(example score) + w·z(query score).
 5. **Results** carry the video path, clip span, moment, score, the saliency curve and the clip's stored top
    labels and attributes. The CLI (``bike search``) prints the same objects.
 
@@ -33,7 +35,8 @@ own DuckDB cursor on one shared in-memory database (the store's views; ``index.s
 gives it the Arrow datasets those views read on object storage); result details (paths, labels,
 attributes) are read-only dicts replaced whole on refresh; the lazy loads (model, FAISS index, exact-scan
 vectors) and the in-memory frame cache happen under a lock; and the model is called by one thread at a time
-(its text-feature cache is a plain ordered dict).
+(its text-feature cache is a plain ordered dict): the text queries of concurrent searches that meet at that
+lock are encoded together in one call, and the last few hundred texts are remembered (index/textbatch.py).
 :meth:`refresh` starts a new generation of connections; a query in flight keeps the one it started with.
 Nothing here changes ``torch.set_num_threads`` per query except index/rerank.py's one-thread rule for small
 re-ranks, which is a no-op when torch already runs one thread (the server sets that once at start).
@@ -56,6 +59,8 @@ import torch
 from engine.classify import AttributeScore, ScorePair
 
 from .dedup import collapse
+from .feedback import Feedback, FeedbackError, combine, parse_ids
+from .textbatch import TextEncoder
 from .frames import CACHE_BYTES, ClipFrames
 from .moments import join_moments, moment_span
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
@@ -144,6 +149,10 @@ class SearchResult:
                                     # {"start_s", "end_s", "clip_ids"} of the merged span (else None)
     matched: list = field(default_factory=lambda: ["visual"])   # channels that found it (index/textsearch.py)
     text: "str | None" = None       # the matched subtitle / on-screen / spoken text (text channels)
+    # relevance feedback (positive=/negative= clips; index/feedback.py), None without it: ``score`` is then
+    # z(feedback_score) + w * z(query_score) over the candidates (w: index/feedback.py query_weight)
+    query_score: "float | None" = None      # the query's own re-rank score (None: a search by examples only)
+    feedback_score: "float | None" = None   # MaxSim to the positives - NEGATIVE_WEIGHT * MaxSim to the negatives
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
@@ -161,16 +170,19 @@ class SearchResults(list):
     scan, filter size...)."""
 
     def __init__(self, results=(), query: str = "", kind: str = "text", model_id: str = "", model: str = "",
-                 random_init: bool = False, notes=(), candidates: int = 0, seconds: float = 0.0):
+                 random_init: bool = False, notes=(), candidates: int = 0, seconds: float = 0.0,
+                 positives=(), negatives=()):
         super().__init__(results)
         self.query, self.kind, self.model_id, self.model = query, kind, model_id, model
         self.random_init, self.notes = random_init, list(notes)
         self.candidates, self.seconds = candidates, seconds
+        self.positives, self.negatives = list(positives), list(negatives)     # relevance feedback clips
 
     def to_dict(self) -> dict:
         return {"query": self.query, "kind": self.kind, "model_id": self.model_id, "model": self.model,
                 "random_init": self.random_init, "notes": self.notes, "candidates": self.candidates,
-                "seconds": round(self.seconds, 4), "results": [r.to_dict() for r in self]}
+                "seconds": round(self.seconds, 4), "positives": self.positives, "negatives": self.negatives,
+                "results": [r.to_dict() for r in self]}
 
 
 @dataclass
@@ -281,6 +293,7 @@ class Searcher:
         self._cache = _Cache()
         self._lock = threading.RLock()       # lazy loads, refresh, the frame and vector caches
         self._model_lock = threading.Lock()  # one model call at a time
+        self._text = TextEncoder(self._encode_texts)   # concurrent text queries share model calls
 
     # ---- pieces, loaded on first use -----------------------------------------------------------------
     @property
@@ -361,10 +374,16 @@ class Searcher:
         """Text → end-of-text + 77 token features, without a prompt template (see the module docstring)."""
         if not text or not text.strip():
             raise SearchError("empty query: give a text, --like VIDEO or --clip CLIP_ID")
+        cls, tokens = self._text(text)             # batched with concurrent queries, cached (index/textbatch.py)
+        return Query(text, "text", cls.cpu().numpy(), tokens=tokens, cls=cls)
+
+    def _encode_texts(self, texts: "list[str]"):
+        """One model call for the texts of concurrent queries (``TextEncoder``): (cls (B, D), tokens (B, 77, D))."""
         model = self.model
         with self._model_lock:
-            cls, tokens = model.encode_text([text])
-        return Query(text, "text", cls[0].float().cpu().numpy(), tokens=tokens[0].float(), cls=cls[0].float())
+            run = getattr(model, "_run_text", None)       # uncached: TextEncoder keeps its own per-text cache
+            cls, tokens = run(list(texts)) if run is not None else model.encode_text(list(texts))
+        return cls.float(), tokens.float()
 
     def clip_query(self, clip_id: str) -> Query:
         row = self._frames([clip_id]).get(clip_id)
@@ -386,47 +405,73 @@ class Searcher:
         return Query(str(path), "video", example_vector(example), example=example)
 
     # ---- the search ----------------------------------------------------------------------------------
+    def feedback(self, positive=None, negative=None) -> Feedback:
+        """The relevance-feedback examples (clip ids, a comma-separated string or a list) with their stored
+        frames; an unknown id is a :class:`SearchError` naming it."""
+        try:
+            return Feedback.load(positive, negative,
+                                 lambda ids: {c: r.frames for c, r in self._frames(ids).items()},
+                                 what=f" for model {self.model_id}")
+        except FeedbackError as e:
+            raise SearchError(str(e)) from None
+
     def search(self, query: "str | Query | None" = None, k: int = 10, where: "str | None" = None,
                like: "str | None" = None, clip: "str | None" = None,
-               candidates: int = MIN_CANDIDATES, dedup: bool = True) -> SearchResults:
+               candidates: int = MIN_CANDIDATES, dedup: bool = True, positive=None, negative=None) -> SearchResults:
         """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
         ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere). ``dedup``: leave
-        out clips of videos that ``bike dedup`` found to be copies of a video ranked higher. A shard that does
-        not decode (corrupted without changing its size) makes its batch damaged: it is left out with a warning
-        and the search runs again without it (``Store.retry_without_damaged``)."""
+        out clips of videos that ``bike dedup`` found to be copies of a video ranked higher.
+        ``positive`` / ``negative``: relevance feedback, clip ids of this store (index/feedback.py); with
+        positives the query may be left out (a search by the examples alone). A shard that does not decode
+        (corrupted without changing its size) makes its batch damaged: it is left out with a warning and the
+        search runs again without it (``Store.retry_without_damaged``)."""
         return self.store.retry_without_damaged(
-            lambda: self._search(query, k, where, like, clip, candidates, dedup), before_retry=self.refresh)
+            lambda: self._search(query, k, where, like, clip, candidates, dedup, positive, negative),
+            before_retry=self.refresh)
 
-    def _search(self, query, k, where, like, clip, candidates, dedup) -> SearchResults:
-        if sum(x is not None for x in (query, like, clip)) != 1:
-            raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID")
+    def _search(self, query, k, where, like, clip, candidates, dedup, positive, negative) -> SearchResults:
+        given = sum(x is not None for x in (query, like, clip))
+        fb_ids = bool(parse_ids(positive) or parse_ids(negative))
+        if given > 1 or (given == 0 and not parse_ids(positive)):
+            raise SearchError("give exactly one of: a text query, --like VIDEO, --clip CLIP_ID"
+                              + ("" if not fb_ids else " (or positive clips to search by examples alone)"))
         if k < 1:
             raise SearchError(f"-k {k}: must be at least 1")
         if (query is not None and not isinstance(query, Query)) or like is not None:
             _ = self.model                           # loaded before the clock starts (--clip needs none)
         t0 = time.perf_counter()
+        fb = self.feedback(positive, negative) if fb_ids else None
         q = (query if isinstance(query, Query) else self.text_query(query) if query is not None else
-             self.clip_query(clip) if clip is not None else self.video_query(like))
+             self.clip_query(clip) if clip is not None else self.video_query(like) if like is not None else None)
         n = max(int(candidates), CANDIDATES_PER_RESULT * k)
         allowed = None
         notes: list[str] = []
         if where:
             allowed = self.sql_box.where(self.store, self.model_id, where)
             notes.append(f"--where kept {len(allowed)} clip(s)")
-        found = self.candidates(q.vector, n, allowed, notes)
-        if q.self_clip and (allowed is None or q.self_clip in set(allowed)):
+        found = self.candidates(q.vector, n, allowed, notes) if q is not None else {}
+        fb_vector = fb.vector() if fb else None
+        if fb_vector is not None:                    # Rocchio: the examples' own neighbours are candidates too
+            more = self.candidates(fb_vector, n, allowed, [] if q is not None else notes)
+            for c, s in more.items():
+                found[c] = s if c not in found or math.isnan(found[c]) else max(found[c], s)
+        if q is not None and q.self_clip and (allowed is None or q.self_clip in set(allowed)):
             found.setdefault(q.self_clip, float("nan"))
-        ranked = self.rerank(q, found)
-        if q.self_clip:                              # the example itself first (it scores the maximum, 1.0)
+        ranked = self.rerank(q, found, fb)
+        if q is not None and q.self_clip:            # the example itself first (it scores the maximum, 1.0)
             ranked.sort(key=lambda r: (r[0] != q.self_clip, -r[1]))
         if dedup:
             ranked, copies = collapse(ranked, self.duplicate_groups())
             if copies:
                 notes.append(f"{copies} clip(s) of copies of videos already shown left out (dedup off shows them)")
+        if fb:
+            notes.append(f"relevance feedback: {len(fb.positives)} positive, {len(fb.negatives)} negative clip(s)")
         results = self._results(ranked[:k], found)
         desc, random_init = self.describe_model()
-        return SearchResults(results, q.text, q.kind, self.model_id, desc, random_init, notes,
-                             len(found), time.perf_counter() - t0)
+        text, kind = (q.text, q.kind) if q is not None else (", ".join(fb.positives), "examples")
+        return SearchResults(results, text, kind, self.model_id, desc, random_init, notes,
+                             len(found), time.perf_counter() - t0,
+                             fb.positives if fb else (), fb.negatives if fb else ())
 
     def duplicate_groups(self) -> "dict[str, str]":
         """video_id → its copies' group, from the store's last ``bike dedup`` (read once per refresh)."""
@@ -503,25 +548,44 @@ class Searcher:
         with self._lock:
             return self.frames.get(clip_ids)
 
-    def rerank(self, q: Query, found: "dict[str, float]") -> "list[tuple]":
-        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow)] best first."""
+    def rerank(self, q: "Query | None", found: "dict[str, float]", fb: "Feedback | None" = None) -> "list[tuple]":
+        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow, query score, feedback score)]
+        best first. With feedback ``fb`` the score combines both (index/feedback.py ``combine``); the two last
+        items are None without it."""
         rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
-        out = []
+        order, qscores, fbscores, sals = [], [], [], []
         device = self._model.device if self._model is not None else (
             "cuda" if torch.cuda.is_available() else "cpu")
+        fb = fb if fb else None
         for group in groups.values():
             frames = torch.from_numpy(np.stack([r.frames for r in group]).astype(np.float32)).to(device)
-            ranked = q.rerank(frames)
-            out.extend((r.clip_id, float(s), sal, r) for r, s, sal in zip(group, ranked.scores, ranked.saliency))
+            if q is not None:
+                ranked = q.rerank(frames)
+                qscores.append(np.asarray(ranked.scores, np.float64))
+            else:                                    # examples alone: saliency against the positives
+                ranked = rerank_example(frames, np.concatenate(fb.positive_frames))
+            if fb is not None:
+                fbscores.append(fb.scores(frames))
+            order.extend(group)
+            sals.extend(ranked.saliency)
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
+        qs = cat(qscores) if q is not None else None
+        if fb is None:
+            out = [(r.clip_id, float(s), sal, r, None, None) for r, s, sal in zip(order, qs, sals)]
+        else:
+            fs = cat(fbscores)
+            final = combine(fs, qs)
+            out = [(r.clip_id, float(final[i]), sals[i], r, None if qs is None else float(qs[i]), float(fs[i]))
+                   for i, r in enumerate(order)]
         out.sort(key=lambda x: -x[1])
         return out
 
     def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
-        video_ids = list({r.video_id for *_, r in ranked})
+        video_ids = list({x[3].video_id for x in ranked})
         details = self._database()[1]
         if details is not None:                      # copies: a caller may change its results' lists
             paths = {v: details.paths.get(v) for v in video_ids}
@@ -534,7 +598,7 @@ class Searcher:
             labels = self._per_clip("labels", "label", clip_ids)
             attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
-        for i, (cid, score, sal, row) in enumerate(ranked):
+        for i, (cid, score, sal, row, qscore, fbscore) in enumerate(ranked):
             span = moment_span(sal, row.frame_times, row.start_s, row.end_s)
             results.append(SearchResult(
                 rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
@@ -543,7 +607,7 @@ class Searcher:
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
                 labels=[ClipLabel(a, s) for a, s in labels.get(cid, ())],
                 attributes=[AttributeScore(a, s) for a, s in attributes.get(cid, ())],
-                index_score=found.get(cid)))
+                index_score=found.get(cid), query_score=qscore, feedback_score=fbscore))
         join_moments(results)
         return results
 

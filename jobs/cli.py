@@ -18,7 +18,7 @@ from .options import HelpFormatter, add_verbosity_args, apply_verbosity, decodin
 #: Subcommands, each a module in jobs/commands/ with ``register(subparsers)``. A new command is one new
 #: module and one name here; it inherits -q/-v, the help layout and the error handling.
 COMMANDS = ["classify", "tag", "index", "search", "sql", "train", "adapt", "eval", "relabel", "weights", "check",
-            "repair", "serve", "compact", "export", "dedup"]
+            "repair", "serve", "compact", "export", "dedup", "label"]
 
 
 def version() -> str:

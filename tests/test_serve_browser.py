@@ -249,3 +249,36 @@ def test_a_store_with_nothing_searchable_shows_why(tmp_path, browser, tiny_model
         page.wait_for_selector("#errors table")
         assert "/archive/broken0.mp4" in page.inner_text("#errors") and "not a video" in page.inner_text("#errors")
         page.close()
+
+
+def test_thumbs_rerank_at_once_and_save_as_tag(server, browser):
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.goto(base + "/")
+    page.fill("#q", "a person dancing")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".card")
+    order = [c.get_attribute("data-clip") for c in page.query_selector_all(".card")]
+    up, down = order[-1], order[0]
+    with page.expect_response(lambda r: "positive=" in r.url and r.url.count("/api/search")) as got:
+        page.click(f'.card-wrap:has(.card[data-clip="{up}"]) .fb-btn[data-fb="up"]')
+    assert got.value.status == 200
+    page.wait_for_function("c => document.querySelector('.card').dataset.clip === c", arg=up)   # re-ranked at once
+    with page.expect_response(lambda r: "negative=" in r.url):
+        page.click(f'.card-wrap:has(.card[data-clip="{down}"]) .fb-btn[data-fb="down"]')
+    want = httpx.get(base + "/api/search", params={"q": "a person dancing", "k": 20, "positive": up,
+                                                   "negative": down}).json()["results"]
+    page.wait_for_function("w => [...document.querySelectorAll('.card')].map(c => c.dataset.clip).join() === w",
+                           arg=",".join(r["clip_id"] for r in want))
+    assert want[0]["clip_id"] == up and want[0]["feedback_score"] > max(r["feedback_score"] for r in want[1:])
+    assert page.get_attribute(f'.card-wrap:has(.card[data-clip="{up}"]) .fb-btn[data-fb="up"]', "aria-pressed") == "true"
+    assert "👍 1 · 👎 1" in page.inner_text("#feedback-bar")
+    page.once("dialog", lambda d: d.accept("dance tag"))
+    page.click("#fb-save")
+    page.wait_for_function("() => document.getElementById('fb-status').textContent.startsWith('saved')")
+    rows = httpx.get(base + "/api/sql", params={"q": "SELECT clip_id, example FROM user_labels WHERE label = "
+                                                     "'dance tag' ORDER BY rank"}).json()["rows"]
+    assert rows[0] == [up, "positive"] and [down, "negative"] in rows
+    assert not console, console

@@ -28,7 +28,8 @@ def register(sub) -> None:
                   "bike search --store tags/ surfing --where \"label = 'surfing crowd' AND duration_s > 5\"",
                   "bike search --store tags/ --clip CLIP_ID            # more like this clip",
                   "bike search --store tags/ --like example.mp4 --format json",
-                  "bike search --store tags/ \"goal\" -k 1 --open        # play the best moment"])
+                  "bike search --store tags/ \"goal\" -k 1 --open        # play the best moment",
+                  "bike search --store tags/ goal --positive VID/3,VID/4 --negative VID/9   # relevance feedback"])
     p.add_argument("query", nargs="?", default=None, help="what to look for, in words")
     p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
     add_endpoint_arg(p)
@@ -39,6 +40,12 @@ def register(sub) -> None:
     ex = p.add_mutually_exclusive_group()
     ex.add_argument("--like", default=None, metavar="VIDEO", help="query by an example video file")
     ex.add_argument("--clip", default=None, metavar="CLIP_ID", help="query by a stored clip (it comes first)")
+    p.add_argument("--positive", action="append", default=None, metavar="CLIP_ID[,CLIP_ID...]",
+                   help="relevance feedback: clips that ARE what you look for (repeat or comma-separate); the "
+                        "results are re-ranked towards them (their neighbours join the candidates); with "
+                        "positives the QUERY may be left out")
+    p.add_argument("--negative", action="append", default=None, metavar="CLIP_ID[,CLIP_ID...]",
+                   help="relevance feedback: clips that are NOT what you look for (ranked down)")
     output.add_format_arg(p, what="json: the whole answer, jsonl/csv: one line per clip")
     add_model_id_arg(p)
     p.add_argument("--candidates", type=positive_int, default=None, metavar="N",
@@ -145,21 +152,22 @@ def run(args) -> int:
     from index.where import WhereError
 
     from ..errors import UsageError
-    if args.query is None and args.like is None and args.clip is None:
-        raise UsageError("give a text QUERY, --like VIDEO or --clip CLIP_ID")
+    if args.query is None and args.like is None and args.clip is None and not args.positive:
+        raise UsageError("give a text QUERY, --like VIDEO, --clip CLIP_ID or --positive CLIP_ID")
     if args.query is not None and (args.like or args.clip):
         raise UsageError("give either a text QUERY or --like/--clip, not both")
     try:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
                             gpu=args.gpu, precision=args.precision, sql_limits=sql_limits(args))
         kwargs = {} if args.candidates is None else {"candidates": args.candidates}
+        fb = {"positive": args.positive, "negative": args.negative}      # relevance feedback (index/feedback.py)
         if args.query is not None:                  # visual + text channels, fused (index/textsearch.py)
             from index.textsearch import fused_search
             res = fused_search(searcher, args.query, k=args.top, channels=args.channels, where=args.where,
-                               weights=args.fusion_weights, dedup=not args.no_dedup, **kwargs)
+                               weights=args.fusion_weights, dedup=not args.no_dedup, **fb, **kwargs)
         else:
             res = searcher.search(args.query, k=args.top, where=args.where, like=args.like, clip=args.clip,
-                                  dedup=not args.no_dedup, **kwargs)
+                                  dedup=not args.no_dedup, **fb, **kwargs)
     except (StoreError, WhereError) as e:
         raise UsageError(str(e)) from None
     output.info(f"bike: model: {res.model}")

@@ -215,14 +215,17 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
     @app.get("/api/search")
     def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
                label: "str | None" = None, min_score: "float | None" = None, channels: "str | None" = None,
-               weights: "str | None" = None, dedup: bool = True):
+               weights: "str | None" = None, dedup: bool = True, positive: "str | None" = None,
+               negative: "str | None" = None):
         return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
                                             label=label or None, min_score=min_score, channels=channels or None,
-                                            weights=weights or None, dedup=dedup))
+                                            weights=weights or None, dedup=dedup, positive=positive or None,
+                                            negative=negative or None))
 
     @app.post("/api/search")
     async def search_video(request: Request, k: int = 10, where: "str | None" = None,
-                           label: "str | None" = None, min_score: "float | None" = None):
+                           label: "str | None" = None, min_score: "float | None" = None,
+                           positive: "str | None" = None, negative: "str | None" = None):
         limit = service.limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -240,10 +243,16 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
                 return error(400, "empty body: POST a video file to search by example")
             return json_response(await service.decoding.run(     # decoded in the bounded pool
                 lambda: service.search(like=path, k=k, where=where or None, label=label or None,
-                                       min_score=min_score, like_name=f"uploaded video ({size} bytes)"),
+                                       min_score=min_score, like_name=f"uploaded video ({size} bytes)",
+                                       positive=positive or None, negative=negative or None),
                 timeout_s=service.video_timeout_s + service.limits.thumb_timeout_s))
         finally:
             os.unlink(path)
+
+    @app.post("/api/labels")
+    def save_label(name: str = "", positive: "str | None" = None, negative: "str | None" = None,
+                   q: "str | None" = None):
+        return json_response(service.save_label(name, positive, negative, q))
 
     @app.get("/api/clips/{video_id}/{n}")
     def clip(video_id: str, n: str):

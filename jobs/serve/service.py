@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from engine.video import VideoError
+from index.feedback import parse_ids
 from index.search import Searcher, SearchError, describe_model_row, readonly_connection
 from index.sql import SQLError
 from index.sqlbox import Sandbox, SQLLimitError
@@ -181,12 +182,25 @@ class Service:
     def search(self, q: "str | None" = None, k: int = 10, where: "str | None" = None,
                clip: "str | None" = None, label: "str | None" = None, min_score: "float | None" = None,
                like: "str | None" = None, like_name: "str | None" = None, channels: "str | None" = None,
-               weights: "str | None" = None, dedup: bool = True) -> dict:
+               weights: "str | None" = None, dedup: bool = True, positive: "str | None" = None,
+               negative: "str | None" = None) -> dict:
         """The objects of ``bike search --format json`` (plus ``warning`` for random weights). ``label``: only
         clips with this label among their top labels; ``min_score``: drop results scoring less; ``like``: a
-        video file to search by example (``like_name`` is shown as the query)."""
-        if sum(x is not None and x != "" for x in (q, clip, like)) != 1:
-            raise _bad("give exactly one of: q=TEXT, clip=CLIP_ID, or a video in the request body")
+        video file to search by example (``like_name`` is shown as the query). ``positive`` / ``negative``:
+        relevance feedback, comma-separated clip ids (index/feedback.py); with positives ``q`` may be left out."""
+        fb = {}
+        for name, value in (("positive", positive), ("negative", negative)):
+            if value is not None and len(value) > self.limits.max_feedback_chars:
+                raise _bad(f"{name} too long ({len(value)} characters; at most {self.limits.max_feedback_chars})")
+            ids = parse_ids(value)
+            bad = next((c for c in ids if not media.valid_clip_id(c)), None)
+            if bad is not None:
+                raise _bad(f"{name} clip {bad!r}: not a clip id (ids look like <video_id>/<n>)")
+            fb[name] = ",".join(ids) or None
+        given = sum(x is not None and x != "" for x in (q, clip, like))
+        if given != 1 and not (given == 0 and fb["positive"]):
+            raise _bad("give exactly one of: q=TEXT, clip=CLIP_ID, or a video in the request body"
+                       + (" (or positive=CLIP_ID,... alone)" if fb["positive"] or fb["negative"] else ""))
         if clip is not None and not media.valid_clip_id(clip):
             raise ServiceError(404, f"clip {clip!r}: not a clip id of this store (ids look like <video_id>/<n>)")
         if min_score is not None and not math.isfinite(min_score):
@@ -198,16 +212,16 @@ class Service:
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
-                                           k=k, where=cond, dedup=dedup)
+                                           k=k, where=cond, dedup=dedup, **fb)
             elif q:                                  # visual + text channels fused (index/textsearch.py)
                 from index.textsearch import fused_search
                 for name, v in (("channels", channels), ("weights", weights)):
                     if v is not None and len(v) > 200:
                         raise _bad(f"{name} too long")
                 res = fused_search(self.searcher, q, k=k, channels=channels or "visual,text", where=cond,
-                                   weights=weights or None, dedup=dedup)
+                                   weights=weights or None, dedup=dedup, **fb)
             else:
-                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, dedup=dedup)
+                res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, dedup=dedup, **fb)
         except SQLLimitError as e:                   # the where filter over a bound: 408/413/503
             raise ServiceError(e.status, str(e)) from None
         except (SearchError, WhereError, StoreError, SQLError) as e:
@@ -224,6 +238,44 @@ class Service:
             out["results"] = kept
         out["warning"] = RANDOM_WARNING if out["random_init"] else None
         return out                                   # plain floats/strings/lists (app.json_response checks)
+
+    def save_label(self, name: str, positive: "str | None", negative: "str | None" = None,
+                   q: "str | None" = None) -> dict:
+        """``bike label`` from the page ("Save as tag"): score every stored clip for the tag ``name`` defined by
+        the positive / negative clips (and the query) and store it (index/usertags.py); the rows show in SQL
+        as ``user_labels``. Takes the store's writer lock (409 while ``bike tag`` or another writer runs)."""
+        from index.usertags import Definition, write_label
+        if not name or not name.strip():
+            raise _bad("give the tag a name")
+        for field, v in (("name", name), ("q", q)):
+            if v is not None and len(v) > self.limits.max_query_chars:
+                raise _bad(f"{field} too long ({len(v)} characters; at most {self.limits.max_query_chars})")
+        ids = {}
+        for field, v in (("positive", positive), ("negative", negative)):
+            if v is not None and len(v) > self.limits.max_feedback_chars:
+                raise _bad(f"{field} too long ({len(v)} characters; at most {self.limits.max_feedback_chars})")
+            ids[field] = list(parse_ids(v))
+            bad = next((c for c in ids[field] if not media.valid_clip_id(c)), None)
+            if bad is not None:
+                raise _bad(f"{field} clip {bad!r}: not a clip id (ids look like <video_id>/<n>)")
+        if not ids["positive"]:
+            raise _bad("a tag needs at least one positive clip (👍)")
+        self.maybe_refresh()
+        if self.searcher is None:
+            raise self._nothing_searchable()
+        try:
+            with self.store.lock():
+                rep = write_label(self.searcher, Definition(name, "", ids["positive"], ids["negative"], q or None))
+        except SearchError as e:
+            raise _bad(str(e)) from None
+        except StoreError as e:
+            raise ServiceError(409 if "lock" in str(e).lower() or "writ" in str(e).lower() else 400, str(e)) from None
+        d = rep.definition
+        return {"label": d.label, "model_id": d.model_id, "clips": rep.clips, "tagged": rep.tagged,
+                "threshold": rep.threshold, "positives": d.positives, "negatives": d.negatives, "query": d.query,
+                "seconds": round(rep.seconds, 3),
+                "sql": "SELECT clip_id, score FROM user_labels WHERE label = '" + d.label.replace("'", "''")
+                       + "' AND tagged ORDER BY rank"}
 
     # ---- details -------------------------------------------------------------------------------------
     def _rows(self, sql: str, params: dict) -> "list[dict]":

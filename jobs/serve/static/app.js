@@ -46,6 +46,10 @@ function showError(box, err) {
 // ---- search ---------------------------------------------------------------------------------------------
 let current = null;          // the result shown in the player
 let lastResults = [];
+// Relevance feedback: the clips marked 👍 / 👎 for the query shown; each mark re-runs that query at once with
+// positive=/negative= (docs/serve.md). A new query starts with none.
+const feedback = { pos: new Set(), neg: new Set() };
+let lastQuery = null;        // { kind, value } of the results shown
 
 function searchParams() {
   const p = new URLSearchParams();
@@ -57,8 +61,11 @@ function searchParams() {
   return p;
 }
 
-async function runSearch(kind, value) {
+async function runSearch(kind, value, keepFeedback = false) {
   const p = searchParams();
+  if (!keepFeedback) { feedback.pos.clear(); feedback.neg.clear(); }
+  if (feedback.pos.size) p.set("positive", [...feedback.pos].join(","));
+  if (feedback.neg.size) p.set("negative", [...feedback.neg].join(","));
   let opts;
   if (kind === "text") {
     if (!value.trim()) { showError($("error"), new Error("type what to look for")); return; }
@@ -68,9 +75,12 @@ async function runSearch(kind, value) {
   } else {
     opts = { method: "POST", body: value, headers: { "Content-Type": value.type || "application/octet-stream" } };
   }
-  const label = kind === "text" ? `“${value}”` : kind === "clip" ? "more like this clip" : `like ${value.name}`;
+  const label = (kind === "text" ? `“${value}”` : kind === "clip" ? "more like this clip" : `like ${value.name}`) +
+    (feedback.pos.size || feedback.neg.size ? ` with 👍 ${feedback.pos.size} · 👎 ${feedback.neg.size}` : "");
   $("status").textContent = `searching ${label}…`;
   showError($("error"), null);
+  lastQuery = { kind, value };
+  showFeedbackBar();
   try {
     const res = await api("/api/search?" + p.toString(), opts);
     render(res, label);
@@ -105,16 +115,56 @@ function render(res, label) {
         text: `${(r.matched || []).join(" + ")} at ${fmt(r.moment_s)}: “${r.text}”` }));
     }
     card.addEventListener("click", () => openResult(r));
+    const mark = (set, other, sign, name) => el("button", {
+      type: "button", class: "fb-btn", "data-fb": sign, "aria-pressed": String(set.has(r.clip_id)),
+      title: `${name}: re-rank with this clip as a${sign === "up" ? " positive" : " negative"} example`,
+      "aria-label": `${name} result ${r.rank}`, text: sign === "up" ? "👍" : "👎",
+      onclick: () => { if (!set.delete(r.clip_id)) { set.add(r.clip_id); other.delete(r.clip_id); } rerank(); },
+    });
+    const wrap = el("div", { class: "card-wrap" }, card,
+      el("div", { class: "fb", role: "group", "aria-label": "relevance feedback" },
+        mark(feedback.pos, feedback.neg, "up", "more like this"), mark(feedback.neg, feedback.pos, "down", "less like this")));
     card.addEventListener("keydown", (e) => {
       const cards = [...grid.querySelectorAll(".card")];
       const cols = Math.max(1, Math.round(grid.clientWidth / card.clientWidth));
       const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols }[e.key];
       if (step) { e.preventDefault(); (cards[i + step] || card).focus(); }
     });
-    grid.append(card);
+    grid.append(wrap);
   });
   if (!res.results.length) grid.append(el("p", { class: "muted", text: "No result. Try other words or fewer filters." }));
 }
+
+// ---- relevance feedback and "Save as tag" ----------------------------------------------------------------
+function rerank() {
+  if (lastQuery) runSearch(lastQuery.kind, lastQuery.value, true);
+}
+
+function showFeedbackBar() {
+  const n = feedback.pos.size + feedback.neg.size;
+  $("feedback-bar").hidden = !n;
+  $("fb-count").textContent = `👍 ${feedback.pos.size} · 👎 ${feedback.neg.size}`;
+  $("fb-save").disabled = !feedback.pos.size;
+}
+
+async function saveTag() {
+  const name = (window.prompt("Name of the tag (every stored clip is scored for it; see user_labels in SQL):") || "").trim();
+  if (!name) return;
+  const p = new URLSearchParams({ name, positive: [...feedback.pos].join(",") });
+  if (feedback.neg.size) p.set("negative", [...feedback.neg].join(","));
+  if (lastQuery && lastQuery.kind === "text") p.set("q", lastQuery.value);
+  $("fb-status").textContent = "scoring every clip…";
+  try {
+    const r = await api("/api/labels?" + p.toString(), { method: "POST" });
+    $("fb-status").textContent = `saved “${r.label}”: ${r.tagged} of ${r.clips} clips tagged`;
+    $("sql").value = r.sql;
+  } catch (err) {
+    $("fb-status").textContent = "";
+    showError($("error"), err);
+  }
+}
+$("fb-clear").addEventListener("click", () => { feedback.pos.clear(); feedback.neg.clear(); rerank(); });
+$("fb-save").addEventListener("click", saveTag);
 
 // ---- player and saliency curve --------------------------------------------------------------------------
 function openResult(r) {
