@@ -129,14 +129,15 @@ def jsonable(v):
 
 # ---- the caller's side ------------------------------------------------------------------------------------
 def store_signature(store):
-    """What changes when a batch is committed, a record is rewritten or a derived table (``_dedup/``) is
-    written: one listing of each folder (names with size and time, or ETags on object storage). A child
-    reopens the store when the signature it gets differs from the one it opened the store at; None (the
-    listing failed) always reopens."""
-    from .schema import DEDUP_DIR
+    """What changes when a batch is committed, a record is rewritten or a derived table (``index.schema.DERIVED``:
+    ``_dedup/``, ``_user_labels/``) is written: one listing of each folder (names with size and time, or ETags on
+    object storage). A child reopens the store when the signature it gets differs from the one it opened the
+    store at; None (the listing failed) always reopens."""
+    from .schema import DERIVED
     from .store import COMMITS
+    folders = (COMMITS, *sorted({folder for folder, _ in DERIVED.values()}))
     try:
-        return tuple(tuple(sorted(store.fs.list_tags(folder).items())) for folder in (COMMITS, DEDUP_DIR))
+        return tuple(tuple(sorted(store.fs.list_tags(folder).items())) for folder in folders)
     except Exception:  # noqa: BLE001 - unreadable for a moment: the child opens the store afresh
         return None
 

@@ -152,12 +152,15 @@ def fused_search(searcher, query: str, k: int = 10, channels="visual,text", wher
             _, hit, clip = text
             cid, s, e, ft = clip if clip else (key, hit.start_s, hit.end_s, [])
             r = SearchResult(rank=0, score=0.0, clip_id=cid, video_id=hit.video_id, path=hit.path, start_s=s,
-                             end_s=e, moment_s=hit.start_s, saliency=[], frame_times=ft,
+                             end_s=e, moment_s=hit.start_s, moment_start_s=hit.start_s, moment_end_s=hit.end_s,
+                             saliency=[], frame_times=ft,
                              labels=[ClipLabel(a, x) for a, x in labels.get(cid, ())], attributes=[],
                              index_score=None)
         r.rank, r.score, r.matched = i + 1, float(score), matched
-        if text is not None:
+        if text is not None:                         # the moment: where the words are said or shown
             r.text, r.moment_s = text[1].text, float(text[1].start_s)
+            r.moment_start_s = max(float(r.start_s), float(text[1].start_s))
+            r.moment_end_s = max(r.moment_start_s, min(float(r.end_s), float(text[1].end_s)))
             if r.path is None:
                 r.path = text[1].path
         results.append(r)
