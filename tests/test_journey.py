@@ -5,6 +5,7 @@
     bike tag corpus --store S --checkpoint runs/new/adapted.pt
     bike search --store S "jumping"            (with and without --checkpoint)
     GET /api/search on `bike serve --store S`
+    bike eval --moments ann.jsonl --store S        (a tiny annotation file written by the test)
     bike relabel --store S --checkpoint runs/other/adapted.pt    (another fast adapt of the same base)
     bike tag corpus --store S --checkpoint runs/new/adapted.pt --sampling keyframes    (another model_id)
 
@@ -103,6 +104,26 @@ def test_adapt_tag_search_serve_relabel(ray_cluster, tmp_path, capsys):
     api = serve_search(store, "jumping", 3)
     assert [r["clip_id"] for r in api["results"]] == [r["clip_id"] for r in cli["results"]]
     assert [r["score"] for r in api["results"]] == pytest.approx([r["score"] for r in cli["results"]], abs=1e-5)
+
+    # bike eval --moments on a tiny QVHighlights-style file: every query of a stored video gets a scored
+    # prediction inside its video, beside the baselines, and the submission file has one line per query
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("".join(json.dumps({"qid": i, "query": q, "vid": os.path.splitext(os.path.basename(p))[0],
+                                       "relevant_windows": [[0.0, 1.0]]}) + "\n"
+                           for i, (p, q) in enumerate([(corpus[0][0], "jumping"), (corpus[1][0], "sitting")]))
+                   + json.dumps({"qid": 9, "query": "jumping", "vid": "not_tagged", "relevant_windows": [[0, 1]]})
+                   + "\n")
+    preds = tmp_path / "preds.jsonl"
+    assert bike("eval", "--moments", ann, "--store", store, "--format", "json", "--per-query",
+                "--predictions", preds) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["queries"] == 2 and ev["unknown_vids"] == ["not_tagged"]
+    for m in (ev["metrics"], ev["baselines"]["random_span"], ev["baselines"]["whole_clip"]):
+        assert set(m) >= {"R1@0.5", "R1@0.7", "mAP", "mIoU"} and all(0.0 <= m[k] <= 1.0 for k in m)
+    for q in ev["per_query"]:
+        assert q["pred"] is not None and 0.0 <= q["pred"][0] < q["pred"][1] <= 2.0 + 1e-6
+    subs = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert [s["qid"] for s in subs] == [0, 1] and all(s["pred_relevant_windows"] for s in subs)
 
     # bike relabel with another fast adapt of the same base: same towers, its own classes, no decoding
     shots2 = tmp_path / "shots2.txt"

@@ -240,3 +240,21 @@ def test_eval_moments_command(moment_store, tmp_path, capsys):
     assert bike(["eval", "--moments", ann]) == 2
     assert "--moments needs --store" in capsys.readouterr().err
     assert bike(["eval"]) == 2
+
+
+def test_evaluate_moments_with_another_span_fraction(moment_store, tiny_model, tmp_path):
+    """``fraction`` recomputes every span (and the joins) with the rule's other threshold: the code's own
+    fraction changes nothing; fraction 1 keeps the peak frame alone (± half a step), inside the default span."""
+    from index.moments import SPAN_FRACTION
+    store, event, vids = moment_store
+    ann = read_annotations(_write(tmp_path / "ann.jsonl", [
+        {"qid": 1, "query": "the event", "vid": "a", "relevant_windows": [[12.0, 15.5]]},
+        {"qid": 2, "query": "the event", "vid": "b", "relevant_windows": [[7.5, 11.5]]}]))
+    s = EventSearcher(store, model=tiny_model, event=event)
+    base = evaluate_moments(s, ann, scope="video")
+    same = evaluate_moments(s, ann, scope="video", fraction=SPAN_FRACTION)
+    assert [q["pred"] for q in same["per_query"]] == [q["pred"] for q in base["per_query"]]
+    assert same["metrics"] == base["metrics"]
+    p, b = evaluate_moments(s, ann, scope="video", fraction=1.0)["per_query"][0], base["per_query"][0]
+    assert p["pred"][1] - p["pred"][0] == pytest.approx(STEP)               # video a: an inner peak frame
+    assert b["pred"][0] <= p["pred"][0] < p["pred"][1] <= b["pred"][1]
