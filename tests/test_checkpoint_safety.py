@@ -433,7 +433,7 @@ def test_classify_gives_an_error_for_non_finite_scores(tmp_path, capsys):
     load_weights(None, checkpoint=str(path))                      # loads: every weight is finite
     video = make_video(tmp_path / "v.mp4", seconds=1.0)
     assert jobs.cli.main(["classify", str(video), "--checkpoint", str(path), "--labels", "a,b",
-                          "--format", "jsonl", "--precision", "fp32"]) == 1
+                          "--format", "jsonl", "--precision", "fp32"]) == 2     # a video that failed: exit 2
     out = capsys.readouterr()
     (rec,) = [json.loads(ln) for ln in out.out.splitlines() if ln.strip()]
     assert "NaN or inf" in rec["error"] and "Traceback" not in out.err

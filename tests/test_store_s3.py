@@ -114,7 +114,7 @@ def test_a_shard_of_the_wrong_size_makes_its_batch_damaged_not_every_query_fail(
     assert len(warnings) == 1 and "is damaged and left out" in warnings[0] and "14 bytes" in warnings[0]
 
 
-def test_a_second_writer_fails_at_once_naming_the_holder(s3, url, capsys):
+def test_a_second_writer_fails_at_once_naming_the_holder(s3, videos, url, capsys):
     """Two processes: a writer committing batches in a loop under its lease, and this one trying to write (through
     the Store API, and as `bike tag`)."""
     import jobs.cli
