@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import ray
 
 from engine.model import NONFINITE
+from engine.sources import remote
 
-from . import remote
 from .decode import CHUNK_CLIPS, decode_video
 from .raycluster import NVDEC, Resources
 from .records import VideoResult
@@ -94,7 +94,7 @@ class _Video:
     info: object = None
     error: "str | None" = None
     warnings: list = field(default_factory=list)  # decode problems that did not make it an error
-    streamed: "dict | None" = None              # an object's content id etc. from its decode (jobs/remote.py)
+    streamed: "dict | None" = None              # an object's content id etc. from its decode (engine/sources/remote.py)
     shots: "dict | None" = None                 # the "shots" message of its decode (--windows shots)
     ended: bool = False                         # the "end" message arrived
     done: bool = False                          # the decode stream has ended
