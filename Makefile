@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m jobs.demo
 
+# lint-imports: the layers bike > jobs > index > engine (contract in pyproject.toml, [tool.importlinter])
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

@@ -39,7 +39,7 @@ def main() -> int:
     from test_store import _rows
 
     from index.store import Store
-    from jobs import remote
+    from engine.sources import remote
     rows = []
     with moto_s3("bench"):
         url, local = "s3://bench/st/", Path(tempfile.mkdtemp(prefix="bike-bench-s3-")) / "st"

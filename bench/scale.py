@@ -165,7 +165,8 @@ def bench_s3_list(args) -> None:
 
     import boto3
 
-    from jobs import remote
+    from engine.sources import remote
+    from index.remoteids import RemoteIds
     from jobs.sources import list_sources
     server, endpoint = moto_server()
     try:
@@ -189,14 +190,14 @@ def bench_s3_list(args) -> None:
         counts.clear()
         store = Path(tempfile.mkdtemp(prefix="bike-ids-"))
         sample = src.videos[: args.identify]
-        new = remote.RemoteIds(store, listed=src.objects)      # new objects: a provisional id, no request
+        new = RemoteIds(store, listed=src.objects)      # new objects: a provisional id, no request
         t = time.perf_counter()
         for url in sample:
             new.identify(url)
         new_s = time.perf_counter() - t
         new_requests = dict(counts)
         counts.clear()
-        ids = remote.RemoteIds(store, listed=src.objects, trust=False)   # --rehash: the driver hashes each
+        ids = RemoteIds(store, listed=src.objects, trust=False)   # --rehash: the driver hashes each
         t = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:                  # bike tag identifies with 4 threads
             list(pool.map(ids.identify, sample))
@@ -204,7 +205,7 @@ def bench_s3_list(args) -> None:
         cold_requests = dict(counts)
         ids.save()
         counts.clear()
-        warm = remote.RemoteIds(store, listed=src.objects)
+        warm = RemoteIds(store, listed=src.objects)
         t = time.perf_counter()
         for url in sample:
             warm.identify(url)

@@ -350,7 +350,7 @@ class Store:
                 raise StoreError(f"{self.root}: store directory is not writable")
 
     def _open_object_store(self, url: str, create: bool) -> None:
-        from jobs.remote import RemoteError
+        from engine.sources.remote import RemoteError
         try:
             self.fs = ObjectFS(url)
         except ValueError as e:
@@ -585,7 +585,7 @@ class Store:
                 if set(bad) & {r["batch"] for r in records}:   # a writer may have rewritten a shard meanwhile: again
                     records, superseded, good, bad = self._scan()
             except Exception as e:
-                from jobs.remote import RemoteError
+                from engine.sources.remote import RemoteError
                 if isinstance(e, RemoteError):
                     raise StoreError(f"{self.root}: cannot read the store: {e.reason}") from None
                 raise
@@ -770,7 +770,7 @@ class Store:
         if self._lease is not None:
             yield self._lease
             return
-        from jobs.remote import RemoteError
+        from engine.sources.remote import RemoteError
 
         from .lease import Lease
         try:
@@ -850,7 +850,7 @@ class Store:
         return None
 
     def _write_batch_or_say_why(self, tables, model_id, videos, replace, drop) -> str:
-        from jobs.remote import RemoteError
+        from engine.sources.remote import RemoteError
         try:
             return self._write_batch(tables, model_id, videos, replace, drop)
         except FileExistsError as e:    # object storage: an immutable name taken (never overwritten)

@@ -7,11 +7,11 @@ and do every file operation through one of these two classes:
 * :class:`LocalFS`: today's behaviour. Whole-file writes go to a temporary name, are fsynced and renamed into
   place; create-if-absent is a hard link of the finished temporary file (fails when the name exists).
 * :class:`ObjectFS`: ``s3://bucket/prefix`` (any S3-compatible server: ``AWS_ENDPOINT_URL`` / ``--endpoint``,
-  credentials as for object-storage sources, jobs/remote.py). There is no rename and no flock, but a PUT is
-  visible whole or not at all, and the server evaluates conditions atomically: create-if-absent is a PUT with
+  credentials as for object-storage sources, engine/sources/remote.py). There is no rename and no flock, but a
+  PUT is visible whole or not at all, and the server evaluates conditions atomically: create-if-absent is a PUT with
   ``If-None-Match: *``, replace-if-unchanged a PUT with ``If-Match: <ETag>``, delete-if-unchanged a DELETE with
   ``If-Match`` (a 412 answer means someone else got there first). Requests that fail on throttling or a
-  dropped connection are retried with backoff (``jobs.remote.retrying``).
+  dropped connection are retried with backoff (``engine.sources.remote.retrying``).
 
 A *tag* is what "unchanged" is compared against: the ETag on object storage, a (size, mtime, inode) triple on
 disk. Operations::
@@ -227,13 +227,13 @@ def _not_found(e: BaseException) -> bool:
 
 class ObjectFS:
     """A store under an object-storage prefix, ``s3://bucket/prefix`` (see the module docstring). Uses the
-    boto3 client of jobs/remote.py (endpoint, credentials, retries) for every request, and pyarrow reads
-    shards through the same s3fs filesystem as object-storage sources."""
+    boto3 client of engine/sources/remote.py (endpoint, credentials, retries) for every request, and pyarrow
+    reads shards through the same s3fs filesystem as object-storage sources."""
 
     remote = True
 
     def __init__(self, url: str):
-        from jobs import remote
+        from engine.sources import remote
         self._remote = remote
         rest = str(url).split("://", 1)[1].strip("/")
         self.bucket, _, prefix = rest.partition("/")
@@ -255,7 +255,7 @@ class ObjectFS:
 
     @property
     def arrow(self):
-        """A pyarrow filesystem over the same s3fs filesystem as object-storage sources (jobs/remote.py)."""
+        """A pyarrow filesystem over the same s3fs filesystem as object-storage sources (engine/sources/)."""
         if self._arrow is None:
             from pyarrow.fs import FSSpecHandler, PyFileSystem
             fs, _ = self._remote.filesystem(str(self.root))

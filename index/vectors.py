@@ -330,7 +330,7 @@ def _local_copy(store: Store, model_id: str, manifest: dict, raw: bytes) -> Path
     import tempfile
 
     from engine.config import cache_root
-    from jobs.remote import RemoteError
+    from engine.sources.remote import RemoteError
     base = cache_root() or Path(tempfile.gettempdir()) / "bike"   # caches off: an index still needs a local copy
     owner = hashlib.sha256(f"{store.root}\0{model_id}".encode()).hexdigest()[:16]
     folder = base / "index" / owner / hashlib.sha256(raw).hexdigest()[:24]

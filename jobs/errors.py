@@ -25,7 +25,7 @@ USER_ERROR_CLASSES = [
     ("index.store", "StoreError"),
     ("index.sql", "SQLError"),
     ("index.where", "WhereError"),
-    ("jobs.remote", "RemoteError"),
+    ("engine.sources.remote", "RemoteError"),
 ]
 
 

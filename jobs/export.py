@@ -81,9 +81,9 @@ def open_source(path: str, size: "int | None", video_id: str):
     verified on its descriptor (``bike serve``'s rule: a regular file of the recorded size whose bytes hash to
     ``video_id``, never a link planted in its place), or a ranged-read source for an object in a bucket (of
     the recorded size, its reads pinned to the ETag)."""
-    from jobs.remote import is_remote
+    from engine.sources.remote import is_remote
     if is_remote(path):
-        from jobs.ranged import RemoteSource
+        from engine.sources.ranged import RemoteSource
         src = RemoteSource(path)
         if size and src.size != int(size):
             raise ExportError(f"{path}: the object changed since it was tagged ({src.size} bytes, {size} recorded)")

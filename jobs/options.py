@@ -109,9 +109,9 @@ def add_endpoint_arg(p) -> None:
 
 
 def apply_endpoint(args) -> None:
-    """Point ``s3://`` at ``--endpoint`` for this command (jobs/remote.py)."""
+    """Point ``s3://`` at ``--endpoint`` for this command (engine/sources/remote.py)."""
     if getattr(args, "endpoint", None):
-        from .remote import set_endpoint
+        from engine.sources.remote import set_endpoint
         set_endpoint(args.endpoint)
 
 

@@ -1,6 +1,7 @@
 """The Ray layer of ``bike tag``: decode tasks feed model actors; finished videos come back to the driver.
 
-Thin orchestration around two plain stages (``jobs.decode.decode_video`` and ``jobs.scoring.Scorer``):
+Thin orchestration around two plain stages (``jobs.decode.decode_video``, run by the Ray task of
+``jobs.decodetask``, which imports no torch, and ``jobs.scoring.Scorer``):
 
     work items ──► decode tasks (Ray streaming generators: ``decoders`` on CPUs + ``nvdec`` on NVDEC engines)
                        │ messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
@@ -29,8 +30,8 @@ import ray
 
 from engine.model import NONFINITE
 
-from . import remote
-from .decode import CHUNK_CLIPS, decode_video
+from .decode import CHUNK_CLIPS
+from .decodetask import decode_task
 from .raycluster import NVDEC, Resources
 from .records import VideoResult
 from .scoring import Scorer
@@ -40,48 +41,6 @@ from .slots import CPU, NVDEC as NVDEC_POOL, DecodeSlots, pool_sizes, slot_decod
 CALLS_PER_ACTOR = 2
 #: Longest a decoded chunk waits for a full model batch before a partial batch is sent.
 MAX_WAIT_S = 2.0
-
-
-#: Niceness of decode workers (and their ffmpeg): on a small CPU-only host the model sets the pace, so the
-#: decoders take the CPU it leaves; on a GPU host the model needs little CPU and decoding gets it all.
-DECODE_NICE = int(os.environ.get("BIKE_DECODE_NICE", "10"))
-
-
-def _lower_priority() -> None:
-    global _niced
-    if not _niced:
-        try:
-            os.nice(DECODE_NICE)
-        except OSError:
-            pass
-        _niced = True
-
-
-_niced = False
-
-
-def _decode(path, frames, window_s, size, resize, chunk_clips, timeout_s, threads, decoder=None,
-            sampling=None, windows="fixed", min_shot=1.0, shots=None):
-    _lower_priority()
-    kwargs = dict(frames=frames, window_s=window_s, size=size, resize=resize, chunk_clips=chunk_clips,
-                  timeout_s=timeout_s, threads=threads, decoder=decoder, sampling=sampling)
-    if windows != "fixed":
-        kwargs.update(windows=windows, min_shot=min_shot, shots=shots)
-    if remote.is_remote(path):                      # object storage: fetched here, on the decoding node
-        yield from remote.decode_remote(path, decode_video, **kwargs)
-        return
-    yield from decode_video(path, **kwargs)
-
-
-# Own runtime env (only a marker variable): Ray keeps separate worker processes for it, so a niced decode
-# worker is never reused for a model actor.
-@ray.remote(num_returns="streaming", max_retries=0, runtime_env={"env_vars": {"BIKE_DECODE_WORKER": "1"}})
-def _decode_task(*args, **kwargs):
-    """``_decode`` on a Ray worker; its end message also says which resources the task held (its pool)."""
-    for msg in _decode(*args, **kwargs):
-        if type(msg) is dict and msg.get("kind") == "end":
-            msg = {**msg, "held": sorted(ray.get_runtime_context().get_assigned_resources())}
-        yield msg
 
 
 ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
@@ -94,7 +53,7 @@ class _Video:
     info: object = None
     error: "str | None" = None
     warnings: list = field(default_factory=list)  # decode problems that did not make it an error
-    streamed: "dict | None" = None              # an object's content id etc. from its decode (jobs/remote.py)
+    streamed: "dict | None" = None              # an object's content id etc. from its decode (engine/sources/remote.py)
     shots: "dict | None" = None                 # the "shots" message of its decode (--windows shots)
     ended: bool = False                         # the "end" message arrived
     done: bool = False                          # the decode stream has ended
@@ -176,9 +135,9 @@ class Pipeline:
     # ---- run -----------------------------------------------------------------------------------------
     def _task_options(self, pool: str, slot: int):
         if pool == CPU:
-            return _decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4)
-        return _decode_task.options(num_cpus=self.res.nvdec_cpus, resources={NVDEC: 1},
-                                    _generator_backpressure_num_objects=4)
+            return decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4)
+        return decode_task.options(num_cpus=self.res.nvdec_cpus, resources={NVDEC: 1},
+                                   _generator_backpressure_num_objects=4)
 
     def _submit_decode(self, path: str, pool: str, slot: int, video_id: "str | None" = None):
         f = self.facts

@@ -36,7 +36,7 @@ from .errors import UsageError
 
 #: Environment variables passed on to Ray workers when set on the driver.
 FORWARD_ENV = ("HF_HUB_OFFLINE", "BIKE_FFMPEG", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME",
-               # object-storage sources (jobs/remote.py): endpoint, credentials, ranged reads, spool
+               # object-storage sources (engine/sources/remote.py): endpoint, credentials, ranged reads, spool
                "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_DEFAULT_REGION", "AWS_PROFILE", "BIKE_SPOOL_DIR", "BIKE_SPOOL_MAX_GB",
                "BIKE_REMOTE_READ", "BIKE_STREAM_CACHE_MB", "BIKE_STREAM_STALL_S")

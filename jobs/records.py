@@ -70,7 +70,7 @@ class VideoResult:
     clips: list = field(default_factory=list)     # [ClipResult]
     warnings: "str | None" = None                 # decode problems of an 'ok' video (engine.video)
     streamed: "dict | None" = None                # an object read by its decode task: content id, size, ETag,
-                                                  # GETs, bytes (jobs/remote.py); not stored
+                                                  # GETs, bytes (engine/sources/remote.py); not stored
     shots: "dict | None" = None                   # shots detected by its decode (jobs/decode.py "shots"
                                                   # message) → the ``shots`` table; None: none detected
 

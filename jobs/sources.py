@@ -36,7 +36,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import remote
+from engine.sources import remote
+
 from .errors import UsageError
 
 #: Extensions (lower case) treated as videos when walking folders and globs.
@@ -53,7 +54,7 @@ class Sources:
     """The listed videos (in listing order) and what was skipped, by reason."""
     videos: list = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
-    objects: dict = field(default_factory=dict)     # URL → jobs.remote.RemoteObject (object-storage sources)
+    objects: dict = field(default_factory=dict)     # URL → engine.sources.remote.RemoteObject (object-storage sources)
 
     def describe_skipped(self) -> str:
         return ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
@@ -145,7 +146,7 @@ def list_sources(specs) -> Sources:
             elif os.path.exists(path) and not os.path.isdir(path):
                 out.skipped["not regular files"] += 1
 
-    def add_remote(spec: str) -> None:                      # object storage / web: jobs/remote.py
+    def add_remote(spec: str) -> None:                      # object storage / web: engine/sources/remote.py
         try:
             objects = remote.list_remote(spec, is_video_name, out.skipped)
         except remote.RemoteError as e:

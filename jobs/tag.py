@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from engine.config import DEFAULTS
 from engine.labels import load_labels
+from engine.sources.remote import PENDING, is_remote
 from index import ids
 from index.idcache import IdCache
 from index.store import Store
@@ -35,7 +36,6 @@ from . import raycluster
 from .errors import UsageError
 from .progress import Progress
 from .records import model_row, tables
-from .remote import PENDING, is_remote
 from .shotwindows import check_windows, plan_key, stored_shots
 from .sources import list_sources
 
@@ -80,7 +80,7 @@ class TagSummary:
     duplicates: int = 0
     ids_remembered: int = 0                               # content ids taken from the store's id cache
     ids_hashed: int = 0                                   # files read and hashed
-    objects_read: int = 0                                 # objects fetched by decode tasks (jobs/remote.py)
+    objects_read: int = 0                                 # objects fetched by decode tasks (engine/sources/remote.py)
     objects_bytes: int = 0                                # ... their sizes, summed
     fetched_bytes: int = 0                                # ... bytes fetched for them (ranged GETs)
     fetched_gets: int = 0                                 # ... GET requests
@@ -156,7 +156,7 @@ def _mb(n: int) -> str:
 
 
 def _path_id(path: str) -> str:
-    """The id of a video's "cannot read" row: of its absolute path, or of its URL (jobs/remote.py)."""
+    """The id of a video's "cannot read" row: of its absolute path, or of its URL (engine/sources/remote.py)."""
     return ids.path_id(path if is_remote(path) else os.path.abspath(path))
 
 
@@ -369,8 +369,8 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
         progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store, trust=not opts.rehash)
         remote_ids = None
-        if sources.objects:                                 # object-storage sources (jobs/remote.py)
-            from .remote import RemoteIds
+        if sources.objects:                                 # object-storage sources (engine/sources/remote.py)
+            from index.remoteids import RemoteIds
             remote_ids = RemoteIds(store, trust=not opts.rehash, listed=sources.objects)
 
         def identify(path):
@@ -407,7 +407,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
 
         def resolve(result):
             """A new object's result carries the content id its decode task computed (read once,
-            jobs/remote.py): the result under that id, or None when that content is already stored for this
+            engine/sources/remote.py): the result under that id, or None when that content is already stored for this
             model or came back earlier in this run (a copy under another URL: tagged once)."""
             streamed = getattr(result, "streamed", None) or {}
             vid = streamed.get("content_id")
@@ -444,7 +444,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
         t_run = time.monotonic()
         try:
             for result in pipeline.run(work()):
-                if result.streamed:                     # an object its decode task read (jobs/remote.py)
+                if result.streamed:                     # an object its decode task read (engine/sources/remote.py)
                     summary.objects_read += 1
                     summary.objects_bytes += result.streamed.get("size") or 0
                     summary.fetched_bytes += result.streamed.get("bytes") or 0

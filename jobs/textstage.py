@@ -235,7 +235,7 @@ def local_videos(store, paths, rehash: bool = False) -> "list[tuple[str, str]]":
     local files only."""
     from index.idcache import IdCache
 
-    from .remote import is_remote
+    from engine.sources.remote import is_remote
     cache = IdCache(store, trust=not rehash)
     out = []
     for p in paths:

@@ -1,4 +1,4 @@
-"""Object-storage sources (jobs/remote.py) against a real S3-compatible server: moto's server mode, started by a
+"""Object-storage sources (engine/sources/) against a real S3-compatible server: moto's server mode, started by a
 fixture on a free loopback port. Listing, content ids equal to local ones and remembered by ETag, decoding from
 ranged reads (frames identical to the local file, each byte fetched once, counted by a TCP proxy in front of
 the server: tests/s3proxy.py), connections cut or stalled mid-object, the bounded spool, retries with backoff,
@@ -12,8 +12,9 @@ from collections import Counter
 
 import pytest
 
+from engine.sources import ranged, remote
 from index import ids
-from jobs import ranged, remote
+from index.remoteids import RemoteIds
 from jobs.errors import UsageError
 from jobs.sources import list_sources
 from media import make_video, mp4_boxes, run_ffmpeg
@@ -60,7 +61,7 @@ def test_list_files_may_name_objects(s3, tmp_path):
 def test_content_id_equals_the_local_one_and_is_remembered_by_etag(s3, tmp_path):
     url = f"s3://{BUCKET}/videos/a.mp4"
     listed = list_sources([f"s3://{BUCKET}/videos/"]).objects
-    r = remote.RemoteIds(tmp_path, listed=listed)
+    r = RemoteIds(tmp_path, listed=listed)
     pending, err = r.identify(url)                  # new: not read on the driver, its decode task hashes it
     assert err is None and pending == remote.pending_id(url) and (r.hits, r.hashed) == (0, 0)
     from jobs.decode import decode_video
@@ -70,20 +71,20 @@ def test_content_id_equals_the_local_one_and_is_remembered_by_etag(s3, tmp_path)
     assert (streamed["size"], streamed["etag"]) == (listed[url].size, listed[url].etag)
     r.remember(url, streamed["size"], streamed["etag"], vid)
     assert r.hashed == 1 and r.save()
-    again = remote.RemoteIds(tmp_path, listed=listed)
+    again = RemoteIds(tmp_path, listed=listed)
     assert again.identify(url) == (vid, None) and (again.hits, again.hashed) == (1, 0)    # no byte read
     # a new upload under the same name has a new ETag: hashed again
     s3["client"].put_object(Bucket=BUCKET, Key="misc/changed.mp4", Body=b"one")
-    r2 = remote.RemoteIds(tmp_path, trust=False)    # --rehash: hashed on the driver
+    r2 = RemoteIds(tmp_path, trust=False)    # --rehash: hashed on the driver
     first = r2.identify(f"s3://{BUCKET}/misc/changed.mp4")
     r2.save()
-    assert remote.RemoteIds(tmp_path).identify(f"s3://{BUCKET}/misc/changed.mp4") == first
+    assert RemoteIds(tmp_path).identify(f"s3://{BUCKET}/misc/changed.mp4") == first
     s3["client"].put_object(Bucket=BUCKET, Key="misc/changed.mp4", Body=b"two!")
-    r3 = remote.RemoteIds(tmp_path)
+    r3 = RemoteIds(tmp_path)
     second = r3.identify(f"s3://{BUCKET}/misc/changed.mp4")
     assert second == (remote.pending_id(f"s3://{BUCKET}/misc/changed.mp4"), None) and r3.hits == 0
-    assert remote.RemoteIds(tmp_path, trust=False).identify(url) == (vid, None)
-    missing = remote.RemoteIds(tmp_path).identify(f"s3://{BUCKET}/videos/missing.mp4")
+    assert RemoteIds(tmp_path, trust=False).identify(url) == (vid, None)
+    missing = RemoteIds(tmp_path).identify(f"s3://{BUCKET}/videos/missing.mp4")
     assert missing[0].startswith("path:") and missing[1] == "object not found"
 
 
@@ -209,10 +210,10 @@ def test_https_sources_are_read_the_same_way(s3, tmp_path):
     signed = s3["client"].generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "videos/a.mp4"})
     src = list_sources([url, signed])
     assert src.videos == [url, signed]
-    r = remote.RemoteIds(tmp_path, listed=src.objects, trust=False)
+    r = RemoteIds(tmp_path, listed=src.objects, trust=False)
     assert r.identify(url) == r.identify(signed) == (ids.video_id(str(s3["local"] / "a.mp4")), None)
     assert r.save()
-    assert remote.RemoteIds(tmp_path).identify(url)[0] == ids.video_id(str(s3["local"] / "a.mp4"))
+    assert RemoteIds(tmp_path).identify(url)[0] == ids.video_id(str(s3["local"] / "a.mp4"))
     with remote.spooled(signed) as path:
         assert open(path, "rb").read() == data
     from jobs.decode import decode_video
@@ -222,7 +223,7 @@ def test_https_sources_are_read_the_same_way(s3, tmp_path):
         want = list(decode_video(str(s3["local"] / "a.mp4"), **kw))
         assert msgs[-1]["error"] is None and (msgs[2] == want[2]).all()
         assert msgs[-1]["streamed"]["content_id"] == ids.video_id(str(s3["local"] / "a.mp4"))
-    vid, reason = remote.RemoteIds(tmp_path).identify(f"{s3['endpoint']}/{BUCKET}/videos/missing.mp4")
+    vid, reason = RemoteIds(tmp_path).identify(f"{s3['endpoint']}/{BUCKET}/videos/missing.mp4")
     assert reason == "object not found"
 
 

@@ -7,7 +7,7 @@
   ``x.mp4`` would block or never end).
 - ``ByteSource``: a video that is not a local file (an object in a bucket): a name for messages, a size, an
   identity, and ``open()`` → a readable, seekable binary file object. The in-process decoders read it
-  directly (``Decoder.reads_sources``); ``jobs/remote.py`` implements it with ranged reads. ``check_input``
+  directly (``Decoder.reads_sources``); ``engine/sources/remote.py`` implements it with ranged reads. ``check_input``
   and ``input_name`` accept a path or a source.
 - ``DEMUXERS``: the container formats a local file may be opened as. Formats that open OTHER files
   (HLS/DASH playlists, ``concat`` lists, image-sequence patterns, ``tee``...) are not in it, so a playlist

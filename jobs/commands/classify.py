@@ -83,7 +83,7 @@ def run(args) -> int:
     from engine.classify import classify_video
     from engine.video import VideoError
 
-    from ..remote import is_remote
+    from engine.sources.remote import is_remote
     model = load_model_from_args(args)          # weights first: a missing one is the first thing said
     labels = resolve_labels(args, model)
     results, failed = [], 0

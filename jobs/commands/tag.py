@@ -89,7 +89,7 @@ def run(args) -> int:
     from ..tag import TagOptions, run_tag
     labels = resolve_labels(args)
     if args.endpoint:
-        from ..remote import set_endpoint
+        from engine.sources.remote import set_endpoint
         set_endpoint(args.endpoint)
     from ..textstage import TextOptions, parse_channels
     text = TextOptions(channels=parse_channels(args.text), asr=args.asr, whisper_model=args.whisper_model,

@@ -9,14 +9,14 @@ S3-compatible store (MinIO, Ceph, a local test server).
   keeping names with a video extension and skipping hidden names, like a local folder; a glob
   (``s3://b/**/*.mp4``) is expanded; any other URL is one object, kept even when missing (it becomes an error
   row "object not found"). Each listed object carries its size and ETag (or modification time).
-* **Identity** (:class:`RemoteIds`): the content id is the same BLAKE2b hash of the bytes as for a local file
-  (``index.ids.video_id``: a video uploaded from disk keeps its id). It is remembered per URL with the cheap
-  identity (size + ETag) in ``STORE/_ids/remote.parquet``; a rerun over an unchanged bucket reads no object
+* **Identity** (:func:`content_id`): the content id is the same BLAKE2b hash of the bytes as for a local file
+  (``index.ids.video_id``: a video uploaded from disk keeps its id). The store remembers it per URL with the
+  cheap identity (size + ETag) in ``STORE/_ids/remote.parquet`` (``index.remoteids.RemoteIds``); a rerun over an unchanged bucket reads no object
   at all. An object with no remembered id is not read on the driver: it gets a provisional id
   (:func:`pending_id`) and its decode task computes the content id from the bytes it reads.
 * **Decoding** (:func:`decode_remote`): the in-process decoders (pyav, nvdec) read the object through a
-  seekable file object backed by ranged GETs (``jobs.ranged.RemoteSource``: pinned to the ETag seen first,
-  read-ahead, a block cache of at most ``BIKE_STREAM_CACHE_MB`` per decode), so no local copy is made; the bytes are hashed as they arrive, the ranges the decoder skipped are fetched at the end to
+  seekable file object backed by ranged GETs (``engine.sources.ranged.RemoteSource``: pinned to the ETag seen
+  first, read-ahead, a block cache of at most ``BIKE_STREAM_CACHE_MB`` per decode), so no local copy is made; the bytes are hashed as they arrive, the ranges the decoder skipped are fetched at the end to
   complete the hash, and the content id travels back with the decode's "end" message. The ffmpeg-CLI
   decoder (and ``BIKE_REMOTE_READ=spool``) gets a bounded local spool file instead (``BIKE_SPOOL_DIR``,
   default the temp folder; objects above ``BIKE_SPOOL_MAX_GB``, default 50, are refused with an error row),
@@ -45,7 +45,7 @@ from pathlib import Path
 
 #: URL schemes treated as object storage / web sources.
 SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
-#: Provisional video id of an object whose content id its decode task computes (RemoteIds, jobs/tag.py).
+#: Provisional video id of an object whose content id its decode task computes (index.remoteids.RemoteIds, jobs/tag.py).
 PENDING = "new:"
 #: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
 ATTEMPTS = 6
@@ -202,6 +202,12 @@ def _identity(info: dict) -> "str | None":
     return None
 
 
+def head(url: str) -> RemoteObject:
+    """The object at ``url`` as the server describes it now: its size and identity (ETag or modification time)."""
+    info = _info(url)
+    return RemoteObject(url, info.get("size"), _identity(info))
+
+
 def _find(fs, scheme: str, prefix: str) -> dict:
     """name → info of every object under ``prefix``. On S3 with a synchronous boto3 client (s3fs < 0.5) one
     flat ListObjectsV2 listing (1 request per 1,000 objects; s3fs' own ``find`` lists folder by folder)."""
@@ -219,7 +225,8 @@ def _find(fs, scheme: str, prefix: str) -> dict:
 
 def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "list[RemoteObject]":
     """Objects named by ``spec`` (see the module doc). ``video_name(path)`` says whether a listed name has a
-    video extension; ``skipped`` counts what a prefix or glob left out, by reason."""
+    video extension; ``skipped`` counts what a prefix or glob left out, by reason. Raises RemoteError when a
+    prefix holds no object or cannot be listed."""
     import glob as globmod
     skipped = skipped if skipped is not None else Counter()
     scheme = spec.split("://", 1)[0].lower()
@@ -244,9 +251,8 @@ def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "lis
             fs.invalidate_cache(prefix)
         found = retrying(lambda: _find(fs, scheme, prefix), spec)
         if not found:
-            from .errors import UsageError
-            raise UsageError(f"{spec}: no objects under this prefix; check the bucket and prefix "
-                             f"(endpoint: {endpoint() or 'the default for ' + scheme})")
+            raise RemoteError(spec, "no objects under this prefix; check the bucket and prefix "
+                                    f"(endpoint: {endpoint() or 'the default for ' + scheme})")
     for name in sorted(found):
         info = found[name]
         if info.get("type") == "directory":
@@ -264,7 +270,7 @@ def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "lis
 # --------------------------------------------------------------------------------------- streaming
 def content_id(url: str) -> str:
     """BLAKE2b-128 of the object's bytes: the same id ``index.ids.video_id`` gives the same bytes on disk. Read
-    in ranged GETs by the same reader the decoders use (``jobs.ranged.RemoteSource``: pinned to the object's
+    in ranged GETs by the same reader the decoders use (``engine.sources.ranged.RemoteSource``: pinned to the object's
     ETag, a dropped connection resumed at the byte it reached, a stalled read an error), one block at a time."""
     from .ranged import BLOCK_BYTES, RemoteSource
     return RemoteSource(url, cache_bytes=2 * BLOCK_BYTES).finish()
@@ -285,7 +291,7 @@ def read_mode() -> str:
 def spooled(url: str, size: "int | None" = None, source=None):
     """A local copy of the object for a decoder that reads files, deleted on exit (the spool is bounded: one
     file per decode in flight, none larger than ``BIKE_SPOOL_MAX_GB``). Written through ``source`` (a
-    ``jobs.ranged.RemoteSource``, made here when not given), which hashes it on the way. Raises
+    ``engine.sources.ranged.RemoteSource``, made here when not given), which hashes it on the way. Raises
     :class:`RemoteError`."""
     from engine.video.types import ReadError
 
@@ -318,7 +324,7 @@ def spooled(url: str, size: "int | None" = None, source=None):
 
 def decode_remote(url: str, decode, **kwargs):
     """``decode(source, **kwargs)`` (jobs.decode.decode_video) over the object at ``url``: a
-    ``jobs.ranged.RemoteSource`` for a decoder that reads byte sources, else a spooled local copy (see the module
+    ``engine.sources.ranged.RemoteSource`` for a decoder that reads byte sources, else a spooled local copy (see the module
     doc). Yields decode's messages; the "end" message also carries ``streamed`` (``RemoteSource.stats``:
     the content id, None when the bytes could not all be read, and the size/ETag it belongs to). A failure
     to fetch the object yields the same head/end messages as an undecodable file, with that reason; a video
@@ -361,75 +367,7 @@ def _ended(msg: dict, src) -> dict:
 
 
 # --------------------------------------------------------------------------------------- identities
-def _remote_schema():
-    import pyarrow as pa
-    return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("video_id", pa.string())])
-
-
 def pending_id(url: str) -> str:
     """The provisional id of an object whose content id its decode task will compute (``PENDING`` + a hash
     of the URL); never stored: the driver replaces it (jobs/tag.py)."""
     return PENDING + hashlib.blake2b(url.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
-
-
-class RemoteIds:
-    """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
-    files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged. An
-    object with no remembered id is not read here: it gets ``pending_id(url)``, its decode task hashes the
-    bytes it reads, and the driver calls ``remember`` with the result. With ``trust=False`` (``--rehash``)
-    every object is hashed here instead, by streaming it (ranged reads, no local copy), so that what the
-    store holds is checked before anything is decoded. ``listed`` (URL → RemoteObject) spares one request
-    per object. Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
-
-    FILE = "remote.parquet"
-
-    def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
-        from index.idcache import FOLDER, load_known
-        from index.storefs import filesystem_for
-        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
-        self.path = self._fs.path(self._key)
-        self.trust, self.listed = trust, dict(listed or {})
-        self.hits = self.hashed = 0
-        self._lock = threading.Lock()
-        self._known, self._changed = load_known(self._fs, self._key, _remote_schema())   # unreadable: afresh
-
-    def identify(self, url: str) -> "tuple[str, str | None]":
-        from index import ids
-        obj = self.listed.get(url)
-        try:
-            if obj is None or obj.size is None:
-                info = _info(url)
-                obj = RemoteObject(url, info.get("size"), _identity(info))
-            key = (obj.size, obj.etag)
-            hit = self._known.get(url) if self.trust and obj.etag else None
-            if hit is not None and hit[0] == key:
-                with self._lock:
-                    self.hits += 1
-                return hit[1], None
-            if obj.size == 0:
-                return ids.path_id(url), "empty object"
-            if self.trust:
-                return pending_id(url), None                 # hashed by its decode task: read once
-            vid = content_id(url)
-        except RemoteError as e:
-            return ids.path_id(url), e.reason
-        self.remember(url, obj.size, obj.etag, vid)
-        return vid, None
-
-    def remember(self, url: str, size: "int | None", etag: "str | None", video_id: str) -> None:
-        """``url`` (of this size and ETag) holds the content ``video_id`` (a hash just computed)."""
-        with self._lock:
-            self.hashed += 1
-            if etag:
-                self._known[url] = ((size, etag), video_id)
-                self._changed = True
-
-    def save(self) -> bool:
-        if not self._changed:
-            return False
-        from index.idcache import save_known
-        with self._lock:
-            known = dict(self._known)
-            self._changed = False
-        save_known(self._fs, self._key, known, _remote_schema())
-        return True

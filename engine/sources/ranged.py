@@ -1,7 +1,7 @@
 """Reading one object with ranged GETs, for the decoders: :class:`RemoteSource`, an ``engine.video`` byte source.
 
-``jobs.remote.decode_remote`` hands it to an in-process decoder (pyav, nvdec), which reads the object through
-seekable file objects as if it were a local file; ``jobs.remote.spooled`` copies it into a spool file through
+``engine.sources.remote.decode_remote`` hands it to an in-process decoder (pyav, nvdec), which reads the object through
+seekable file objects as if it were a local file; ``engine.sources.remote.spooled`` copies it into a spool file through
 it. Either way every byte crosses the network once while the object fits in the block cache
 (``BIKE_STREAM_CACHE_MB``), and the content id is computed on the way (docs/storage.md "Object-storage
 sources": the rule, the bounds, the measurements).

@@ -1,0 +1,79 @@
+"""Remembered content ids of object-storage sources: ``STORE/_ids/remote.parquet`` (url, size, etag, video_id).
+
+The object-storage counterpart of :mod:`index.idcache` (which remembers local files by path, size, mtime and
+inode): an object keeps its remembered id while its size and ETag are unchanged, so a rerun of ``bike tag``
+over an unchanged bucket reads no object at all. Listing, hashing and reading objects are the byte sources'
+work (:mod:`engine.sources.remote`); this module only keeps what was learnt, in the store.
+"""
+from __future__ import annotations
+
+import threading
+
+from engine.sources.remote import RemoteError, content_id, head, pending_id
+
+from . import ids
+from .idcache import FOLDER, load_known, save_known
+from .storefs import filesystem_for
+
+
+def _remote_schema():
+    import pyarrow as pa
+    return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("video_id", pa.string())])
+
+
+class RemoteIds:
+    """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
+    files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged. An
+    object with no remembered id is not read here: it gets ``pending_id(url)``, its decode task hashes the
+    bytes it reads, and the driver calls ``remember`` with the result. With ``trust=False`` (``--rehash``)
+    every object is hashed here instead, by streaming it (ranged reads, no local copy), so that what the
+    store holds is checked before anything is decoded. ``listed`` (URL → RemoteObject) spares one request
+    per object. Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
+
+    FILE = "remote.parquet"
+
+    def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
+        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
+        self.path = self._fs.path(self._key)
+        self.trust, self.listed = trust, dict(listed or {})
+        self.hits = self.hashed = 0
+        self._lock = threading.Lock()
+        self._known, self._changed = load_known(self._fs, self._key, _remote_schema())   # unreadable: afresh
+
+    def identify(self, url: str) -> "tuple[str, str | None]":
+        obj = self.listed.get(url)
+        try:
+            if obj is None or obj.size is None:
+                obj = head(url)
+            key = (obj.size, obj.etag)
+            hit = self._known.get(url) if self.trust and obj.etag else None
+            if hit is not None and hit[0] == key:
+                with self._lock:
+                    self.hits += 1
+                return hit[1], None
+            if obj.size == 0:
+                return ids.path_id(url), "empty object"
+            if self.trust:
+                return pending_id(url), None                 # hashed by its decode task: read once
+            vid = content_id(url)
+        except RemoteError as e:
+            return ids.path_id(url), e.reason
+        self.remember(url, obj.size, obj.etag, vid)
+        return vid, None
+
+    def remember(self, url: str, size: "int | None", etag: "str | None", video_id: str) -> None:
+        """``url`` (of this size and ETag) holds the content ``video_id`` (a hash just computed)."""
+        with self._lock:
+            self.hashed += 1
+            if etag:
+                self._known[url] = ((size, etag), video_id)
+                self._changed = True
+
+    def save(self) -> bool:
+        if not self._changed:
+            return False
+        with self._lock:
+            known = dict(self._known)
+            self._changed = False
+        save_known(self._fs, self._key, known, _remote_schema())
+        return True
