@@ -285,7 +285,13 @@ def _run_text(opts: TagOptions, store: Store, summary: TagSummary, log) -> None:
     videos = local_videos(store, list_sources(opts.sources).videos, rehash=False)
     channels = run_text_stage(store, videos, text, log)
     summary.text = [line for c in channels for line in c.lines()]
-    if opts.index and any(c.done or c.error for c in channels):
+    wrote = any(c.done or c.error for c in channels)
+    if opts.compact_at and wrote:        # text batches count too (a text-only run writes no BIKE batch)
+        from index.compact import compact, needs_compaction
+        if needs_compaction(store, opts.compact_at):
+            line = compact(store, locked=True).line()
+            summary.compacted = f"{summary.compacted}; {line}" if summary.compacted else line
+    if opts.index and wrote:
         from index.textindex import update_text_index
         try:
             summary.text.append("bike tag: " + update_text_index(store).line())

@@ -217,3 +217,38 @@ def test_asr_pocketsphinx_channel_on_espeak_speech(tmp_path):
         from engine.transcripts.asr import load_backend
         with pytest.raises(TextError, match="pip install faster-whisper"):
             load_backend("whisper")
+
+
+def test_bike_tag_text_counts_rerun_and_compaction(ray_cluster, tmp_path, capsys):
+    """`bike tag` with the default subtitle channel: its summary line counts every listed video once (read +
+    error + skipped = listed), a rerun with nothing new reads nothing, and a run that only adds text batches
+    still compacts a store past --compact-at (text batches count: they used to be written after the check)."""
+    src = tmp_path / "videos"
+    src.mkdir()
+    make_video(src / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
+    base = (src / "a.mp4").read_bytes()
+    for i in range(2):                                            # distinct content ids
+        (src / f"b{i}.mp4").write_bytes(base + b"\0" * (i + 1))
+    (src / "b0.srt").write_text(SRT)
+    store = tmp_path / "s"
+    tag = ["tag", str(src), "--store", str(store), "--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51",
+           "--labels", "dog,cat", "--no-progress", "--batch", "1"]
+    assert bike([*tag, "--text", "none", "--compact-at", "0"]) == 0
+    assert "bike tag: text" not in capsys.readouterr().out
+    assert len(Store(store).commits()) == 3                       # one BIKE batch per video
+
+    assert bike([*tag, "--compact-at", "3"]) == 0                 # BIKE: nothing new; subtitles: 3 videos
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "bike tag: 0 ok, 0 error, 3 skipped" in out and "of 3 listed" in out
+    assert "bike tag: text subtitles: 3 videos read, 2 spans, 0 error, 0 skipped" in out
+    assert "bike tag: compact: merged 3 batches into 1" in out   # 3 BIKE + 1 subtitle batch > 3
+    s = Store(store)
+    assert sorted(c["model_id"].startswith("text:") for c in s.commits()) == [False, True]
+    assert "text index" in out
+
+    assert bike([*tag, "--compact-at", "3"]) == 0                 # nothing new anywhere: no work, no write
+    captured = capsys.readouterr()
+    assert "bike tag: text subtitles: 0 videos read, 0 spans, 0 error, 3 skipped" in captured.out
+    assert "reading" not in captured.err and "compact" not in captured.out
+    assert len(Store(store).commits()) == 2
