@@ -18,8 +18,9 @@ How a text query is answered (docs/search.md "Text channels"):
    model) is an item of its own.
 4. **Fusion**: RRF over the channel lists (weights settable: ``weights={"speech": 0.5}``).
 5. **Results**: ``matched`` lists the channels that found the item (best rank first); ``text`` is the best
-   text hit's words and ``moment_s`` where they are said or shown (its start); for a visual-only result,
-   the saliency peak as before. ``score`` is the fused score.
+   text hit's words, ``moment_s`` where they are said or shown (its start) and ``moment_start_s`` /
+   ``moment_end_s`` their span (inside the clip); for a visual-only result, the saliency peak as before.
+   ``score`` is the fused score.
 
 ``where`` (a DuckDB condition over ``search_clips``, whose columns subtitles, screen_text and speech hold each
 video's transcripts (index/where.py), e.g. ``speech ILIKE '%budget%'``) filters both channels: visual results as before, text hits to the allowed clips (or, for
@@ -152,12 +153,17 @@ def fused_search(searcher, query: str, k: int = 10, channels="visual,text", wher
             _, hit, clip = text
             cid, s, e, ft = clip if clip else (key, hit.start_s, hit.end_s, [])
             r = SearchResult(rank=0, score=0.0, clip_id=cid, video_id=hit.video_id, path=hit.path, start_s=s,
-                             end_s=e, moment_s=hit.start_s, saliency=[], frame_times=ft,
+                             end_s=e, moment_s=hit.start_s, moment_start_s=hit.start_s, moment_end_s=hit.end_s,
+                             saliency=[], frame_times=ft,
                              labels=[ClipLabel(a, x) for a, x in labels.get(cid, ())], attributes=[],
                              index_score=None)
         r.rank, r.score, r.matched = i + 1, float(score), matched
-        if text is not None:
-            r.text, r.moment_s = text[1].text, float(text[1].start_s)
+        if text is not None:                         # the moment: where the words are said or shown
+            hit = text[1]
+            r.text, r.moment_s = hit.text, float(hit.start_s)
+            lo = min(max(float(hit.start_s), r.start_s), r.end_s)
+            r.moment_start_s, r.moment_end_s = lo, min(max(float(hit.end_s), lo), r.end_s)
+            r.joined = None                          # (a visual moment's span across clips: not the words')
             if r.path is None:
                 r.path = text[1].path
         results.append(r)
