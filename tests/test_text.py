@@ -252,3 +252,35 @@ def test_bike_tag_text_counts_rerun_and_compaction(ray_cluster, tmp_path, capsys
     assert "bike tag: text subtitles: 0 videos read, 0 spans, 0 error, 3 skipped" in captured.out
     assert "reading" not in captured.err and "compact" not in captured.out
     assert len(Store(store).commits()) == 2
+
+
+def test_bike_index_rebuilds_the_text_index(tmp_path, tiny_model, capsys):
+    """`bike index` brings the BM25 text index up to date (the searcher's note says to run it when the index is
+    missing or stale), next to the FAISS one; a second run has nothing to do."""
+    store = Store(tmp_path / "store", create=True)
+    rng = np.random.default_rng(1)
+    labels = engine.load_labels("ucf101")
+    videos = []
+    for name in ("alpha", "bravo"):
+        path = make_video(tmp_path / f"{name}.mp4", seconds=1, size=(64 + 16 * (name == "bravo"), 48))
+        (tmp_path / f"{name}.srt").write_text(f"1\n00:00:02,000 --> 00:00:03,000\nthe {name} word here\n\n")
+        add_video(store, tiny_model, labels, f"vid_{name}", random_clips(rng, 2, 8, tiny_model.embed_dim),
+                  path=str(path))
+        videos.append((str(path), f"vid_{name}"))
+    run_text_stage(store, videos[:1], TextOptions())
+    idx, notes = open_text_index(Store(store.root))
+    assert len(idx) == 1 and "missing" in notes[0] and "bike index" in notes[0]
+    assert bike(["index", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "bike: text index rebuilt over 1 spans of 1 batches" in out and "clips" in out
+    assert open_text_index(Store(store.root))[1] == []
+
+    run_text_stage(store, videos[1:], TextOptions())                 # a new transcripts batch: stale
+    assert "stale" in open_text_index(Store(store.root))[1][0]
+    assert bike(["index", "--store", str(store.root), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "text index rebuilt over 2 spans" in captured.err and json.loads(captured.out)
+    idx, notes = open_text_index(Store(store.root))
+    assert notes == [] and [h.video_id for h in idx.search("bravo", k=1)] == ["vid_bravo"]
+    assert bike(["index", "--store", str(store.root)]) == 0
+    assert "bike: text index up to date" in capsys.readouterr().out
