@@ -276,13 +276,15 @@ def _remove_if_unwritten(root: str) -> None:
 
 
 def _run_text(opts: TagOptions, store: Store, summary: TagSummary, log) -> None:
-    """The text channels (jobs/textstage.py) over the listed local videos, after BIKE; then the text index."""
+    """The text channels (jobs/textstage.py) over the listed videos (objects too, once BIKE knows their
+    content ids), after BIKE; then the text index."""
     from .textstage import TextOptions, local_videos, run_text_stage
     text = opts.text if opts.text is not None else TextOptions(force=opts.force, retry_errors=opts.retry_errors)
     if not text.channels:
         return
     t0 = time.monotonic()
-    videos = local_videos(store, list_sources(opts.sources).videos, rehash=False)
+    sources = list_sources(opts.sources)
+    videos = local_videos(store, sources.videos, rehash=False, objects=sources.objects)
     channels = run_text_stage(store, videos, text, log)
     summary.text = [line for c in channels for line in c.lines()]
     wrote = any(c.done or c.error for c in channels)

@@ -7,7 +7,6 @@ import httpx
 import pytest
 
 import engine
-from index.ids import video_id as content_id
 from index.textindex import update_text_index
 from jobs.textstage import TextOptions, _rows, channel_id, run_text_stage
 from servestore import make_store

@@ -284,3 +284,41 @@ def test_bike_index_rebuilds_the_text_index(tmp_path, tiny_model, capsys):
     assert notes == [] and [h.video_id for h in idx.search("bravo", k=1)] == ["vid_bravo"]
     assert bike(["index", "--store", str(store.root)]) == 0
     assert "bike: text index up to date" in capsys.readouterr().out
+
+
+def test_text_channels_read_objects_with_ranged_gets(tmp_path):
+    """An s3:// video (real moto S3 server): its embedded subtitles and its audio are read through
+    jobs.ranged.RemoteSource, once BIKE knows its content id (remembered by ETag, as a decode task would); an
+    object with no known id is left out, a vanished one is an error of that video only."""
+    from index.ids import video_id
+    from jobs import remote
+    from jobs.remote import RemoteIds
+    from jobs.textstage import local_videos
+    from s3server import moto_s3
+    src = tmp_path / "in.srt"
+    src.write_text(SRT)
+    local = tmp_path / "talk.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=10:duration=5", "-f", "lavfi", "-i",
+               "anullsrc=r=16000:cl=mono", "-i", src, "-map", "0:v", "-map", "1:a", "-map", "2:s", "-c:v", "libx264",
+               "-c:a", "aac", "-c:s", "mov_text", "-t", "5", local)
+    with moto_s3("textbucket") as s3:
+        s3["client"].upload_file(str(local), "textbucket", "v/talk.mp4")
+        s3["client"].upload_file(str(local), "textbucket", "v/gone.mp4")
+        s3["client"].put_object(Bucket="textbucket", Key="v/talk.srt", Body=b"1\n00:00:00,000 --> 00:00:01,000\nx\n")
+        url, gone = "s3://textbucket/v/talk.mp4", "s3://textbucket/v/gone.mp4"
+        store = Store(tmp_path / "store", create=True)
+        assert local_videos(store, [url]) == []                       # not read by BIKE yet: no content id
+        ids = RemoteIds(store)
+        for u in (url, gone):
+            info = remote._info(u)
+            ids.remember(u, info["size"], remote._identity(info), video_id(str(local)) + u[-8:-4])
+        ids.save()
+        videos = local_videos(store, [url, gone])
+        assert [p for p, _ in videos] == [url, gone]
+        s3["client"].delete_object(Bucket="textbucket", Key="v/gone.mp4")
+        subs_, speech = run_text_stage(store, videos, TextOptions(channels=("subtitles", "asr")))
+    assert (subs_.done, subs_.error, speech.done, speech.error) == (1, 1, 1, 1)
+    assert "gone.mp4" in subs_.errors[0][0] and "\n" not in subs_.errors[0][1]
+    rows = store.connect().execute("SELECT start_s, end_s, text, path FROM transcripts ORDER BY start_s").fetchall()
+    assert rows == [(1.0, 2.5, "Hello world", url), (3.2, 4.0, "Quarterly budget second line", url)]  # no sidecar
+    assert store.done_videos(channel_id("asr"))[videos[0][1]] == "ok"
