@@ -40,8 +40,11 @@ from engine.video import ffmpeg_exe  # noqa: E402
 FONT = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
 PHRASES = ["QUARTERLY REPORT 2026", "HARBOUR LIGHTHOUSE", "ELEPHANT CROSSING", "BUDGET REVIEW MEETING",
            "NORTHERN RAILWAY 42", "SOLAR ECLIPSE TONIGHT", "MARKET CLOSES EARLY", "WINTER STORM WARNING"]
+#: One phrase per subtitle cue (two per video): a phrase shown in two videos would make its query ambiguous.
 SUBS = ["the committee approved the plan", "rain is expected over the valley", "our guest tonight is a chef",
-        "the museum opens on monday", "a new bridge spans the river", "tickets are sold out"]
+        "the museum opens on monday", "a new bridge spans the river", "tickets are sold out",
+        "volunteers planted oak saplings", "the orchestra tuned its violins", "fresh bread arrives at dawn",
+        "a comet streaked past jupiter", "the ferry leaves from pier nine", "glaciers retreat each summer"]
 SPEECH = ["the quarterly budget meeting starts at noon", "the harbour lighthouse is closed today",
           "please check the northern railway timetable", "an elephant crossed the road this morning"]
 
@@ -56,10 +59,13 @@ def srt_time(t: float) -> str:
 
 
 def make_set(d: Path, n: int) -> list:
+    if 2 * n > min(len(PHRASES), len(SUBS)):
+        raise SystemExit(f"--n {n}: at most {min(len(PHRASES), len(SUBS)) // 2} videos (each caption and "
+                         "subtitle phrase must be unique to one video, or its search query is ambiguous)")
     out = []
     for i in range(n):
-        caps = [(PHRASES[(2 * i) % len(PHRASES)], 1.0, 3.5), (PHRASES[(2 * i + 1) % len(PHRASES)], 5.0, 8.0)]
-        subs = [(SUBS[(2 * i) % len(SUBS)], 0.5 + 0.25 * i, 2.75), (SUBS[(2 * i + 1) % len(SUBS)], 6.125, 9.0)]
+        caps = [(PHRASES[2 * i], 1.0, 3.5), (PHRASES[2 * i + 1], 5.0, 8.0)]
+        subs = [(SUBS[2 * i], 0.5 + 0.25 * i, 2.75), (SUBS[2 * i + 1], 6.125, 9.0)]
         speech = SPEECH[i % len(SPEECH)]
         draw = ",".join(f"drawtext=fontfile={FONT}:text='{t}':fontsize=34:fontcolor=white:x=50:y={120 + 90 * k}:"
                         f"enable='between(t,{a},{b})'" for k, (t, a, b) in enumerate(caps))
@@ -165,10 +171,14 @@ def main() -> int:
             words = v["speech"].split()
             recall.append(sum(w in heard for w in words) / len(words))
         idx = TextIndex.build(store)
+        misses = []
         for v in videos:
             for text, a, _b in [*v["captions"], *v["subs"]]:
                 hits = idx.search(text, k=1)
                 found.append(bool(hits) and hits[0].video_id == v["vid"] and abs(hits[0].start_s - a) <= 1.0)
+                if not found[-1]:
+                    misses.append({"query": text, "video": v["vid"], "at_s": a,
+                                   "got": [hits[0].video_id, hits[0].start_s] if hits else None})
         res["ocr"] = {"char_accuracy": round(sum(acc) / len(acc), 4), "captions": len(acc),
                       "per_caption": [round(x, 3) for x in acc]}
         res["subtitles"] = {"max_timing_error_s": max(t for t in timing if t is not None) if all(
@@ -177,7 +187,7 @@ def main() -> int:
                          "per_video": [round(x, 3) for x in recall],
                          "whisper": "not measured: faster-whisper is not installed here (no weights offline)"}
         res["search"] = {"found_within_1s": sum(found), "queries": len(found),
-                         "rate": round(sum(found) / len(found), 3)}
+                         "rate": round(sum(found) / len(found), 3), "misses": misses}
         res["channels"] = channels
         if not args.no_hostile:
             res["hostile"] = hostile(d)

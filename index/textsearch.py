@@ -18,8 +18,9 @@ How a text query is answered (docs/search.md "Text channels"):
    model) is an item of its own.
 4. **Fusion**: RRF over the channel lists (weights settable: ``weights={"speech": 0.5}``).
 5. **Results**: ``matched`` lists the channels that found the item (best rank first); ``text`` is the best
-   text hit's words and ``moment_s`` where they are said or shown (its start); for a visual-only result,
-   the saliency peak as before. ``score`` is the fused score.
+   text hit's words, ``moment_s`` where they are said or shown (its start) and ``moment_start_s`` /
+   ``moment_end_s`` their span (inside the clip); for a visual-only result, the saliency peak as before.
+   ``score`` is the fused score.
 
 ``where`` (a DuckDB condition over ``search_clips``, whose columns subtitles, screen_text and speech hold each
 video's transcripts (index/where.py), e.g. ``speech ILIKE '%budget%'``) filters both channels: visual results as before, text hits to the allowed clips (or, for
@@ -158,9 +159,11 @@ def fused_search(searcher, query: str, k: int = 10, channels="visual,text", wher
                              index_score=None)
         r.rank, r.score, r.matched = i + 1, float(score), matched
         if text is not None:                         # the moment: where the words are said or shown
-            r.text, r.moment_s = text[1].text, float(text[1].start_s)
-            r.moment_start_s = max(float(r.start_s), float(text[1].start_s))
-            r.moment_end_s = max(r.moment_start_s, min(float(r.end_s), float(text[1].end_s)))
+            hit = text[1]
+            r.text, r.moment_s = hit.text, float(hit.start_s)
+            lo = min(max(float(hit.start_s), r.start_s), r.end_s)
+            r.moment_start_s, r.moment_end_s = lo, min(max(float(hit.end_s), lo), r.end_s)
+            r.joined = None                          # (a visual moment's span across clips: not the words')
             if r.path is None:
                 r.path = text[1].path
         results.append(r)

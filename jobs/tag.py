@@ -276,16 +276,24 @@ def _remove_if_unwritten(root: str) -> None:
 
 
 def _run_text(opts: TagOptions, store: Store, summary: TagSummary, log) -> None:
-    """The text channels (jobs/textstage.py) over the listed local videos, after BIKE; then the text index."""
+    """The text channels (jobs/textstage.py) over the listed videos (objects too, once BIKE knows their
+    content ids), after BIKE; then the text index."""
     from .textstage import TextOptions, local_videos, run_text_stage
     text = opts.text if opts.text is not None else TextOptions(force=opts.force, retry_errors=opts.retry_errors)
     if not text.channels:
         return
     t0 = time.monotonic()
-    videos = local_videos(store, list_sources(opts.sources).videos, rehash=False)
+    sources = list_sources(opts.sources)
+    videos = local_videos(store, sources.videos, rehash=False, objects=sources.objects)
     channels = run_text_stage(store, videos, text, log)
     summary.text = [line for c in channels for line in c.lines()]
-    if opts.index and any(c.done or c.error for c in channels):
+    wrote = any(c.done or c.error for c in channels)
+    if opts.compact_at and wrote:        # text batches count too (a text-only run writes no BIKE batch)
+        from index.compact import compact, needs_compaction
+        if needs_compaction(store, opts.compact_at):
+            line = compact(store, locked=True).line()
+            summary.compacted = f"{summary.compacted}; {line}" if summary.compacted else line
+    if opts.index and wrote:
         from index.textindex import update_text_index
         try:
             summary.text.append("bike tag: " + update_text_index(store).line())

@@ -139,6 +139,16 @@ def _reader(channel: str, opts: TextOptions):
     return read, asr.name
 
 
+def _source(path: str):
+    """What a channel reads: a local path, or for an object (s3://, https://) a ``engine.sources.ranged.RemoteSource``
+    (ranged GETs, bounded block cache, stall limit; the decoders read it as a seekable file)."""
+    from engine.sources.remote import is_remote
+    if not is_remote(path):
+        return path
+    from engine.sources.ranged import RemoteSource
+    return RemoteSource(path)
+
+
 def _rows(channel: str, items) -> pa.Table:
     """``[(video_id, path, [rows])]`` → transcripts rows."""
     mid, source = channel_id(channel), SOURCES[channel]
@@ -153,8 +163,8 @@ def _rows(channel: str, items) -> pa.Table:
 
 
 def run_text_stage(store, videos, opts: TextOptions, log=None) -> "list[ChannelSummary]":
-    """Run each channel of ``opts`` over ``videos`` (``[(path, video_id)]``, local files) into ``store``. The
-    caller holds the store's writer lock."""
+    """Run each channel of ``opts`` over ``videos`` (``[(path, video_id)]``: local files or object URLs) into
+    ``store``. The caller holds the store's writer lock."""
     log = log or (lambda msg: None)
     out = []
     for channel in opts.channels:
@@ -186,7 +196,10 @@ def run_text_stage(store, videos, opts: TextOptions, log=None) -> "list[ChannelS
         def one(item):
             path, vid = item
             try:
-                rows, warnings = read(path)
+                src = _source(path)
+                rows, warnings = read(src)
+                if getattr(src, "failure", None):    # an object whose bytes could not all be read: not done
+                    raise TextError(f"reading stopped: {src.failure}")
                 return vid, path, "ok", rows, warnings, None
             except TextError as e:
                 return vid, path, "error", [], [], str(e)
@@ -229,17 +242,27 @@ def run_text_stage(store, videos, opts: TextOptions, log=None) -> "list[ChannelS
     return out
 
 
-def local_videos(store, paths, rehash: bool = False) -> "list[tuple[str, str]]":
-    """``[(path, video_id)]`` of the readable local files among ``paths`` (content ids from the store's id
-    cache, as ``bike tag`` computed them). Object-storage sources are left out: the text channels read
-    local files only."""
+def local_videos(store, paths, rehash: bool = False, objects: "dict | None" = None) -> "list[tuple[str, str]]":
+    """``[(path, video_id)]`` of the readable videos among ``paths`` (content ids from the store's id caches,
+    as ``bike tag`` computed them). Objects (s3://, https://; ``objects``: their listing, URL →
+    RemoteObject) are kept when their content id is remembered for their current ETag (their decode task
+    hashed them in a ``bike tag`` run): the text channels read them with ranged GETs. An object whose id is
+    not known yet is left out (it was not read by BIKE: a failed or skipped object)."""
     from index.idcache import IdCache
 
-    from engine.sources.remote import is_remote
+    from engine.sources.remote import PENDING, is_remote
+    from index.remoteids import RemoteIds
     cache = IdCache(store, trust=not rehash)
+    remote_ids = None
     out = []
     for p in paths:
-        if is_remote(p) or not os.path.isfile(p):
+        if is_remote(p):
+            remote_ids = remote_ids or RemoteIds(store, trust=True, listed=objects)
+            vid, err = remote_ids.identify(p)
+            if err is None and not vid.startswith(PENDING):
+                out.append((p, vid))
+            continue
+        if not os.path.isfile(p):
             continue
         vid, err = cache.identify(p)
         if err is None:

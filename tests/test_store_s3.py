@@ -140,7 +140,9 @@ def test_a_second_writer_fails_at_once_naming_the_holder(s3, videos, url, capsys
         assert f"another job (pid {proc.pid} on host {socket.gethostname()}" in msg
         assert "its lease expires at" in msg and "wait for it to finish, or use another --store" in msg
         assert "\n" not in msg
-        assert jobs.cli.main(["tag", f"s3://{BUCKET}/videos/", "--store", url, *TINY, "--labels", LABELS,
+        # a video to list (`bike tag` refuses an empty source before it opens the store)
+        s3["client"].put_object(Bucket=BUCKET, Key="queued/a.mp4", Body=b"not read: the lock comes first")
+        assert jobs.cli.main(["tag", f"s3://{BUCKET}/queued/", "--store", url, *TINY, "--labels", LABELS,
                               "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"another job (pid {proc.pid} on host" in err[0], err

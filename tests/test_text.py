@@ -217,3 +217,108 @@ def test_asr_pocketsphinx_channel_on_espeak_speech(tmp_path):
         from engine.transcripts.asr import load_backend
         with pytest.raises(TextError, match="pip install faster-whisper"):
             load_backend("whisper")
+
+
+def test_bike_tag_text_counts_rerun_and_compaction(ray_cluster, tmp_path, capsys):
+    """`bike tag` with the default subtitle channel: its summary line counts every listed video once (read +
+    error + skipped = listed), a rerun with nothing new reads nothing, and a run that only adds text batches
+    still compacts a store past --compact-at (text batches count: they used to be written after the check)."""
+    src = tmp_path / "videos"
+    src.mkdir()
+    make_video(src / "a.mp4", seconds=2, fps=10, size=(64, 48), pattern="testsrc")
+    base = (src / "a.mp4").read_bytes()
+    for i in range(2):                                            # distinct content ids
+        (src / f"b{i}.mp4").write_bytes(base + b"\0" * (i + 1))
+    (src / "b0.srt").write_text(SRT)
+    store = tmp_path / "s"
+    tag = ["tag", str(src), "--store", str(store), "--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51",
+           "--labels", "dog,cat", "--no-progress", "--batch", "1"]
+    assert bike([*tag, "--text", "none", "--compact-at", "0"]) == 0
+    assert "bike tag: text" not in capsys.readouterr().out
+    assert len(Store(store).commits()) == 3                       # one BIKE batch per video
+
+    assert bike([*tag, "--compact-at", "3"]) == 0                 # BIKE: nothing new; subtitles: 3 videos
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "bike tag: 0 ok, 0 error, 3 skipped" in out and "of 3 listed" in out
+    assert "bike tag: text subtitles: 3 videos read, 2 spans, 0 error, 0 skipped" in out
+    assert "bike tag: compact: merged 3 batches into 1" in out   # 3 BIKE + 1 subtitle batch > 3
+    s = Store(store)
+    assert sorted(c["model_id"].startswith("text:") for c in s.commits()) == [False, True]
+    assert "text index" in out
+
+    assert bike([*tag, "--compact-at", "3"]) == 0                 # nothing new anywhere: no work, no write
+    captured = capsys.readouterr()
+    assert "bike tag: text subtitles: 0 videos read, 0 spans, 0 error, 3 skipped" in captured.out
+    assert "reading" not in captured.err and "compact" not in captured.out
+    assert len(Store(store).commits()) == 2
+
+
+def test_bike_index_rebuilds_the_text_index(tmp_path, tiny_model, capsys):
+    """`bike index` brings the BM25 text index up to date (the searcher's note says to run it when the index is
+    missing or stale), next to the FAISS one; a second run has nothing to do."""
+    store = Store(tmp_path / "store", create=True)
+    rng = np.random.default_rng(1)
+    labels = engine.load_labels("ucf101")
+    videos = []
+    for name in ("alpha", "bravo"):
+        path = make_video(tmp_path / f"{name}.mp4", seconds=1, size=(64 + 16 * (name == "bravo"), 48))
+        (tmp_path / f"{name}.srt").write_text(f"1\n00:00:02,000 --> 00:00:03,000\nthe {name} word here\n\n")
+        add_video(store, tiny_model, labels, f"vid_{name}", random_clips(rng, 2, 8, tiny_model.embed_dim),
+                  path=str(path))
+        videos.append((str(path), f"vid_{name}"))
+    run_text_stage(store, videos[:1], TextOptions())
+    idx, notes = open_text_index(Store(store.root))
+    assert len(idx) == 1 and "missing" in notes[0] and "bike index" in notes[0]
+    assert bike(["index", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "bike: text index rebuilt over 1 spans of 1 batches" in out and "clips" in out
+    assert open_text_index(Store(store.root))[1] == []
+
+    run_text_stage(store, videos[1:], TextOptions())                 # a new transcripts batch: stale
+    assert "stale" in open_text_index(Store(store.root))[1][0]
+    assert bike(["index", "--store", str(store.root), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "text index rebuilt over 2 spans" in captured.err and json.loads(captured.out)
+    idx, notes = open_text_index(Store(store.root))
+    assert notes == [] and [h.video_id for h in idx.search("bravo", k=1)] == ["vid_bravo"]
+    assert bike(["index", "--store", str(store.root)]) == 0
+    assert "bike: text index up to date" in capsys.readouterr().out
+
+
+def test_text_channels_read_objects_with_ranged_gets(tmp_path):
+    """An s3:// video (real moto S3 server): its embedded subtitles and its audio are read through
+    engine.sources.ranged.RemoteSource, once BIKE knows its content id (remembered by ETag, as a decode task would); an
+    object with no known id is left out, a vanished one is an error of that video only."""
+    from index.ids import video_id
+    from engine.sources import remote
+    from index.remoteids import RemoteIds
+    from jobs.textstage import local_videos
+    from s3server import moto_s3
+    src = tmp_path / "in.srt"
+    src.write_text(SRT)
+    local = tmp_path / "talk.mp4"
+    run_ffmpeg("-f", "lavfi", "-i", "color=c=black:size=64x48:rate=10:duration=5", "-f", "lavfi", "-i",
+               "anullsrc=r=16000:cl=mono", "-i", src, "-map", "0:v", "-map", "1:a", "-map", "2:s", "-c:v", "libx264",
+               "-c:a", "aac", "-c:s", "mov_text", "-t", "5", local)
+    with moto_s3("textbucket") as s3:
+        s3["client"].upload_file(str(local), "textbucket", "v/talk.mp4")
+        s3["client"].upload_file(str(local), "textbucket", "v/gone.mp4")
+        s3["client"].put_object(Bucket="textbucket", Key="v/talk.srt", Body=b"1\n00:00:00,000 --> 00:00:01,000\nx\n")
+        url, gone = "s3://textbucket/v/talk.mp4", "s3://textbucket/v/gone.mp4"
+        store = Store(tmp_path / "store", create=True)
+        assert local_videos(store, [url]) == []                       # not read by BIKE yet: no content id
+        ids = RemoteIds(store)
+        for u in (url, gone):
+            info = remote._info(u)
+            ids.remember(u, info["size"], remote._identity(info), video_id(str(local)) + u[-8:-4])
+        ids.save()
+        videos = local_videos(store, [url, gone])
+        assert [p for p, _ in videos] == [url, gone]
+        s3["client"].delete_object(Bucket="textbucket", Key="v/gone.mp4")
+        subs_, speech = run_text_stage(store, videos, TextOptions(channels=("subtitles", "asr")))
+    assert (subs_.done, subs_.error, speech.done, speech.error) == (1, 1, 1, 1)
+    assert "gone.mp4" in subs_.errors[0][0] and "\n" not in subs_.errors[0][1]
+    rows = store.connect().execute("SELECT start_s, end_s, text, path FROM transcripts ORDER BY start_s").fetchall()
+    assert rows == [(1.0, 2.5, "Hello world", url), (3.2, 4.0, "Quarterly budget second line", url)]  # no sidecar
+    assert store.done_videos(channel_id("asr"))[videos[0][1]] == "ok"

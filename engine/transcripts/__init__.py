@@ -49,3 +49,16 @@ def clean_text(text: str) -> str:
     if len(text) > MAX_CUE_CHARS:
         text = text[:MAX_CUE_CHARS - 1] + "…"
     return text
+
+
+def open_media(src):
+    """``av.open`` of a local path, or of an ``engine.video.types.ByteSource`` (an object on object storage read
+    with ranged GETs: jobs/ranged.py) through its seekable file object. Raises :class:`TextError` when it
+    cannot be opened."""
+    import av
+
+    from engine.video.types import ByteSource
+    try:
+        return av.open(src.open() if isinstance(src, ByteSource) else src, metadata_errors="ignore")
+    except Exception as e:  # noqa: BLE001 - any demuxer (or read) error is the file's
+        raise TextError(f"cannot open: {str(e)[:200]}") from None

@@ -25,7 +25,7 @@ import importlib.metadata as md
 
 import numpy as np
 
-from . import Cue, TextError, clean_text
+from . import Cue, TextError, clean_text, open_media
 
 RATE = 16_000
 #: Audio read per video at most (seconds): 4 hours.
@@ -35,10 +35,7 @@ MAX_AUDIO_S = 4 * 3600
 def decode_audio(path: str, max_s: float = MAX_AUDIO_S) -> "tuple[bytes, list[str]]":
     """The first audio stream of a file as 16-bit mono PCM at 16 kHz → (bytes, warnings); b"" when it has none."""
     import av
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except Exception as e:  # noqa: BLE001 - any demuxer error is the file's
-        raise TextError(f"cannot open: {str(e)[:200]}") from None
+    container = open_media(path)
     warnings: list[str] = []
     chunks, n = [], 0
     limit = int(max_s * RATE) * 2

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from . import Cue, TextError, clean_text
+from . import Cue, TextError, clean_text, open_media
 
 
 class OcrReader:
@@ -62,11 +62,7 @@ class OcrReader:
 
     def _frames(self, path: str):
         """(time, RGB frame) sampled at ``fps``, scaled to at most ``width`` wide."""
-        import av
-        try:
-            container = av.open(path, metadata_errors="ignore")
-        except Exception as e:  # noqa: BLE001 - any demuxer error is the file's
-            raise TextError(f"cannot open: {str(e)[:200]}") from None
+        container = open_media(path)
         with container:
             if not container.streams.video:
                 return

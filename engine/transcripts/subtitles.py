@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import Cue, TextError, clean_text
+from . import Cue, TextError, clean_text, open_media
 
 #: The largest sidecar file read (bytes).
 MAX_SIDECAR_BYTES = 20 << 20
@@ -130,11 +130,7 @@ def _ass_text(ass: str) -> str:
 def read_embedded(path: str, seconds: float = STREAM_SECONDS) -> "tuple[list[Track], list[str]]":
     """Cues of every subtitle stream in a video (PyAV) → (tracks, warnings). Bounded in text bytes, cues and time;
     a stream that cannot be decoded becomes a warning. Raises :class:`TextError` when the file cannot be opened."""
-    import av
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except Exception as e:  # noqa: BLE001 - any demuxer error is the file's
-        raise TextError(f"cannot open: {str(e)[:200]}") from None
+    container = open_media(path)
     tracks: list[Track] = []
     warnings: list[str] = []
     with container:
@@ -186,9 +182,12 @@ def read_embedded(path: str, seconds: float = STREAM_SECONDS) -> "tuple[list[Tra
 
 
 def read_subtitles(path: str) -> "tuple[list[Track], list[str]]":
-    """Every subtitle track of a video file: embedded streams, then sidecar files → (tracks, warnings).
+    """Every subtitle track of a video file: embedded streams, then sidecar files → (tracks, warnings). ``path``
+    may be an ``engine.video.types.ByteSource`` (object storage): its embedded streams only.
     A sidecar that cannot be used is a warning (one line), not a failure of the others."""
     tracks, warnings = read_embedded(path)
+    if not isinstance(path, (str, os.PathLike)):       # an object read through a byte source: no sidecars
+        return tracks, warnings
     for side in sidecar_files(path):
         try:
             cues, notes = read_sidecar(side)

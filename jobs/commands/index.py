@@ -1,4 +1,5 @@
-"""``bike index --store DIR``: build or extend the FAISS index of a store's clip embeddings (index/vectors.py)."""
+"""``bike index --store DIR``: build or extend the FAISS index of a store's clip embeddings (index/vectors.py),
+and rebuild the BM25 index of its text channels when transcripts batches are not covered (index/textindex.py)."""
 from __future__ import annotations
 
 from .. import output
@@ -14,7 +15,8 @@ def register(sub) -> None:
                     "above; another kind sticks (later updates, e.g. by `bike tag`, keep it) until --kind "
                     "auto or another kind is given. "
                     "The index lives in STORE/_index/<model_id>/; search works without it (exact scan). "
-                    "No model is loaded.",
+                    "The BM25 index of the text channels (STORE/_index/_text/) is rebuilt too when a "
+                    "transcripts batch is not covered. No model is loaded.",
         examples=["bike index --store tags/", "bike index --store tags/ --kind ivf --format json",
                   "bike index --store tags/ --kind auto        # choose by size again after another --kind"])
     p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
@@ -45,13 +47,24 @@ def _kind(text: str) -> str:
 def run(args) -> int:
     apply_endpoint(args)
     from index.store import Store, StoreError
+    from index.textindex import has_transcripts, update_text_index
     from index.vectors import update_index
 
     from ..errors import UsageError
     try:
-        report = update_index(Store(args.store), args.model_id, kind=args.kind, gpu=args.gpu,
+        store = Store(args.store)
+        # the BM25 index of the text channels (index/textindex.py), first: it needs no embeddings
+        text = update_text_index(store, lease=True) if has_transcripts(store) else None
+        report = update_index(store, args.model_id, kind=args.kind, gpu=args.gpu,
                               log=lambda msg: output.info(f"bike: {msg}"))
     except StoreError as e:
         raise UsageError(str(e)) from None
-    output.emit(report, args.format, table_fn=lambda r, out: print(f"bike: {output.safe(r.line())}", file=out))
+
+    def table(r, out):
+        print(f"bike: {output.safe(r.line())}", file=out)
+        if text is not None:
+            print(f"bike: {output.safe(text.line())}", file=out)
+    if text is not None and args.format != "table":      # the emitted record stays the vector index's
+        output.info(f"bike: {text.line()}")
+    output.emit(report, args.format, table_fn=table)
     return 0
