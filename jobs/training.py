@@ -42,9 +42,9 @@ from engine.video import VideoError
 from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
+from . import optim
 from .learner import (AttributeLearner, training_precision, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
-                      lr_factor, make_optimizer, make_scheduler, new_header, normalize, param_groups,
-                      save_atomic, warmup_epochs)
+                      new_header, normalize, save_atomic)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.jsonl"
@@ -281,9 +281,9 @@ def train_loop(config: dict) -> None:
     text = model.label_features(cfg.labels)           # frozen text tower: (C, D), (C, 77, D)
     learner = VideoLearner(clip.visual, clip.logit_scale, text.cls, text.tokens, header, cfg.pooling).to(device)
     net = ray.train.torch.prepare_model(learner, parallel_strategy_kwargs={"broadcast_buffers": False})
-    opt = make_optimizer(param_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
+    opt = optim.adamw(optim.video_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
     steps = ds.steps_per_epoch(len(cfg.train), cfg.batch)
-    sched = make_scheduler(opt, cfg.epochs, steps)
+    sched = optim.schedule(opt, cfg.epochs, steps)
     prec, learner.amp = training_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and prec == "fp16")
     start = 0
@@ -304,7 +304,7 @@ def train_loop(config: dict) -> None:
     val_reader = ds.FrameReader(resize=aug.resize, cache_bytes=cfg.cache_bytes // 4)
     _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
                f"{world} worker(s) on {device.type} ({prec}), batch {cfg.batch} ({local_batch}/worker), "
-               f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
+               f"{steps} steps/epoch, warm-up {optim.warmup_epochs(cfg.epochs):.2f} epochs")
     extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
              "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
 
@@ -394,15 +394,13 @@ def _train_attributes(cfg, model, learner, data, reader, aug, device, rank, worl
     head = model.attribute_head or AttributeHead(model.embed_dim)
     attr = AttributeLearner(head.to(device), model.label_features(cfg.labels).cls, model.clip.logit_scale)
     net = ray.train.torch.prepare_model(attr, parallel_strategy_kwargs={"broadcast_buffers": False})
-    opt = make_optimizer([{"params": list(head.parameters()), "lr": cfg.lr_new}])
+    opt = optim.adamw(optim.head_groups(head, cfg.lr_new))
     counts = [0] * world
     counts[rank] = len(ys)
     counts = [int(c) for c in _all_sum(counts, device)]
     per_rank = max(2, local_batch)
     steps = max(1, min(counts) // per_rank)
-    total_steps = steps * cfg.attr_epochs
-    warm = int(round(warmup_epochs(cfg.attr_epochs) * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warm))
+    sched = optim.schedule(opt, cfg.attr_epochs, steps)
     for epoch in range(cfg.attr_epochs):
         order = np.random.default_rng([cfg.seed, epoch, 11, rank]).permutation(len(ys))
         order = np.resize(order, steps * per_rank)

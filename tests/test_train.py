@@ -12,7 +12,8 @@ import engine
 from engine.loss import batch_logits, bike_loss
 from jobs import datasets as ds
 from jobs.cli import main as bike_main
-from jobs.learner import VideoLearner, lr_factor, new_header, normalize, warmup_epochs
+from jobs.learner import VideoLearner, new_header, normalize
+from jobs.optim import lr_factor, warmup_epochs
 from jobs.synthetic import VideoSpec, make_dataset, write_labels, write_list
 from jobs.training import TrainConfig, local_indices, read_history, run_training
 
@@ -36,6 +37,23 @@ def test_schedule_and_sharding():
     a, b = local_indices(10, 4, 0, 2, 0, 0), local_indices(10, 4, 1, 2, 0, 0)
     assert len(a) == len(b) == 4 and not set(a) & set(b)             # equal steps, disjoint shares
     assert local_indices(10, 4, 0, 2, 0, 1) != a                       # reshuffled every epoch
+
+
+def test_optimiser_recipe_groups_and_rates():
+    """jobs.optim is the one recipe: new modules at LR_NEW, CLIP visual + logit_scale at LR_CLIP (left out at 0)."""
+    from jobs import optim
+    visual, header, scale = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Parameter(torch.ones(()))
+    opt = optim.adamw(optim.video_groups(visual, scale, [header, None]))
+    assert [(g["name"], g["lr"], g["weight_decay"], g["betas"]) for g in opt.param_groups] == [
+        ("new", 5e-5, 0.2, (0.9, 0.999)), ("clip", 5e-6, 0.2, (0.9, 0.999))]
+    assert len(opt.param_groups[1]["params"]) == 3                       # weight, bias, logit_scale
+    assert [g["name"] for g in optim.video_groups(visual, scale, [header], lr_clip=0)] == ["new"]
+    sched = optim.schedule(opt, epochs=6, steps_per_epoch=10)            # warm-up 1 epoch = 10 steps
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-6)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-5)
 
 
 def _fixed_batch_loss(learner, samples, reader):
