@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -76,7 +75,6 @@ class TrainConfig:
     loader_workers: int = 0          # torch DataLoader processes per Ray worker
     cache_bytes: int = 1 << 30       # decoded short videos kept per worker
     log_every: int = 50              # steps between progress lines inside an epoch
-    fail_at_epoch: int = -1          # tests: rank 0 SIGKILLs itself after this epoch's checkpoint (once)
 
     def __post_init__(self):        # samples arrive as dicts after asdict() on the way to the workers
         self.train = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
@@ -346,12 +344,6 @@ def train_loop(config: dict) -> None:
             ckpt = checkpoint_dict(model.name, clip, header, attribute_head, cfg.labels, cfg.frames, epoch + 1,
                                    "video", opt, sched, scaler, **extra)
         _report(rank, cfg, metrics, ckpt)
-        if rank == 0 and epoch + 1 == cfg.fail_at_epoch:
-            marker = os.path.join(cfg.out, ".failed-once")
-            if not os.path.exists(marker):
-                open(marker, "w").close()
-                print(f"[train] test hook: SIGKILL to this worker after epoch {epoch + 1}", flush=True)
-                os.kill(os.getpid(), signal.SIGKILL)
 
     if cfg.attr_epochs > 0:
         attribute_head = _train_attributes(cfg, model, learner, data, val_reader, aug, device, rank, world,
@@ -450,10 +442,11 @@ def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
 
 
 def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker=None,
-                 address: "str | None" = None, max_failures: int = 2) -> list:
+                 address: "str | None" = None, max_failures: int = 2, loop=None) -> list:
     """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``). A ``resume_path``
     is checked here, on the driver, before Ray starts: a missing or damaged checkpoint is one clear error
-    (:class:`engine.CheckpointError`), and the file is left untouched."""
+    (:class:`engine.CheckpointError`), and the file is left untouched. ``loop`` is the per-worker function
+    (default :func:`train_loop`; a test wraps it to inject a fault)."""
     if cfg.resume_path:
         load_resume_state(cfg.resume_path)
     _check_out_writable(cfg.out)
@@ -485,7 +478,7 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker
     trainer = TorchTrainer(
-        train_loop,
+        loop or train_loop,
         train_loop_config=asdict(cfg),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources),

@@ -139,11 +139,34 @@ def test_resume_continues_from_the_last_checkpoint(trained, data, tmp_path, caps
     assert ckpt["epoch"] == 7 and ckpt["scheduler"]["last_epoch"] == 7 * steps   # optimizer state carried on
 
 
+def _sigkilled_once_after_epoch_1(config: dict) -> None:
+    """The Ray Train loop of the fault test, run in the worker: ``train_loop`` with rank 0 SIGKILLing itself
+    right after epoch 1's checkpoint is reported (once: the marker file stops the restarted worker)."""
+    import signal
+
+    import jobs.training as training
+    report = training._report
+
+    def report_then_die(rank, cfg, metrics, ckpt):
+        report(rank, cfg, metrics, ckpt)
+        marker = os.path.join(cfg.out, ".failed-once")
+        if rank == 0 and metrics.get("stage") == "video" and metrics.get("epoch") == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    training._report = report_then_die
+    training.train_loop(config)
+
+
 @pytest.mark.slow
 def test_worker_sigkilled_then_restarted_from_its_checkpoint(ray_cluster, data, tmp_path):
+    import sys
+
+    import ray.cloudpickle
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the workers cannot import this file
     out = tmp_path / "run"
-    cfg = _config(data, out, epochs=2, fail_at_epoch=1)
-    hist = run_training(cfg, workers=1, max_failures=1)
+    cfg = _config(data, out, epochs=2)
+    hist = run_training(cfg, workers=1, max_failures=1, loop=_sigkilled_once_after_epoch_1)
     assert os.path.exists(out / ".failed-once")                       # the worker really was SIGKILLed
     # epoch 1 ran once: the restarted worker group continued from epoch 1's checkpoint
     assert [(h["epoch"], h["stage"]) for h in hist] == [(1, "video"), (2, "video"), (2, "done")]
