@@ -30,8 +30,8 @@ from machine import machine  # noqa: E402  (bench/ is sys.path[0] when a bench s
 
 import engine  # noqa: E402
 from engine.loss import batch_logits, bike_loss  # noqa: E402
-from jobs.learner import (VideoLearner, make_optimizer, new_header, normalize, param_groups,  # noqa: E402
-                          training_precision)
+from jobs import optim  # noqa: E402
+from jobs.learner import VideoLearner, new_header, normalize, training_precision  # noqa: E402
 
 
 def build(name: str, frames: int, classes: int, device: str):
@@ -83,7 +83,7 @@ def main() -> None:
     for prec in args.precisions:
         learner = copy.deepcopy(base)                         # same weights for every precision
         name, learner.amp = training_precision(prec, args.device)
-        opt = make_optimizer(param_groups(learner.visual, learner.logit_scale, [learner.header], 5e-5, 5e-6))
+        opt = optim.adamw(optim.video_groups(learner.visual, learner.logit_scale, [learner.header], optim.LR_NEW, optim.LR_CLIP))
         first_loss, first_logits = step(learner, opt, x, y)
         for _ in range(args.warmup - 1):
             step(learner, opt, x, y)

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .transform import resized_size
+
 #: ITU-R 601 luma weights (what torchvision's Grayscale uses).
 LUMA = (0.299, 0.587, 0.114)
 
@@ -30,13 +32,6 @@ class AugmentConfig:
     ratio: tuple = (3 / 4, 4 / 3)        # crop aspect (width / height)
     flip: float = 0.5                    # probability of a horizontal flip
     gray: float = 0.2                    # probability of grayscale
-
-
-def short_side_size(height: int, width: int, short: int) -> tuple[int, int]:
-    """(h, w) after resizing so the short side is ``short`` (aspect kept, rounded)."""
-    if height <= width:
-        return short, max(short, round(width * short / height))
-    return max(short, round(height * short / width)), short
 
 
 def random_resized_crop_box(height: int, width: int, rng: np.random.Generator,
@@ -93,7 +88,7 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
     One crop box, one flip decision and one grayscale decision for the whole clip.
     """
     _, height, width, _ = frames.shape
-    rh, rw = short_side_size(height, width, cfg.resize)                    # the short-side-256 frame
+    rw, rh = resized_size(width, height, cfg.resize)                    # the short-side-256 frame
     y0, x0, h, w = random_resized_crop_box(rh, rw, rng, cfg.scale, cfg.ratio)
     sy, sx = height / rh, width / rw                                       # back to source pixels
     box = (int(round(y0 * sy)), int(round(x0 * sx)),
@@ -109,7 +104,7 @@ def augment_clip(frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
 def center_view(frames: np.ndarray, size: int = 224, resize: int = 256) -> np.ndarray:
     """The evaluation view: short side → ``resize``, centre ``size`` crop. uint8 (T, H, W, 3) in and out."""
     _, height, width, _ = frames.shape
-    rh, rw = short_side_size(height, width, resize)
+    rw, rh = resized_size(width, height, resize)
     sy, sx = height / rh, width / rw
     y0, x0 = (rh - size) // 2, (rw - size) // 2
     box = (int(round(y0 * sy)), int(round(x0 * sx)), max(1, int(round(size * sy))), max(1, int(round(size * sx))))

@@ -83,30 +83,11 @@ RERANK_ALL_MAX = 2000
 
 def readonly_connection(store: Store):
     """A DuckDB connection with the store's views that reads the store's committed shards and nothing else:
-    ``index.sql.connect_readonly`` where the store layer provides it, else the same restrictions applied here
-    (external access off except the shard files, no extension auto-loading/installing, no spilling to a temp
-    directory, configuration locked so a query cannot turn any of it back on)."""
-    try:
-        from .sql import connect_readonly
-    except ImportError:
-        connect_readonly = None
-    if connect_readonly is not None:
-        return connect_readonly(store)
-    con = store.connect()
-    files = [str(p) for table in _tables() for p in store.files(table)]
-    steps = [("SET autoload_known_extensions = false", None), ("SET autoinstall_known_extensions = false", None),
-             ("SET temp_directory = ''", None)]
-    if files:
-        steps.append(("SET allowed_paths = $p", {"p": files}))
-    steps += [("SET enable_external_access = false", None), ("SET lock_configuration = true", None)]
-    for stmt, params in steps:
-        con.execute(stmt, params) if params else con.execute(stmt)
-    return con
-
-
-def _tables():
-    from .schema import TABLES
-    return TABLES
+    :func:`index.sql.connect_readonly` (external access off except the shard files, no extension
+    auto-loading/installing, no spilling to a temp directory, configuration locked so a query cannot turn any
+    of it back on)."""
+    from .sql import connect_readonly
+    return connect_readonly(store)
 
 
 def describe_model_row(store: Store, model_id: str) -> "tuple[str, bool]":

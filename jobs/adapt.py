@@ -30,6 +30,7 @@ from engine.augment import AugmentConfig
 from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
+from . import optim
 from .learner import AttributeLearner, checkpoint_dict, save_atomic
 
 
@@ -70,7 +71,7 @@ def learn_class_features(model, feats, labels, names, cfg: FastConfig):
     h = model.temporal(feats)                                                    # (N, T, D), header frozen
     scale = model.clip.logit_scale.detach().exp()
     rms = float(text.cls.pow(2).mean().sqrt())
-    opt = torch.optim.Adam([cls, tokens], lr=cfg.lr * rms)
+    opt = optim.adapt_adam([cls, tokens], cfg.lr * rms)
     for step in range(cfg.steps):
         logits = bike.video_logits(h, tokens, cls) * scale                         # (N, C), VCS
         loss = bike_loss(batch_logits(logits, labels), labels)
@@ -93,7 +94,7 @@ def learn_attribute_head(model, feats, labels, cls, cfg: FastConfig) -> Attribut
         head.load_state_dict(model.attribute_head.state_dict())
     head = head.to(model.device).train()
     net = AttributeLearner(head, cls, model.clip.logit_scale)
-    opt = torch.optim.Adam(head.parameters(), lr=cfg.attr_lr)
+    opt = optim.adapt_adam(head.parameters(), cfg.attr_lr)
     for step in range(cfg.attr_steps):
         loss = bike_loss(batch_logits(net(sentences), labels), labels)
         opt.zero_grad(set_to_none=True)

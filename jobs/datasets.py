@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.augment import AugmentConfig, augment_clip, short_side_size
+from engine.augment import AugmentConfig, augment_clip
+from engine.transform import resized_size
 from engine.labels import LabelSet
 from engine.sampling import crop_boxes, random_segment_indices, segment_indices, view_offsets
 from engine.video import VideoError, probe, read_frames
@@ -213,8 +214,7 @@ class FrameReader:
     def _out_size(self, width: int, height: int) -> tuple:
         if min(width, height) <= self.resize:
             return width, height
-        h, w = short_side_size(height, width, self.resize)
-        return w - w % 2, h - h % 2
+        return resized_size(width, height, self.resize)
 
     def frames(self, s: Sample, indices) -> np.ndarray:
         """uint8 (len(indices), H, W, 3) frames of sample ``s`` at ``indices`` (repeats allowed)."""
@@ -289,7 +289,7 @@ def eval_views(reader: FrameReader, s: Sample, frames: int, size: int = 224, res
     views = []
     for off in view_offsets(n, frames, clips):
         raw = reader.frames(s, segment_indices(n, frames, off))           # (T, h, w, 3)
-        rh, rw = short_side_size(raw.shape[1], raw.shape[2], resize)
+        rw, rh = resized_size(raw.shape[2], raw.shape[1], resize)
         resized = _resize(raw, rh, rw)                                    # (T, rh, rw, 3)
         for y0, x0 in crop_boxes(rh, rw, size, crops):
             views.append(resized[:, y0:y0 + size, x0:x0 + size])

@@ -6,7 +6,6 @@ This module imports nothing heavy: the error classes of the engine and the store
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 
@@ -29,24 +28,13 @@ USER_ERROR_CLASSES = [
 ]
 
 
-def user_errors(imported_only: bool = True) -> tuple:
+def user_errors() -> tuple:
     """The user-facing exception classes: :class:`UsageError` and those of :data:`USER_ERROR_CLASSES` whose
-    module is imported (``imported_only=False`` imports them all)."""
+    module is imported."""
     found = [UsageError]
     for module, name in USER_ERROR_CLASSES:
         mod = sys.modules.get(module)
-        if mod is None and not imported_only:
-            try:
-                mod = importlib.import_module(module)
-            except ImportError:
-                continue
         cls = getattr(mod, name, None) if mod is not None else None
         if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
             found.append(cls)
     return tuple(found)
-
-
-def __getattr__(name: str):
-    if name == "USER_ERRORS":            # the old constant: every class, importing their modules
-        return user_errors(imported_only=False)
-    raise AttributeError(f"module 'jobs.errors' has no attribute {name!r}")

@@ -13,17 +13,14 @@ gradient of this worker's own slice), every worker runs the header + VCS on the 
 takes the loss over all ``B = batch`` videos, and DDP averages the gradients.
 :class:`AttributeLearner` is the attributes branch (two MLP heads on frozen sentence / class features).
 
-Optimisation (docs/model.md §6): AdamW (0.9, 0.999, eps 1e-8, weight decay 0.2); lr 5e-5 for new modules
-(header, attributes heads), 5e-6 for the CLIP visual weights and logit_scale; linear warm-up (5 epochs,
-fewer when training is short) then cosine decay to 0, stepped every batch.
+Optimisation (docs/model.md §6: AdamW, learning rates, warm-up + cosine schedule) is :mod:`jobs.optim`,
+the one place every optimiser of bike comes from.
 
 Checkpoints use the released BIKE layout (``model_state_dict`` = the whole CLIP in open_clip/OpenAI key
 layout, ``fusion_model_state_dict`` = the header) plus bike's keys, so ``bike classify --checkpoint`` loads
 them with :func:`engine.load_model`.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -34,15 +31,6 @@ from engine.config import DEFAULTS
 from engine.spotting import l2norm
 from engine.temporal import TemporalTransformer
 from index.store import atomic_write
-
-#: docs/model.md §6 learning rates.
-LR_NEW = 5e-5
-LR_CLIP = 5e-6
-WEIGHT_DECAY = 0.2
-BETAS = (0.9, 0.999)
-EPS = 1e-8
-WARMUP_EPOCHS = 5
-
 
 #: uint8 (B, T, S, S, 3) → CLIP-normalised float (B, T, 3, S, S) on the same device (engine.bike's step).
 normalize = bike.normalise
@@ -170,43 +158,6 @@ def training_precision(precision: "str | None", device) -> "tuple[str, torch.dty
     if name == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 trains on GPUs only (--gpus-per-worker 1); on a CPU use bf16 or fp32")
     return name, {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def param_groups(visual: nn.Module, logit_scale: nn.Parameter, new_modules, lr_new: float = LR_NEW,
-                 lr_clip: float = LR_CLIP) -> list:
-    """AdamW groups of docs/model.md §6: new modules at ``lr_new``; CLIP visual + logit_scale at ``lr_clip``."""
-    new = [p for m in new_modules if m is not None for p in m.parameters() if p.requires_grad]
-    clip = [p for p in visual.parameters() if p.requires_grad] + [logit_scale]
-    groups = []
-    if new:
-        groups.append({"params": new, "lr": lr_new, "name": "new"})
-    if clip and lr_clip > 0:
-        groups.append({"params": clip, "lr": lr_clip, "name": "clip"})
-    return groups
-
-
-def make_optimizer(groups: list) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
-
-
-def warmup_epochs(epochs: int) -> float:
-    """5 warm-up epochs for long runs; a sixth of the run (BIKE's 5 of 30) when it is shorter."""
-    return min(float(WARMUP_EPOCHS), epochs / 6.0)
-
-
-def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear warm-up from ~0 to 1 over ``warmup_steps``, then cosine from 1 to 0 at ``total_steps``."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def make_scheduler(opt: torch.optim.Optimizer, epochs: int, steps_per_epoch: int):
-    total = epochs * steps_per_epoch
-    warm = int(round(warmup_epochs(epochs) * steps_per_epoch))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warm))
 
 
 def checkpoint_dict(model_name: str, clip: nn.Module, header, attribute_head, labels, frames: int, epoch: int,

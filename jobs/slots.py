@@ -52,13 +52,11 @@ class DecodeSlots:
     def __init__(self, sizes: "dict[str, int]"):
         self.sizes = {p: int(sizes.get(p, 0)) for p in ORDER}
         self._free = {p: list(range(self.sizes[p])) for p in ORDER}
-        self.used = {p: 0 for p in ORDER}       # decodes started per pool, ever
 
     def take(self) -> "tuple[str, int] | None":
         """A free slot (pool, number), now busy; None when every slot is busy."""
         for p in ORDER:
             if self._free[p]:
-                self.used[p] += 1
                 return p, self._free[p].pop(0)
         return None
 
@@ -76,7 +74,3 @@ class DecodeSlots:
     @property
     def total(self) -> int:
         return sum(self.sizes.values())
-
-    def describe(self) -> str:
-        """e.g. "4 cpu + 7 nvdec" (only the pools that have slots)."""
-        return " + ".join(f"{self.sizes[p]} {p}" for p in (CPU, NVDEC) if self.sizes[p]) or "none"

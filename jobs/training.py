@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,9 +41,9 @@ from engine.video import VideoError
 from engine.loss import batch_logits, bike_loss
 
 from . import datasets as ds
+from . import optim
 from .learner import (AttributeLearner, training_precision, VideoLearner, all_gather_labels, all_gather_local_grad, checkpoint_dict,
-                      lr_factor, make_optimizer, make_scheduler, new_header, normalize, param_groups,
-                      save_atomic, warmup_epochs)
+                      new_header, normalize, save_atomic)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.jsonl"
@@ -76,7 +75,6 @@ class TrainConfig:
     loader_workers: int = 0          # torch DataLoader processes per Ray worker
     cache_bytes: int = 1 << 30       # decoded short videos kept per worker
     log_every: int = 50              # steps between progress lines inside an epoch
-    fail_at_epoch: int = -1          # tests: rank 0 SIGKILLs itself after this epoch's checkpoint (once)
 
     def __post_init__(self):        # samples arrive as dicts after asdict() on the way to the workers
         self.train = [s if isinstance(s, ds.Sample) else ds.Sample(**{**s, "labels": tuple(s["labels"])})
@@ -281,9 +279,9 @@ def train_loop(config: dict) -> None:
     text = model.label_features(cfg.labels)           # frozen text tower: (C, D), (C, 77, D)
     learner = VideoLearner(clip.visual, clip.logit_scale, text.cls, text.tokens, header, cfg.pooling).to(device)
     net = ray.train.torch.prepare_model(learner, parallel_strategy_kwargs={"broadcast_buffers": False})
-    opt = make_optimizer(param_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
+    opt = optim.adamw(optim.video_groups(clip.visual, clip.logit_scale, [header], cfg.lr_new, cfg.lr_clip))
     steps = ds.steps_per_epoch(len(cfg.train), cfg.batch)
-    sched = make_scheduler(opt, cfg.epochs, steps)
+    sched = optim.schedule(opt, cfg.epochs, steps)
     prec, learner.amp = training_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=on_gpu and prec == "fp16")
     start = 0
@@ -304,7 +302,7 @@ def train_loop(config: dict) -> None:
     val_reader = ds.FrameReader(resize=aug.resize, cache_bytes=cfg.cache_bytes // 4)
     _log(rank, f"{len(cfg.train)} training / {len(cfg.val)} held-out clips, {len(cfg.labels)} classes, "
                f"{world} worker(s) on {device.type} ({prec}), batch {cfg.batch} ({local_batch}/worker), "
-               f"{steps} steps/epoch, warm-up {warmup_epochs(cfg.epochs):.2f} epochs")
+               f"{steps} steps/epoch, warm-up {optim.warmup_epochs(cfg.epochs):.2f} epochs")
     extra = {"pooling": cfg.pooling, "random_init": model.random_init,     # lineage: RANDOM WEIGHTS stays said
              "train_config": {k: v for k, v in config.items() if k not in ("train", "val")}}
 
@@ -346,12 +344,6 @@ def train_loop(config: dict) -> None:
             ckpt = checkpoint_dict(model.name, clip, header, attribute_head, cfg.labels, cfg.frames, epoch + 1,
                                    "video", opt, sched, scaler, **extra)
         _report(rank, cfg, metrics, ckpt)
-        if rank == 0 and epoch + 1 == cfg.fail_at_epoch:
-            marker = os.path.join(cfg.out, ".failed-once")
-            if not os.path.exists(marker):
-                open(marker, "w").close()
-                print(f"[train] test hook: SIGKILL to this worker after epoch {epoch + 1}", flush=True)
-                os.kill(os.getpid(), signal.SIGKILL)
 
     if cfg.attr_epochs > 0:
         attribute_head = _train_attributes(cfg, model, learner, data, val_reader, aug, device, rank, world,
@@ -394,15 +386,13 @@ def _train_attributes(cfg, model, learner, data, reader, aug, device, rank, worl
     head = model.attribute_head or AttributeHead(model.embed_dim)
     attr = AttributeLearner(head.to(device), model.label_features(cfg.labels).cls, model.clip.logit_scale)
     net = ray.train.torch.prepare_model(attr, parallel_strategy_kwargs={"broadcast_buffers": False})
-    opt = make_optimizer([{"params": list(head.parameters()), "lr": cfg.lr_new}])
+    opt = optim.adamw(optim.head_groups(head, cfg.lr_new))
     counts = [0] * world
     counts[rank] = len(ys)
     counts = [int(c) for c in _all_sum(counts, device)]
     per_rank = max(2, local_batch)
     steps = max(1, min(counts) // per_rank)
-    total_steps = steps * cfg.attr_epochs
-    warm = int(round(warmup_epochs(cfg.attr_epochs) * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warm))
+    sched = optim.schedule(opt, cfg.attr_epochs, steps)
     for epoch in range(cfg.attr_epochs):
         order = np.random.default_rng([cfg.seed, epoch, 11, rank]).permutation(len(ys))
         order = np.resize(order, steps * per_rank)
@@ -452,10 +442,11 @@ def ensure_ray(address: "str | None" = None, num_cpus: "int | None" = None):
 
 
 def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker=None,
-                 address: "str | None" = None, max_failures: int = 2) -> list:
+                 address: "str | None" = None, max_failures: int = 2, loop=None) -> list:
     """Train with Ray Train; returns the per-epoch metrics (also in ``OUT/history.jsonl``). A ``resume_path``
     is checked here, on the driver, before Ray starts: a missing or damaged checkpoint is one clear error
-    (:class:`engine.CheckpointError`), and the file is left untouched."""
+    (:class:`engine.CheckpointError`), and the file is left untouched. ``loop`` is the per-worker function
+    (default :func:`train_loop`; a test wraps it to inject a fault)."""
     if cfg.resume_path:
         load_resume_state(cfg.resume_path)
     _check_out_writable(cfg.out)
@@ -487,7 +478,7 @@ def run_training(cfg: TrainConfig, workers: int = 1, gpus_per_worker: float = 0,
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker
     trainer = TorchTrainer(
-        train_loop,
+        loop or train_loop,
         train_loop_config=asdict(cfg),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=bool(gpus_per_worker),
                                      resources_per_worker=resources),

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from engine.augment import (AugmentConfig, augment_clip, center_view, grayscale, hflip,
-                            random_resized_crop_box, short_side_size)
+                            random_resized_crop_box)
+from engine.transform import resized_size
 from engine.loss import batch_logits, bike_loss, scaled, soft_targets
 
 
@@ -93,9 +94,17 @@ def test_crop_box_respects_area_and_aspect():
             assert 3 / 4 - 0.05 <= w / h <= 4 / 3 + 0.05
 
 
+def test_one_resize_rule_for_decoding_training_and_folders():
+    """engine.transform.resized_size is the rule: short side exact, long side rounded to even. The training
+    frame reader (jobs.datasets) scales a video to the same grid as the decoders (it used to cut 341 to 340
+    where the decoders made 342)."""
+    from jobs.datasets import FrameReader
+    assert resized_size(64, 48, 256) == (342, 256) and resized_size(50, 100, 256) == (256, 512)
+    assert resized_size(640, 480, 256) == FrameReader(resize=256)._out_size(640, 480) == (342, 256)
+    assert FrameReader(resize=256)._out_size(320, 200) == (320, 200)          # never upscaled there
+
+
 def test_short_side_and_center_view():
-    assert short_side_size(48, 64, 256) == (256, 341)
-    assert short_side_size(100, 50, 256) == (512, 256)
     frames = np.zeros((2, 48, 64, 3), np.uint8)
     frames[:, :, 32:] = 255                                          # right half white
     out = center_view(frames, 224, 256)

@@ -47,7 +47,7 @@ def test_slot_decoders():
 
 def test_slots_fill_nvdec_first_and_come_back():
     s = DecodeSlots({CPU: 2, NVDEC: 3})
-    assert s.describe() == "2 cpu + 3 nvdec" and s.total == 5
+    assert s.total == 5
     taken = [s.take() for _ in range(5)]
     assert taken == [(NVDEC, 0), (NVDEC, 1), (NVDEC, 2), (CPU, 0), (CPU, 1)]
     assert s.take() is None and s.busy() == 5
@@ -57,12 +57,10 @@ def test_slots_fill_nvdec_first_and_come_back():
     s.give(CPU, 1)
     assert s.take() == (NVDEC, 1)                     # both free: NVDEC first
     assert s.busy(NVDEC) == 3 and s.busy(CPU) == 1
-    assert s.used == {NVDEC: 4, CPU: 3}
     with pytest.raises(ValueError):
         s.give(CPU, 1)                                # already free
     with pytest.raises(ValueError):
         s.give(NVDEC, 7)                              # no such slot
-    assert DecodeSlots({CPU: 4}).describe() == "4 cpu"
 
 
 def test_decoder_names_of_the_slots():

@@ -12,7 +12,8 @@ import engine
 from engine.loss import batch_logits, bike_loss
 from jobs import datasets as ds
 from jobs.cli import main as bike_main
-from jobs.learner import VideoLearner, lr_factor, new_header, normalize, warmup_epochs
+from jobs.learner import VideoLearner, new_header, normalize
+from jobs.optim import lr_factor, warmup_epochs
 from jobs.synthetic import VideoSpec, make_dataset, write_labels, write_list
 from jobs.training import TrainConfig, local_indices, read_history, run_training
 
@@ -36,6 +37,23 @@ def test_schedule_and_sharding():
     a, b = local_indices(10, 4, 0, 2, 0, 0), local_indices(10, 4, 1, 2, 0, 0)
     assert len(a) == len(b) == 4 and not set(a) & set(b)             # equal steps, disjoint shares
     assert local_indices(10, 4, 0, 2, 0, 1) != a                       # reshuffled every epoch
+
+
+def test_optimiser_recipe_groups_and_rates():
+    """jobs.optim is the one recipe: new modules at LR_NEW, CLIP visual + logit_scale at LR_CLIP (left out at 0)."""
+    from jobs import optim
+    visual, header, scale = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Parameter(torch.ones(()))
+    opt = optim.adamw(optim.video_groups(visual, scale, [header, None]))
+    assert [(g["name"], g["lr"], g["weight_decay"], g["betas"]) for g in opt.param_groups] == [
+        ("new", 5e-5, 0.2, (0.9, 0.999)), ("clip", 5e-6, 0.2, (0.9, 0.999))]
+    assert len(opt.param_groups[1]["params"]) == 3                       # weight, bias, logit_scale
+    assert [g["name"] for g in optim.video_groups(visual, scale, [header], lr_clip=0)] == ["new"]
+    sched = optim.schedule(opt, epochs=6, steps_per_epoch=10)            # warm-up 1 epoch = 10 steps
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-6)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-5)
 
 
 def _fixed_batch_loss(learner, samples, reader):
@@ -121,11 +139,34 @@ def test_resume_continues_from_the_last_checkpoint(trained, data, tmp_path, caps
     assert ckpt["epoch"] == 7 and ckpt["scheduler"]["last_epoch"] == 7 * steps   # optimizer state carried on
 
 
+def _sigkilled_once_after_epoch_1(config: dict) -> None:
+    """The Ray Train loop of the fault test, run in the worker: ``train_loop`` with rank 0 SIGKILLing itself
+    right after epoch 1's checkpoint is reported (once: the marker file stops the restarted worker)."""
+    import signal
+
+    import jobs.training as training
+    report = training._report
+
+    def report_then_die(rank, cfg, metrics, ckpt):
+        report(rank, cfg, metrics, ckpt)
+        marker = os.path.join(cfg.out, ".failed-once")
+        if rank == 0 and metrics.get("stage") == "video" and metrics.get("epoch") == 1 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    training._report = report_then_die
+    training.train_loop(config)
+
+
 @pytest.mark.slow
 def test_worker_sigkilled_then_restarted_from_its_checkpoint(ray_cluster, data, tmp_path):
+    import sys
+
+    import ray.cloudpickle
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the workers cannot import this file
     out = tmp_path / "run"
-    cfg = _config(data, out, epochs=2, fail_at_epoch=1)
-    hist = run_training(cfg, workers=1, max_failures=1)
+    cfg = _config(data, out, epochs=2)
+    hist = run_training(cfg, workers=1, max_failures=1, loop=_sigkilled_once_after_epoch_1)
     assert os.path.exists(out / ".failed-once")                       # the worker really was SIGKILLed
     # epoch 1 ran once: the restarted worker group continued from epoch 1's checkpoint
     assert [(h["epoch"], h["stage"]) for h in hist] == [(1, "video"), (2, "video"), (2, "done")]

@@ -334,6 +334,22 @@ def test_long_select_expression_goes_through_a_file(numbered_25s, monkeypatch, f
     assert numbers(clips[5].frames[1]) == [250 + i for i in segment_indices(50, 16, 50 / 16 / 2)]
 
 
+def test_decode_command_keeps_the_input_guard_before_the_input(tmp_path, ffmpeg_only):
+    """The command ffmpeg-python compiles: globals first, the format/protocol whitelists and input options
+    before ``-i file:PATH``, the first real video stream through select + scale to an rgb24 pipe."""
+    args = fc._decode_args(str(tmp_path / "a:b.mp4"), [1, 2, 40], 342, 256, 2, str(tmp_path), True)
+    at = args.index("-i")
+    assert args[1:5] == ["-nostdin", "-nostats", "-loglevel", "error"]
+    assert args[at + 1] == "file:" + str(tmp_path / "a:b.mp4")
+    before = args[:at]
+    assert before[before.index("-protocol_whitelist") + 1] == "file"
+    assert before[before.index("-format_whitelist") + 1].split(",") == list(fc.DEMUXERS)
+    assert before[before.index("-skip_frame") + 1] == "nokey" and before[before.index("-threads") + 1] == "2"
+    graph = args[args.index("-filter_complex") + 1]
+    assert graph.startswith("[0:V:0]select=") and "scale=342:256:flags=bicubic" in graph
+    assert args[-1] == "pipe:" and "rgb24" in args and args.count("-i") == 1
+
+
 def test_threads_option(numbered):
     assert numbers(read_video(numbered, size=32, resize=32, threads=1).frames[0]) == segment_indices(50, 8)
 

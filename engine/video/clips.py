@@ -17,10 +17,11 @@ from typing import Iterator
 import numpy as np
 
 from ..sampling import crop_boxes
+from ..transform import resized_size
 from .base import DecodeReport, Decoder, get_decoder
 from .plan import SAMPLINGS, Window, plan
 from .types import (Budget, ByteSource, Clip, ReadError, VideoError, VideoInfo, check_file, check_input, check_source,
-                    decode_timeout, input_name, resized_size)
+                    decode_timeout, input_name)
 
 log = logging.getLogger("engine.video")
 

@@ -7,7 +7,9 @@
   every frame of the file up to the last one needed (the slow part: see docs/decoding.md). With
   ``keyframes_only`` it adds ``-skip_frame nokey`` and selects among keyframes.
 
-The binary is ``ffmpeg_exe()``. Inputs are restricted to single-file demuxers and the ``file`` protocol
+The command lines are built with ffmpeg-python's filter-graph API (``ffmpeg.input(...).filter(...).output(...)``
+compiled to an argv; ffmpeg-python runs nothing: the processes, their watchdog and their pipes are this
+module's). The binary is ``ffmpeg_exe()``. Inputs are restricted to single-file demuxers and the ``file`` protocol
 (``-format_whitelist``/``-protocol_whitelist``). A watchdog kills ffmpeg past the time budget or when it
 made no progress for ``STALL_S``; ffmpeg is always killed on the way out.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator
 
+import ffmpeg  # ffmpeg-python: builds the command lines below from a filter graph (it runs nothing here)
 import numpy as np
 
 from .base import DecodeReport, Decoder
@@ -327,8 +330,9 @@ def _rotation_cw(details: str) -> int:
 def _count_frames(path: str, timeout_s: float) -> int:
     """Count video frames by demuxing without decoding (``-c copy -f null``); for files whose
     header has no duration (live-recorded WebM, a still image)."""
-    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", *_input_guard(), "-i", file_url(path),
-            "-map", "0:V:0", "-c", "copy", "-f", "null", "-"]
+    video = _guarded_input(path)["V:0"]
+    args = video.output("-", c="copy", format="null").compile(cmd=[ffmpeg_exe(), "-nostdin", "-hide_banner",
+                                                                    "-nostats"])
     with _FFmpegRun(args, timeout_s, "counting frames") as run:
         run.wait()
     if run.killed:
@@ -347,7 +351,10 @@ def probe(path, timeout_s: float = 30.0) -> VideoInfo:
     """
     path = str(path)
     size = check_file(path)
-    args = [ffmpeg_exe(), "-nostdin", "-hide_banner", *_input_guard(), "-i", file_url(path)]
+    # ffmpeg-python compiles graphs with an output; probing needs the input half alone (``ffmpeg -i PATH``
+    # prints the header, then stops: no output file)
+    whole = _guarded_input(path).output("-").compile(cmd=[ffmpeg_exe(), "-nostdin", "-hide_banner"])
+    args = whole[:whole.index("-i") + 2]
     with _FFmpegRun(args, timeout_s, "probing", keep_lines=5000) as run:
         run.wait()
     if run.killed:
@@ -381,9 +388,15 @@ def probe(path, timeout_s: float = 30.0) -> VideoInfo:
 
 
 
-def _input_guard() -> list[str]:
+def _input_guard() -> dict:
     """Input options: only single-file demuxers, only the file protocol (see ``types.DEMUXERS``)."""
-    return ["-format_whitelist", ",".join(DEMUXERS), "-protocol_whitelist", ",".join(PROTOCOLS)]
+    return {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": ",".join(PROTOCOLS)}
+
+
+def _guarded_input(path: str, **options):
+    """The ffmpeg-python input node of ``path`` (as a ``file:`` URL) with the input guard and ``options``
+    (input options such as ``threads``, ``skip_frame``)."""
+    return ffmpeg.input(file_url(path), **options, **_input_guard())
 
 
 # --------------------------------------------------------------------------- decoding
@@ -411,27 +424,25 @@ def _decode_args(path: str, numbers: "list[int] | None", out_w: int, out_h: int,
     """The ffmpeg command: first real video stream -> select(numbers) -> bicubic scale -> rgb24 pipe.
     A select expression too long for the command line goes through a filter-graph file."""
     exe = ffmpeg_exe()
-    args = [exe, "-nostdin", "-nostats", "-loglevel", "error", *_input_guard()]
+    options = {}
     if threads:
-        args += ["-threads", str(threads)]
+        options["threads"] = threads
     if keyframes_only:
-        args += ["-skip_frame", "nokey"]
-    args += ["-i", file_url(path)]
-    chain = []
+        options["skip_frame"] = "nokey"
+    video = _guarded_input(path, **options)["V:0"]            # the first real video stream (no cover art)
     if numbers is not None:
-        chain.append(f"select='{_select_expr(numbers)}'")
-    chain.append(f"scale={out_w}:{out_h}:flags=bicubic")
-    graph = "[0:V:0]" + ",".join(chain) + "[out]"
-    if len(graph) > INLINE_FILTER_MAX:
+        video = video.filter("select", _select_expr(numbers))
+    video = video.filter("scale", out_w, out_h, flags="bicubic")
+    args = video.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough").compile(
+        cmd=[exe, "-nostdin", "-nostats", "-loglevel", "error"])
+    at = args.index("-filter_complex")
+    if len(args[at + 1]) > INLINE_FILTER_MAX:
         script = os.path.join(script_dir, "select.ffgraph")
         with open(script, "w") as f:
-            f.write(graph)
+            f.write(args[at + 1])
         # ffmpeg >= 7 reads any option's value from a file with "-/opt"; older ones need *_script
-        opt = "-/filter_complex" if _ffmpeg_major(exe) >= 7 else "-filter_complex_script"
-        args += [opt, script]
-    else:
-        args += ["-filter_complex", graph]
-    return args + ["-map", "[out]", "-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough", "pipe:"]
+        args[at:at + 2] = ["-/filter_complex" if _ffmpeg_major(exe) >= 7 else "-filter_complex_script", script]
+    return args
 
 
 def _stderr_problems(lines, seen: int, report: DecodeReport) -> int:

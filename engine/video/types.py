@@ -219,10 +219,3 @@ def check_source(src) -> None:
 def file_url(path: str) -> str:
     """``file:`` + absolute path, so FFmpeg never reads ``a:b.mp4`` as protocol ``a``."""
     return "file:" + os.path.abspath(path)
-
-
-def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
-    """(w, h) with the short side = ``resize`` and the aspect kept; the long side rounded to even."""
-    if width <= height:
-        return resize, max(resize, 2 * round(height * resize / width / 2))
-    return max(resize, 2 * round(width * resize / height / 2)), resize
