@@ -17,8 +17,9 @@ def register(sub) -> None:
                     "holds for this model + label set + window are skipped (a rerun with nothing new answers "
                     "in about a second, without starting Ray); files that cannot be decoded become rows with "
                     "status 'error'. SOURCE may also be object storage (s3://, gs://, http(s)://): objects are "
-                    "fetched on the decoding node. Runs on a local Ray sized to the machine (its logs stay out "
-                    "of the terminal; -v shows them), or on a cluster with --address auto. When the store "
+                    "fetched on the decoding node. A few local files run in this process (--runner); otherwise "
+                    "on a local Ray sized to the machine (its logs stay out of the terminal; -v shows them), or "
+                    "on a cluster with --address auto. When the store "
                     "passes --compact-at batches, its small shards are merged at the end (`bike compact`).",
         examples=["bike tag ~/videos --store tags/ --model bike-tiny --random-init",
                   "bike tag s3://bucket/videos/ https://host/clip.mp4 --store tags/ --endpoint http://minio:9000",
