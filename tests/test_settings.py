@@ -80,3 +80,19 @@ def test_tag_resolves_the_decoding_choice_into_its_options(monkeypatch, tmp_path
     monkeypatch.setenv("BIKE_DECODER", "pyav")
     assert frame_sampling(None) == "keyframes" and frame_sampling("exact") == "exact"
     assert default_decoder() == "pyav"
+
+
+def test_tag_endpoint_does_not_outlive_the_command(monkeypatch, tmp_path):
+    """``bike tag --endpoint`` used to set $AWS_ENDPOINT_URL for good (a later command in the same process
+    went to that server); it is now a TagOptions field, set for the job only."""
+    import jobs.cli
+    from jobs.errors import UsageError
+    from jobs.tag import TagOptions, run_tag
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    (tmp_path / "empty").mkdir()
+    assert jobs.cli.main(["tag", str(tmp_path / "empty"), "--store", str(tmp_path / "s"),
+                          "--endpoint", "http://127.0.0.1:9"]) == 2                  # no videos: a usage error
+    assert "AWS_ENDPOINT_URL" not in os.environ
+    with pytest.raises(UsageError):
+        run_tag(TagOptions(sources=[str(tmp_path / "empty")], store=str(tmp_path / "s"), endpoint="http://h:1"))
+    assert "AWS_ENDPOINT_URL" not in os.environ
