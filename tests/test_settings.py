@@ -96,3 +96,16 @@ def test_tag_endpoint_does_not_outlive_the_command(monkeypatch, tmp_path):
     with pytest.raises(UsageError):
         run_tag(TagOptions(sources=[str(tmp_path / "empty")], store=str(tmp_path / "s"), endpoint="http://h:1"))
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_train_carries_decoder_to_its_workers_as_a_config_field(tmp_path):
+    """``bike train --decoder`` reaches Ray Train workers as a TrainConfig field (it used to ride on
+    $BIKE_DECODER, which a joined cluster's workers never saw); the worker holds it around its loop."""
+    from dataclasses import asdict
+
+    import jobs.cli
+    from engine.labels import load_labels
+    from jobs.commands.train import build_config
+    args = jobs.cli.build_parser().parse_args(["train", "data.csv", "--out", str(tmp_path), "--decoder", "ffmpeg"])
+    cfg = build_config(args, load_labels("dog,cat"), [], [])
+    assert cfg.decoder == "ffmpeg" and asdict(cfg)["decoder"] == "ffmpeg"     # plain data, sent to the workers
