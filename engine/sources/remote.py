@@ -2,7 +2,7 @@
 
 Listing, identifying and reading go through fsspec's filesystems (``s3fs`` for ``s3://``, ``gcsfs`` for
 ``gs://``, plain HTTP for ``http(s)://``), with credentials from the usual environment variables and config
-files. ``AWS_ENDPOINT_URL`` (or ``bike tag --endpoint URL``, which sets it) points ``s3://`` at any
+files. ``AWS_ENDPOINT_URL`` (or ``--endpoint URL``, which sets it for its command only: :func:`using_endpoint`) points ``s3://`` at any
 S3-compatible store (MinIO, Ceph, a local test server).
 
 * **Listing** (:func:`list_remote`): a prefix ending in ``/`` (or naming a "folder") is listed recursively,
