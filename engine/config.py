@@ -1,7 +1,6 @@
 """Defaults in one place. Every command-line flag and API default reads from here."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,8 @@ def cache_root() -> "Path | None":
     """bike's cache folder: ``$BIKE_CACHE_DIR``, default ``~/.cache/bike``; None when it is set to an empty
     string (caches turned off). Text features (engine/textcache.py), thumbnails (jobs/serve/media.py) and
     local copies of an object-storage store's index (index/vectors.py) live under it."""
-    env = os.environ.get("BIKE_CACHE_DIR")
+    from .settings import Settings
+    env = Settings.from_env().cache_dir
     if env is None:
         return Path.home() / ".cache" / "bike"
     return Path(env) if env else None

@@ -43,7 +43,8 @@ TTL_S = 60.0
 
 def ttl_s() -> float:
     try:
-        return max(3.0, float(os.environ.get("BIKE_LEASE_S", TTL_S)))
+        from engine.settings import Settings
+        return max(3.0, Settings.from_env().lease_s)
     except ValueError:
         return TTL_S
 

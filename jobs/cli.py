@@ -13,7 +13,7 @@ import sys
 
 from . import output
 from .errors import user_errors
-from .options import HelpFormatter, add_verbosity_args, apply_verbosity, decoding_env
+from .options import HelpFormatter, add_verbosity_args, apply_verbosity, command_context
 
 #: Subcommands, each a module in jobs/commands/ with ``register(subparsers)``. A new command is one new
 #: module and one name here; it inherits -q/-v, the help layout and the error handling.
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     apply_verbosity(args)
     try:
         try:
-            with decoding_env(args):
+            with command_context(args):
                 code = int(args.func(args) or 0)
             sys.stdout.flush()
             return code

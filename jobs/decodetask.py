@@ -18,16 +18,15 @@ from engine.sources import remote
 
 from .decode import decode_video
 
-#: Niceness of decode workers (and their ffmpeg): on a small CPU-only host the model sets the pace, so the
-#: decoders take the CPU it leaves; on a GPU host the model needs little CPU and decoding gets it all.
-DECODE_NICE = int(os.environ.get("BIKE_DECODE_NICE", "10"))
-
-
 def _lower_priority() -> None:
+    """Nice a decode worker (and its ffmpeg) by ``$BIKE_DECODE_NICE`` (engine/settings.py, default 10): on a
+    small CPU-only host the model sets the pace, so the decoders take the CPU it leaves; on a GPU host the
+    model needs little CPU and decoding gets it all."""
     global _niced
     if not _niced:
+        from engine.settings import Settings
         try:
-            os.nice(DECODE_NICE)
+            os.nice(Settings.from_env().decode_nice)
         except OSError:
             pass
         _niced = True

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import shutil
 import textwrap
 
@@ -109,10 +108,8 @@ def add_endpoint_arg(p) -> None:
 
 
 def apply_endpoint(args) -> None:
-    """Point ``s3://`` at ``--endpoint`` for this command (engine/sources/remote.py)."""
-    if getattr(args, "endpoint", None):
-        from engine.sources.remote import set_endpoint
-        set_endpoint(args.endpoint)
+    """Nothing left to do: ``--endpoint`` is set for the command's duration by :func:`command_context` (which
+    ``jobs.cli.main`` runs every command in). Kept so the commands that call it need no change."""
 
 
 def add_model_id_arg(p, help: str = "which model's clips (default: the only one, else the most recently "
@@ -214,26 +211,19 @@ def load_model_from_args(args):
     return model
 
 
-#: Decoding options exported to the environment while a command runs, so every decode in this process (and the
-#: local Ray workers it starts) uses them: ``engine.video`` reads ``$BIKE_DECODER`` / ``$BIKE_SAMPLING``.
-DECODING_ENV = {"decoder": "BIKE_DECODER", "sampling": "BIKE_SAMPLING"}
-
-
 @contextlib.contextmanager
-def decoding_env(args):
-    """Export ``--decoder`` / ``--sampling`` for the duration of one command, then restore the environment (a
-    process that runs several commands, e.g. a test or a notebook, must not keep the previous one's choice)."""
-    chosen = {env: getattr(args, dest) for dest, env in DECODING_ENV.items() if getattr(args, dest, None)}
-    saved = {env: os.environ.get(env) for env in chosen}
-    os.environ.update(chosen)
-    try:
+def command_context(args):
+    """What a command's options set for its own duration, in this process only, restored after it (a process
+    that runs several commands, e.g. a test or a notebook, must not keep the previous one's choice):
+    ``--decoder`` / ``--sampling`` as the defaults of in-process decodes (``engine.video.decoding_choice``: a
+    context variable, not the environment) and ``--endpoint`` as the S3 endpoint
+    (``engine.sources.remote.using_endpoint``). ``bike tag`` also passes its choices to its decode tasks as
+    arguments (``jobs.tag.TagOptions``), so they reach the workers of a joined cluster."""
+    from engine.sources.remote import using_endpoint
+    from engine.video.base import decoding_choice
+    with decoding_choice(getattr(args, "decoder", None), getattr(args, "sampling", None)), \
+            using_endpoint(getattr(args, "endpoint", None)):
         yield
-    finally:
-        for env, value in saved.items():
-            if value is None:
-                os.environ.pop(env, None)
-            else:
-                os.environ[env] = value
 
 
 def add_decoder_args(p: argparse.ArgumentParser) -> None:

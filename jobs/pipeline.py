@@ -21,7 +21,6 @@ A video whose decoding fails, or whose decode worker or model call dies, comes b
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -81,8 +80,8 @@ class Pipeline:
         # decoder would otherwise start one thread per core in every decode)
         self.decode_threads = decode_threads or max(1, int(round(
             max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
-        # None: $BIKE_DECODER (the command's --decoder) or auto
-        self.decoder, self.sampling = decoder or os.environ.get("BIKE_DECODER"), sampling
+        # resolved by the driver (jobs.tag: --decoder, $BIKE_DECODER, auto) and passed to every decode task
+        self.decoder, self.sampling = decoder, sampling
         # --windows shots: clip windows from shots (jobs/decode.py); known_shots: video_id → shots already
         # stored (a second model reuses them instead of detecting again)
         self.windows, self.min_shot, self.known_shots = windows, min_shot, {}

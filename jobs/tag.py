@@ -3,13 +3,14 @@
 Steps (docs/tagging.md "Tag"):
 
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
-2. list the sources (``jobs.sources``), start or join Ray (``jobs.raycluster``), load the model actors;
+2. list the sources (``jobs.sources``), choose the runner (``jobs.localrun.choose_runner``: in this process
+   for a few local files, else Ray), start or join Ray (``jobs.raycluster``), load the model actors;
    the model id is derived from the model fingerprint + label set + window + frame sampling
    (``index.ids.model_id``);
 3. give each file its content id (``index.ids.identify``, hashed on the driver by a few threads; an
    unchanged file's id is remembered in the store, ``index.idcache``) and skip what the store already holds
    for this model id (unless ``force``); copies of one file are tagged once;
-4. decode and score on Ray (``jobs.pipeline``), turn the results into rows (``jobs.records``);
+4. decode and score on Ray (``jobs.pipeline``) or in this process (``jobs.localrun``), turn the results into rows (``jobs.records``);
 5. the driver is the single writer: every ``batch`` finished videos (or every ``flush_s`` seconds) become
    one all-or-nothing ``Store.write_batch`` — a SIGKILL at any moment loses at most the unwritten batch,
    and the rerun redoes exactly those videos;
@@ -50,6 +51,8 @@ class TagOptions:
     windows: str = "fixed"                                 # fixed | shots (jobs/shotwindows.py)
     min_shot: float = 1.0                                  # --windows shots: shorter shots join a neighbour
     address: "str | None" = None
+    endpoint: "str | None" = None                          # S3-compatible endpoint (None: $AWS_ENDPOINT_URL / AWS)
+    runner: str = "auto"                                   # local | ray | auto (jobs/localrun.py: choose_runner)
     batch: int = 16                                        # videos per committed store batch
     model_batch: int = 32                                  # clips per model call
     force: bool = False
@@ -58,8 +61,9 @@ class TagOptions:
     index: bool = True
     timeout_s: "float | None" = None                       # per-video decode limit (None: engine default)
     decoders: "int | None" = None
-    decoder: "str | None" = None                           # engine.video backend (None: $BIKE_DECODER / auto)
-    sampling: "str | None" = None                          # exact | keyframes (None: $BIKE_SAMPLING / exact)
+    decoder: "str | None" = None                           # engine.video backend (None: --decoder's context,
+    #                                                        $BIKE_DECODER, auto); resolved once by run_tag and
+    sampling: "str | None" = None                          # exact | keyframes; passed to every decode task
     flush_s: float = 60.0
     progress: "bool | None" = None                         # None: a bar on a terminal, log lines otherwise
     compact_at: int = 256                                  # compact past this many store batches (0: never)
@@ -95,6 +99,7 @@ class TagSummary:
     compacted: str = ""                                   # what the automatic compaction did (index/compact.py)
     decodes: str = ""                                     # videos decoded per slot pool and backend
     text: list = field(default_factory=list)              # text channels (jobs/textstage.py): one line each
+    runner: str = ""                                      # which runner decoded and scored (jobs/localrun.py)
 
     @property
     def skipped(self) -> int:
@@ -128,6 +133,8 @@ class TagSummary:
         if len(self.errors) > 10:
             out.append(f"bike tag: ... {len(self.errors) - 10} more errors: bike sql --store {self.store} "
                        "\"SELECT path, error FROM videos WHERE status = 'error'\"")
+        if self.runner:
+            out.append(f"bike tag: runner: {self.runner}")
         if self.decodes:
             out.append(f"bike tag: decodes: {self.decodes}")
         if self.compacted:
@@ -218,15 +225,23 @@ def frame_sampling(sampling: "str | None") -> str:
     """The frame sampling a run uses: the option, else ``$BIKE_SAMPLING``, else ``exact`` (as
     ``engine.video.iter_clips`` resolves it); resolved once on the driver, so the model_id says what every
     decode task (each given this value) sampled."""
+    from engine.video.base import default_sampling
     from engine.video.plan import SAMPLINGS
-    chosen = sampling or os.environ.get("BIKE_SAMPLING") or ids.DEFAULT_SAMPLING
+    chosen = sampling or default_sampling()
     if chosen not in SAMPLINGS:
         raise UsageError(f"--sampling {chosen}: choose one of {', '.join(SAMPLINGS)}")
     return chosen
 
 
 def run_tag(opts: TagOptions, log=None) -> TagSummary:
-    """Run a tagging job; see the module doc. Raises user errors (exit 2) before any work starts."""
+    """Run a tagging job; see the module doc. Raises user errors (exit 2) before any work starts.
+    ``opts.endpoint`` points ``s3://`` at its server for the job's duration only (restored after)."""
+    from engine.sources.remote import using_endpoint
+    with using_endpoint(opts.endpoint):
+        return _run_tag(opts, log)
+
+
+def _run_tag(opts: TagOptions, log=None) -> TagSummary:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.monotonic()
     labels = load_labels(opts.labels)
@@ -234,7 +249,10 @@ def run_tag(opts: TagOptions, log=None) -> TagSummary:
         raise UsageError("--batch and --model-batch must be at least 1")
     if opts.window_s is not None and opts.window_s <= 0:
         raise UsageError(f"--window {opts.window_s}: give a window length > 0 seconds (or 0 for whole videos)")
-    opts = replace(opts, sampling=frame_sampling(opts.sampling))
+    from engine.video.base import default_decoder
+    # the decoding choice, resolved once here: a typed field every decode task is given (a worker of a joined
+    # cluster sees neither this process's environment nor its --decoder)
+    opts = replace(opts, sampling=frame_sampling(opts.sampling), decoder=opts.decoder or default_decoder())
     sources = list_sources(opts.sources)
     if not sources.videos:                               # before the store: nothing to write, nothing created
         raise UsageError(f"no video files in {' '.join(map(str, opts.sources))} (skipped: "
@@ -350,15 +368,27 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
     if not opts.address:                                  # on a cluster the weights may live on the workers
         from .precheck import check_weights
         check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
-    started = raycluster.connect(opts.address)
+    from .localrun import LocalPipeline, choose_runner
+    runner, why = choose_runner(opts.runner, opts.address, len(sources.videos), len(sources.objects))
+    summary.runner = (f"local (in this process, no Ray; {why})" if runner == "local" else f"ray ({why})")
+    started = raycluster.connect(opts.address) if runner == "ray" else False
     pipeline = None
     try:
-        res = raycluster.cluster_resources(opts.decoders)
-        from .pipeline import Pipeline                      # imports ray; keep `bike --help` fast
-        log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
-        pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
-                            model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                            sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
+        if runner == "ray":
+            res = raycluster.cluster_resources(opts.decoders)
+            from .pipeline import Pipeline                  # imports ray; keep `bike --help` fast
+            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
+            pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
+                                model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
+                                sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
+            where = (f"Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, {res.actors} model actor(s); "
+                     f"decoders: {_slots_line(pipeline)}")
+        else:
+            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in this process...")
+            pipeline = LocalPipeline(opts.model_kwargs, labels, window_s=opts.window_s,
+                                     model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
+                                     sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
+            where = f"runner {summary.runner}; decoder: {_slots_line(pipeline)}"
         facts = pipeline.start()
         model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling,
                                 windows=plan_key(opts))
@@ -367,8 +397,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
         summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
         log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; sampling {opts.sampling}; model_id {model_id}")
-        log(f"bike tag: {len(sources.videos)} videos listed; Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, "
-            f"{res.actors} model actor(s); decoders: {_slots_line(pipeline)}")
+        log(f"bike tag: {len(sources.videos)} videos listed; {where}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
         redo: set = set()

@@ -74,6 +74,7 @@ class TrainConfig:
     precision: str = "auto"          # jobs.learner.training_precision: auto | fp32 | bf16 | fp16
     loader_workers: int = 0          # torch DataLoader processes per Ray worker
     cache_bytes: int = 1 << 30       # decoded short videos kept per worker
+    decoder: "str | None" = None     # --decoder for every decode of every worker (None: $BIKE_DECODER / auto)
     log_every: int = 50              # steps between progress lines inside an epoch
 
     def __post_init__(self):        # samples arrive as dicts after asdict() on the way to the workers
@@ -237,7 +238,15 @@ def _report(rank: int, cfg: TrainConfig, metrics: dict, ckpt: "dict | None") -> 
 
 
 def train_loop(config: dict) -> None:
-    """Ray Train's ``train_loop_per_worker``: see the module docstring."""
+    """Ray Train's ``train_loop_per_worker``: see the module docstring. The config's ``decoder`` is the
+    default of every decode in this worker (``engine.video.decoding_choice``; its DataLoader processes fork
+    with it)."""
+    from engine.video.base import decoding_choice
+    with decoding_choice(config.get("decoder")):
+        _train_loop(config)
+
+
+def _train_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 

@@ -270,13 +270,15 @@ def test_progress_counts_frames_of_unfinished_videos():
 
 
 def test_decoding_options_apply_to_one_command_only(monkeypatch):
-    """--decoder/--sampling are exported while their command runs and restored after it (a process that runs
-    several commands — a test session, a notebook — must not keep the previous command's choice)."""
-    from jobs.options import decoding_env
+    """--decoder/--sampling hold while their command runs and are gone after it (a process that runs several
+    commands — a test session, a notebook — must not keep the previous command's choice); the environment is
+    never used to carry them."""
+    from engine.video import default_decoder, default_sampling
+    from jobs.options import command_context
     monkeypatch.setenv("BIKE_DECODER", "ffmpeg")
     monkeypatch.delenv("BIKE_SAMPLING", raising=False)
     args = jobs.cli.build_parser().parse_args(["classify", "v.mp4", "--decoder", "pyav", "--sampling", "keyframes"])
-    assert "BIKE_SAMPLING" not in os.environ                      # parsing alone changes nothing
-    with decoding_env(args):
-        assert os.environ["BIKE_DECODER"] == "pyav" and os.environ["BIKE_SAMPLING"] == "keyframes"
-    assert os.environ["BIKE_DECODER"] == "ffmpeg" and "BIKE_SAMPLING" not in os.environ
+    with command_context(args):
+        assert (default_decoder(), default_sampling()) == ("pyav", "keyframes")
+        assert os.environ["BIKE_DECODER"] == "ffmpeg" and "BIKE_SAMPLING" not in os.environ
+    assert (default_decoder(), default_sampling()) == ("ffmpeg", "exact")

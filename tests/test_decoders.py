@@ -321,13 +321,13 @@ def test_decode_warnings_reach_the_videos_row_and_old_stores_read_null(media, tm
 
 def test_decoder_options_reach_every_decode_of_the_command(monkeypatch, media):
     from jobs.cli import build_parser
-    from jobs.options import decoding_env
+    from jobs.options import command_context
     monkeypatch.delenv("BIKE_DECODER", raising=False)
     monkeypatch.delenv("BIKE_SAMPLING", raising=False)
     args = build_parser().parse_args(["classify", "v.mp4", "--decoder", "ffmpeg", "--sampling", "keyframes"])
     assert (args.decoder, args.sampling) == ("ffmpeg", "keyframes")
     path = make_video(media / "numbered_opt.mp4", seconds=4, fps=25, size=(64, 48), extra=("-g", "25"))
-    with decoding_env(args):                                                # jobs.cli.main runs the command so
+    with command_context(args):                                             # jobs.cli.main runs the command so
         assert get_decoder().name == "ffmpeg"                               # the default of decoder=
         clip = read_video(path, frames=4, size=32, resize=32)              # sampling from the option
     assert all(frame_number(f) % 25 == 0 for f in clip.frames[0])

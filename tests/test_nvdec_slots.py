@@ -106,7 +106,7 @@ def _ray_runs(resources: dict, runs: list) -> list:
 
 def _tag(videos, store, *extra) -> list:
     return ["tag", *map(str, videos), "--store", str(store), "--labels", LABELS, *TINY, "--no-index",
-            "--no-progress", "--format", "json", *extra]
+            "--no-progress", "--format", "json", "--runner", "ray", *extra]     # the Ray slots are the subject
 
 
 def _rows(store):

@@ -147,7 +147,7 @@ def test_a_host_that_never_answers_is_unreachable_within_the_bound():
 def test_start_up_says_what_it_does_unless_quiet(ray_cluster, tmp_path, clip, capsys):
     distinct(tmp_path / "v", ["a.mp4"], clip)
     assert bike("tag", tmp_path / "v", "--store", tmp_path / "s", "--labels", LABELS, *TINY, "--no-index",
-                "--no-progress") == 0
+                "--no-progress", "--runner", "ray") == 0
     assert "bike tag: loading the model (bike-tiny, RANDOM WEIGHTS) in 1 Ray actor(s)..." in capsys.readouterr().err
     assert bike("tag", tmp_path / "v", "--store", tmp_path / "s2", "--labels", LABELS, *TINY, "--no-index",
                 "-q") == 0

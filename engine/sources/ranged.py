@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import random
 import threading
 import time
@@ -30,12 +29,14 @@ AHEAD = 2
 
 def cache_limit() -> int:
     """Most bytes of one object a :class:`RemoteSource` keeps in memory (``BIKE_STREAM_CACHE_MB``, default 256)."""
-    return max(1, int(float(os.environ.get("BIKE_STREAM_CACHE_MB", "256")) * 2**20))
+    from engine.settings import Settings
+    return max(1, int(Settings.from_env().stream_cache_mb * 2**20))
 
 
 def stall_limit() -> float:
     """Seconds one ranged read (with its retries) may take (``BIKE_STREAM_STALL_S``, default 120)."""
-    return float(os.environ.get("BIKE_STREAM_STALL_S", "120"))
+    from engine.settings import Settings
+    return Settings.from_env().stream_stall_s
 
 
 def _in_thread(fn) -> Future:

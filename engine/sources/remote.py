@@ -2,7 +2,7 @@
 
 Listing, identifying and reading go through fsspec's filesystems (``s3fs`` for ``s3://``, ``gcsfs`` for
 ``gs://``, plain HTTP for ``http(s)://``), with credentials from the usual environment variables and config
-files. ``AWS_ENDPOINT_URL`` (or ``bike tag --endpoint URL``, which sets it) points ``s3://`` at any
+files. ``AWS_ENDPOINT_URL`` (or ``--endpoint URL``, which sets it for its command only: :func:`using_endpoint`) points ``s3://`` at any
 S3-compatible store (MinIO, Ceph, a local test server).
 
 * **Listing** (:func:`list_remote`): a prefix ending in ``/`` (or naming a "folder") is listed recursively,
@@ -30,6 +30,7 @@ S3-compatible store (MinIO, Ceph, a local test server).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -69,10 +70,23 @@ def endpoint() -> "str | None":
     return os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def set_endpoint(url: "str | None") -> None:
-    """``--endpoint``: point ``s3://`` at an S3-compatible store (also for Ray workers started afterwards)."""
-    if url:
-        os.environ["AWS_ENDPOINT_URL"] = url
+@contextlib.contextmanager
+def using_endpoint(url: "str | None"):
+    """``--endpoint``: point ``s3://`` at an S3-compatible store while the command runs, then restore
+    ``$AWS_ENDPOINT_URL`` (the variable boto3/s3fs and the Ray workers this command starts read: it belongs to
+    those programs, so it is set there rather than threaded through every store call). None: unchanged."""
+    if not url:
+        yield
+        return
+    saved = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = saved
 
 
 _FS: dict = {}
@@ -277,13 +291,15 @@ def content_id(url: str) -> str:
 
 
 def spool_limit() -> int:
-    return int(float(os.environ.get("BIKE_SPOOL_MAX_GB", "50")) * 2**30)
+    from engine.settings import Settings
+    return int(Settings.from_env().spool_max_gb * 2**30)
 
 
 def read_mode() -> str:
     """``BIKE_REMOTE_READ``: "stream" (default: in-process decoders read ranged GETs) or "spool" (always a
     local spool file, the older path)."""
-    mode = os.environ.get("BIKE_REMOTE_READ", "stream").strip().lower() or "stream"
+    from engine.settings import Settings
+    mode = Settings.from_env().remote_read
     return mode if mode in ("stream", "spool") else "stream"
 
 
@@ -300,7 +316,8 @@ def spooled(url: str, size: "int | None" = None, source=None):
     if src.size > spool_limit():
         raise RemoteError(url, f"object of {src.size / 2**30:.1f} GiB is larger than the local spool allows "
                                "(BIKE_SPOOL_MAX_GB)")
-    folder = os.environ.get("BIKE_SPOOL_DIR") or None
+    from engine.settings import Settings
+    folder = Settings.from_env().spool_dir
     suffix = posixpath.splitext(url.split("?", 1)[0])[1][:16]
     try:
         fd, tmp = tempfile.mkstemp(prefix="bike-spool-", suffix=suffix, dir=folder)

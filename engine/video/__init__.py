@@ -14,11 +14,11 @@ frame's real timestamp and the keyframes), ``plan`` (windows -> frame numbers), 
 ``nvdec_engines`` (NVDEC engines per GPU: the size of the Ray resource ``NVDEC``).
 docs/decoding.md says which decoder runs where and how to choose.
 """
-from .base import CHOICES, DecodeReport, Decoder, available, get_decoder
+from .base import CHOICES, DecodeReport, Decoder, available, decoding_choice, default_decoder, default_sampling, get_decoder
 from .clips import iter_clips, probe, read_frame_at, read_frames, read_video
 from .ffmpeg_cli import ffmpeg_exe
 from .plan import SAMPLINGS
 from .types import Clip, VideoError, VideoInfo, decode_timeout
 
-__all__ = ["CHOICES", "Clip", "DecodeReport", "Decoder", "SAMPLINGS", "VideoError", "VideoInfo", "available",
+__all__ = ["CHOICES", "Clip", "DecodeReport", "Decoder", "SAMPLINGS", "VideoError", "VideoInfo", "available", "decoding_choice", "default_decoder", "default_sampling",
            "decode_timeout", "ffmpeg_exe", "get_decoder", "iter_clips", "probe", "read_frame_at", "read_frames", "read_video"]

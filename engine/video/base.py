@@ -19,9 +19,10 @@ for an unavailable one falls back the same way, said once. ``"auto-cpu"`` is ``a
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
 import logging
-import os
 from collections import deque
 from typing import Iterator
 
@@ -40,8 +41,34 @@ BACKENDS: dict[str, tuple[str, str]] = {
 CHOICES = ("auto",) + tuple(BACKENDS)
 #: ``auto`` among the backends whose ``device`` is "cpu" (not a command-line choice).
 AUTO_CPU = "auto-cpu"
-#: ``$BIKE_DECODER`` sets the default when no decoder is named.
+#: ``$BIKE_DECODER`` (engine/settings.py) sets the default when no decoder is named.
 DEFAULT_ENV = "BIKE_DECODER"
+#: The command's ``--decoder`` / ``--sampling`` while it runs (:func:`decoding_choice`): (decoder, sampling).
+_CHOICE: contextvars.ContextVar = contextvars.ContextVar("bike_decoding_choice", default=(None, None))
+
+
+@contextlib.contextmanager
+def decoding_choice(decoder: "str | None" = None, sampling: "str | None" = None):
+    """Make ``decoder`` / ``sampling`` the defaults of every decode in this context (this thread or task, not
+    the environment: nothing outlives the command, and no other process sees it). A job that decodes in other
+    processes passes its choice to them as arguments (``bike tag``: ``jobs.tag.TagOptions``)."""
+    token = _CHOICE.set((decoder, sampling))
+    try:
+        yield
+    finally:
+        _CHOICE.reset(token)
+
+
+def default_decoder() -> str:
+    """The decoder name a decode uses when none is named: the command's choice, else ``$BIKE_DECODER``, else auto."""
+    from engine.settings import Settings
+    return _CHOICE.get()[0] or Settings.from_env().decoder or "auto"
+
+
+def default_sampling() -> str:
+    """The frame sampling when none is named: the command's choice, else ``$BIKE_SAMPLING``, else exact."""
+    from engine.settings import Settings
+    return _CHOICE.get()[1] or Settings.from_env().sampling or "exact"
 
 #: Share of damaged frames (decoder errors, concealed corruption) above which a video is an error.
 CORRUPT_ERROR_SHARE = 0.2
@@ -117,10 +144,10 @@ def _say_once(key, level, msg, *args) -> None:
 
 
 def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
-    """The decoder called ``name`` (None: ``$BIKE_DECODER`` or "auto"), or the best available fallback."""
+    """The decoder called ``name`` (None: :func:`default_decoder`), or the best available fallback."""
     if isinstance(name, Decoder):
         return name
-    name = name or os.environ.get(DEFAULT_ENV) or "auto"
+    name = name or default_decoder()
     name, _, slot = name.partition(":")
     if name not in CHOICES + (AUTO_CPU,) or (slot and not slot.isdigit()):
         raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(CHOICES)}")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 from typing import Iterator
 
 import numpy as np
 
 from ..sampling import crop_boxes
 from ..transform import resized_size
-from .base import DecodeReport, Decoder, get_decoder
+from .base import DecodeReport, Decoder, default_sampling, get_decoder
 from .plan import SAMPLINGS, Window, plan
 from .types import (Budget, ByteSource, Clip, ReadError, VideoError, VideoInfo, check_file, check_input, check_source,
                     decode_timeout, input_name)
@@ -82,7 +81,7 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     ``segment_indices(n, frames, offset)`` for ``clips`` offsets (``view_offsets``), resized so the short
     side is ``resize`` and cut into ``crops`` crops of ``size`` (1: centre; 3: along the long side) ->
     ``Clip.frames`` (clips*crops, frames, size, size, 3). Windows and frame times come from the frames'
-    own timestamps. ``sampling`` (default ``$BIKE_SAMPLING`` or "exact") "keyframes": approximate, each
+    own timestamps. ``sampling`` (default: ``base.default_sampling``, i.e. ``--sampling``, ``$BIKE_SAMPLING`` or "exact") "keyframes": approximate, each
     sample is the keyframe nearest to its segment's centre (much faster; ``frame_times`` are those keyframes' real times).
 
     ``decoder``: "auto" (default), "pyav", "ffmpeg", "nvdec" or a ``Decoder``. ``threads`` caps the
@@ -98,7 +97,7 @@ def iter_clips(path, frames: int = 8, window_s: "float | None" = None, size: int
     path = _input(path)
     if size > resize:
         raise ValueError(f"crop size {size} is larger than the resize {resize}")
-    sampling = sampling or os.environ.get("BIKE_SAMPLING") or "exact"
+    sampling = sampling or default_sampling()
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     dec = _decoder_for(path, decoder)

@@ -54,7 +54,8 @@ _SELECT_LEAF = 16
 def ffmpeg_exe() -> str:
     """The ffmpeg binary: ``$BIKE_FFMPEG``, else ``ffmpeg`` on PATH, else the static build that the
     ``imageio-ffmpeg`` package ships (so a fresh ``pip install`` is enough)."""
-    exe = os.environ.get("BIKE_FFMPEG") or shutil.which("ffmpeg")
+    from engine.settings import Settings
+    exe = Settings.from_env().ffmpeg or shutil.which("ffmpeg")
     if exe:
         return exe
     try:

@@ -10,7 +10,6 @@ documents, not measured here: a GPU missing from the table counts 1 engine, and 
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -45,8 +44,8 @@ def engines_per_gpu(name: str) -> int:
 def count(gpu_names: "list[str]", env: "dict | None" = None) -> int:
     """NVDEC engines of all ``gpu_names`` together; ``$BIKE_NVDEC_ENGINES`` (per GPU) wins over the table.
     A bad override (not a whole number ≥ 0) is a ``ValueError`` naming the variable."""
-    env = os.environ if env is None else env
-    raw = (env.get(ENV) or "").strip()
+    from engine.settings import Settings
+    raw = Settings.from_env(env).nvdec_engines or ""
     if raw:
         if not raw.isdigit():
             raise ValueError(f"${ENV}={raw!r}: give the number of NVDEC engines per GPU (a whole number, 0: none)")

@@ -109,7 +109,8 @@ def _finetune(args, labels, samples, shots, out_path) -> int:
                       labels=list(labels.names), train=shots, val=rest[:20 * len(labels)],
                       out=os.path.abspath(args.out), frames=args.frames, epochs=args.epochs,
                       batch=min(args.batch, len(shots)), lr_new=5e-5, lr_clip=args.lr_clip, header=False,
-                      attr_epochs=0, augment=asdict(AugmentConfig()), seed=args.seed, precision=args.precision)
+                      attr_epochs=0, augment=asdict(AugmentConfig()), seed=args.seed, precision=args.precision,
+                      decoder=getattr(args, "decoder", None))
     try:
         history = run_training(cfg, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                                address=args.address)

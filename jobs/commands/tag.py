@@ -17,8 +17,9 @@ def register(sub) -> None:
                     "holds for this model + label set + window are skipped (a rerun with nothing new answers "
                     "in about a second, without starting Ray); files that cannot be decoded become rows with "
                     "status 'error'. SOURCE may also be object storage (s3://, gs://, http(s)://): objects are "
-                    "fetched on the decoding node. Runs on a local Ray sized to the machine (its logs stay out "
-                    "of the terminal; -v shows them), or on a cluster with --address auto. When the store "
+                    "fetched on the decoding node. A few local files run in this process (--runner); otherwise "
+                    "on a local Ray sized to the machine (its logs stay out of the terminal; -v shows them), or "
+                    "on a cluster with --address auto. When the store "
                     "passes --compact-at batches, its small shards are merged at the end (`bike compact`).",
         examples=["bike tag ~/videos --store tags/ --model bike-tiny --random-init",
                   "bike tag s3://bucket/videos/ https://host/clip.mp4 --store tags/ --endpoint http://minio:9000",
@@ -44,6 +45,10 @@ def register(sub) -> None:
                         "else AWS)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
+    p.add_argument("--runner", choices=("auto", "local", "ray"), default="auto",
+                   help="local: decode and score in this process, one video after another (no Ray start-up: "
+                        "for tests and a few files); ray: a local Ray sized to the machine, or the cluster of "
+                        "--address; auto (default): local for at most 4 local files without --address, else ray")
     p.add_argument("--batch", type=positive_int, default=16, metavar="N",
                    help="videos per store batch: the unit of commit, and what a crash can lose (default 16)")
     p.add_argument("--model-batch", type=positive_int, default=32, metavar="CLIPS",
@@ -88,14 +93,12 @@ def run(args) -> int:
     from ..options import resolve_labels
     from ..tag import TagOptions, run_tag
     labels = resolve_labels(args)
-    if args.endpoint:
-        from engine.sources.remote import set_endpoint
-        set_endpoint(args.endpoint)
     from ..textstage import TextOptions, parse_channels
     text = TextOptions(channels=parse_channels(args.text), asr=args.asr, whisper_model=args.whisper_model,
                        force=args.force, retry_errors=args.retry_errors)
     opts = TagOptions(sources=args.sources, text=text, store=args.store, labels=labels,
                       model_kwargs=model_kwargs(args), window_s=args.window or None, address=args.address,
+                      endpoint=args.endpoint, runner=args.runner,
                       windows=args.windows, min_shot=args.min_shot,
                       batch=args.batch, model_batch=args.model_batch, force=args.force,
                       retry_errors=args.retry_errors, rehash=args.rehash, index=not args.no_index,

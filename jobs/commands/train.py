@@ -78,6 +78,7 @@ def build_config(args, labels, train, val, resume_path=None, header=None, poolin
                        lr_new=args.lr, lr_clip=args.lr_clip, header=args.header if header is None else header,
                        pooling=pooling or args.pooling, attr_epochs=args.attr_epochs, augment=asdict(aug),
                        seed=args.seed, resume_path=resume_path, loader_workers=args.loader_workers,
+                       decoder=getattr(args, "decoder", None),
                        precision=args.precision)
 
 
