@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, command_parser
+from ..options import add_store_arg, apply_endpoint, add_model_id_arg, command_parser
 
 
 def register(sub) -> None:
@@ -17,8 +17,7 @@ def register(sub) -> None:
                     "No model is loaded.",
         examples=["bike index --store tags/", "bike index --store tags/ --kind ivf --format json",
                   "bike index --store tags/ --kind auto        # choose by size again after another --kind"])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--kind", default=None, type=_kind, metavar="KIND",
                    help="index kind: auto (by size), flat, ivf (alias ivf-flat), ivfpq (alias ivf-pq) or hnsw "
                         "(default: the kind last asked for, else auto)")
