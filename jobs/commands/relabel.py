@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_model_args, add_store_arg, apply_endpoint, add_model_id_arg, command_parser, model_kwargs, positive_int
+from ..options import (add_model_args, add_model_id_arg, add_store_arg, apply_endpoint, command_parser, model_kwargs,
+                       positive_int)
 
 
 def register(sub) -> None:

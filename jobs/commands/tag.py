@@ -4,8 +4,8 @@ from __future__ import annotations
 from engine.config import DEFAULTS
 
 from .. import output
-from ..options import (add_model_args, add_store_arg, apply_endpoint, command_parser, model_kwargs, nonneg_float, nonneg_int, positive_float,
-                       positive_int)
+from ..options import (add_model_args, add_store_arg, apply_endpoint, command_parser, model_kwargs, nonneg_float,
+                       nonneg_int, positive_float, positive_int)
 
 
 def register(sub) -> None:
