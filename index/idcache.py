@@ -69,49 +69,46 @@ def _key(st: os.stat_result) -> tuple:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-class IdCache:
-    """``identify(path)`` like :func:`index.ids.identify`, answered from ``STORE/_ids`` when the file is
-    unchanged (``trust=False``: every file is hashed and the cache refreshed with the result). Thread-safe
-    (``bike tag`` hashes several files at once). ``save()`` writes what was learnt. ``hits`` / ``hashed``
-    count the files answered from the cache / read and hashed (unreadable files count in neither)."""
+class KnownIds:
+    """What both remembered-id caches share (local files here, objects in :mod:`index.remoteids`): a table
+    ``STORE/_ids/<FILE>`` of ``name → (key, video_id)`` read through the store's filesystem seam, where ``key``
+    is what must be unchanged for the remembered id to hold (size, mtime, inode; size, ETag). Subclasses set
+    ``FILE`` and ``schema()`` (first column the name, last the video_id) and write ``identify``. Thread-safe;
+    ``save()`` writes what was learnt; ``hits`` / ``hashed`` count the names answered from the cache / hashed."""
+
+    FILE = ""
+
+    @staticmethod
+    def schema() -> pa.Schema:
+        raise NotImplementedError
 
     def __init__(self, store_root: "str | os.PathLike", trust: bool = True):
-        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{FILE}"
+        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
         self.path = self._fs.path(self._key)
         self.trust = trust
         self.hits = self.hashed = 0
         self._lock = threading.Lock()
-        self._known, self._changed = load_known(self._fs, self._key, SCHEMA)     # unreadable: start afresh
+        self._known, self._changed = load_known(self._fs, self._key, self.schema())   # unreadable: afresh
 
     def __len__(self) -> int:
         return len(self._known)
 
-    def identify(self, path: str) -> "tuple[str, str | None]":
-        """``(video_id, None)``, or ``(path_id, reason)`` when the file cannot be read."""
-        key = os.path.abspath(path)
-        try:
-            before = _key(os.stat(key))
-        except OSError:
-            before = None                                 # unreadable: ids.identify says why
-        hit = self._known.get(key) if self.trust and before is not None else None
-        if hit is not None and hit[0] == before:
-            with self._lock:
-                self.hits += 1
-            return hit[1], None
-        vid, err = ids.identify(path)
-        if err is not None:
-            return vid, err
+    def _remembered(self, name: str, key: tuple) -> "str | None":
+        """The id remembered for ``name`` while its ``key`` is unchanged (counted as a hit), else None."""
+        hit = self._known.get(name)
+        if hit is None or hit[0] != key:
+            return None
+        with self._lock:
+            self.hits += 1
+        return hit[1]
+
+    def _learn(self, name: str, key: "tuple | None", video_id: str) -> None:
+        """Count one hash; remember ``video_id`` for ``name`` under ``key`` (None: hashed, not remembered)."""
         with self._lock:
             self.hashed += 1
-        try:
-            unchanged = before is not None and _key(os.stat(key)) == before
-        except OSError:
-            unchanged = False
-        if unchanged:                                     # not modified while it was read
-            with self._lock:
-                self._known[key] = (before, vid)
+            if key is not None:
+                self._known[name] = (key, video_id)
                 self._changed = True
-        return vid, err
 
     def save(self) -> bool:
         """Write the cache when it learnt something → whether it wrote."""
@@ -120,5 +117,39 @@ class IdCache:
         with self._lock:
             known = dict(self._known)
             self._changed = False
-        save_known(self._fs, self._key, known, SCHEMA)
+        save_known(self._fs, self._key, known, self.schema())
         return True
+
+
+class IdCache(KnownIds):
+    """``identify(path)`` like :func:`index.ids.identify`, answered from ``STORE/_ids`` when the file is
+    unchanged (``trust=False``: every file is hashed and the cache refreshed with the result). Thread-safe
+    (``bike tag`` hashes several files at once). ``save()`` writes what was learnt. ``hits`` / ``hashed``
+    count the files answered from the cache / read and hashed (unreadable files count in neither)."""
+
+    FILE = FILE
+
+    @staticmethod
+    def schema() -> pa.Schema:
+        return SCHEMA
+
+    def identify(self, path: str) -> "tuple[str, str | None]":
+        """``(video_id, None)``, or ``(path_id, reason)`` when the file cannot be read."""
+        key = os.path.abspath(path)
+        try:
+            before = _key(os.stat(key))
+        except OSError:
+            before = None                                 # unreadable: ids.identify says why
+        if self.trust and before is not None:
+            hit = self._remembered(key, before)
+            if hit is not None:
+                return hit, None
+        vid, err = ids.identify(path)
+        if err is not None:
+            return vid, err
+        try:
+            unchanged = before is not None and _key(os.stat(key)) == before
+        except OSError:
+            unchanged = False
+        self._learn(key, before if unchanged else None, vid)   # modified while it was read: not remembered
+        return vid, err

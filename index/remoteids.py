@@ -7,50 +7,43 @@ work (:mod:`engine.sources.remote`); this module only keeps what was learnt, in 
 """
 from __future__ import annotations
 
-import threading
-
 from engine.sources.remote import RemoteError, content_id, head, pending_id
 
 from . import ids
-from .idcache import FOLDER, load_known, save_known
-from .storefs import filesystem_for
+from .idcache import KnownIds
 
 
-def _remote_schema():
-    import pyarrow as pa
-    return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("video_id", pa.string())])
-
-
-class RemoteIds:
+class RemoteIds(KnownIds):
     """``identify(url)`` → ``(video_id, None)`` or ``(path_id, reason)``, like ``IdCache.identify`` for local
     files: answered from ``STORE/_ids/remote.parquet`` while the object's size and ETag are unchanged. An
     object with no remembered id is not read here: it gets ``pending_id(url)``, its decode task hashes the
     bytes it reads, and the driver calls ``remember`` with the result. With ``trust=False`` (``--rehash``)
     every object is hashed here instead, by streaming it (ranged reads, no local copy), so that what the
     store holds is checked before anything is decoded. ``listed`` (URL → RemoteObject) spares one request
-    per object. Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache."""
+    per object. Thread-safe; ``save()`` writes what was learnt; ``hits`` / ``hashed`` count as in IdCache
+    (the shared cache is :class:`index.idcache.KnownIds`)."""
 
     FILE = "remote.parquet"
 
+    @staticmethod
+    def schema():
+        import pyarrow as pa
+        return pa.schema([("url", pa.string()), ("size", pa.int64()), ("etag", pa.string()),
+                          ("video_id", pa.string())])
+
     def __init__(self, store_root, trust: bool = True, listed: "dict | None" = None):
-        self._fs, self._key = filesystem_for(store_root), f"{FOLDER}/{self.FILE}"
-        self.path = self._fs.path(self._key)
-        self.trust, self.listed = trust, dict(listed or {})
-        self.hits = self.hashed = 0
-        self._lock = threading.Lock()
-        self._known, self._changed = load_known(self._fs, self._key, _remote_schema())   # unreadable: afresh
+        super().__init__(store_root, trust)
+        self.listed = dict(listed or {})
 
     def identify(self, url: str) -> "tuple[str, str | None]":
         obj = self.listed.get(url)
         try:
             if obj is None or obj.size is None:
                 obj = head(url)
-            key = (obj.size, obj.etag)
-            hit = self._known.get(url) if self.trust and obj.etag else None
-            if hit is not None and hit[0] == key:
-                with self._lock:
-                    self.hits += 1
-                return hit[1], None
+            if self.trust and obj.etag:
+                hit = self._remembered(url, (obj.size, obj.etag))
+                if hit is not None:
+                    return hit, None
             if obj.size == 0:
                 return ids.path_id(url), "empty object"
             if self.trust:
@@ -62,18 +55,6 @@ class RemoteIds:
         return vid, None
 
     def remember(self, url: str, size: "int | None", etag: "str | None", video_id: str) -> None:
-        """``url`` (of this size and ETag) holds the content ``video_id`` (a hash just computed)."""
-        with self._lock:
-            self.hashed += 1
-            if etag:
-                self._known[url] = ((size, etag), video_id)
-                self._changed = True
-
-    def save(self) -> bool:
-        if not self._changed:
-            return False
-        with self._lock:
-            known = dict(self._known)
-            self._changed = False
-        save_known(self._fs, self._key, known, _remote_schema())
-        return True
+        """``url`` (of this size and ETag) holds the content ``video_id`` (a hash just computed); an object
+        without an ETag is counted but not remembered (nothing would tell a later run that it changed)."""
+        self._learn(url, (size, etag) if etag else None, video_id)

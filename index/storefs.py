@@ -38,6 +38,8 @@ import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
+from engine.sources.remote import STORE_SCHEMES, is_remote, url_scheme
+
 
 class StoreLocation(str):
     """The display name of an object-storage store root (``s3://bucket/prefix``); ``/`` joins like a path, so
@@ -52,15 +54,16 @@ class StoreLocation(str):
 
 
 def is_object_url(root) -> bool:
-    """Whether ``root`` names an object-storage prefix (a store on S3) rather than a local directory."""
-    s = str(root)
-    return "://" in s and s.split("://", 1)[0].lower() in ("s3",)
+    """Whether ``root`` names an object-storage prefix (a store on S3) rather than a local directory
+    (engine.sources.remote.url_scheme decides what a URL is)."""
+    return is_remote(root, STORE_SCHEMES)
 
 
 def unsupported_scheme(root) -> "str | None":
     """Why ``root`` cannot be a store (a URL scheme other than ``s3://``), or None."""
     s = str(root)
-    if "://" in s and not is_object_url(s):
+    scheme = url_scheme(s)
+    if scheme is not None and scheme not in STORE_SCHEMES:
         return f"{s}: a store can be a local directory or s3://bucket/prefix/ (not {s.split('://', 1)[0]}://)"
     return None
 

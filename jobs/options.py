@@ -101,15 +101,21 @@ def add_top_arg(p, default: int, what: str = "results") -> None:
     p.add_argument("-k", "--top", type=positive_int, default=default, metavar="N", help=f"{what} to show")
 
 
+def add_store_arg(p, required: bool = True, note: str = "from `bike tag`") -> None:
+    """``--store DIR`` (a directory, or ``s3://bucket/prefix/``) with its ``--endpoint URL``: every command that
+    takes a store declares both here, with one help text (``note`` says where the store comes from);
+    ``--endpoint`` holds for the command's duration (``command_context``, run by ``jobs.cli.main``)."""
+    p.add_argument("--store", required=required, default=None, metavar="DIR",
+                   help=f"the store: a directory, or s3://bucket/prefix/ ({note}; docs/storage.md)")
+    add_endpoint_arg(p)
+
+
 def add_endpoint_arg(p) -> None:
-    """``--endpoint URL`` of commands that read a store, which may be ``s3://bucket/prefix/`` (docs/storage.md)."""
+    """``--endpoint URL`` (declared by :func:`add_store_arg`): the S3-compatible server of ``s3://`` URLs."""
     p.add_argument("--endpoint", default=None, metavar="URL",
-                   help="S3-compatible endpoint for an s3:// store (default: $AWS_ENDPOINT_URL, else AWS)")
+                   help="S3-compatible endpoint for s3:// URLs: the store, and the sources of `bike tag` "
+                        "(default: $AWS_ENDPOINT_URL, else AWS)")
 
-
-def apply_endpoint(args) -> None:
-    """Nothing left to do: ``--endpoint`` is set for the command's duration by :func:`command_context` (which
-    ``jobs.cli.main`` runs every command in). Kept so the commands that call it need no change."""
 
 
 def add_model_id_arg(p, help: str = "which model's clips (default: the only one, else the most recently "

@@ -20,6 +20,7 @@ import json
 import os
 
 from engine.config import DEFAULTS
+from engine.sources.remote import url_scheme
 from index import ids
 
 from .errors import UsageError
@@ -72,7 +73,7 @@ class HubUnreachable(UsageError):
 def hub_url(source: str) -> str:
     """Where the weights named by ``source`` (a Hugging Face repo id, or a URL) are downloaded from: the
     URL's host, else the Hugging Face endpoint (``$HF_ENDPOINT``, which the hub client honours too)."""
-    if "://" in source:
+    if url_scheme(source) is not None:
         scheme, rest = source.split("://", 1)
         return f"{scheme}://{rest.split('/', 1)[0]}/"
     return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/") + "/"

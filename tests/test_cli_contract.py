@@ -110,6 +110,19 @@ def test_one_name_per_idea():
         assert "per" in subs[name]._option_string_actions["--batch"].help      # says what a batch is
 
 
+def test_every_store_command_takes_endpoint_with_one_help():
+    """--store is declared in one place (jobs.options.add_store_arg): every command that takes a store also takes
+    --endpoint (an s3:// store needs it), and the store and the endpoint read the same in every command."""
+    subs = _subparsers()
+    with_store = {n: s for n, s in subs.items() if "--store" in s._option_string_actions}
+    assert {"tag", "search", "sql", "serve", "index", "check", "repair", "compact", "relabel", "export", "label",
+            "dedup", "eval"} <= set(with_store)
+    for name, sub in with_store.items():
+        assert "--endpoint" in sub._option_string_actions, f"bike {name} takes --store but not --endpoint"
+        assert sub._option_string_actions["--store"].help.startswith("the store: a directory, or s3://bucket/prefix/")
+    assert len({s._option_string_actions["--endpoint"].help for s in with_store.values()}) == 1
+
+
 def test_old_names_still_parse():
     parser = jobs.cli.build_parser()
     a = parser.parse_args(["relabel", "--store", "s", "--from", "abc"])

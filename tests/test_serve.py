@@ -145,6 +145,48 @@ def test_stats_health_and_sql(client, corpus):
     assert r.status_code == 200 and body["columns"] == ["video_id", "n"] and [x[1] for x in body["rows"]] == [2, 2, 1]
 
 
+def test_openapi_describes_the_answers_and_real_answers_fit_it(client, corpus):
+    """/api/openapi.json names a model for each JSON answer (jobs/serve/models.py) and the errors' shape; the
+    answers the server really gives validate against those models."""
+    from pydantic import TypeAdapter
+
+    from jobs.serve import models
+    doc = client.get("/api/openapi.json").json()
+    paths = doc["paths"]
+    want = {("/api/health", "get"): "Health", ("/api/stats", "get"): "Stats", ("/api/search", "get"): "SearchAnswer",
+            ("/api/search", "post"): "SearchAnswer", ("/api/clips/{video_id}/{n}", "get"): "ClipAnswer",
+            ("/api/videos/{video_id}", "get"): "VideoAnswer", ("/api/sql", "get"): "SQLAnswer"}
+    for (path, method), model in want.items():
+        responses = paths[path][method]["responses"]
+        ref = responses["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/" + model), (path, ref)
+        assert responses["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorAnswer")
+        assert "422" not in responses                                 # refused parameters are answered 400
+    k = next(p for p in paths["/api/search"]["get"]["parameters"] if p["name"] == "k")["schema"]
+    assert (k["minimum"], k["maximum"]) == (1, 100)
+    _, _, videos = corpus
+    vid = next(iter(videos))
+    for url, params, model in (("/api/health", {}, models.Health), ("/api/stats", {}, models.Stats),
+                               ("/api/search", {"q": "a person walking", "k": 3}, models.SearchAnswer),
+                               (f"/api/clips/{vid}/1", {}, models.ClipAnswer),
+                               (f"/api/videos/{vid}", {}, models.VideoAnswer),
+                               ("/api/sql", {"q": "SELECT 1 AS one"}, models.SQLAnswer),
+                               ("/api/search", {"q": "x", "k": 0}, models.ErrorAnswer)):
+        TypeAdapter(model).validate_python(client.get(url, params=params).json(), strict=False)
+
+
+@pytest.mark.parametrize("url", ["/api/search?q=x&k=0", "/api/search?q=x&k=101", "/api/search?q=x&min_score=inf",
+                                 "/api/clips/V/0/thumb.jpg?t=nan", "/api/clips/V/0/export.mp4?pad=-1",
+                                 "/api/clips/V/0/export.mp4?pad=31", "/api/clips/V/0/export.mp4?pad=inf"])
+def test_bounds_on_parameters_are_400_json(client, corpus, url):
+    """Bounds declared on the parameters (Query(ge=, le=)) give the project's one-line 400, not FastAPI's 422."""
+    vid = next(iter(corpus[2]))
+    r = client.get(url.replace("/V/", f"/{vid}/"))
+    assert r.status_code == 400 and r.json()["status"] == 400 and set(r.json()) == {"error", "status"}, r.text
+    name = url.rsplit("&", 1)[-1].rsplit("?", 1)[-1].split("=")[0]
+    assert r.json()["error"].startswith(name + ":") or name in r.json()["error"], r.text
+
+
 def test_errors_are_json_never_tracebacks(client, service, monkeypatch):
     for url in ("/api/nowhere", "/api/search?q=x&k=abc", "/api/search", "/api/search?q=x&clip=a/0",
                 "/api/search?q=x&where=nosuchcolumn+%3D+1", "/api/search?q=x&min_score=nan"):

@@ -91,7 +91,7 @@ class RemoteSource(ByteSource):
         self._hashed = 0                                    # bytes hashed (in order) so far
         self._fs, self._path = remote.filesystem(url)
         client = getattr(self._fs, "s3", None)
-        self._client = client if (url.split("://", 1)[0].lower() == "s3" and client is not None
+        self._client = client if (remote.url_scheme(url) == "s3" and client is not None
                                   and hasattr(client, "get_paginator")) else None   # a synchronous boto3 client
 
     @property

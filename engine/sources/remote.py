@@ -46,6 +46,8 @@ from pathlib import Path
 
 #: URL schemes treated as object storage / web sources.
 SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
+#: URL schemes a store may live under (index/storefs.py ObjectFS).
+STORE_SCHEMES = ("s3",)
 #: Provisional video id of an object whose content id its decode task computes (index.remoteids.RemoteIds, jobs/tag.py).
 PENDING = "new:"
 #: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
@@ -61,9 +63,19 @@ class RemoteError(Exception):
         self.url, self.reason = url, reason
 
 
-def is_remote(spec) -> bool:
+def url_scheme(spec) -> "str | None":
+    """The lower-cased scheme of ``spec`` when it is written as a URL (``S3://b/k`` → ``"s3"``), else None (a
+    local path). The one place that decides whether a string is a URL; :func:`is_remote` and the store's
+    ``is_object_url`` (index/storefs.py) ask it."""
     s = str(spec)
-    return "://" in s and s.split("://", 1)[0].lower() in SCHEMES
+    if "://" not in s:
+        return None
+    return s.split("://", 1)[0].lower()
+
+
+def is_remote(spec, schemes: "tuple[str, ...]" = SCHEMES) -> bool:
+    """Whether ``spec`` is a URL of one of ``schemes`` (by default: any object storage / web source we read)."""
+    return url_scheme(spec) in schemes
 
 
 def endpoint() -> "str | None":
@@ -96,7 +108,7 @@ _FS_LOCK = threading.Lock()
 def filesystem(url: str):
     """(fsspec filesystem, path inside it) for ``url``; one filesystem per scheme and endpoint per process."""
     import fsspec
-    scheme = url.split("://", 1)[0].lower()
+    scheme = url_scheme(url)
     key = (scheme, endpoint())
     with _FS_LOCK:
         fs = _FS.get(key)
@@ -243,7 +255,7 @@ def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "lis
     prefix holds no object or cannot be listed."""
     import glob as globmod
     skipped = skipped if skipped is not None else Counter()
-    scheme = spec.split("://", 1)[0].lower()
+    scheme = url_scheme(spec)
     fs, path = filesystem(spec)
     if scheme in ("http", "https"):
         return [RemoteObject(spec)]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import command_parser
+from ..options import add_store_arg, command_parser
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
                     "damaged (then: bike repair --store DIR).",
         examples=['bike check --store tags/', 'bike check --store tags/ --format json',
                   'bike check --store tags/ || bike repair --store tags/'])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    add_store_arg(p)
     output.add_format_arg(p, what="json: the whole report, with ok and every problem")
     p.set_defaults(func=run)
 

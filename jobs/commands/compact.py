@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import command_parser, nonneg_float, positive_float
+from ..options import add_store_arg, command_parser, nonneg_float, positive_float
 
 #: Defaults repeated here so that `bike --help` does not import pyarrow (index/compact.py holds the same).
 TARGET_MB = 256
@@ -22,7 +22,7 @@ def register(sub) -> None:
         examples=["bike compact --store tags/",
                   "bike compact --store tags/ --target-mb 64 --format json",
                   "bike compact --store tags/ --grace 0      # nothing reads the store: delete old files now"])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    add_store_arg(p)
     p.add_argument("--target-mb", type=positive_float, default=TARGET_MB, metavar="MB",
                    help="size of a merged shard group; batches at least this large are left alone")
     p.add_argument("--grace", type=nonneg_float, default=GRACE_S, metavar="SECONDS",

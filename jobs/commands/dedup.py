@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_endpoint_arg, add_model_id_arg, apply_endpoint, command_parser, unit_interval
+from ..options import add_store_arg, add_model_id_arg, command_parser, unit_interval
 
 
 def register(sub) -> None:
@@ -18,9 +18,7 @@ def register(sub) -> None:
         examples=["bike dedup --store tags/",
                   "bike dedup --store tags/ --threshold 0.7 --format json",
                   "bike sql --store tags/ \"SELECT * FROM duplicates WHERE kind = 'video'\""])
-    p.add_argument("--store", required=True, metavar="DIR",
-                   help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--threshold", type=unit_interval, default=DEFAULTS.dedup_threshold, metavar="T",
                    help="similarity (median best-match cosine of frame prints, 0-1] from which a pair is a "
                         "duplicate (bench/dedup.py measured the default)")
@@ -31,7 +29,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     from index.dedup import dedup
     rep = dedup(args.store, model_id=args.model_id, threshold=args.threshold, write=not args.dry_run)
     if rep.missing:

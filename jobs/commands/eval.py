@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import (add_endpoint_arg, add_model_args, add_model_id_arg, apply_endpoint, command_parser,
+from ..options import (add_store_arg, add_model_args, add_model_id_arg, command_parser,
                        load_model_from_args, positive_int)
 
 
@@ -31,8 +31,7 @@ def register(sub) -> None:
     m.add_argument("--moments", default=None, metavar="ANN.jsonl",
                    help="evaluate search's moments on QVHighlights-style annotations (one {qid, query, vid, "
                         "relevant_windows} per line; vid: a stored video's file-name stem, path or video_id)")
-    m.add_argument("--store", default=None, metavar="DIR", help="the tagged store to search (with --moments)")
-    add_endpoint_arg(m)
+    add_store_arg(m, required=False, note='the tagged store to search, with --moments')
     add_model_id_arg(m)
     m.add_argument("--scope", choices=("video", "corpus"), default="video",
                    help="video: rank the moments of the query's video only (the benchmark's protocol, default); "
@@ -69,7 +68,6 @@ def run_moments(args) -> int:
     if args.store is None:
         raise UsageError("--moments needs --store DIR (the tagged store to search)")
     annotations = read_annotations(args.moments)
-    apply_endpoint(args)
     try:
         searcher = Searcher(Store(args.store), args.model_id, weights=args.checkpoint, device=args.device,
                             precision=None if args.precision == "auto" else args.precision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from .. import output
-from ..options import (add_endpoint_arg, add_model_id_arg, add_top_arg, apply_endpoint, command_parser,
+from ..options import (add_store_arg, add_model_id_arg, add_top_arg, command_parser,
                        nonneg_float)
 
 
@@ -23,9 +23,7 @@ def register(sub) -> None:
                   "bike export --store tags/ VIDEO_ID --sheet sheet.jpg"])
     p.add_argument("id", nargs="?", default=None, metavar="CLIP_ID|VIDEO_ID",
                    help="a clip id (from `bike search`), or with --sheet a video id")
-    p.add_argument("--store", required=True, metavar="DIR",
-                   help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--out", default=None, metavar="FILE|DIR",
                    help="the MP4 to write (a clip id), or the folder for the files (--query)")
     p.add_argument("--query", default=None, metavar="TEXT", help="export the top -k results of this search")
@@ -56,7 +54,6 @@ def _check_out(path: str, force: bool, suffixes) -> None:
 
 def run(args) -> int:
     from ..errors import UsageError
-    apply_endpoint(args)
     from index.store import Store
 
     from ..export import contact_sheet, export_clip, export_results

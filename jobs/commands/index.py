@@ -3,7 +3,7 @@ and rebuild the BM25 index of its text channels when transcripts batches are not
 from __future__ import annotations
 
 from .. import output
-from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, command_parser
+from ..options import add_store_arg, add_model_id_arg, command_parser
 
 
 def register(sub) -> None:
@@ -19,8 +19,7 @@ def register(sub) -> None:
                     "transcripts batch is not covered. No model is loaded.",
         examples=["bike index --store tags/", "bike index --store tags/ --kind ivf --format json",
                   "bike index --store tags/ --kind auto        # choose by size again after another --kind"])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--kind", default=None, type=_kind, metavar="KIND",
                    help="index kind: auto (by size), flat, ivf (alias ivf-flat), ivfpq (alias ivf-pq) or hnsw "
                         "(default: the kind last asked for, else auto)")
@@ -45,7 +44,6 @@ def _kind(text: str) -> str:
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     from index.store import Store, StoreError
     from index.textindex import has_transcripts, update_text_index
     from index.vectors import update_index

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_endpoint_arg, add_model_id_arg, apply_endpoint, command_parser
+from ..options import add_store_arg, add_model_id_arg, command_parser
 
 
 def register(sub) -> None:
@@ -20,9 +20,7 @@ def register(sub) -> None:
                   "celebration' AND tagged ORDER BY rank\"",
                   "bike label --refresh --store tags/                  # after bike tag added batches"])
     p.add_argument("name", nargs="?", default=None, help="the tag's name (the label column of user_labels)")
-    p.add_argument("--store", required=True, metavar="DIR",
-                   help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--positive", action="append", default=None, metavar="CLIP_ID[,CLIP_ID...]",
                    help="clips that ARE the tag (repeat or comma-separate; at least one)")
     p.add_argument("--negative", action="append", default=None, metavar="CLIP_ID[,CLIP_ID...]",
@@ -38,7 +36,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     from index.feedback import parse_ids
     from index.search import Searcher
     from index.store import Store, StoreError

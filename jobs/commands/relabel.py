@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import add_model_args, add_model_id_arg, command_parser, model_kwargs, positive_int
+from ..options import (add_model_args, add_model_id_arg, add_store_arg, command_parser, model_kwargs,
+                       positive_int)
 
 
 def register(sub) -> None:
@@ -19,7 +20,7 @@ def register(sub) -> None:
                   "bike relabel --store tags/ --labels my_labels.csv --model-id 3f2a9c0d1e4b5a67",
                   "bike relabel --store tags/ --labels ucf101 --checkpoint moved/k400.pt --format json",
                   "bike relabel --store tags/ --checkpoint runs/new/adapted.pt   # its adapted classes"])
-    p.add_argument("--store", required=True, metavar="DIR", help="store directory")
+    add_store_arg(p)
     add_model_args(p)
     for action in p._actions:               # the stored clips fix these: the source's unless given
         if action.dest in ("frames", "lexicon"):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import output
-from ..options import command_parser
+from ..options import add_store_arg, command_parser
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
                     "writer lock.",
         examples=['bike repair --store tags/', 'bike repair --store tags/ --format json',
                   'bike repair --store tags/ && bike tag ~/videos --store tags/'])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store directory (from `bike tag`)")
+    add_store_arg(p)
     output.add_format_arg(p, what="json: the batches set aside and what the recovery did")
     p.set_defaults(func=run)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .. import output
-from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
+from ..options import add_store_arg, add_model_id_arg, add_query_precision_arg, add_top_arg, command_parser, positive_int
 from ..sqloptions import add_sql_limit_args, sql_limits
 
 
@@ -31,8 +31,7 @@ def register(sub) -> None:
                   "bike search --store tags/ \"goal\" -k 1 --open        # play the best moment",
                   "bike search --store tags/ goal --positive VID/3,VID/4 --negative VID/9   # relevance feedback"])
     p.add_argument("query", nargs="?", default=None, help="what to look for, in words")
-    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     add_top_arg(p, 10, "results")
     p.add_argument("--where", default=None, metavar="SQL",
                    help="DuckDB condition, e.g. \"label = 'surfing crowd' AND duration_s > 5\"")
@@ -146,7 +145,6 @@ def open_result(r) -> None:
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     from index.search import Searcher
     from index.store import Store, StoreError
     from index.where import WhereError

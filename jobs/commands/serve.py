@@ -6,7 +6,7 @@ import sys
 
 from .. import output
 from ..errors import UsageError
-from ..options import add_endpoint_arg, apply_endpoint, add_model_id_arg, add_query_precision_arg, command_parser, positive_float, positive_int
+from ..options import add_store_arg, add_model_id_arg, add_query_precision_arg, command_parser, positive_float, positive_int
 from ..sqloptions import add_sql_limit_args
 
 
@@ -20,8 +20,7 @@ def register(sub) -> None:
                     "without a restart. API and security: docs/serve.md.",
         examples=["bike serve --store tags/",
                   "bike serve --store tags/ --host 0.0.0.0 --token-file ~/.bike-token --port 8080"])
-    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (this machine only unless changed)")
     p.add_argument("--port", type=_port, default=8765, help="port")
     tok = p.add_mutually_exclusive_group()
@@ -83,7 +82,6 @@ def _token(args) -> "str | None":
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     token = _token(args)
     from ..serve.security import BindError, check_bind, check_token
     try:

@@ -5,7 +5,7 @@ import os
 import sys
 
 from .. import output
-from ..options import add_endpoint_arg, apply_endpoint, command_parser
+from ..options import add_store_arg, command_parser
 from ..sqloptions import add_sql_limit_args, sql_limits
 
 #: ``--out`` file kinds, by extension.
@@ -26,8 +26,7 @@ def register(sub) -> None:
                   "bike sql --store tags/ \"SELECT path, error FROM videos WHERE status = 'error'\" --format csv",
                   "bike sql --store tags/ --schema"])
     p.add_argument("query", nargs="?", help="SQL (quote it); '-' reads it from stdin")
-    p.add_argument("--store", required=True, metavar="DIR", help="the store: a directory, or s3://bucket/prefix/ (from `bike tag`)")
-    add_endpoint_arg(p)
+    add_store_arg(p)
     output.add_format_arg(p, what="table cuts long values")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write the result to FILE instead of printing it: .parquet, .csv, .json or .jsonl")
@@ -67,7 +66,6 @@ def write_result(path: str, columns, rows) -> None:
 
 
 def run(args) -> int:
-    apply_endpoint(args)
     from index.sql import SQLError, one_line, query, schema_text
     from index.store import Store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from engine.config import DEFAULTS
 
 from .. import output
-from ..options import (add_model_args, command_parser, model_kwargs, nonneg_float, nonneg_int, positive_float,
-                       positive_int)
+from ..options import (add_model_args, add_store_arg, command_parser, model_kwargs, nonneg_float,
+                       nonneg_int, positive_float, positive_int)
 
 
 def register(sub) -> None:
@@ -28,8 +28,7 @@ def register(sub) -> None:
                   "ray job submit -- bike tag /data/videos --store /data/tags --address auto"])
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="video files, folders (recursive), globs (quoted), or .txt/.list files of paths")
-    p.add_argument("--store", required=True, metavar="DIR",
-                   help="the store: a directory (created when missing), or s3://bucket/prefix/ (docs/storage.md)")
+    add_store_arg(p, note='created when missing')
     add_model_args(p)
     p.add_argument("--window", type=nonneg_float, default=DEFAULTS.window_s, metavar="SECONDS",
                    help=f"clip length: one clip per window of the video (default {DEFAULTS.window_s:g}; "
@@ -40,9 +39,6 @@ def register(sub) -> None:
                         "go to the shots table (docs/tagging.md)")
     p.add_argument("--min-shot", type=nonneg_float, default=1.0, metavar="SECONDS",
                    help="--windows shots: a shot shorter than this joins a neighbour (default 1)")
-    p.add_argument("--endpoint", default=None, metavar="URL",
-                   help="S3-compatible endpoint for s3:// sources and an s3:// store (default: $AWS_ENDPOINT_URL, "
-                        "else AWS)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join a Ray cluster (default: a local Ray sized to this machine)")
     p.add_argument("--runner", choices=("auto", "local", "ray"), default="auto",

@@ -2,7 +2,11 @@
 
 Layout, one job per file:
 
-- ``app.py``       the ASGI app (FastAPI on uvicorn): routes, JSON errors, static page files
+- ``app.py``       the ASGI app (FastAPI on uvicorn): guard middleware, JSON errors, the routers, OpenAPI
+- ``routes/``      one APIRouter per resource (pages, health/stats, search, labels, clips/videos, sql)
+- ``deps.py``      what routes get through ``Depends``: the Service, the Guard, the page's files
+- ``models.py``    Pydantic models of the JSON answers (what ``/api/openapi.json`` describes)
+- ``responses.py`` the one-line JSON error, fast JSON, a file response over a verified descriptor
 - ``service.py``   what the routes answer, without HTTP: search, clips, videos, stats, live refresh
 - ``security.py``  token (header or login cookie, compared in constant time; minimum length, login throttle),
                    Host check, cross-site check (Origin, Sec-Fetch-Site, X-Bike), response headers

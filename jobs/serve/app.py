@@ -16,43 +16,34 @@ API (every ``/api`` route answers JSON; errors are ``{"error": MESSAGE, "status"
     GET  /api/sql?q=SELECT...                        read-only SQL, row- and time-limited
 
 Pages: ``GET /`` (the search page), ``GET /static/<file>``, ``GET|POST /login`` (when a token is set).
+
+The routes live in ``routes/`` (one APIRouter per resource); this module builds the app around them: the guard
+middleware, the error handlers that make every error one JSON line, and ``/api/openapi.json`` (whose answers are
+described by models.py).
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import mimetypes
-import os
-import tempfile
 from importlib import resources
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 
 from .decoding import Busy
-from .security import COOKIE, HEADERS, Guard, LoginThrottle, cross_site
+from .responses import OpenFileResponse, error, json_response  # noqa: F401 (the app's answers: API)
+from .routes import ROUTERS
+from .routes.pages import STATIC
+from .security import HEADERS, Guard, LoginThrottle, cross_site
 from .service import Service, ServiceError
-from .sqlrun import jsonable
 
 log = logging.getLogger("bike.serve")
-
-#: The page's files (read once at start; nothing else is served from disk but store-recorded videos).
-STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
-          "index.html": "text/html; charset=utf-8", "login.html": "text/html; charset=utf-8"}
 
 
 def _static() -> "dict[str, bytes]":
     root = resources.files(__package__) / "static"
     return {name: (root / name).read_bytes() for name in STATIC}
-
-
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
 class GuardMiddleware:
@@ -88,39 +79,13 @@ class GuardMiddleware:
         return await self.app(scope, receive, send_with_headers)
 
 
-def json_response(obj) -> Response:
-    """JSON of a plain object; values JSON cannot carry (NaN, dates...) go through ``jsonable`` only when
-    the fast path fails."""
-    try:
-        body = json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        body = json.dumps(jsonable(obj), separators=(",", ":"))
-    return Response(body, media_type="application/json")
-
-
-class OpenFileResponse(FileResponse):
-    """A ``FileResponse`` (Range, ETag...) over a file the server already opened and verified
-    (``media.VerifiedFile``): it reads the descriptor through its ``/proc/self/fd/N`` name, never the
-    recorded path again, and closes it when the response is over."""
-
-    def __init__(self, opened, **kw):
-        super().__init__(opened.path, stat_result=opened.stat, **kw)
-        self.opened = opened
-
-    async def __call__(self, scope, receive, send):
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.opened.close()
-
-
 def create_app(service: Service, token: "str | None" = None, throttle: "LoginThrottle | None" = None) -> FastAPI:
     """The app for one :class:`Service`. ``token``: required on every ``/api`` request when given;
-    ``throttle``: how failed logins are slowed down (default :class:`.security.LoginThrottle`)."""
+    ``throttle``: how failed logins are slowed down (default :class:`.security.LoginThrottle`). The routes
+    (routes/) reach the service, the guard and the page's files through ``app.state`` (deps.py)."""
     app = FastAPI(title="bike serve", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
-    app.state.service = service
     guard = Guard(token, throttle)
-    files = _static()
+    app.state.service, app.state.guard, app.state.files = service, guard, _static()
 
     # ---- guard, headers and errors -------------------------------------------------------------------
     app.add_middleware(GuardMiddleware, guard=guard)
@@ -142,6 +107,7 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request, exc: RequestValidationError):
+        """A parameter FastAPI refused (not a number, out of its ``Query(ge=, le=)`` bounds): the project's 400."""
         parts = []
         for e in exc.errors()[:3]:
             where = ".".join(str(x) for x in e.get("loc", ())[1:]) or "request"
@@ -153,141 +119,24 @@ def create_app(service: Service, token: "str | None" = None, throttle: "LoginThr
         log.exception("bike serve: %s %s failed", request.method, request.url.path)
         return error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
-    # ---- page ----------------------------------------------------------------------------------------
-    def page(name: str, status: int = 200) -> Response:
-        return Response(files[name], status_code=status, media_type=STATIC[name],
-                        headers={"Cache-Control": "no-cache"})
-
-    @app.get("/", include_in_schema=False)
-    def index(request: Request):
-        if not guard.authorized(request.headers, request.cookies):
-            return page("login.html")
-        return page("index.html")
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str):
-        if name not in STATIC:
-            return error(404, "not found")
-        return page(name)
-
-    @app.get("/login", include_in_schema=False)
-    def login_form():
-        return page("login.html")
-
-    def login_page(message: bytes, status: int, headers=None) -> Response:
-        return HTMLResponse(files["login.html"].replace(b"<!--error-->", b"<p class=err role=alert>" + message
-                                                        + b"</p>"), status_code=status, headers=headers)
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request):
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > 4096:
-                return error(413, "login form too large")
-        # From here to the throttle's record of the outcome nothing awaits: on the one event-loop thread, many
-        # concurrent guesses from one client cannot all pass the check before the first failure is counted.
-        client = request.client.host if request.client else "?"
-        wait = guard.throttle.wait_s(client)
-        if wait > 0:                                 # right or wrong, no guess is tried now
-            seconds = max(1, math.ceil(wait))
-            return login_page(f"Too many wrong tokens: wait {seconds} s before trying again.".encode(), 429,
-                              {"Retry-After": str(seconds)})
-        given = (parse_qs(body.decode("utf-8", "replace")).get("token") or [""])[0]
-        session = guard.login(given)
-        if session is None:
-            guard.throttle.failed(client)
-            return login_page(b"Wrong token.", 401)
-        guard.throttle.succeeded(client)
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/")
-        return response
-
-    # ---- API -----------------------------------------------------------------------------------------
-    @app.get("/api/health")
-    def health():
-        return service.health()
-
-    @app.get("/api/stats")
-    def stats():
-        return service.stats()
-
-    @app.get("/api/search")
-    def search(q: "str | None" = None, k: int = 10, where: "str | None" = None, clip: "str | None" = None,
-               label: "str | None" = None, min_score: "float | None" = None, channels: "str | None" = None,
-               weights: "str | None" = None, dedup: bool = True, positive: "str | None" = None,
-               negative: "str | None" = None):
-        return json_response(service.search(q=q, k=k, where=where or None, clip=clip or None,
-                                            label=label or None, min_score=min_score, channels=channels or None,
-                                            weights=weights or None, dedup=dedup, positive=positive or None,
-                                            negative=negative or None))
-
-    @app.post("/api/search")
-    async def search_video(request: Request, k: int = 10, where: "str | None" = None,
-                           label: "str | None" = None, min_score: "float | None" = None,
-                           positive: "str | None" = None, negative: "str | None" = None):
-        limit = service.limits.max_upload_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return error(413, f"upload too large ({int(declared)} bytes; at most {limit})")
-        fd, path = tempfile.mkstemp(prefix="bike-serve-", suffix=".video")
-        try:
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        return error(413, f"upload too large (over {limit} bytes)")
-                    f.write(chunk)
-            if not size:
-                return error(400, "empty body: POST a video file to search by example")
-            return json_response(await service.decoding.run(     # decoded in the bounded pool
-                lambda: service.search(like=path, k=k, where=where or None, label=label or None,
-                                       min_score=min_score, like_name=f"uploaded video ({size} bytes)",
-                                       positive=positive or None, negative=negative or None),
-                timeout_s=service.video_timeout_s + service.limits.thumb_timeout_s))
-        finally:
-            os.unlink(path)
-
-    @app.post("/api/labels")
-    def save_label(name: str = "", positive: "str | None" = None, negative: "str | None" = None,
-                   q: "str | None" = None):
-        return json_response(service.save_label(name, positive, negative, q))
-
-    @app.get("/api/clips/{video_id}/{n}")
-    def clip(video_id: str, n: str):
-        return service.clip(f"{video_id}/{n}")
-
-    @app.get("/api/clips/{video_id}/{n}/thumb.jpg")
-    async def thumb(video_id: str, n: str, t: "float | None" = None):
-        clip_id = f"{video_id}/{n}"
-        hit, name, job = await run_in_threadpool(service.thumb_job, clip_id, t)
-        path = hit or await service.decoding.run(job, timeout_s=service.limits.thumb_timeout_s, key=name)
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
-
-    @app.get("/api/clips/{video_id}/{n}/export.mp4")
-    async def export_clip(video_id: str, n: str, pad: float = 0.0):
-        clip_id = f"{video_id}/{n}"
-        hit, name, job, download = await run_in_threadpool(service.export_job, clip_id, pad)
-        path = hit or await service.decoding.run(job, timeout_s=service.limits.thumb_timeout_s, key=name)
-        return FileResponse(path, media_type="video/mp4", filename=download)
-
-    @app.get("/api/videos/{video_id}")
-    def video(video_id: str):
-        return service.video(video_id)
-
-    @app.get("/api/videos/{video_id}/media")
-    def video_media(video_id: str):
-        opened = service.open_media(video_id)
-        kind = mimetypes.guess_type(opened.real.name)[0] or "application/octet-stream"
-        return OpenFileResponse(opened, media_type=kind if kind.startswith("video/") else "application/octet-stream")
-
-    @app.get("/api/sql")
-    def sql(q: str = ""):
-        return Response(service.sql_json(q), media_type="application/json")     # bounded JSON, passed as is
-
-    @app.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
-    def unknown(rest: str):
-        return error(404, "no such API route (see GET /api/openapi.json)")
-
+    # ---- routes (routes/__init__.py) -----------------------------------------------------------------
+    for router in ROUTERS:
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The OpenAPI document, once: FastAPI's, less the 422 answers it lists for every route with parameters
+    (a refused parameter is answered 400, ``bad_request`` above)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        for path in doc.get("paths", {}).values():
+            for op in path.values():
+                if isinstance(op, dict):
+                    op.get("responses", {}).pop("422", None)
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
