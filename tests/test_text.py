@@ -197,7 +197,7 @@ def test_asr_pocketsphinx_channel_on_espeak_speech(tmp_path):
     (its words are not asserted: pocketsphinx on synthetic speech is weak; bench/text.py measures the recall);
     whisper without faster-whisper is a one-line error saying how to get it."""
     import os
-import shutil
+    import shutil
     if not shutil.which("espeak-ng"):            # in CI (.ci/run installs it as root) a failure, never a skip
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("espeak-ng is not installed: .ci/run installs it with apt as root")
