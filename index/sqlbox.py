@@ -142,6 +142,11 @@ def store_signature(store):
         return None
 
 
+#: What a child writes as soon as it has read a job: a death before it is a dead child (the job goes to another),
+#: a death after it is the job's (a bound the child could not report).
+TAKEN = b"\x01"
+
+
 class _Child:
     """One warm child process (caller's side): its pipes and how many queries it answered."""
 
@@ -173,7 +178,8 @@ class _Child:
         cap = job["answer_cap"] + (1 << 20)              # the answer's size: the result plus its framing
         fd = self.proc.stdout.fileno()
         buf = bytearray()
-        want = _HEADER.size
+        want = len(TAKEN) + _HEADER.size                  # first the child's "taken" byte, then the answer
+        head = len(TAKEN) + _HEADER.size
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while len(buf) < want:
@@ -183,6 +189,8 @@ class _Child:
                 if not sel.select(left):
                     continue
                 chunk = os.read(fd, min(1 << 20, want - len(buf)))
+                if not chunk and not buf:                # died before it took the job (killed while idle)
+                    return "dead", None, True
                 if not chunk:                            # EOF: the child died (a bound it could not report)
                     self.proc.wait(2.0)
                     rc = self.proc.returncode
@@ -190,13 +198,13 @@ class _Child:
                     return "memory", _memory_message(lim, " (the query process died"
                                                           f"{f' of signal {sig}' if sig else ''})"), True
                 buf += chunk
-                if want == _HEADER.size and len(buf) == want:
-                    n = _HEADER.unpack(bytes(buf))[0]
+                if want == head and len(buf) == want:
+                    n = _HEADER.unpack(bytes(buf[len(TAKEN):]))[0]
                     if n > cap:
                         return "bytes", _bytes_message(lim), True
                     want += n
         try:
-            kind, payload, retire = pickle.loads(bytes(buf[_HEADER.size:]))
+            kind, payload, retire = pickle.loads(bytes(buf[head:]))
         except Exception:  # noqa: BLE001 - a garbled answer: treat the child as broken
             return "memory", _memory_message(lim, " (the query process died)"), True
         return kind, payload, retire
@@ -502,6 +510,8 @@ def _child(max_queries: int) -> None:
         job = _read_frame(inp)
         if job is None:
             return
+        out.write(TAKEN)                             # the caller now knows a death from here on is this job's
+        out.flush()
         lim: SQLLimits = job["limits"]
         try:
             try:
