@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 import jobs.cli
 from jobs.synthetic import VideoSpec, make_dataset
+from liveserver import bike_serve
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51"]
 
 
@@ -40,41 +36,12 @@ def adapt(shots, out, capsys, *extra) -> str:
     return json.loads(capsys.readouterr().out)["checkpoint"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_search(store, query: str, k: int) -> dict:
     """Start `bike serve --store STORE` (real uvicorn, loopback), GET /api/search, stop it."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180                          # a loaded 2-core machine is slow to start
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
-            assert time.time() < deadline, "bike serve did not start"
-            time.sleep(0.3)
+    with bike_serve(store) as (proc, base):
         r = httpx.get(base + "/api/search", params={"q": query, "k": k}, timeout=60)
         assert r.status_code == 200, r.text
         return r.json()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow

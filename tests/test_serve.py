@@ -6,7 +6,6 @@ import concurrent.futures as cf
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -55,12 +54,6 @@ def service(corpus, searcher):
 def client(service):
     from fastapi.testclient import TestClient
     return TestClient(create_app(service), base_url=BASE, headers={"X-Bike": "1"})    # as the page sends
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- API ---------------------------------------------------------------------------------------------------
@@ -442,24 +435,10 @@ def test_store_larger_than_the_frame_cache_is_searched_through_duckdb(corpus, ti
 
 # ---- a real server -----------------------------------------------------------------------------------------
 def test_bike_serve_command_on_a_real_uvicorn_server(corpus):
+    from liveserver import start_bike_serve, stop_bike_serve
     store, mid, paths = corpus
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store.root), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_bike_serve(store.root)
     try:
-        deadline = time.time() + 180                                # a loaded 2-core machine is slow to start
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.3)
         with httpx.Client(base_url=base, timeout=30) as c:
             res = c.get("/api/search", params={"q": "a person walking", "k": 3}).json()
             assert len(res["results"]) == 3 and res["random_init"] is True
@@ -474,14 +453,9 @@ def test_bike_serve_command_on_a_real_uvicorn_server(corpus):
         with cf.ThreadPoolExecutor(8) as pool:
             assert set(pool.map(one, range(32))) == {200}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_bike_serve(proc)
     err = proc.stderr.read()
-    assert "RANDOM WEIGHTS" in err and f"http://127.0.0.1:{port}/" in err
+    assert "RANDOM WEIGHTS" in err and f"{base}/" in err
     assert "Traceback" not in err
 
 

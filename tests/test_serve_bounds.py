@@ -11,7 +11,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from index.ids import video_id as content_id
 from index.search import Searcher
 from index.store import Store
 from jobs.serve import media
+from liveserver import start_bike_serve
 from jobs.serve.app import create_app
 from jobs.serve.limits import Limits
 from jobs.serve.service import Service
@@ -39,12 +39,6 @@ BASE = "http://127.0.0.1"
 @pytest.fixture(scope="module")
 def labels():
     return engine.load_labels("ucf101")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def damage(path: Path, flips: int = 300, seed: int = 1) -> Path:
@@ -75,24 +69,8 @@ def damaged_store(root: Path, model, labels):
 
 
 def start_server(store_root: Path, cache: Path, *extra) -> "tuple[subprocess.Popen, str]":
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
-           "HF_HUB_OFFLINE": "1", "BIKE_CACHE_DIR": str(cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store_root),
-                             "--port", str(port), *extra], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180                                    # a loaded 2-core machine is slow to start
-    while True:
-        try:
-            if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read())
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.3)
+    """``bike serve`` (tests/liveserver.py) with its thumbnails in ``cache``."""
+    return start_bike_serve(store_root, *extra, env={"BIKE_CACHE_DIR": str(cache)})
 
 
 def stop(proc: subprocess.Popen) -> None:

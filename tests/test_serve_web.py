@@ -202,43 +202,16 @@ def test_a_store_where_every_file_failed_is_served_with_its_error_report(tmp_pat
 def test_bike_serve_starts_on_an_empty_store(tmp_path):
     """The command itself (real uvicorn in a subprocess): a store with no batch at all starts and says why
     nothing can be searched, in its log and in the API."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     from index.store import Store
-    from liveserver import free_port
-    root = Path(__file__).resolve().parents[1]
+    from liveserver import start_bike_serve, stop_bike_serve
     Store(tmp_path / "store", create=True)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(tmp_path / "store"),
-                             "--port", str(port)], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_bike_serve(tmp_path / "store", timeout_s=120)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.3)
         stats = httpx.get(base + "/api/stats", timeout=30).json()
         assert (stats["videos"], stats["clips"], stats["searchable"], stats["model_id"]) == (0, 0, False, None)
         r = httpx.get(base + "/api/search", params={"q": "a dog"}, timeout=30)
         assert r.status_code == 409 and "no tagged batch" in r.json()["error"]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_bike_serve(proc)
     err = proc.stderr.read()
     assert "nothing searchable yet" in err and "Traceback" not in err, err

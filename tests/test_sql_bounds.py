@@ -63,32 +63,10 @@ def corpus(tmp_path_factory, tiny_model):
 @pytest.fixture(scope="module")
 def server(corpus):
     store = corpus[0]
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "serve", "--store", str(store.root), "--port", str(port),
-                             "--sql-memory", "256MB", "--sql-timeout", "10", "--sql-max-bytes", "4MB"],
-                            cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    try:
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.3)
+    from liveserver import bike_serve
+    with bike_serve(store.root, "--sql-memory", "256MB", "--sql-timeout", "10", "--sql-max-bytes", "4MB",
+                    env=ENV) as (proc, base):
         yield proc, base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("kind,request_,statuses,says", [
