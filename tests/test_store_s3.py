@@ -361,7 +361,9 @@ def test_sigkill_of_tag_then_rerun_is_exactly_once_on_s3(s3, videos, url):
                   "--no-progress", "--compact-at", "2")          # and compact: the merged store is checked below
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     r = Store(url)
-    assert len(r.commits()) == 1 and r.superseded              # --compact-at 2 merged every batch into one
+    bike_batches = [c for c in r.commits() if not c["model_id"].startswith("text:")]
+    assert len(bike_batches) == 1 and r.superseded            # --compact-at 2 merged every BIKE batch into one
+    assert {c["model_id"] for c in r.commits()} - {bike_batches[0]["model_id"]} == {"text:subtitle"}  # + subtitles
     con = r.connect()
     assert con.execute("SELECT count(*), count(DISTINCT video_id), count(*) FILTER (status = 'ok') "
                        "FROM videos").fetchall() == [(8, 8, 8)]
