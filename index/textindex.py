@@ -22,7 +22,6 @@ import os
 import re
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,39 +202,18 @@ def open_text_index(store: Store) -> "tuple[TextIndex | None, list[str]]":
                  f"(update it with `bike index --store {store.root}`)"]
 
 
-@contextmanager
-def _one_writer(store: Store, lease: bool):
-    """One index writer at a time: locally a lock file in the index folder (``bike index`` may run while
-    ``bike tag`` holds the store's writer lock, as for the FAISS index); on object storage the store's writer
-    lease, taken here when ``lease`` (``bike index``), else held by the caller (``bike tag``)."""
-    if store.remote:
-        if lease:
-            with store.lock():
-                yield
-        else:
-            yield
-        return
-    import fcntl
-    d = store.fs.path(INDEX_KEY)
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def has_transcripts(store: Store) -> bool:
     """Whether any committed batch holds (or replaced) transcripts rows: a text index to keep."""
     return bool(_text_batches(store))
 
 
-def update_text_index(store: "Store | str", lease: bool = False) -> TextIndexReport:
-    """Build the text index when a transcripts batch is not covered (see the module docstring). ``lease``:
-    take the writer lease of a store on object storage (``bike index``; ``bike tag`` holds it already)."""
+def update_text_index(store: "Store | str") -> TextIndexReport:
+    """Build the text index when a transcripts batch is not covered (see the module docstring); one writer at
+    a time (``index.vectors.index_lock``: a lock file locally, the writer lease on object storage, which
+    ``bike tag`` already holds)."""
+    from .vectors import index_lock
     store = store if isinstance(store, Store) else Store(store)
-    with _one_writer(store, lease):
+    with index_lock(store, store.fs.path(INDEX_KEY)):
         return _update(store)
 
 

@@ -282,9 +282,12 @@ def index_dir(store: Store, model_id: str) -> Path:
 
 
 @contextmanager
-def _locked(store: Store, directory: Path):
-    """One writer per index directory at a time (a second `bike index` waits for the first). On object storage
-    the store's writer lease (index/lease.py; a `bike index` while `bike tag` runs stops with its message)."""
+def index_lock(store: Store, directory: Path):
+    """One writer per index directory at a time (a second `bike index` waits for the first): locally a lock
+    file in the folder (``bike index`` may run while ``bike tag`` holds the store's writer lock); on object
+    storage the store's writer lease (index/lease.py; re-entrant for the Store object that holds it, so
+    ``bike tag`` updating its indexes goes on, while a `bike index` during a `bike tag` stops with its message).
+    Used for the FAISS indexes and the text index (index/textindex.py)."""
     if store.remote:
         with store.lock():
             yield
@@ -566,7 +569,7 @@ def update_index(store: "Store | str", model_id: "str | None" = None, kind: "str
     say = log or (lambda msg: None)
     faiss = _faiss()
     d = index_dir(store, model_id)
-    with _locked(store, d):
+    with index_lock(store, d):
         manifest = read_manifest(store, model_id)
         batches = _batches_with(store, model_id)
         total_rows = sum(c["tables"]["embeddings"] for c in batches)

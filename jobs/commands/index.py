@@ -52,7 +52,7 @@ def run(args) -> int:
     try:
         store = Store(args.store)
         # the BM25 index of the text channels (index/textindex.py), first: it needs no embeddings
-        text = update_text_index(store, lease=True) if has_transcripts(store) else None
+        text = update_text_index(store) if has_transcripts(store) else None
         report = update_index(store, args.model_id, kind=args.kind, gpu=args.gpu,
                               log=lambda msg: output.info(f"bike: {msg}"))
     except StoreError as e:
