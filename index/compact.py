@@ -85,18 +85,7 @@ class CompactReport:
 def batch_bytes(store: Store, record: dict, listed: "dict | None" = None) -> int:
     """Stored size of one committed batch's shards (on object storage from ``listed``, {table: {name: size}}
     of one listing per table folder, filled on first use)."""
-    total = 0
-    for table, n in record["tables"].items():
-        if not n or table not in TABLES:
-            continue
-        key = store.shard_key(table, record)
-        if listed is not None:
-            if table not in listed:
-                listed[table] = store.fs.list(table)
-            total += listed[table].get(key.split("/", 1)[1]) or 0
-        else:
-            total += store.fs.size(key) or 0
-    return total
+    return sum(size or 0 for _, _, size in store.shard_sizes(record, listed))
 
 
 def plan(store: Store, target_bytes: int = TARGET_BYTES, skip=()) -> "list[list[dict]]":

@@ -516,6 +516,16 @@ class Store:
         read of this Store object (:meth:`find_unreadable`), or None."""
         if not self._bad_shards:
             return None
+        for table, key, size in self.shard_sizes(rec, listed):
+            why = self._bad_shards.get((key, size))
+            if why:
+                return f"{table}: {why}"
+        return None
+
+    def shard_sizes(self, rec: dict, listed: "dict | None" = None):
+        """(table, shard key, stored size or None) of each of ``rec``'s shards that holds rows: sizes from
+        ``listed`` ({table: {name: size}}, one listing per table folder, filled on first use: object storage),
+        else asked of the file system one by one."""
         for table, n in rec["tables"].items():
             if not n or table not in TABLES:
                 continue
@@ -523,13 +533,9 @@ class Store:
             if listed is not None:
                 if table not in listed:
                     listed[table] = self.fs.list(table)
-                size = listed[table].get(key.split("/", 1)[1])
+                yield table, key, listed[table].get(key.split("/", 1)[1])
             else:
-                size = self.fs.size(key)
-            why = self._bad_shards.get((key, size))
-            if why:
-                return f"{table}: {why}"
-        return None
+                yield table, key, self.fs.size(key)
 
     def find_unreadable(self) -> "dict[str, str]":
         """After a read failed: verify every visible shard in full (``bike check``'s test: SHA-256 against the
