@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -157,27 +156,9 @@ def test_malformed_checkpoints_load_or_are_refused_in_one_line(tmp_path):
     code = ("import json, sys, torch, warnings; warnings.simplefilter('ignore'); torch.set_num_threads(2); "
             "from tests.test_checkpoint_fuzz import run_cases; "
             f"print(json.dumps(run_cases({str(tmp_path)!r}, {SEED})))")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=err, env=env, cwd=root)
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                with open(f"/proc/{p.pid}/status") as f:
-                    rss = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:"))
-            except (OSError, StopIteration):
-                rss = 0
-            if rss > PEAK_RSS or time.monotonic() - t0 > 400:
-                p.kill()
-            time.sleep(0.02)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    peak = usage.ru_maxrss * 1024
-    assert p.returncode == 0 and peak < PEAK_RSS, (p.returncode, peak, stderr[-3000:])
+    from bounded import run_bounded
+    rc, stdout, stderr, peak, _ = run_bounded([sys.executable, "-c", code], PEAK_RSS, 400, env=env, cwd=root)
+    assert rc == 0 and peak < PEAK_RSS, (rc, peak, stderr[-3000:])
     results = json.loads(stdout.strip().splitlines()[-1])
     assert len(results) >= 45
     crashes = [r for r in results if r["outcome"] == "crash"]

@@ -266,40 +266,17 @@ def open_clip_create(name):
 
 
 def _run_bounded(argv, max_rss: float, timeout: float = 240.0):
-    """``python -m jobs.cli argv`` in a child, killed past ``max_rss`` bytes (polled) or ``timeout`` →
-    (exit status, stderr, peak RSS in bytes from wait4, seconds)."""
-    import os
-    import subprocess
+    """``python -m jobs.cli argv`` under tests/bounded.py → (exit status, stderr, peak RSS in bytes, seconds)."""
     import sys
-    import tempfile
-    import time
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    with tempfile.TemporaryFile() as err:
-        t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "jobs.cli", *map(str, argv)], stdout=subprocess.DEVNULL,
-                             stderr=err, env=env, cwd=root)
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                with open(f"/proc/{p.pid}/status") as f:
-                    rss = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:"))
-            except (OSError, StopIteration):
-                rss = 0
-            if rss > max_rss or time.monotonic() - t0 > timeout:
-                p.kill()
-            time.sleep(0.02)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return p.returncode, err.read().decode(), usage.ru_maxrss * 1024, time.monotonic() - t0
+
+    from bounded import run_bounded
+    rc, _, err, peak, secs = run_bounded([sys.executable, "-m", "jobs.cli", *map(str, argv)], max_rss, timeout)
+    return rc, err, peak, secs
 
 
-#: Peak RSS allowed to a `bike classify` that refuses a file. Refusing takes what importing torch + open_clip
-#: takes (0.87-0.98 GB measured here; one run of a freshly installed venv under load peaked at 1.53 GB); building
-#: what the crafted file declares (8192 wide, 48 layers) would take ~150 GB. The bound sits between the two.
-REFUSE_RSS = 2.5e9
+#: Peak RSS allowed to a `bike classify` that refuses a file (torch + open_clip + bike-tiny need ~0.9 GB here;
+#: building what the crafted file declares, 8192 wide and 48 layers, would take ~150 GB).
+REFUSE_RSS = 1.5e9
 
 
 @pytest.mark.timeout(300)

@@ -33,21 +33,12 @@ TIME_BOMB = "SELECT sum(hash(range)) FROM range(100000000000)"      # hours, in 
 WHERE_BOMB = "list_sum(range(60000000 + clip_index)) > 0"
 
 
-#: Runs argv[2:] and writes its max RSS (KB; its own and every process it waited for, as wait4 reports it) to
-#: argv[1]. A small launcher, because a child forked straight from this pytest process starts with pytest's
-#: RSS as its high-water mark.
-LAUNCH = ("import os, subprocess, sys\n"
-          "p = subprocess.Popen(sys.argv[2:])\n"
-          "_, status, usage = os.wait4(p.pid, 0)\n"
-          "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-          "sys.exit(os.waitstatus_to_exitcode(status))\n")
-
-
 def run_measured(argv: "list[str]", tmp: Path) -> "tuple[int, str, str, float]":
-    """Run ``argv`` → (exit status, stdout, stderr, max RSS in MB of it and every process it waited for)."""
-    r = subprocess.run([sys.executable, "-c", LAUNCH, str(tmp / "maxrss"), *argv], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=180)
-    return r.returncode, r.stdout, r.stderr, int((tmp / "maxrss").read_text()) / 1024
+    """Run ``argv`` → (exit status, stdout, stderr, its max RSS in MB) (tests/bounded.py: measured apart from
+    this pytest process's own RSS; killed only past 8 GB or 180 s, so the command's own bounds are tested)."""
+    from bounded import run_bounded
+    rc, out, err, peak, _ = run_bounded(argv, 8e9, 180, env=ENV)
+    return rc, out, err, peak / (1 << 20)
 
 
 def rss_mb(pid: int) -> float:
