@@ -25,7 +25,6 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from index import vectors as V  # noqa: E402
 from index.schema import TABLES  # noqa: E402
 from index.store import Store  # noqa: E402
 from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
+from serving import free_port, wait_healthy  # noqa: E402
 
 T, D = 8, 64
 MODEL_ID = "benchserve00tiny"
@@ -132,12 +132,6 @@ def build_store(root: Path, clips: int, log) -> Store:
     return store
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def memory(pid: int) -> dict:
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -195,15 +189,7 @@ def serve_levels(store: Store, tree: Path, args, env: dict, log, name: str) -> d
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise SystemExit(proc.stderr.read())
-            time.sleep(0.2)
+        wait_healthy(proc, base)
         out["server_start_s"] = round(time.perf_counter() - tic, 1)
         out["server_memory_after_start"] = memory(proc.pid)
         log(f"[{name}] server up in {out['server_start_s']} s, {out['server_memory_after_start']}")

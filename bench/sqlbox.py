@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     if args.serve:
         serve(args.serve, args.store, args.port)
         return 0
-    from serve import build_store, free_port
+    from serve import build_store
+    from serving import free_port, wait_healthy
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)}
@@ -107,15 +108,7 @@ def main(argv=None) -> int:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             base = f"http://127.0.0.1:{port}"
             try:
-                while True:
-                    try:
-                        if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if proc.poll() is not None:
-                        raise SystemExit(proc.stderr.read())
-                    time.sleep(0.2)
+                wait_healthy(proc, base)
                 time.sleep(3.0)                              # the pool's children finish starting
                 for name, (path, params) in WORKLOADS.items():
                     measure(base, path, params, 2, 8)        # warm-up (model text cache, connections)
