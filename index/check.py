@@ -45,6 +45,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .parquetio import read_parquet
 from .schema import TABLES
 from .store import COMMITS, QUARANTINE, Store, StoreError, file_stats, stream_stats
 
@@ -135,7 +136,7 @@ def _shard_problem(store: Store, key: str, rows: int, stats: "dict | None", list
                 return "SHA-256 differs from the commit record (the file was changed or corrupted)"
             n = pq.read_metadata(source).num_rows
         else:                                          # no checksum recorded: decode every page instead
-            n = pq.read_table(source).num_rows
+            n = read_parquet(source).num_rows
     except OSError as e:
         return f"unreadable ({e.strerror or e})"
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a broken file

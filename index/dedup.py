@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from engine.config import DEFAULTS
 
+from .parquetio import read_parquet
 from .schema import DEDUP_DIR, DUPLICATES
 from .store import Store, StoreError
 
@@ -202,7 +203,7 @@ def read_duplicates(store: Store, model_id: str) -> "pa.Table | None":
     except (FileNotFoundError, OSError):
         return None
     try:
-        return pq.read_table(io.BytesIO(raw), schema=SCHEMA)
+        return read_parquet(raw, schema=SCHEMA)
     except Exception as e:  # noqa: BLE001 - a damaged derived file: say so, `bike dedup` rewrites it
         raise StoreError(f"{store.root}: {dedup_key(model_id)} is damaged ({type(e).__name__}); "
                          "rerun `bike dedup` to rewrite it") from None

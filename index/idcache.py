@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import ids
+from .parquetio import read_parquet
 from .storefs import filesystem_for
 
 FOLDER = "_ids"
@@ -46,7 +47,7 @@ def load_known(fs, key: str, schema: pa.Schema) -> "tuple[dict, bool]":
     if got is None:
         return {}, False
     try:
-        t = pq.read_table(pa.BufferReader(got[0]), schema=schema).to_pydict()
+        t = read_parquet(got[0], schema=schema).to_pydict()
     except (pa.ArrowException, OSError, ValueError):
         return {}, True
     return {row[0]: (tuple(row[1:-1]), row[-1]) for row in zip(*(t[n] for n in schema.names))}, False

@@ -74,6 +74,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import validate
+from .parquetio import read_parquet
 from .schema import DERIVED, TABLES
 from .storefs import LocalFS, ObjectFS, atomic_write, is_object_url, unsupported_scheme  # noqa: F401 (atomic_write: API)
 
@@ -397,7 +398,7 @@ class Store:
         """One committed shard as Arrow (None when it is gone: rewritten away by a replacement)."""
         key = self.shard_key(table, rec)
         try:
-            return pq.read_table(self.fs.arrow_path(key), filesystem=self.fs.arrow, columns=columns, schema=schema)
+            return read_parquet(self.fs.arrow_path(key), filesystem=self.fs.arrow, columns=columns, schema=schema)
         except FileNotFoundError:
             return None
 
@@ -683,9 +684,9 @@ class Store:
         fs = self.fs
         for k in keys:
             if cols is None:
-                t = pq.read_table(fs.arrow_path(k), filesystem=fs.arrow, schema=TABLES[table])
+                t = read_parquet(fs.arrow_path(k), filesystem=fs.arrow, schema=TABLES[table])
             else:
-                t = pq.read_table(fs.arrow_path(k), filesystem=fs.arrow, columns=cols)
+                t = read_parquet(fs.arrow_path(k), filesystem=fs.arrow, columns=cols)
             if k in hidden:
                 m, vids = hidden[k]
                 t = t.filter(pc.invert(pc.and_(pc.equal(t["model_id"], m),
@@ -922,7 +923,7 @@ class Store:
                 if not n or "video_id" not in TABLES[table].names or self.fs.size(key) is None:
                     continue                        # `models` rows belong to the model, not to a video
                 try:
-                    t = pq.read_table(self.fs.arrow_path(key), filesystem=self.fs.arrow, schema=TABLES[table])
+                    t = read_parquet(self.fs.arrow_path(key), filesystem=self.fs.arrow, schema=TABLES[table])
                 except Exception as e:  # noqa: BLE001 - a damaged shard must not stop every later writer
                     if hidden:                      # merged away: its rows are read from the compaction
                         c["tables"][table] = 0

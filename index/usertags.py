@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .parquetio import read_parquet
 from .feedback import Feedback, combine, example_scores
 from .schema import USER_LABELS, USER_LABELS_DIR
 from .store import Store, StoreError
@@ -220,9 +221,8 @@ def definitions(store: Store, model_id: "str | None" = None) -> "list[Definition
     out = []
     for key in store._derived_keys("user_labels"):
         try:
-            f = pq.ParquetFile(io.BytesIO(store.fs.read(key)))
-            t = f.read_row_group(0, columns=["label", "model_id", "positives", "negatives", "query", "created_at"]) \
-                if f.num_row_groups else None
+            t = read_parquet(store.fs.read(key),
+                             columns=["label", "model_id", "positives", "negatives", "query", "created_at"])
         except Exception as e:  # noqa: BLE001 - a damaged derived file: say which, the user can delete it
             raise StoreError(f"{store.root}: {key} is damaged ({type(e).__name__}); delete it and define the "
                              f"tag again with `bike label`") from None

@@ -51,7 +51,8 @@ def _batches(store: Store, rec: dict, model_id: str, columns):
     f = store.open_shard("embeddings", rec)
     if f is None:
         return
-    for rb in f.iter_batches(batch_size=READ_ROWS, columns=[*columns, "model_id"]):
+    # a shard on object storage is a Python file object: read it in this thread (index/parquetio.py says why)
+    for rb in f.iter_batches(batch_size=READ_ROWS, columns=[*columns, "model_id"], use_threads=not store.remote):
         mask = pc.equal(rb.column(rb.schema.get_field_index("model_id")), model_id)
         yield rb.filter(mask)
 
