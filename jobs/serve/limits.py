@@ -9,7 +9,10 @@ from dataclasses import dataclass
 class Limits:
     max_query_chars: int = 1000          # text query (CLIP reads 77 tokens; longer text is cut by the tokenizer)
     max_where_chars: int = 2000          # --where condition and label filter
-    max_k: int = 100                     # results per search
+    max_k: int = 100                     # results per search (one page of the page's infinite scroll)
+    max_results: int = 1000              # offset + k: how deep paging goes (each page re-runs the search)
+    group_min_clips: int = 200           # group=video: the best clips grouped, at least (more for deep pages)
+    max_group_moments: int = 50          # group=video: at most this many other moments listed per video
     max_feedback_chars: int = 10_000     # positive= / negative= clip id lists (index/feedback.py caps the count)
     max_upload_bytes: int = 50 << 20     # POST /api/search video (query by example)
     max_sql_chars: int = 10_000

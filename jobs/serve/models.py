@@ -78,6 +78,8 @@ class SearchHit(_Answer):
     text: "str | None" = None
     query_score: "float | None" = None
     feedback_score: "float | None" = None
+    more: "list[dict] | None" = None         # group=video: the video's other results, best first
+    more_count: "int | None" = None          # group=video: how many (``more`` may list fewer)
 
 
 class SearchAnswer(_Answer):
@@ -94,6 +96,11 @@ class SearchAnswer(_Answer):
     negatives: "list[str]"
     results: "list[SearchHit]"
     warning: "str | None" = None
+    page_notes: "list[str]" = []             # the notes in the page's words (no CLI options)
+    offset: int = 0                          # results (or videos) skipped
+    group: str = "clip"                      # clip, or video: one result per video
+    has_more: bool = False                   # asking from offset + k may give more
+    clips_found: int = 0                     # clips the search gave (before min_score)
 
 
 class ClipLabelRow(_Answer):

@@ -29,7 +29,7 @@ from index.store import Store, StoreError
 from index.where import WhereError
 
 from ..export import Span, padded, result_name
-from . import media
+from . import media, wording
 from .decoding import DecodePool
 from .limits import Limits
 from .sqlrun import jsonable, run_sql
@@ -183,11 +183,19 @@ class Service:
                clip: "str | None" = None, label: "str | None" = None, min_score: "float | None" = None,
                like: "str | None" = None, like_name: "str | None" = None, channels: "str | None" = None,
                weights: "str | None" = None, dedup: bool = True, positive: "str | None" = None,
-               negative: "str | None" = None) -> dict:
-        """The objects of ``bike search --format json`` (plus ``warning`` for random weights). ``label``: only
-        clips with this label among their top labels; ``min_score``: drop results scoring less; ``like``: a
-        video file to search by example (``like_name`` is shown as the query). ``positive`` / ``negative``:
-        relevance feedback, comma-separated clip ids (index/feedback.py); with positives ``q`` may be left out."""
+               negative: "str | None" = None, offset: int = 0, group: "str | None" = None) -> dict:
+        """The objects of ``bike search --format json`` (plus ``warning`` for random weights, ``page_notes``:
+        the notes in the page's words, and the paging fields below). ``label``: only clips with this label among
+        their top labels; ``min_score``: drop results scoring less; ``like``: a video file to search by example
+        (``like_name`` is shown as the query). ``positive`` / ``negative``: relevance feedback, comma-separated
+        clip ids (index/feedback.py); with positives ``q`` may be left out.
+
+        Paging (the page's infinite scroll): ``offset`` skips that many results (or videos); ``offset + k`` is
+        at most ``Limits.max_results``; ``has_more`` says whether asking from ``offset + k`` may give more.
+        ``group="video"``: one result per video, its best clip, carrying ``more``: the video's other results in
+        rank order (at most ``Limits.max_group_moments``) and ``more_count`` (all of them among the clips
+        searched: at least ``Limits.group_min_clips``, more while fewer than ``offset + k`` videos came out, up
+        to ``Limits.max_results``) — see :func:`group_by_video`."""
         fb = {}
         for name, value in (("positive", positive), ("negative", negative)):
             if value is not None and len(value) > self.limits.max_feedback_chars:
@@ -206,9 +214,35 @@ class Service:
         if min_score is not None and not math.isfinite(min_score):
             raise _bad("min_score must be a finite number")
         cond = self._check(q, k, where, label)
+        L = self.limits
+        if group not in (None, "", "clip", "video"):
+            raise _bad(f"group={group!r}: must be video or clip")
+        if not 0 <= offset or offset + k > L.max_results:
+            raise _bad(f"offset={offset}: offset + k must be between {k} and {L.max_results}")
         self.maybe_refresh()
         if self.searcher is None:
             raise self._nothing_searchable()
+        if group == "video":                         # enough clips for offset + k videos, within max_results
+            n = min(L.max_results, max(4 * (offset + k), L.group_min_clips))
+            while True:
+                out = self._search_clips(q, n, cond, clip, like, like_name, channels, weights, dedup, fb, min_score)
+                groups = group_by_video(out["results"], L.max_group_moments)
+                if len(groups) > offset + k or out["clips_found"] < n or n >= L.max_results:
+                    break
+                n = min(L.max_results, 2 * n)
+            out["results"] = groups[offset:offset + k]
+            out["has_more"] = len(groups) > offset + k or (out["clips_found"] >= n and n < L.max_results)
+        else:
+            out = self._search_clips(q, offset + k, cond, clip, like, like_name, channels, weights, dedup, fb,
+                                     min_score)
+            out["has_more"] = out["clips_found"] >= offset + k and offset + k < L.max_results
+            out["results"] = out["results"][offset:offset + k]
+        out["offset"], out["group"] = offset, group or "clip"
+        out["page_notes"] = wording.page_notes(out["notes"])
+        return out
+
+    def _search_clips(self, q, k, cond, clip, like, like_name, channels, weights, dedup, fb, min_score) -> dict:
+        """The best ``k`` clips as JSON objects (``clips_found``: how many the search gave before ``min_score``)."""
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
@@ -224,11 +258,14 @@ class Service:
                 res = self.searcher.search(q if q else None, k=k, where=cond, clip=clip, dedup=dedup, **fb)
         except SQLLimitError as e:                   # the where filter over a bound: 408/413/503
             raise ServiceError(e.status, str(e)) from None
-        except (SearchError, WhereError, StoreError, SQLError) as e:
+        except WhereError as e:                      # a bad filter: said in plain words (wording.py)
+            raise _bad(wording.filter_error(str(e))) from None
+        except (SearchError, StoreError, SQLError) as e:
             raise _bad(str(e)) from None
         except VideoError as e:                      # an upload that is no video: name it, not its temp file
             raise _bad(str(e).replace(str(like), like_name or "the uploaded video")) from None
         out = res.to_dict()
+        out["clips_found"] = len(out["results"])
         if like is not None:                         # the upload's temporary file name means nothing to a user
             out["query"] = like_name or "uploaded video"
         if min_score is not None:
@@ -483,3 +520,20 @@ class Service:
     def health(self) -> dict:
         return {"ok": True, "store": str(self.store.root), "model_id": self.model_id,
                 "batches": len(self.store.commits()), "uptime_s": round(time.time() - self.started, 1)}
+
+
+def group_by_video(results: "list[dict]", max_moments: int) -> "list[dict]":
+    """One entry per video, in the rank order of each video's best result: that result, plus ``more`` (the
+    video's other results, best first, at most ``max_moments``) and ``more_count`` (all of them). Done here
+    rather than in the page so that paging (``offset``) counts videos and a video never comes back on a later
+    page; the page shows "n more moments in this video" from ``more``."""
+    groups: dict = {}
+    for r in results:
+        g = groups.get(r["video_id"])
+        if g is None:
+            groups[r["video_id"]] = {**r, "more": [], "more_count": 0}
+        else:
+            g["more_count"] += 1
+            if len(g["more"]) < max_moments:
+                g["more"].append(r)
+    return list(groups.values())
