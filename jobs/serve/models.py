@@ -44,6 +44,7 @@ class Stats(_Answer):
     labels: "list[LabelCount]"
     error_report: "list[dict]"
     batches: int
+    tables: "dict[str, list[list[str]]]" = {}     # the SQL views and their [column, type]
 
 
 class ScoredLabel(_Answer):

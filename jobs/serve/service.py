@@ -504,6 +504,7 @@ class Service:
             "error_report": self._rows("SELECT video_id, path, error, tagged_at FROM videos "
                                        "WHERE model_id = $m AND status = 'error' ORDER BY path LIMIT 200", p),
             "batches": len(self.store.commits()),
+            "tables": table_columns(),
         }
 
     def describe_model(self) -> "tuple[str, bool]":
@@ -537,3 +538,11 @@ def group_by_video(results: "list[dict]", max_moments: int) -> "list[dict]":
             if len(g["more"]) < max_moments:
                 g["more"].append(r)
     return list(groups.values())
+
+
+def table_columns() -> "dict[str, list[list[str]]]":
+    """The SQL views and their columns, ``{table: [[column, type], ...]}`` (``bike sql --schema``): the SQL
+    box of the page lists them."""
+    from index.schema import DERIVED, TABLES
+    return {name: [[f.name, str(f.type)] for f in schema]
+            for name, schema in [*TABLES.items(), *((n, sch) for n, (_, sch) in DERIVED.items())]}
