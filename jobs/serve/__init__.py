@@ -7,7 +7,9 @@ Layout, one job per file:
 - ``deps.py``      what routes get through ``Depends``: the Service, the Guard, the page's files
 - ``models.py``    Pydantic models of the JSON answers (what ``/api/openapi.json`` describes)
 - ``responses.py`` the one-line JSON error, fast JSON, a file response over a verified descriptor
-- ``service.py``   what the routes answer, without HTTP: search, clips, videos, stats, live refresh
+- ``service.py``   what the routes answer, without HTTP: search (paged, grouped by video), clips, videos,
+                   stats, live refresh
+- ``wording.py``   the page's words: a bad filter in plain words, search notes without CLI options
 - ``security.py``  token (header or login cookie, compared in constant time; minimum length, login throttle),
                    Host check, cross-site check (Origin, Sec-Fetch-Site, X-Bike), response headers
 - ``media.py``     a video file looked up by id only (never a path from a request), opened and verified
