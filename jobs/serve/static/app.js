@@ -245,7 +245,7 @@ function render(res, label) {
   $("results").replaceChildren();
   paging.shown = 0;
   appendResults(res.results);
-  paging.hasMore = res.has_more;
+  paging.hasMore = res.has_more && !paging.opts;     // an uploaded example is not sent again for a next page
   paging.loading = false;
   moreStatus();
   if (current) {                           // refresh the open clip with its new curve, or close it
