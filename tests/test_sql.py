@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from index.sql import SQLError, check_read_only, query
+from index.store.sql import SQLError, check_read_only, query
 from index.store import Store
-from jobs.records import ClipSpan, ClipResult, LabelRow, VideoResult, tables
+from jobs.tag.records import ClipSpan, ClipResult, LabelRow, VideoResult, tables
 
 
 def _clip(i, label):
@@ -80,7 +80,7 @@ def _tree(root):
     "SELECT * FROM read_parquet('{tmp}/*/*.parquet')",
 ])
 def test_sandbox_refuses_file_access_writes_and_settings_on_its_own(store, tmp_path, sql):
-    from index.sql import connect_readonly
+    from index.store.sql import connect_readonly
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret\n")
     shard = store.files("videos")[0]

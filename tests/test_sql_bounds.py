@@ -1,4 +1,4 @@
-"""User SQL is bounded in memory, time and result size (index/sqlbox.py): on a real ``bike serve`` (uvicorn on
+"""User SQL is bounded in memory, time and result size (index/store/sqlbox.py): on a real ``bike serve`` (uvicorn on
 loopback) under several bombs at once, and in ``bike sql`` on the command line. DuckDB's messages keep their
 lines in JSON and become one readable line on the CLI.
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import engine
-from index.sql import one_line
+from index.store.sql import one_line
 from servestore import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
