@@ -244,12 +244,12 @@ def test_user_errors_are_one_line_with_the_name_made_safe(capsys):
     args = parser.parse_args(["weights"])
     args.func = boom
     code = None
-    orig = jobs.cli.build_parser
+    orig = jobs.cli.entry.build_parser
     try:
-        jobs.cli.build_parser = lambda: _Fixed(parser, args)
+        jobs.cli.entry.build_parser = lambda: _Fixed(parser, args)
         code = jobs.cli.main(["weights"])
     finally:
-        jobs.cli.build_parser = orig
+        jobs.cli.entry.build_parser = orig
     err = capsys.readouterr().err
     assert code == 2
     assert err == "bike: error: /videos/evil\\nbike: fake line\\x1b[2J.mp4: not a video\n"

@@ -115,7 +115,7 @@ def test_sql_errors_keep_their_lines_in_json_and_become_one_line_on_the_cli(serv
     assert "\\n" not in body["error"] and "\nLINE 1: SELECT nosuchcol FROM videos\n" in body["error"]
     assert 'Candidate bindings' in body["error"]
     import jobs.cli
-    monkeypatch.setattr(jobs.cli, "COMMANDS", ["sql"])
+    monkeypatch.setattr(jobs.cli.entry, "COMMANDS", ["sql"])
     assert jobs.cli.main(["sql", "--store", str(corpus[0].root), "SELECT nosuchcol FROM videos"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\\n" not in err, err
