@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m jobs.demo
+	$(BIN)/python -m bench.demo
 
 # lint-imports: the layers bike > jobs > index > engine (contract in pyproject.toml, [tool.importlinter])
 test: $(STAMP)

@@ -8,8 +8,8 @@ camera, different moments: a hard negative —, Big Buck Bunny, the carphone cli
 Hopper panned and zoomed) and FFmpeg's generated sources (moving test patterns, fractals, cellular automata,
 static bars). Each gets four copies, as the issue that asked for dedup describes them: another bitrate
 (CRF 35), half the size, 10 % cropped (centre), and the first 2 s trimmed away. Everything is tagged by the real
-``bike tag`` (bike-tiny, random weights: dedup does not use the model's embeddings, see engine/fingerprint.py),
-then ``index.dedup`` runs at several thresholds. A pair of videos is truly a duplicate when both come from the
+``bike tag`` (bike-tiny, random weights: dedup does not use the model's embeddings, see engine/model/fingerprint.py),
+then ``index.search.dedup`` runs at several thresholds. A pair of videos is truly a duplicate when both come from the
 same original. Writes bench/results/dedup.json.
 """
 from __future__ import annotations
@@ -124,9 +124,9 @@ def main() -> int:
                     "-q"], check=True, env=env)
     tag_s = time.perf_counter() - t0
 
-    from index.dedup import CANDIDATE_RADIUS, THRESHOLD, _candidates, find_duplicates, load_prints
+    from index.search.dedup import CANDIDATE_RADIUS, THRESHOLD, _candidates, find_duplicates, load_prints
     from index.store import Store
-    from index.vectors import resolve_model_id
+    from index.search.vectors import resolve_model_id
     st = Store(store)
     mid = resolve_model_id(st)
     con = st.connect()

@@ -13,7 +13,7 @@ For each kind, three ways to find its clips among all of them, scored as precisi
 ten best clips, examples left out, that are of the kind):
 
 * **text alone**: ``Searcher.search(description, k=10)`` (every clip is re-ranked: a small store);
-* **tag from 3 positives** / **from 10 positives**: ``bike label``'s scoring (index/usertags.py
+* **tag from 3 positives** / **from 10 positives**: ``bike label``'s scoring (index/search/usertags.py
   ``score_label``) from that many clips of the kind picked at random, no query (averaged over ``--trials``
   random picks);
 * **3 positives + the query**: the same with the text description as ``--query``.
@@ -105,9 +105,9 @@ def main(argv=None) -> int:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)}
-    from index.search import Searcher
+    from index.search.search import Searcher
     from index.store import Store
-    from index.usertags import Definition, score_label
+    from index.search.usertags import Definition, score_label
     out = {"machine": bench_machine(note="precision does not depend on the load; the times do"),
            "command": "python bench/feedback.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "model": "bike-tiny (random init): text is meaningless", "kinds": KINDS, "per_kind": args.per_kind,

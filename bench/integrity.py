@@ -10,7 +10,7 @@ A store of B batches (one video, 2 clips each; six tables, 5 shards per batch) i
   shard (size against the record) — the cost readers pay to skip damaged batches;
 * ``connect()``: views over all shards on a plain DuckDB connection vs on the sandboxed one
   (``allowed_paths`` = every shard, external access off, settings locked), and one query through each;
-* ``bike check`` (``index.check.check_store``): SHA-256 and row count of every shard.
+* ``bike check`` (``index.store.check.check_store``): SHA-256 and row count of every shard.
 
 Both variants of each pair run in the same process one after the other, so their ratio is meaningful even
 on a shared machine; absolute times are not.
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from index.check import check_store  # noqa: E402
+from index.store.check import check_store  # noqa: E402
 from index.store import Store  # noqa: E402
-from jobs.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables  # noqa: E402
+from jobs.tag.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables  # noqa: E402
 
 
 def _video(i: int) -> VideoResult:

@@ -4,7 +4,7 @@
 
 (a) ``bike train`` with the temporal header + VCS vs the same training with mean pooling of frame features
     (no header), on held-out videos. The default classes are "moving left", "moving right", "blinking" and
-    "empty scene" (``--classes`` takes any of jobs/synthetic.py's base classes); left/right are time reverses
+    "empty scene" (``--classes`` takes any of bench/synthetic.py's base classes); left/right are time reverses
     of each other: their frames are the same set, only the order differs, so an order-blind model cannot
     do better than 50 % within the pair. ``--seeds 0,1,2`` repeats (a) with other seeds (each seed draws a
     different random-init CLIP, header, shuffle and held-out split; ~6 min per seed on 2 cores).
@@ -32,11 +32,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import engine  # noqa: E402
-from jobs import datasets as ds  # noqa: E402
-from jobs.commands import adapt as adapt_cmd, train as train_cmd  # noqa: E402
-from jobs.evaluate import evaluate_standard  # noqa: E402
-from jobs.learner import VideoLearner, normalize  # noqa: E402
-from jobs.synthetic import (BASE_CLASSES, BLINK_CLASS, BLINK_SEGMENTS, EMPTY_CLASS, NEW_CLASSES,  # noqa: E402
+from jobs.train import datasets as ds  # noqa: E402
+from jobs.cli.commands import adapt as adapt_cmd, train as train_cmd  # noqa: E402
+from jobs.train.evaluate import evaluate_standard  # noqa: E402
+from jobs.train.learner import VideoLearner, normalize  # noqa: E402
+from bench.synthetic import (BASE_CLASSES, BLINK_CLASS, BLINK_SEGMENTS, EMPTY_CLASS, NEW_CLASSES,  # noqa: E402
                             ORDER_CLASSES,
                             VideoSpec, make_dataset, write_labels, write_list)
 from machine import machine as bench_machine  # noqa: E402  (bench/ is sys.path[0] when a bench script runs)
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
-                   help="comma-separated base classes (from jobs/synthetic.py BASE_CLASSES)")
+                   help="comma-separated base classes (from bench/synthetic.py BASE_CLASSES)")
     p.add_argument("--train-per-class", type=int, default=48)
     p.add_argument("--test-per-class", type=int, default=16)
     p.add_argument("--size", type=int, default=64)

@@ -1,4 +1,4 @@
-"""Benchmark of the model at each precision (engine/precision.py), all in ONE run, with agreement vs fp32.
+"""Benchmark of the model at each precision (engine/model/precision.py), all in ONE run, with agreement vs fp32.
 
     .venv/bin/python bench/model.py                                  # ViT-B-32, fp32 vs bf16 on this CPU
     .venv/bin/python bench/model.py --device cuda                   # fp32, bf16 and fp16 on a GPU
@@ -48,7 +48,7 @@ def _once(fn) -> float:
 
 def load(name: str, precision: str, device: str, header_state: dict):
     import engine
-    from engine.temporal import TemporalTransformer
+    from engine.model.temporal import TemporalTransformer
     m = engine.load_model(name, random_init=True, precision=precision, device=device)
     width = int(m.clip.ln_final.weight.shape[0])
     header = TemporalTransformer.from_state_dict(header_state, heads=max(1, width // 64))
@@ -62,7 +62,7 @@ def speed(models: dict, batch: int, repeat: int) -> dict:
     does not favour one of them."""
     import torch
 
-    from engine import bike
+    from engine.model import bike
 
     def ops(m):
         s = m.image_size
@@ -156,8 +156,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from engine.precision import cpu_has_bf16
-    from engine.temporal import TemporalTransformer
+    from engine.model.precision import cpu_has_bf16
+    from engine.model.temporal import TemporalTransformer
     tag = _bench_tag()
     cuda = args.device.startswith("cuda")
     precisions = args.precisions or (["fp32", "bf16", "fp16"] if cuda else ["fp32", "bf16"])

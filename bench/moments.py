@@ -38,9 +38,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 
-from engine.config import PROMPT_TEMPLATE  # noqa: E402
+from engine.model.config import PROMPT_TEMPLATE  # noqa: E402
 from engine.video import ffmpeg_exe  # noqa: E402
-from jobs.synthetic import write_video  # noqa: E402
+from bench.synthetic import write_video  # noqa: E402
 from machine import machine  # noqa: E402  (bench/ is sys.path[0] when a bench script runs)
 
 #: Event kinds = the class names = the text queries (as the prompt ``This is a video about {kind}``).
@@ -112,7 +112,7 @@ def draw_event(frames: np.ndarray, kind: str, f0: int, f1: int, rng) -> None:
 
 def query_text(kind: str) -> str:
     """The text a test query types: the class prompt the checkpoint was trained with. ``bike train`` scores
-    ``This is a video about {name}`` (engine/config.py) with its frozen text tower, while ``bike search``
+    ``This is a video about {name}`` (engine/model/config.py) with its frozen text tower, while ``bike search``
     encodes a query as typed; with a random-init text tower "a square moving up" is not near the trained
     prompt at all, so the query must be the prompt itself."""
     return PROMPT_TEMPLATE.format(kind)
@@ -195,15 +195,15 @@ def bike(*argv, timeout: float = 1800) -> str:
     return res.stdout
 
 
-#: Threshold fractions of the span rule tried on the train split (index/moments.py).
+#: Threshold fractions of the span rule tried on the train split (index/search/moments.py).
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 def sweep(store: str, annotations: str, fractions) -> dict:
-    """``{fraction: video-scope metrics}`` of ``bike eval --moments`` (jobs/momenteval.py, in-process) with
+    """``{fraction: video-scope metrics}`` of ``bike eval --moments`` (jobs/train/momenteval.py, in-process) with
     the span rule's threshold fraction replaced."""
-    from index.search import Searcher
-    from jobs.momenteval import evaluate_moments, read_annotations
+    from index.search.search import Searcher
+    from jobs.train.momenteval import evaluate_moments, read_annotations
     ann = read_annotations(annotations)
     searcher = Searcher(store)
     return {f: evaluate_moments(searcher, ann, "video", fraction=f) for f in fractions}
@@ -212,7 +212,7 @@ def sweep(store: str, annotations: str, fractions) -> dict:
 def calibrate(work: str, ckpt_dir: str, w: float, test_annotations: str, test_store: str) -> dict:
     """Choose the span rule's threshold fraction on the TRAIN videos (tagged like the test ones), by R1@0.5
     then mAP at video scope; report the test metrics at that fraction (the test split chooses nothing)."""
-    from index.moments import SPAN_FRACTION
+    from index.search.moments import SPAN_FRACTION
     t0 = time.time()
     store = f"{work}/trainstore_w{w:g}"
     bike("tag", f"{work}/train", "--store", store, "--checkpoint", f"{ckpt_dir}/checkpoint.pt",
@@ -223,7 +223,7 @@ def calibrate(work: str, ckpt_dir: str, w: float, test_annotations: str, test_st
     test = sweep(test_store, test_annotations, [best])[best]
     print(f"window {w:g} s, train split: " + "  ".join(f"f={f}: R1@0.5 {m['R1@0.5']:.3f} mAP {m['mAP']:.3f}"
                                                        for f, m in table.items())
-          + f" → fraction {best:g} (index/moments.py SPAN_FRACTION = {SPAN_FRACTION:g}); "
+          + f" → fraction {best:g} (index/search/moments.py SPAN_FRACTION = {SPAN_FRACTION:g}); "
           f"test at {best:g}: R1@0.5 {test['metrics']['R1@0.5']:.3f}", flush=True)
     return {"train_video_scope": table, "train_queries": train[best]["queries"], "chosen_fraction": best,
             "span_fraction_in_code": SPAN_FRACTION, "test_video_scope_at_chosen": test["metrics"],

@@ -66,7 +66,7 @@ SQL = {"histogram": "SELECT label, count(*) AS n FROM labels WHERE rank = 0 GROU
 
 
 def measure_store(path: Path, mid: str, model, repeat: int) -> dict:
-    from index.search import Searcher
+    from index.search.search import Searcher
     from index.store import Store
 
     def sql(q):
@@ -96,9 +96,9 @@ def bench_compact(args) -> None:
     import numpy as np
 
     import engine
-    from index.compact import compact
+    from index.store.compact import compact
     from index.store import Store
-    from index.vectors import update_index
+    from index.search.vectors import update_index
     from searchstore import add_video, random_clips
 
     model = engine.load_model("bike-tiny", random_init=True, lexicon="hmdb51")
@@ -166,8 +166,8 @@ def bench_s3_list(args) -> None:
     import boto3
 
     from engine.sources import remote
-    from index.remoteids import RemoteIds
-    from jobs.sources import list_sources
+    from index.store.remoteids import RemoteIds
+    from jobs.tag.sources import list_sources
     server, endpoint = moto_server()
     try:
         client = boto3.client("s3", endpoint_url=endpoint)
@@ -242,7 +242,7 @@ S3_TAG_MODES = (("local", None, False), ("s3-stream", "stream", True), ("s3-spoo
 def bench_s3_tag(args) -> None:
     import boto3
 
-    from jobs.tag import TagOptions, run_tag
+    from jobs.tag.tag import TagOptions, run_tag
     from media import make_video
     server, endpoint = moto_server()
     work = Path(tempfile.mkdtemp(prefix="bike-s3tag-"))
@@ -267,7 +267,7 @@ def bench_s3_tag(args) -> None:
                 if read is None:
                     os.environ.pop("BIKE_REMOTE_READ", None)
                 else:
-                    os.environ["BIKE_REMOTE_READ"] = read    # forwarded to the Ray workers (jobs/raycluster.py)
+                    os.environ["BIKE_REMOTE_READ"] = read    # forwarded to the Ray workers (jobs/tag/raycluster.py)
                 src = "s3://bench/videos/" if from_s3 else str(local)
                 summary = run_tag(TagOptions(sources=[src], store=str(work / f"store-{name}-{rep}"),
                                              labels="dog,cat,surfing", model_kwargs=model, index=False,

@@ -6,7 +6,7 @@
 Part 1 — vector index. N clustered 512-d vectors, L2-normalised: a two-level Gaussian mixture (1000 topics ×
 20 sub-clusters × N/20000 points; cosine ≈ 0.5 inside a sub-cluster, ≈ 0.25 inside a topic, ≈ 0 across) —
 not uniform random vectors, on which recall means nothing. Queries are fresh draws near random sub-clusters.
-Each kind is built with the same functions ``bike index`` uses (index/vectors.py: ``default_params``,
+Each kind is built with the same functions ``bike index`` uses (index/search/vectors.py: ``default_params``,
 ``new_index``, ``train_index``, add), and measured: build time, index size, single-query latency p50/p99
 (one query per call, 2 threads), batch latency (100 queries per call), recall@10 against exact search.
 
@@ -38,11 +38,11 @@ import faiss  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
-from engine.spotting import concept_spotting  # noqa: E402
-from index import vectors as V  # noqa: E402
-from index.rerank import rerank_text  # noqa: E402
-from index.schema import TABLES  # noqa: E402
-from index.search import Query, Searcher  # noqa: E402
+from engine.model.spotting import concept_spotting  # noqa: E402
+from index.search import vectors as V  # noqa: E402
+from index.search.rerank import rerank_text  # noqa: E402
+from index.store.schema import TABLES  # noqa: E402
+from index.search.search import Query, Searcher  # noqa: E402
 from index.store import Store  # noqa: E402
 from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 

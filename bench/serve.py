@@ -8,7 +8,7 @@ synthetic frame embeddings (100 topics × 10 concepts; in each clip a concept sh
 topic background in the others; T = 8 frames × 64-d, the width of the tiny model), top-5 labels per clip by
 cosine to the concept directions, clip embeddings as the normalised frame mean, one video row per 10 clips
 (no media files: only search is measured), and the FAISS index that ``bike index`` builds
-(``index.vectors.update_index``). Its ``models`` row is the seeded random-init ``bike-tiny`` model, so the
+(``index.search.vectors.update_index``). Its ``models`` row is the seeded random-init ``bike-tiny`` model, so the
 server loads a real model and encodes every text query with it.
 
 The real server (``python -m jobs.cli serve``, uvicorn, one process) is started on a free loopback port; text
@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from index import vectors as V  # noqa: E402
-from index.schema import TABLES  # noqa: E402
+from index.search import vectors as V  # noqa: E402
+from index.store.schema import TABLES  # noqa: E402
 from index.store import Store  # noqa: E402
 from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
 from serving import free_port, wait_healthy  # noqa: E402

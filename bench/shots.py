@@ -123,7 +123,7 @@ def cpu() -> float:
 
 
 def measure(path: str, dense_reference: bool) -> dict:
-    from engine import transnet
+    from engine.video import transnet
     from engine.video import iter_clips, probe, read_frames, shots
     info = probe(path)
     c0 = cpu()
@@ -169,7 +169,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     from decode import make_corpus
-    from engine import transnet
+    from engine.video import transnet
     torch.set_num_threads(1)
     info = bench_machine(torch=torch.__version__, detector=transnet.version(), torch_threads=1,
                          note="CPU seconds (not wall) on a shared machine; ratios within this run are what to quote")

@@ -7,8 +7,8 @@ The store is bench/serve.py's synthetic one (``build_store``: real shards, FAISS
 ``bike-tiny`` model). The same server code runs twice on it, on loopback (uvicorn, one process, started by this
 script with ``--serve MODE``):
 
-* ``per-query``: the server's :class:`index.sqlbox.Sandbox` made with ``warm=False, max_queries=1``: every
-  query starts a fresh ``python -m index.sqlbox`` (interpreter, DuckDB and pyarrow imports, store opened),
+* ``per-query``: the server's :class:`index.store.sqlbox.Sandbox` made with ``warm=False, max_queries=1``: every
+  query starts a fresh ``python -m index.store.sqlbox`` (interpreter, DuckDB and pyarrow imports, store opened),
   which is what every query paid before the pool;
 * ``pool``: the server as ``bike serve`` runs it: ``Service.warm`` starts ``workers`` (4) children ahead.
 
@@ -49,7 +49,7 @@ def serve(mode: str, store: str, port: int) -> None:
     """The server of one mode (run in a process of its own by :func:`main`)."""
     import uvicorn
 
-    from index.sqlbox import Sandbox
+    from index.store.sqlbox import Sandbox
     from jobs.serve.app import create_app
     from jobs.serve.limits import Limits
     from jobs.serve.service import Service

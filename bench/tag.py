@@ -6,10 +6,10 @@
 
 1. Generates a corpus (lavfi ``testsrc2``, H.264 ultrafast, 25 fps, 5–30 s, 320×240 … 1280×720, seeded) and
    one long 1080p video (1 fps so it is cheap to make; default 1 hour).
-2. Decode alone: ``jobs.decode.decode_video`` over the corpus in as many processes as cores → sampled
+2. Decode alone: ``jobs.tag.decode.decode_video`` over the corpus in as many processes as cores → sampled
    frames/s (what the model receives).
 3. Model alone: ``Scorer.score`` on random pre-decoded frames, batches of ``--model-batch`` clips, torch
-   threads = cores → frames/s, at every precision of ``--precisions`` (engine/precision.py).
+   threads = cores → frames/s, at every precision of ``--precisions`` (engine/model/precision.py).
 4. Pipeline: ``bike tag`` (in a subprocess, its own local Ray) on the first N videos for each N of
    ``--sizes`` → videos/s, frames/s after start-up and end to end, peak memory (PSS summed over the job's
    whole process tree: driver, Ray daemons, workers, ffmpeg), sampled every 0.2 s.
@@ -73,7 +73,7 @@ def make_long(path: Path, seconds: int) -> Path:
 
 # ---- stages alone ------------------------------------------------------------------------------------
 def _decode_one(args):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     path, frames, window, size, resize = args
     n = 0
     for m in decode_video(str(path), frames=frames, window_s=window, size=size, resize=resize):
@@ -94,8 +94,8 @@ def bench_model(model: str, cores: int, batch: int, calls: int = 2, precision: s
     import numpy as np
     import torch
 
-    from jobs.records import ClipSpan
-    from jobs.scoring import Scorer
+    from jobs.tag.records import ClipSpan
+    from jobs.tag.scoring import Scorer
     torch.set_num_threads(cores)
     s = Scorer(dict(name=model, random_init=True, precision=precision), "kinetics400", threads=cores)
     s.facts()                                                     # raises what loading met
@@ -156,7 +156,7 @@ def run_tag(sources, store: Path, model: str, window: float, extra=(), precision
 
 
 def _child(spec_json: str) -> None:
-    from jobs.tag import TagOptions, run_tag as tag
+    from jobs.tag.tag import TagOptions, run_tag as tag
     spec = json.loads(spec_json)
     extra = dict(zip(spec["extra"][::2], spec["extra"][1::2]))
     s = tag(TagOptions(sources=spec["sources"], store=spec["store"], labels="kinetics400",
@@ -166,7 +166,7 @@ def _child(spec_json: str) -> None:
             log=lambda m: None)
     import torch
 
-    from engine.precision import resolve
+    from engine.model.precision import resolve
     precision = resolve(spec["precision"], "cuda" if torch.cuda.is_available() else "cpu")
     print(json.dumps({"precision": precision, "model": s.model, "ok": s.ok, "error": s.error,
                       "frames": s.frames, "seconds": s.seconds, "run_s": s.run_s,

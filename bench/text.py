@@ -6,12 +6,12 @@
 Each of N videos (10 s, 640x360) carries: two captions burned in with ffmpeg drawtext (matplotlib's DejaVu
 Sans) at known times; two subtitle cues, as a sidecar .srt (even videos) or an embedded mov_text stream (odd);
 one sentence spoken by espeak-ng. Measured per channel, with the functions ``bike tag`` runs
-(jobs/textstage.py → engine/transcripts/):
+(jobs/tag/textstage.py → engine/transcripts/):
 
 - OCR character accuracy: 1 - edit distance / length, of each caption against the OCR span overlapping it;
 - subtitle timing: the largest |error| of cue starts and ends (s);
 - speech word recall per backend (words of the sentence found among the recognised words);
-- search: for each caption and subtitle phrase, BM25 over the transcripts (index/textindex.py, what the fused
+- search: for each caption and subtitle phrase, BM25 over the transcripts (index/search/textindex.py, what the fused
   search uses) must rank the right video first with the span's start within ±1 s of the truth;
 - cost per video-hour: channel seconds / video seconds × 3600, on this machine;
 - hostile inputs: a 100 MB subtitle stream, a malformed .srt, binary junk named .vtt, control characters and
@@ -99,7 +99,7 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def run_channel(store, videos, channel, **kw):
-    from jobs.textstage import TextOptions, run_text_stage
+    from jobs.tag.textstage import TextOptions, run_text_stage
     t0 = time.perf_counter()
     (s,) = run_text_stage(store, [(v["path"], v["vid"]) for v in videos], TextOptions(channels=(channel,), **kw))
     return s, time.perf_counter() - t0
@@ -141,7 +141,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(Path(__file__).with_name("results") / "text.json"))
     args = ap.parse_args()
     from index.store import Store
-    from index.textindex import TextIndex
+    from index.search.textindex import TextIndex
     res = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.platform(),
            "cpus": os.cpu_count(), "videos": args.n}
     with tempfile.TemporaryDirectory() as tmp:

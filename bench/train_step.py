@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_step.py              # ViT-B-32, batch 4 clips x 8 frames
     HF_HUB_OFFLINE=1 .venv/bin/python bench/train_step.py --model bike-tiny --steps 5   # a quick check
 
-One optimiser step of the video branch exactly as ``jobs/training.py`` runs it (``VideoLearner``: image tower →
+One optimiser step of the video branch exactly as ``jobs/train/training.py`` runs it (``VideoLearner``: image tower →
 temporal header → VCS against fixed class features, BIKE's loss, AdamW), on random frames, with the tower in
 fp32 and under autocast at each precision of ``--precisions`` (``auto`` resolves as ``bike train`` does:
 bf16 on CPUs with native bf16, fp16 on CUDA). Reports clips/s and frames/s after ``--warmup`` steps, the
@@ -29,9 +29,9 @@ import torch  # noqa: E402
 from machine import machine  # noqa: E402  (bench/ is sys.path[0] when a bench script runs)
 
 import engine  # noqa: E402
-from engine.loss import batch_logits, bike_loss  # noqa: E402
-from jobs import optim  # noqa: E402
-from jobs.learner import VideoLearner, new_header, normalize, training_precision  # noqa: E402
+from engine.model.loss import batch_logits, bike_loss  # noqa: E402
+from jobs.train import optim  # noqa: E402
+from jobs.train.learner import VideoLearner, new_header, normalize, training_precision  # noqa: E402
 
 
 def build(name: str, frames: int, classes: int, device: str):

@@ -19,38 +19,38 @@ import importlib
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:                                     # what type checkers see (the package ships py.typed)
-    from engine.classify import AttributeScore, ClassifyResult
-    from engine.labels import LabelError, LabelSet, load_labels
-    from engine.loading import CheckpointError, WeightsUnavailable
-    from engine.model import BikeModel, LabelScore, load_model
+    from engine.model.classify import AttributeScore, ClassifyResult
+    from engine.model.labels import LabelError, LabelSet, load_labels
+    from engine.model.loading import CheckpointError, WeightsUnavailable
+    from engine.model.model import BikeModel, LabelScore, load_model
     from engine.video import VideoError, read_video
-    from index.search import ClipLabel, SearchResult, SearchResults, Searcher
+    from index.search.search import ClipLabel, SearchResult, SearchResults, Searcher
     from index.store import Store, StoreError
-    from jobs.tag import TagSummary
+    from jobs.tag.tag import TagSummary
 
 __version__ = "0.1.0"
 
 #: public name → "module:attribute"
 _EXPORTS = {
-    "load_model": "engine.model:load_model",
-    "BikeModel": "engine.model:BikeModel",
-    "LabelScore": "engine.model:LabelScore",
-    "ClassifyResult": "engine.classify:ClassifyResult",
-    "AttributeScore": "engine.classify:AttributeScore",
-    "LabelSet": "engine.labels:LabelSet",
-    "load_labels": "engine.labels:load_labels",
+    "load_model": "engine.model.model:load_model",
+    "BikeModel": "engine.model.model:BikeModel",
+    "LabelScore": "engine.model.model:LabelScore",
+    "ClassifyResult": "engine.model.classify:ClassifyResult",
+    "AttributeScore": "engine.model.classify:AttributeScore",
+    "LabelSet": "engine.model.labels:LabelSet",
+    "load_labels": "engine.model.labels:load_labels",
     "read_video": "engine.video:read_video",
-    "Searcher": "index.search:Searcher",
-    "SearchResult": "index.search:SearchResult",
-    "ClipLabel": "index.search:ClipLabel",
-    "SearchResults": "index.search:SearchResults",
-    "Store": "index.store:Store",
-    "TagSummary": "jobs.tag:TagSummary",
+    "Searcher": "index.search.search:Searcher",
+    "SearchResult": "index.search.search:SearchResult",
+    "ClipLabel": "index.search.search:ClipLabel",
+    "SearchResults": "index.search.search:SearchResults",
+    "Store": "index.store.core:Store",
+    "TagSummary": "jobs.tag.tag:TagSummary",
     "VideoError": "engine.video:VideoError",
-    "LabelError": "engine.labels:LabelError",
-    "CheckpointError": "engine.loading:CheckpointError",
-    "WeightsUnavailable": "engine.loading:WeightsUnavailable",
-    "StoreError": "index.store:StoreError",
+    "LabelError": "engine.model.labels:LabelError",
+    "CheckpointError": "engine.model.loading:CheckpointError",
+    "WeightsUnavailable": "engine.model.loading:WeightsUnavailable",
+    "StoreError": "index.store.core:StoreError",
 }
 
 __all__ = sorted([*_EXPORTS, "classify", "tag", "search", "sql", "__version__"])
@@ -74,9 +74,9 @@ def classify(video: str, model: "BikeModel | None" = None, labels: "str | LabelS
              *, clips: int = 1, crops: int = 1, top: int = 5, **model_kwargs: Any) -> "ClassifyResult":
     """Classify one video as ``bike classify`` does. ``model``: a loaded model (else ``load_model(**model_kwargs)``);
     ``labels``: a label set (default: the checkpoint's own classes when it carries them, else Kinetics-400)."""
-    from engine.classify import classify_video
-    from engine.config import DEFAULTS
-    from engine.model import load_model as _load
+    from engine.model.classify import classify_video
+    from engine.model.config import DEFAULTS
+    from engine.model.model import load_model as _load
     if model is None:
         model = _load(**model_kwargs)
     if labels is None:
@@ -90,12 +90,12 @@ def tag(sources: "str | Iterable[str]", store: str, labels: "str | LabelSet | li
     """Tag videos (files, folders, globs, list files) into ``store`` as ``bike tag`` does, on Ray (a local
     one unless ``address``; Ray already initialised in this process is used as it is). ``model_kwargs`` are
     :func:`load_model`'s (``name`` or ``model``, ``pretrained``, ``checkpoint``, ``random_init``, ``frames``...)."""
-    from engine.config import DEFAULTS
-    from jobs.tag import TagOptions, run_tag
+    from engine.model.config import DEFAULTS
+    from jobs.tag.tag import TagOptions, run_tag
     if "model" in model_kwargs:
         model_kwargs["name"] = model_kwargs.pop("model")
     if labels is None:
-        from jobs.options import checkpoint_labels
+        from jobs.cli.options import checkpoint_labels
         labels = checkpoint_labels(model_kwargs.get("checkpoint")) or DEFAULTS.labels
     opts = TagOptions(sources=[sources] if isinstance(sources, str) else list(sources), store=store,
                       labels=labels, model_kwargs=model_kwargs, window_s=window or None, address=address,
@@ -105,12 +105,12 @@ def tag(sources: "str | Iterable[str]", store: str, labels: "str | LabelSet | li
 
 def search(store: "str | Store", query: str, k: int = 10, **kwargs: Any) -> "SearchResults":
     """One search (loads the model each call: keep a :class:`Searcher` for many queries)."""
-    from index.search import search as _search
+    from index.search.search import search as _search
     return _search(store, query, k=k, **kwargs)
 
 
 def sql(store: "str | Store", query: str) -> "tuple[list[str], list[tuple]]":
     """Read-only SQL over a store's views (``bike sql``): ``(columns, rows)``."""
-    from index.sql import query as _query
+    from index.store.sql import query as _query
     from index.store import Store as _Store
     return _query(store if isinstance(store, _Store) else _Store(store), query)

@@ -6,28 +6,32 @@
     >>> result.labels[0].label, result.saliency
 
 Importing the package is cheap: each public name is imported from its module on first use (PEP 562), so
-``import engine.labels`` or ``import engine.config`` never pulls in torch or open_clip. The model configs
-shipped in ``engine/configs`` (e.g. ``bike-tiny``) are registered with open_clip by ``engine.loading``,
-which every model construction goes through.
+``import engine.model.labels`` or ``import engine.model.config`` never pulls in torch or open_clip. The model
+configs shipped in ``engine/configs`` (e.g. ``bike-tiny``) are registered with open_clip by
+``engine.model.loading``, which every model construction goes through.
+
+Subpackages, lowest first: ``engine.settings`` (the one settings object), ``engine.video`` (decoding, frame
+sampling and transforms, the shot model), ``engine.sources`` (remote byte sources), ``engine.transcripts`` (text
+channels: subtitles, OCR, speech) and ``engine.model`` (the BIKE model: towers, branches, weights, labels).
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-#: Folder of the open_clip model configs shipped with the engine (registered by :mod:`engine.loading`).
+#: Folder of the open_clip model configs shipped with the engine (registered by :mod:`engine.model.loading`).
 CONFIGS = Path(__file__).parent / "configs"
 
 #: public name → the submodule that defines it
 _EXPORTS = {
-    "AttributeHead": "attributes", "attribute_scores": "attributes", "attribute_sentence": "attributes",
-    "fuse": "attributes", "top_attributes": "attributes",
-    "DEFAULTS": "config",
-    "LabelError": "labels", "LabelSet": "labels", "load_labels": "labels",
-    "CheckpointError": "loading", "WeightsUnavailable": "loading", "load_weights": "loading",
-    "BikeModel": "model", "LabelScore": "model", "Scores": "model", "load_model": "model",
-    "Spotting": "spotting", "concept_spotting": "spotting",
-    "TemporalTransformer": "temporal",
+    "AttributeHead": "model.attributes", "attribute_scores": "model.attributes",
+    "attribute_sentence": "model.attributes", "fuse": "model.attributes", "top_attributes": "model.attributes",
+    "DEFAULTS": "model.config",
+    "LabelError": "model.labels", "LabelSet": "model.labels", "load_labels": "model.labels",
+    "CheckpointError": "model.loading", "WeightsUnavailable": "model.loading", "load_weights": "model.loading",
+    "BikeModel": "model.model", "LabelScore": "model.model", "Scores": "model.model", "load_model": "model.model",
+    "Spotting": "model.spotting", "concept_spotting": "model.spotting",
+    "TemporalTransformer": "model.temporal",
     "Clip": "video", "VideoError": "video", "VideoInfo": "video", "iter_clips": "video", "probe": "video",
     "read_video": "video",
 }

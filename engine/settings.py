@@ -1,7 +1,7 @@
 """bike's host settings: every ``BIKE_*`` environment variable, read in one place into one typed object.
 
 Options of a command are arguments (``--decoder``, ``--endpoint``, ...) and travel as typed fields of the job
-(e.g. ``jobs.tag.TagOptions``), never through the environment. What is left for environment variables are
+(e.g. ``jobs.tag.tag.TagOptions``), never through the environment. What is left for environment variables are
 facts about the host (where ffmpeg is, how many NVDEC engines a GPU has, where caches go) and a few defaults a
 user may want for every command. :class:`Settings` holds them, one field per variable; ``Settings.from_env()``
 reads them all at once (the code asks it where it needs a value; nothing else in bike reads ``BIKE_*``).

@@ -16,14 +16,14 @@ class UsageError(Exception):
 #: ``(module, class)`` of every exception whose message is enough for the user (``bike: error: <message>``).
 #: A new module with its own user-facing error adds one line here.
 USER_ERROR_CLASSES = [
-    ("engine.labels", "LabelError"),
-    ("engine.device", "DeviceError"),
-    ("engine.loading", "CheckpointError"),
-    ("engine.loading", "WeightsUnavailable"),
+    ("engine.model.labels", "LabelError"),
+    ("engine.model.device", "DeviceError"),
+    ("engine.model.loading", "CheckpointError"),
+    ("engine.model.loading", "WeightsUnavailable"),
     ("engine.video", "VideoError"),
-    ("index.store", "StoreError"),
-    ("index.sql", "SQLError"),
-    ("index.where", "WhereError"),
+    ("index.store.core", "StoreError"),
+    ("index.store.sql", "SQLError"),
+    ("index.store.where", "WhereError"),
     ("engine.sources.remote", "RemoteError"),
 ]
 

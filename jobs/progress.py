@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from . import output
+from jobs import output
 
 
 class Progress:

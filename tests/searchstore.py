@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from index.ids import model_id as make_model_id
-from index.schema import TABLES, clip_id
+from index.store.ids import model_id as make_model_id
+from index.store.schema import TABLES, clip_id
 
 WINDOW_S = 10.0
 

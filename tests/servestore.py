@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ids import video_id as content_id
+from index.store.ids import video_id as content_id
 from index.store import Store
 from media import make_video
 from searchstore import add_video

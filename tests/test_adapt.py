@@ -4,12 +4,12 @@ import pytest
 import torch
 
 import engine
-from jobs import datasets as ds
-from jobs.adapt import FastConfig, fast_adapt
+from jobs.train import datasets as ds
+from jobs.train.adapt import FastConfig, fast_adapt
 from jobs.cli import main as bike_main
-from jobs.evaluate import evaluate_standard
-from jobs.learner import checkpoint_dict, save_atomic
-from jobs.synthetic import VideoSpec, make_dataset
+from jobs.train.evaluate import evaluate_standard
+from jobs.train.learner import checkpoint_dict, save_atomic
+from bench.synthetic import VideoSpec, make_dataset
 
 # classes a random-init model can tell apart by how much shape the frames show: adaptation, not temporal order
 CLASSES = ["empty scene", "blinking", "growing"]

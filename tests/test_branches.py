@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import engine
-from engine.attributes import fuse
-from engine.loading import load_weights
-from engine.model import default_branches
+from engine.model.attributes import fuse
+from engine.model.loading import load_weights
+from engine.model.model import default_branches
 
 TINY = "bike-tiny"
 
@@ -30,7 +30,7 @@ def test_fuse_by_branches():
 
 
 def _checkpoint(tmp_path, heads: bool):
-    from engine.attributes import AttributeHead
+    from engine.model.attributes import AttributeHead
     src = load_weights(TINY, random_init=True, seed=9, quick_gelu=True)
     ckpt = {"model_state_dict": src.clip.state_dict(), "fusion_model_state_dict": {}}
     if heads:
@@ -69,10 +69,10 @@ def test_train_without_attribute_heads_then_eval_is_the_video_branch(ray_cluster
     """`bike train --attr-epochs 0` on a temporal task; `bike eval` on the held-out videos reports the video
     branch's top-1, exactly what training measured on them, and says so; fusing with the untrained
     attributes branch is only done when asked."""
-    from jobs import datasets as ds
+    from jobs.train import datasets as ds
     from jobs.cli import main
-    from jobs.synthetic import VideoSpec, make_dataset, write_labels, write_list
-    from jobs.training import read_history
+    from bench.synthetic import VideoSpec, make_dataset, write_labels, write_list
+    from jobs.train.training import read_history
     classes = ["moving left", "moving right", "blinking"]
     entries = make_dataset(str(tmp_path / "v"), classes, 6, seed=1, spec=VideoSpec(size=48, fps=8, seconds=2))
     lst, labels_csv = write_list(str(tmp_path / "all.txt"), entries, classes), write_labels(str(tmp_path / "l.csv"),
@@ -99,7 +99,7 @@ def test_train_without_attribute_heads_then_eval_is_the_video_branch(ray_cluster
 
 
 def test_models_row_records_precision_and_branches(tmp_path):
-    from jobs.records import model_facts, model_row
+    from jobs.tag.records import model_facts, model_row
     m = engine.load_model(None, checkpoint=_checkpoint(tmp_path, False), lexicon="hmdb51", precision="bf16")
     row = model_row("m1", model_facts(m), engine.load_labels("a,b"), 10.0).to_pylist()[0]
     assert row["precision"] == "bf16" and row["branches"] == "video"

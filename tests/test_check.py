@@ -1,4 +1,4 @@
-"""Damaged stores (index/check.py, index/store.py): readers skip a damaged batch with a warning, `bike check`
+"""Damaged stores (index/store/check.py, index/store/core.py): readers skip a damaged batch with a warning, `bike check`
 finds it, `bike repair` sets it aside (nothing deleted) and the videos become "not done"; killed --force runs
 never show duplicate rows."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import jobs.cli
-from index.check import check_store, repair_store
+from index.store.check import check_store, repair_store
 from index.store import COMMITS, QUARANTINE, Store
-from jobs.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables
+from jobs.tag.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables
 
 
 def _clip(i, label="surf"):
@@ -149,8 +149,8 @@ def test_stores_without_checksums_are_read_and_checked(store):
     assert check_store(Store(s.root)).damaged == [batches[0]] and _count(s.root) == 4
 
 
-# ---- compaction (index/compact.py) and integrity -----------------------------------------------------------
-from index.compact import collect_garbage, compact  # noqa: E402
+# ---- compaction (index/store/compact.py) and integrity -----------------------------------------------------------
+from index.store.compact import collect_garbage, compact  # noqa: E402
 
 
 @pytest.fixture()

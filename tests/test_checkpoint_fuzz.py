@@ -28,7 +28,7 @@ TINY = "bike-tiny"
 
 
 def _seed_state() -> dict:
-    from engine.loading import load_weights
+    from engine.model.loading import load_weights
     return {k: v.half() for k, v in load_weights(TINY, random_init=True, seed=3, quick_gelu=True).clip
             .state_dict().items()}
 
@@ -114,7 +114,7 @@ def _crafted(state: dict):
 def run_cases(workdir: str, seed: int) -> list:
     """Write and load every case in this process; one result dict per case (the child side of the test)."""
     import engine
-    from engine.loading import CheckpointError, WeightsUnavailable
+    from engine.model.loading import CheckpointError, WeightsUnavailable
     rng = random.Random(seed)
     state = _seed_state()
     good = os.path.join(workdir, "good.pt")

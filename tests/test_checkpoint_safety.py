@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import engine
-from engine.loading import CheckpointError, file_sha256, load_weights
+from engine.model.loading import CheckpointError, file_sha256, load_weights
 from index.store import Store
-from index.storemodel import ModelMismatch, load_store_model
+from index.store.storemodel import ModelMismatch, load_store_model
 from tests.conftest import TINY
 from tests.media import make_video
 from tests.searchstore import add_video, random_clips
@@ -313,7 +313,7 @@ def test_tensors_claiming_more_than_their_storage_are_refused(tmp_path):
 
 
 def test_inferred_sizes_are_capped_and_admit_vit_l_336_and_vit_h():
-    from engine.architecture import CAPS, ArchitectureError, infer_config, resolve_name
+    from engine.model.architecture import CAPS, ArchitectureError, infer_config, resolve_name
     for name in ("ViT-L-14-336", "ViT-H-14", "ViT-bigG-14", "ViT-B-32"):
         with torch.device("meta"):
             state = open_clip_create(name).state_dict()
@@ -373,7 +373,7 @@ def test_store_naming_dev_zero_or_a_fifo_never_hangs(tmp_path, capsys, kind):
 
 
 def test_oversized_label_file_is_refused(tmp_path):
-    from engine.safefile import MAX_LABEL_FILE_BYTES
+    from engine.model.safefile import MAX_LABEL_FILE_BYTES
     big = tmp_path / "big.csv"
     with open(big, "wb") as f:
         f.truncate(MAX_LABEL_FILE_BYTES + 1)                       # sparse: no disk used

@@ -45,7 +45,7 @@ def test_building_the_cli_imports_nothing_heavy():
 
 
 def test_import_bike_and_engine_are_light():
-    res = _py("import sys, bike, engine, engine.labels, engine.config, jobs.output, jobs.options; "
+    res = _py("import sys, bike, engine, engine.model.labels, engine.model.config, jobs.output, jobs.cli.options; "
               "print([m for m in ('torch', 'open_clip', 'ray') if m in sys.modules])")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
@@ -111,7 +111,7 @@ def test_one_name_per_idea():
 
 
 def test_every_store_command_takes_endpoint_with_one_help():
-    """--store is declared in one place (jobs.options.add_store_arg): every command that takes a store also takes
+    """--store is declared in one place (jobs.cli.options.add_store_arg): every command that takes a store also takes
     --endpoint (an s3:// store needs it), and the store and the endpoint read the same in every command."""
     subs = _subparsers()
     with_store = {n: s for n, s in subs.items() if "--store" in s._option_string_actions}
@@ -244,12 +244,12 @@ def test_user_errors_are_one_line_with_the_name_made_safe(capsys):
     args = parser.parse_args(["weights"])
     args.func = boom
     code = None
-    orig = jobs.cli.build_parser
+    orig = jobs.cli.entry.build_parser
     try:
-        jobs.cli.build_parser = lambda: _Fixed(parser, args)
+        jobs.cli.entry.build_parser = lambda: _Fixed(parser, args)
         code = jobs.cli.main(["weights"])
     finally:
-        jobs.cli.build_parser = orig
+        jobs.cli.entry.build_parser = orig
     err = capsys.readouterr().err
     assert code == 2
     assert err == "bike: error: /videos/evil\\nbike: fake line\\x1b[2J.mp4: not a video\n"
@@ -287,7 +287,7 @@ def test_decoding_options_apply_to_one_command_only(monkeypatch):
     commands — a test session, a notebook — must not keep the previous command's choice); the environment is
     never used to carry them."""
     from engine.video import default_decoder, default_sampling
-    from jobs.options import command_context
+    from jobs.cli.options import command_context
     monkeypatch.setenv("BIKE_DECODER", "ffmpeg")
     monkeypatch.delenv("BIKE_SAMPLING", raising=False)
     args = jobs.cli.build_parser().parse_args(["classify", "v.mp4", "--decoder", "pyav", "--sampling", "keyframes"])

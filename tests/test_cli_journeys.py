@@ -60,8 +60,8 @@ def test_rerun_with_nothing_to_do_starts_no_ray(tagged):
 def test_rerun_with_new_settings_is_not_mistaken_for_nothing_to_do(tagged, tmp_path):
     """Another window, label set or frame count is another model_id: the quick check must not match it."""
     from index.store import Store
-    from jobs.precheck import known_model_id
-    from engine.labels import load_labels
+    from jobs.tag.precheck import known_model_id
+    from engine.model.labels import load_labels
     _, store = tagged
     s = Store(store)
     kw = dict(name="bike-tiny", random_init=True, lexicon="hmdb51", frames=8)

@@ -1,4 +1,4 @@
-"""Ray started by bike: no process outlives a killed driver for long (jobs/reaper.py), logs stay quiet."""
+"""Ray started by bike: no process outlives a killed driver for long (jobs/tag/reaper.py), logs stay quiet."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs import reaper
+from jobs.tag import reaper
 
 ROOT = Path(__file__).resolve().parents[1]
 
 DRIVER = r"""
 import json, os, time
 import ray
-from jobs import raycluster
+from jobs.tag import raycluster
 raycluster.connect(num_cpus=1)
 
 @ray.remote(num_cpus=0.25)

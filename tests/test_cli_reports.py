@@ -48,7 +48,7 @@ def test_weights_reports_the_decoder_a_run_uses(capsys, monkeypatch):
 @pytest.fixture()
 def store(tmp_path, tiny_model):
     from test_vectors import make_store
-    from engine.labels import load_labels
+    from engine.model.labels import load_labels
     s, _ = make_store(tmp_path / "s", tiny_model, load_labels("dog,cat,surfing"), videos=2)
     return s
 
@@ -76,8 +76,8 @@ def test_index_kind_auto_chooses_by_size_again(capsys, store):
 
 
 def test_index_kind_names_match_the_index_module():
-    from index.vectors import KINDS
-    from jobs.commands.index import KIND_ALIASES, KIND_NAMES
+    from index.search.vectors import KINDS
+    from jobs.cli.commands.index import KIND_ALIASES, KIND_NAMES
     assert set(KIND_NAMES) == set(KINDS) and set(KIND_ALIASES.values()) <= set(KINDS)
 
 

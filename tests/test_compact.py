@@ -1,4 +1,4 @@
-"""Compaction (index/compact.py, ``bike compact``): every committed row exactly once before, during and after;
+"""Compaction (index/store/compact.py, ``bike compact``): every committed row exactly once before, during and after;
 kill-safety; the clean-up after the grace period; search and the FAISS index unchanged; ``bike tag`` compacting
 past its threshold."""
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import engine
-from index import compact as compact_mod
-from index.compact import collect_garbage, compact, plan
-from index.search import Searcher
+from index.store import compact as compact_mod
+from index.store.compact import collect_garbage, compact, plan
+from index.search.search import Searcher
 from index.store import Store
-from index.vectors import open_index, update_index
+from index.search.vectors import open_index, update_index
 from jobs.cli import main as bike
 from searchstore import add_video, random_clips
 
@@ -167,7 +167,7 @@ def test_a_crash_before_the_commit_point_leaves_nothing_visible(small_store, tmp
 
 KILLER = """
 import sys
-from index.compact import compact
+from index.store.compact import compact
 from index.store import Store
 compact(Store(sys.argv[1]), grace_s=0, target_bytes=int(sys.argv[2]))
 """

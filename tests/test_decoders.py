@@ -297,9 +297,9 @@ def test_decode_warnings_reach_the_videos_row_and_old_stores_read_null(media, tm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from index.schema import VIDEOS
-    from jobs.decode import decode_video
-    from jobs.records import VideoResult, tables
+    from index.store.schema import VIDEOS
+    from jobs.tag.decode import decode_video
+    from jobs.tag.records import VideoResult, tables
 
     src = encode(media / "clean_w.mp4", frames=100, size="160x120", x264="keyint=25")
     light = corrupt_middle(src, media / "light_w.mp4", 3)
@@ -316,12 +316,12 @@ def test_decode_warnings_reach_the_videos_row_and_old_stores_read_null(media, tm
     (tmp_path / "videos").mkdir()
     pq.write_table(old, tmp_path / "videos" / "old.parquet")
     got = pq.read_table(tmp_path / "videos" / "old.parquet", schema=VIDEOS)
-    assert got["warnings"].to_pylist() == [None]        # as index.store reads shards
+    assert got["warnings"].to_pylist() == [None]        # as index.store.core reads shards
 
 
 def test_decoder_options_reach_every_decode_of_the_command(monkeypatch, media):
     from jobs.cli import build_parser
-    from jobs.options import command_context
+    from jobs.cli.options import command_context
     monkeypatch.delenv("BIKE_DECODER", raising=False)
     monkeypatch.delenv("BIKE_SAMPLING", raising=False)
     args = build_parser().parse_args(["classify", "v.mp4", "--decoder", "ffmpeg", "--sampling", "keyframes"])

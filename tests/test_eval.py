@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from engine.metrics import (average_precision, average_views, half_class_accuracy, half_class_splits,
+from engine.model.metrics import (average_precision, average_views, half_class_accuracy, half_class_splits,
                             mean_average_precision, mean_std, topk_accuracy, zeroshot_frame_logits,
                             zeroshot_probs)
 
@@ -75,7 +75,7 @@ def test_half_class_splits_and_accuracy():
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    from jobs.synthetic import VideoSpec, make_dataset
+    from bench.synthetic import VideoSpec, make_dataset
     root = tmp_path_factory.mktemp("eval")
     entries = make_dataset(str(root / "v"), ["moving up", "growing", "blinking"], 2, seed=0,
                            spec=VideoSpec(size=48, fps=8, seconds=1))
@@ -86,8 +86,8 @@ def videos(tmp_path_factory):
 
 def test_eval_standard_matches_classify_views(videos, tiny_model):
     import engine
-    from jobs import datasets as ds
-    from jobs.evaluate import evaluate_standard
+    from jobs.train import datasets as ds
+    from jobs.train.evaluate import evaluate_standard
     root, entries = videos
     labels = engine.load_labels("moving up,growing,blinking")
     samples = ds.parse_list(str(root / "list.txt"), labels)

@@ -17,10 +17,10 @@ import engine
 import jobs.cli
 from engine.video import VideoError
 from engine.video.export import export_span
-from index.ids import video_id as content_id
-from index.schema import clip_id
+from index.store.ids import video_id as content_id
+from index.store.schema import clip_id
 from index.store import Store
-from jobs.export import ExportError, contact_sheet, export_clip, export_results, result_name
+from jobs.serve.export import ExportError, contact_sheet, export_clip, export_results, result_name
 from media import frame_number, make_video
 from searchstore import add_video
 
@@ -129,7 +129,7 @@ def test_span_errors_name_the_file(corpus, tmp_path):
 
 
 def test_query_results_one_file_each(corpus, tmp_path, tiny_model):
-    from index.search import Searcher
+    from index.search.search import Searcher
     store, mid, vid, _ = corpus
     res = Searcher(store, mid, model=tiny_model).search("a dog", k=2)
     done = export_results(res, tmp_path / "found", store=store)
@@ -157,7 +157,7 @@ def test_contact_sheet(corpus, tmp_path):
 def test_contact_sheet_one_per_shot_when_shots_are_stored(tmp_path, tiny_model, labels):
     """With a shots table (bike tag --windows shots) the sheet shows each shot's first frame, not each clip's."""
     import pyarrow as pa
-    from index.schema import TABLES
+    from index.store.schema import TABLES
     path = make_video(tmp_path / "numbered.mp4", seconds=20, fps=FPS, size=(64, 48))
     store = Store(tmp_path / "store", create=True)
     vid = content_id(str(path))
@@ -181,7 +181,7 @@ def test_serve_save_clip(corpus, tiny_model, tmp_path):
     """GET /api/clips/{id}/export.mp4: the clip as a download (stream copy), cached, bounded, 404 for no clip."""
     from fastapi.testclient import TestClient
 
-    from index.search import Searcher
+    from index.search.search import Searcher
     from jobs.serve.app import create_app
     from jobs.serve.limits import Limits
     from jobs.serve.service import Service

@@ -1,5 +1,5 @@
-"""Relevance feedback (index/feedback.py: positive=/negative= clips in search, CLI and API) and tags from examples
-(index/usertags.py, `bike label`), on a store of hand-made frame features in four visual "kinds" (clusters)."""
+"""Relevance feedback (index/search/feedback.py: positive=/negative= clips in search, CLI and API) and tags from examples
+(index/search/usertags.py, `bike label`), on a store of hand-made frame features in four visual "kinds" (clusters)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import engine
-from index import search as search_mod
-from index.search import Searcher, SearchError
+from index.search import search as search_mod
+from index.search.search import Searcher, SearchError
 from index.store import Store
-from index.vectors import update_index
+from index.search.vectors import update_index
 from jobs.cli import main as bike
 from searchstore import add_video
 

@@ -1,12 +1,12 @@
-"""The store's content-id cache (index/idcache.py): unchanged files are not read again, changed ones are."""
+"""The store's content-id cache (index/store/idcache.py): unchanged files are not read again, changed ones are."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from index import idcache, ids
-from index.idcache import IdCache
+from index.store import idcache, ids
+from index.store.idcache import IdCache
 
 
 @pytest.fixture

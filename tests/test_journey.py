@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import jobs.cli
-from jobs.synthetic import VideoSpec, make_dataset
+from bench.synthetic import VideoSpec, make_dataset
 from liveserver import bike_serve
 
 TINY = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51"]

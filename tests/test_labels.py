@@ -1,7 +1,7 @@
 """Label sets shipped with the engine, label files and inline lists."""
 import pytest
 
-from engine.labels import BUILTIN, LabelError, load_labels
+from engine.model.labels import BUILTIN, LabelError, load_labels
 
 
 @pytest.mark.parametrize("name,size", [("kinetics400", 400), ("k600-split1", 160), ("k600-split2", 160),

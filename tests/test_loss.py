@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.augment import (AugmentConfig, augment_clip, center_view, grayscale, hflip,
+from engine.video.augment import (AugmentConfig, augment_clip, center_view, grayscale, hflip,
                             random_resized_crop_box)
-from engine.transform import resized_size
-from engine.loss import batch_logits, bike_loss, scaled, soft_targets
+from engine.video.transform import resized_size
+from engine.model.loss import batch_logits, bike_loss, scaled, soft_targets
 
 
 def _loop_loss(logits, labels):
@@ -58,7 +58,7 @@ def test_loss_is_not_symmetric_in_its_argument_but_averages_both_directions():
     # an asymmetric logit matrix: the two directions differ, the loss is their mean
     logits = torch.tensor([[4.0, 0.0, 1.0], [0.0, 0.0, 0.0], [2.0, 3.0, 0.0]])
     labels = torch.tensor([0, 1, 2])
-    from engine.loss import kl_rows
+    from engine.model.loss import kl_rows
     t = soft_targets(labels)
     a, b = kl_rows(t, logits).item(), kl_rows(t, logits.T).item()
     assert abs(a - b) > 1e-3
@@ -95,10 +95,10 @@ def test_crop_box_respects_area_and_aspect():
 
 
 def test_one_resize_rule_for_decoding_training_and_folders():
-    """engine.transform.resized_size is the rule: short side exact, long side rounded to even. The training
-    frame reader (jobs.datasets) scales a video to the same grid as the decoders (it used to cut 341 to 340
+    """engine.video.transform.resized_size is the rule: short side exact, long side rounded to even. The training
+    frame reader (jobs.train.datasets) scales a video to the same grid as the decoders (it used to cut 341 to 340
     where the decoders made 342)."""
-    from jobs.datasets import FrameReader
+    from jobs.train.datasets import FrameReader
     assert resized_size(64, 48, 256) == (342, 256) and resized_size(50, 100, 256) == (256, 512)
     assert resized_size(640, 480, 256) == FrameReader(resize=256)._out_size(640, 480) == (342, 256)
     assert FrameReader(resize=256)._out_size(320, 200) == (320, 200)          # never upscaled there
@@ -135,8 +135,8 @@ def test_augment_is_the_same_for_every_frame():
 # ---- the global-batch loss over data-parallel workers (released train.py: AllGather + loss on all videos) ----
 
 def _tiny_learner():
-    from engine.temporal import TemporalTransformer
-    from jobs.learner import VideoLearner
+    from engine.model.temporal import TemporalTransformer
+    from jobs.train.learner import VideoLearner
     torch.manual_seed(0)
     visual = torch.nn.Linear(6, 4)                             # "image tower": one frame (6,) → (4,)
     header = TemporalTransformer(4, heads=1, layers=1)
@@ -157,7 +157,7 @@ def _grads(learner):
 def _rank_main(rank, port, out):
     import torch.distributed as dist
 
-    from jobs.learner import all_gather_labels
+    from jobs.train.learner import all_gather_labels
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         learner = _tiny_learner()

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import engine
-from engine.attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
-from engine.loading import CheckpointError, WeightsUnavailable, load_weights
-from engine.spotting import concept_spotting
-from engine.temporal import TemporalTransformer
+from engine.model.attributes import AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
+from engine.model.loading import CheckpointError, WeightsUnavailable, load_weights
+from engine.model.spotting import concept_spotting
+from engine.model.temporal import TemporalTransformer
 
 TINY = "bike-tiny"
 
@@ -68,7 +68,7 @@ def test_released_checkpoint_loads_and_reproduces_logits(tmp_path):
     with torch.no_grad():
         raw = torch.stack([clip.encode_image(f) for f in frames])            # (B, T, D)
         ids = model.tokenizer([f"This is a video about {n}" for n in labels])
-        from engine.text import text_features
+        from engine.model.text import text_features
         cls, tok = text_features(clip, ids)
         expected = concept_spotting(header(raw), tok, cls).logits
     got = model.video_logits(model.encode_frames(frames), *model.encode_text(
@@ -226,7 +226,7 @@ def test_checkpoint_of_any_size_loads_without_model_name(tmp_path, which):
     prompts = ["This is a video about dog", "This is a video about cat"]
     with torch.no_grad():
         raw = torch.stack([clip.encode_image(f) for f in x])
-        from engine.text import text_features
+        from engine.model.text import text_features
         cls, tok = text_features(clip, model.tokenizer(prompts))
         expected = concept_spotting(header(raw), tok, cls).logits
     assert tok.shape[1] == cfg["text_cfg"]["context_length"]
@@ -241,7 +241,7 @@ def test_checkpoint_of_any_size_loads_without_model_name(tmp_path, which):
 
 
 def test_architecture_of_a_standard_size_is_its_open_clip_name(tmp_path):
-    from engine.architecture import infer_config, resolve_name
+    from engine.model.architecture import infer_config, resolve_name
     src = load_weights(TINY, random_init=True, seed=2, quick_gelu=True)
     assert resolve_name(src.clip.state_dict())[0] == TINY
     path = tmp_path / "named.pt"

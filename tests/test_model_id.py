@@ -1,4 +1,4 @@
-"""The frame sampling is part of a store's model_id (index.ids.model_id): `--sampling keyframes` scores other
+"""The frame sampling is part of a store's model_id (index.store.ids.model_id): `--sampling keyframes` scores other
 frames than `exact`, so its rows must not be mistaken for exact ones (nor skipped as "already tagged"). The
 default (exact) keeps the id form stores were tagged with before, so they stay valid. Fast: no Ray, stores
 written by hand (tests/searchstore.py); the CLI run of both samplings is in tests/test_journey.py."""
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import engine
-from index import ids
+from index.store import ids
 from index.store import Store
 from jobs.errors import UsageError
-from jobs.precheck import known_model_id
-from jobs.relabel import source_sampling
-from jobs.tag import frame_sampling
+from jobs.tag.precheck import known_model_id
+from jobs.tag.relabel import source_sampling
+from jobs.tag.tag import frame_sampling
 from searchstore import WINDOW_S, add_video, random_clips
 
 FP = {"name": "bike-tiny", "weights": "random-init:bike-tiny:seed0", "frames": 8, "lexicon": "abc",

@@ -1,5 +1,5 @@
-"""Moment spans (index/moments.py), the moment metrics (jobs/momentmetrics.py) against hand-computed values,
-and `bike eval --moments` (jobs/momenteval.py) on a small real store."""
+"""Moment spans (index/search/moments.py), the moment metrics (jobs/train/momentmetrics.py) against hand-computed values,
+and `bike eval --moments` (jobs/train/momenteval.py) on a small real store."""
 from __future__ import annotations
 
 import json
@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import engine
-from index.moments import join_moments, moment_span
-from index.search import Query, Searcher
+from index.search.moments import join_moments, moment_span
+from index.search.search import Query, Searcher
 from index.store import Store
-from jobs import momentmetrics as mm
+from jobs.train import momentmetrics as mm
 from jobs.cli import main as bike
-from jobs.momenteval import evaluate_moments, read_annotations
+from jobs.train.momenteval import evaluate_moments, read_annotations
 from searchstore import WINDOW_S, add_video
 
 T = 8
@@ -245,7 +245,7 @@ def test_eval_moments_command(moment_store, tmp_path, capsys):
 def test_evaluate_moments_with_another_span_fraction(moment_store, tiny_model, tmp_path):
     """``fraction`` recomputes every span (and the joins) with the rule's other threshold: the code's own
     fraction changes nothing; fraction 1 keeps the peak frame alone (± half a step), inside the default span."""
-    from index.moments import SPAN_FRACTION
+    from index.search.moments import SPAN_FRACTION
     store, event, vids = moment_store
     ann = read_annotations(_write(tmp_path / "ann.jsonl", [
         {"qid": 1, "query": "the event", "vid": "a", "relevant_windows": [[12.0, 15.5]]},

@@ -1,4 +1,4 @@
-"""CPU decodes and NVDEC decodes side by side (jobs/slots.py, jobs/pipeline.py; docs/decoding.md).
+"""CPU decodes and NVDEC decodes side by side (jobs/tag/slots.py, jobs/tag/pipeline.py; docs/decoding.md).
 
 The slot accounting and the decoder names are plain functions. The pipeline is tested on a real local Ray
 that declares 2 ``NVDEC`` units on this CPU host: legitimate for placement (Ray schedules on the resource, not
@@ -21,7 +21,7 @@ from engine.video import available, get_decoder
 from engine.video.base import AUTO_CPU
 from index.store import Store
 from jobs.errors import UsageError
-from jobs.slots import CPU, NVDEC, DecodeSlots, pool_sizes, slot_decoder
+from jobs.tag.slots import CPU, NVDEC, DecodeSlots, pool_sizes, slot_decoder
 from media import make_video
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from index.parquetio import read_parquet, threads_safe
+from index.store.parquetio import read_parquet, threads_safe
 
 
 def _bytes(table: pa.Table) -> bytes:

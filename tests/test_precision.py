@@ -1,4 +1,4 @@
-"""Precision (engine/precision.py): what `auto` picks, that reduced precision really stores the weights in it,
+"""Precision (engine/model/precision.py): what `auto` picks, that reduced precision really stores the weights in it,
 stays close to fp32, and is recorded everywhere; fp32 stays exact."""
 import json
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import engine
-from engine import precision as P
-from engine.textcache import cache_key
+from engine.model import precision as P
+from engine.model.textcache import cache_key
 
 TINY = "bike-tiny"
 
@@ -38,8 +38,8 @@ def test_cpu_casts_weights_cuda_uses_autocast():
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """One BIKE checkpoint (tiny CLIP + a random temporal header) loaded at fp32 and at bf16."""
-    from engine.loading import load_weights
-    from engine.temporal import TemporalTransformer
+    from engine.model.loading import load_weights
+    from engine.model.temporal import TemporalTransformer
     torch.manual_seed(4)
     src = load_weights(TINY, random_init=True, seed=3, quick_gelu=True)
     path = tmp_path_factory.mktemp("prec") / "bike.pt"

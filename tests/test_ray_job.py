@@ -144,7 +144,7 @@ def test_ray_job_submit_of_bike_tag_tags_every_video(s3, tmp_path):  # noqa: F81
                                 env=env, capture_output=True, text=True, timeout=60)
         assert f"Job '{job}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
         assert "2 ok, 0 error" in out, out[-4000:]
-        from index import ids
+        from index.store import ids
         from index.store import Store
         rows = Store(store).connect().execute("SELECT path, status, video_id FROM videos ORDER BY path").fetchall()
         assert rows == [(f"s3://{BUCKET}/videos/a.mp4", "ok", ids.video_id(str(s3["local"] / "a.mp4"))),

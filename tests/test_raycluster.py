@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.video import nvdec_engines
-from jobs.raycluster import NVDEC_TASK_CPUS, local_nvdec_engines, plan_resources
+from jobs.tag.raycluster import NVDEC_TASK_CPUS, local_nvdec_engines, plan_resources
 
 
 @pytest.mark.parametrize("cpus, gpus", [(1, 0), (2, 0), (4, 0), (16, 0), (2, 1), (16, 1), (64, 8)])

@@ -1,13 +1,13 @@
-"""Scores + clip spans → store rows (jobs.records), the decode stage, and the scoring stage, without Ray."""
+"""Scores + clip spans → store rows (jobs.tag.records), the decode stage, and the scoring stage, without Ray."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from index.schema import TABLES
-from jobs.decode import decode_video
-from jobs.records import ClipSpan, VideoResult, clip_results, model_facts, model_row, tables
+from index.store.schema import TABLES
+from jobs.tag.decode import decode_video
+from jobs.tag.records import ClipSpan, VideoResult, clip_results, model_facts, model_row, tables
 from media import make_video
 
 
@@ -68,7 +68,7 @@ def test_decode_video_reports_bad_input_as_a_message(tmp_path, content, reason):
 
 
 def test_scorer_splits_a_batch_back_into_chunks():
-    from jobs.scoring import Scorer
+    from jobs.tag.scoring import Scorer
     s = Scorer(dict(name="bike-tiny", random_init=True, lexicon="hmdb51"), "dog,cat,bird")
     a = np.zeros((2, 8, 224, 224, 3), np.uint8)
     b = np.full((1, 8, 224, 224, 3), 200, np.uint8)

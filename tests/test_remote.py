@@ -13,10 +13,10 @@ from collections import Counter
 import pytest
 
 from engine.sources import ranged, remote
-from index import ids
-from index.remoteids import RemoteIds
+from index.store import ids
+from index.store.remoteids import RemoteIds
 from jobs.errors import UsageError
-from jobs.sources import list_sources
+from jobs.tag.sources import list_sources
 from media import make_video, mp4_boxes, run_ffmpeg
 from s3proxy import Proxy
 from s3server import CREDS, moto_s3
@@ -64,7 +64,7 @@ def test_content_id_equals_the_local_one_and_is_remembered_by_etag(s3, tmp_path)
     r = RemoteIds(tmp_path, listed=listed)
     pending, err = r.identify(url)                  # new: not read on the driver, its decode task hashes it
     assert err is None and pending == remote.pending_id(url) and (r.hits, r.hashed) == (0, 0)
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     end = list(remote.decode_remote(url, decode_video, frames=8, window_s=10.0, size=32, resize=36))[-1]
     vid, streamed = end["streamed"]["content_id"], end["streamed"]
     assert end["error"] is None and vid == ids.video_id(str(s3["local"] / "a.mp4"))
@@ -104,13 +104,13 @@ def test_a_vanished_object_becomes_an_error_message_not_a_crash(s3):
     url = f"s3://{BUCKET}/misc/gone.mp4"
     assert list_sources([url]).objects[url].size                  # listed ...
     s3["client"].delete_object(Bucket=BUCKET, Key="misc/gone.mp4")  # ... then deleted before decoding
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     msgs = list(remote.decode_remote(url, decode_video, frames=8, window_s=10.0, size=32, resize=36))
     assert [m["kind"] for m in msgs] == ["head", "end"] and msgs[-1]["error"] == "object not found"
 
 
 def test_decoding_a_remote_object_matches_decoding_the_file(s3):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     kw = dict(frames=8, window_s=10.0, size=32, resize=36)
     got = [m for m in remote.decode_remote(f"s3://{BUCKET}/videos/a.mp4", decode_video, **kw)]
     want = list(decode_video(str(s3["local"] / "a.mp4"), **kw))
@@ -216,7 +216,7 @@ def test_https_sources_are_read_the_same_way(s3, tmp_path):
     assert RemoteIds(tmp_path).identify(url)[0] == ids.video_id(str(s3["local"] / "a.mp4"))
     with remote.spooled(signed) as path:
         assert open(path, "rb").read() == data
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     kw = dict(frames=8, window_s=10.0, size=32, resize=36)
     for u in (url, signed):                         # ranged reads over plain HTTP(S), decoded in process
         msgs = list(remote.decode_remote(u, decode_video, **kw))
@@ -313,7 +313,7 @@ def frames_of(msgs):
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_ranged_decoding_gives_the_local_frames_and_reads_each_byte_once(formats, proxy, name):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     local = formats / name
     size = local.stat().st_size
     got = list(remote.decode_remote(f"s3://{BUCKET}/formats/{name}", decode_video, **KW))
@@ -330,7 +330,7 @@ def test_ranged_decoding_gives_the_local_frames_and_reads_each_byte_once(formats
 
 
 def test_an_object_larger_than_the_block_cache_decodes_the_same_in_bounded_memory(formats, proxy):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     local = formats / "clip.mkv"
     src = ranged.RemoteSource(f"s3://{BUCKET}/formats/clip.mkv", cache_bytes=128 << 10)   # 4 blocks of 32 KiB
     got = list(decode_video(src, **KW))
@@ -342,7 +342,7 @@ def test_an_object_larger_than_the_block_cache_decodes_the_same_in_bounded_memor
 
 
 def test_a_connection_cut_mid_object_resumes_at_the_byte_it_reached(formats, proxy):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     local = formats / "fast.mp4"
     proxy.cut_after, proxy.cuts = 20_000, 3                             # three connections cut mid-answer
     got = list(remote.decode_remote(f"s3://{BUCKET}/formats/fast.mp4", decode_video, **KW))
@@ -355,7 +355,7 @@ def test_a_connection_cut_mid_object_resumes_at_the_byte_it_reached(formats, pro
 
 
 def test_a_connection_that_keeps_dropping_is_an_error_never_half_a_video(formats, proxy):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     proxy.cut_after, proxy.cuts = 1_000, -1                            # every connection dies after 1 KB
     got = list(remote.decode_remote(f"s3://{BUCKET}/formats/clip.mkv", decode_video, **KW))
     end = got[-1]
@@ -365,7 +365,7 @@ def test_a_connection_that_keeps_dropping_is_an_error_never_half_a_video(formats
 
 def test_a_stalled_read_ends_in_an_error_naming_the_object(formats, proxy):
     from engine import video as ev
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     url = f"s3://{BUCKET}/formats/moov-at-end.mp4"
     src = ranged.RemoteSource(url, stall_s=1.0)
     proxy.stall = True                                                  # the server answers nothing more
@@ -379,7 +379,7 @@ def test_a_stalled_read_ends_in_an_error_naming_the_object(formats, proxy):
 
 
 def test_an_object_replaced_while_it_is_read_is_an_error(s3, formats, proxy):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     key = "formats/replaced.mkv"
     s3["client"].upload_file(str(formats / "clip.mkv"), BUCKET, key)
     src = ranged.RemoteSource(f"s3://{BUCKET}/{key}", cache_bytes=64 << 10)
@@ -393,7 +393,7 @@ def test_an_object_replaced_while_it_is_read_is_an_error(s3, formats, proxy):
 
 
 def test_the_spool_path_decodes_the_same_and_hashes_on_the_way(formats, proxy, monkeypatch):
-    from jobs.decode import decode_video
+    from jobs.tag.decode import decode_video
     monkeypatch.setenv("BIKE_REMOTE_READ", "spool")
     local = formats / "moov-at-end.mp4"
     got = list(remote.decode_remote(f"s3://{BUCKET}/formats/moov-at-end.mp4", decode_video, **KW))

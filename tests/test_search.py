@@ -1,4 +1,4 @@
-"""Search (index/search.py): moments, re-rank against its definition, --where, query by example, stale index,
+"""Search (index/search/search.py): moments, re-rank against its definition, --where, query by example, stale index,
 loading the store's model, and the `bike search` command."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import engine
-from engine.spotting import concept_spotting
-from index import search as search_mod
-from index.rerank import rerank_example, rerank_text
-from index.search import Query, Searcher, SearchError
+from engine.model.spotting import concept_spotting
+from index.search import search as search_mod
+from index.search.rerank import rerank_example, rerank_text
+from index.search.search import Query, Searcher, SearchError
 from index.store import Store
-from index.storemodel import ModelMismatch, load_store_model
-from index.vectors import update_index
-from index.where import WhereError
+from index.store.storemodel import ModelMismatch, load_store_model
+from index.search.vectors import update_index
+from index.store.where import WhereError
 from jobs.cli import main as bike
 from searchstore import WINDOW_S, add_video, random_clips
 

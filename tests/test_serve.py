@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import engine
-from index.search import Searcher, readonly_connection
+from index.search.search import Searcher, readonly_connection
 from jobs.serve.app import create_app
 from jobs.serve.limits import Limits
 from jobs.serve.security import check_bind, BindError
@@ -397,7 +397,7 @@ def test_batches_committed_while_serving_appear_without_restart(tmp_path, tiny_m
     assert len(after) == len(before) + 2 and {"livevideo01/0", "livevideo01/1"} <= {r["clip_id"] for r in after}
     first = c.get("/api/search", params={"clip": "livevideo01/1", "k": 1}).json()["results"]
     assert first[0]["clip_id"] == "livevideo01/1"
-    from index.vectors import update_index
+    from index.search.vectors import update_index
     assert svc.searcher.index is None or svc.searcher.index.pending()
     update_index(writer_store, mid)                                 # `bike index` while serving
     assert svc.maybe_refresh() is True and svc.searcher.index is not None and not svc.searcher.index.pending()
@@ -406,7 +406,7 @@ def test_batches_committed_while_serving_appear_without_restart(tmp_path, tiny_m
 
 def test_many_threads_search_one_service_at_once(tmp_path, tiny_model, labels):
     store, mid, _ = make_store(tmp_path, tiny_model, labels)
-    # each `where` runs in a process of its own (index/sqlbox.py), at most 4 at once: 48 of them on a loaded
+    # each `where` runs in a process of its own (index/store/sqlbox.py), at most 4 at once: 48 of them on a loaded
     # 2-core machine queue for longer than the default 5 s, which is not what this test is about
     svc = Service(store, searcher=Searcher(store, mid, model=tiny_model), limits=Limits(sql_seconds=120))
     queries = [f"query number {i % 6}" for i in range(48)]
@@ -460,7 +460,7 @@ def test_bike_serve_command_on_a_real_uvicorn_server(corpus):
 
 
 def test_serve_command_module_is_import_light():
-    code = ("import sys, jobs.commands.serve; "
+    code = ("import sys, jobs.cli.commands.serve; "
             "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'jobs.serve') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})

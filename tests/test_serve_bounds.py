@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import engine
-from index.ids import video_id as content_id
-from index.search import Searcher
+from index.store.ids import video_id as content_id
+from index.search.search import Searcher
 from index.store import Store
 from jobs.serve import media
 from liveserver import start_bike_serve

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import engine
-from index.search import Searcher
+from index.search.search import Searcher
 from jobs.serve.app import create_app
 from jobs.serve.service import Service
 from servestore import make_store

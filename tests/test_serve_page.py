@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import engine
-from index.search import Searcher
+from index.search.search import Searcher
 from jobs.serve.app import create_app
 from jobs.serve.service import Service, group_by_video
 from jobs.serve.wording import filter_error, page_notes

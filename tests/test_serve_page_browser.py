@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import engine
-from index.search import Searcher
+from index.search.search import Searcher
 from index.store import Store
 from jobs.serve.app import create_app
 from jobs.serve.service import Service

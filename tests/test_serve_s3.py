@@ -1,7 +1,7 @@
 """``bike serve`` and ``bike search --where`` over a store on object storage (moto's S3 server,
 tests/s3server.py): every route of the server answers on a real uvicorn server, from its request threads.
 On object storage the store's views read registered Arrow datasets, which DuckDB keeps per connection: every
-thread's cursor must see them too (index.store.cursor)."""
+thread's cursor must see them too (index.store.core.cursor)."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import engine
-from index.search import Searcher
+from index.search.search import Searcher
 from jobs.serve.app import create_app
 from jobs.serve.service import Service
 from liveserver import serving

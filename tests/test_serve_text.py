@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 import engine
-from index.textindex import update_text_index
-from jobs.textstage import TextOptions, _rows, channel_id, run_text_stage
+from index.search.textindex import update_text_index
+from jobs.tag.textstage import TextOptions, _rows, channel_id, run_text_stage
 from servestore import make_store
 from test_serve_bounds import start_server, stop
 from test_serve_browser import _skip_reason, CHROMIUM

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import engine
-from index.search import Searcher
+from index.search.search import Searcher
 from jobs.serve.app import create_app
 from jobs.serve.security import MIN_TOKEN_CHARS, LoginThrottle
 from jobs.serve.service import Service
@@ -153,7 +153,7 @@ def _failed_store(root, model, labels):
 
     import pyarrow as pa
 
-    from index.schema import TABLES
+    from index.store.schema import TABLES
     from index.store import Store
     from searchstore import model_id_of, models_row
     store = Store(root, create=True)

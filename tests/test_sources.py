@@ -6,7 +6,7 @@ import os
 import pytest
 
 from jobs.errors import UsageError
-from jobs.sources import list_sources
+from jobs.tag.sources import list_sources
 
 
 @pytest.fixture()
@@ -79,7 +79,7 @@ def test_symlink_loops_and_fifos_end_the_walk(tmp_path):
 def test_fifo_and_device_are_error_rows_never_read(tmp_path):
     import signal
 
-    from index.ids import identify
+    from index.store.ids import identify
     d = _loopy(tmp_path)
     lst = tmp_path / "list.txt"
     lst.write_text(f"{d / 'pipe.mp4'}\n/dev/zero\n")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from engine.spotting import concept_spotting
+from engine.model.spotting import concept_spotting
 
 
 def reference_vcs(H, tokens, cls, tau=0.01):

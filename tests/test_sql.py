@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from index.sql import SQLError, check_read_only, query
+from index.store.sql import SQLError, check_read_only, query
 from index.store import Store
-from jobs.records import ClipSpan, ClipResult, LabelRow, VideoResult, tables
+from jobs.tag.records import ClipSpan, ClipResult, LabelRow, VideoResult, tables
 
 
 def _clip(i, label):
@@ -51,7 +51,7 @@ def test_reads_are_allowed(store):
 
 def test_cli_formats_and_exit_codes(store, capsys, monkeypatch):
     import jobs.cli
-    monkeypatch.setattr(jobs.cli, "COMMANDS", ["sql"])
+    monkeypatch.setattr(jobs.cli.entry, "COMMANDS", ["sql"])
     assert jobs.cli.main(["sql", "--store", str(store.root), "--format", "json",
                           "SELECT clip_id, label FROM labels ORDER BY clip_id"]) == 0
     assert json.loads(capsys.readouterr().out)[0] == {"clip_id": "v1/0", "label": "surfing"}
@@ -80,7 +80,7 @@ def _tree(root):
     "SELECT * FROM read_parquet('{tmp}/*/*.parquet')",
 ])
 def test_sandbox_refuses_file_access_writes_and_settings_on_its_own(store, tmp_path, sql):
-    from index.sql import connect_readonly
+    from index.store.sql import connect_readonly
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret\n")
     shard = store.files("videos")[0]
@@ -102,7 +102,7 @@ def test_sandbox_refuses_file_access_writes_and_settings_on_its_own(store, tmp_p
 ])
 def test_bike_sql_attacks_fail_with_one_line_and_change_nothing(store, tmp_path, capsys, monkeypatch, sql):
     import jobs.cli
-    monkeypatch.setattr(jobs.cli, "COMMANDS", ["sql"])
+    monkeypatch.setattr(jobs.cli.entry, "COMMANDS", ["sql"])
     monkeypatch.chdir(tmp_path)
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret\n")

@@ -1,4 +1,4 @@
-"""User SQL is bounded in memory, time and result size (index/sqlbox.py): on a real ``bike serve`` (uvicorn on
+"""User SQL is bounded in memory, time and result size (index/store/sqlbox.py): on a real ``bike serve`` (uvicorn on
 loopback) under several bombs at once, and in ``bike sql`` on the command line. DuckDB's messages keep their
 lines in JSON and become one readable line on the CLI.
 
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import engine
-from index.sql import one_line
+from index.store.sql import one_line
 from servestore import make_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def test_sql_errors_keep_their_lines_in_json_and_become_one_line_on_the_cli(serv
     assert "\\n" not in body["error"] and "\nLINE 1: SELECT nosuchcol FROM videos\n" in body["error"]
     assert 'Candidate bindings' in body["error"]
     import jobs.cli
-    monkeypatch.setattr(jobs.cli, "COMMANDS", ["sql"])
+    monkeypatch.setattr(jobs.cli.entry, "COMMANDS", ["sql"])
     assert jobs.cli.main(["sql", "--store", str(corpus[0].root), "SELECT nosuchcol FROM videos"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\\n" not in err, err

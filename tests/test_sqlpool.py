@@ -1,4 +1,4 @@
-"""The warm pool of SQL processes (index/sqlbox.py): queries reuse ready children instead of starting one each;
+"""The warm pool of SQL processes (index/store/sqlbox.py): queries reuse ready children instead of starting one each;
 a child that is killed, hits a bound or served its quota is replaced and the next query answers; a reused
 child sees a batch committed after it opened the store; children end with their parent.
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import engine
-from index.sqlbox import Sandbox, SQLLimitError, SQLLimits
+from index.store.sqlbox import Sandbox, SQLLimitError, SQLLimits
 from searchstore import add_video
 from servestore import make_store
 
@@ -119,7 +119,7 @@ def test_a_reused_child_sees_a_batch_committed_after_it_opened_the_store(tmp_pat
 
 CHILDREN_OF_A_DEAD_PARENT = """
 import sys, time
-from index.sqlbox import Sandbox, SQLLimits
+from index.store.sqlbox import Sandbox, SQLLimits
 from index.store import Store
 box = Sandbox(SQLLimits(workers=2, seconds=60), warm=True)
 assert box.ready(2)

@@ -1,10 +1,10 @@
-"""The store's all-or-nothing batches, recovery after a crash, and replacement (index/store.py)."""
+"""The store's all-or-nothing batches, recovery after a crash, and replacement (index/store/core.py)."""
 import json
 
 import pyarrow as pa
 import pytest
 
-from index.schema import MODELS
+from index.store.schema import MODELS
 from index.store import COMMITS, Store, StoreError, atomic_write
 
 
@@ -99,10 +99,10 @@ def test_one_writer_at_a_time(tmp_path):
 import random  # noqa: E402
 import shutil  # noqa: E402
 
-from index.check import check_store  # noqa: E402
-from index.compact import collect_garbage, compact  # noqa: E402
-from index.lease import Lease  # noqa: E402
-from index.storefs import LocalFS  # noqa: E402
+from index.store.check import check_store  # noqa: E402
+from index.store.compact import collect_garbage, compact  # noqa: E402
+from index.store.lease import Lease  # noqa: E402
+from index.store.storefs import LocalFS  # noqa: E402
 
 _ODD = [None, True, -1, 0, 1.5, float("inf"), 10**30, "", "x", "../../etc/passwd.parquet", [], [1], {}, {"a": [1]},
         [[[[[]]]]], {"labels": -3}, {"labels": "2"}, ["00000000000000000001-deadbeef"]]
@@ -220,7 +220,7 @@ def test_malformed_lease_objects_are_one_line_and_taken_over_only_by_the_rule(tm
 
 
 def test_a_batch_id_whose_random_part_starts_with_c_is_no_compaction(tmp_path):
-    from index import validate
+    from index.store import validate
     rec = {"batch": "01796528216900002472-c823135a", "model_id": "m", "videos": {}, "tables": {}}
     assert validate.commit_record(json.dumps(rec).encode(), rec["batch"]) == rec
     merged = {**rec, "batch": rec["batch"] + "-c1f2e3d"}

@@ -1,4 +1,4 @@
-"""The model recorded for a store is rebuilt faithfully (index/storemodel.py): a checkpoint trained or adapted
+"""The model recorded for a store is rebuilt faithfully (index/store/storemodel.py): a checkpoint trained or adapted
 from random weights is loaded from its recorded file (hash checked first), not replaced by the seeded random
 weights its lineage names; an explicit --checkpoint must be that same file. Fast: stores written by hand
 (tests/searchstore.py), no Ray, no decoding. The whole CLI journey is in tests/test_journey.py."""
@@ -12,12 +12,12 @@ import torch
 
 import engine
 import jobs.cli
-from engine.loading import file_sha256
-from engine.temporal import TemporalTransformer
-from index.search import Searcher
+from engine.model.loading import file_sha256
+from engine.model.temporal import TemporalTransformer
+from index.search.search import Searcher
 from index.store import Store
-from index.storemodel import ModelMismatch, load_store_model
-from jobs.learner import checkpoint_dict, save_atomic
+from index.store.storemodel import ModelMismatch, load_store_model
+from jobs.train.learner import checkpoint_dict, save_atomic
 from searchstore import add_video, random_clips
 
 TINY = "bike-tiny"
@@ -117,9 +117,9 @@ def test_relabel_with_a_fast_adapted_checkpoint_scores_its_classes_from_the_stor
                                                                                               capsys):
     import json
 
-    from index import ids
-    from index.sql import query
-    from jobs.relabel import score_stored, source_videos
+    from index.store import ids
+    from index.store.sql import query
+    from jobs.tag.relabel import score_stored, source_videos
     store, mid, base = base_store
     ckpt = adapted_checkpoint(base, tmp_path / "adapted.pt")
     # no --labels: the checkpoint's own classes; no --lexicon/--frames: the source's

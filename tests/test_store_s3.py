@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from index import lease as leasemod
+from index.store import lease as leasemod
 from index.store import Store, StoreError
 from media import make_video
 from s3server import CREDS, moto_s3
@@ -206,7 +206,7 @@ def test_a_commit_record_is_never_overwritten(s3, url):
 
 
 def test_sql_over_an_s3_store_stays_sandboxed(s3, url, tmp_path):
-    from index.sql import SQLError, query
+    from index.store.sql import SQLError, query
     s = Store(url, create=True)
     with s.lock():
         s.write_batch(_rows("a"), "m1", {"a": "ok"})
@@ -222,7 +222,7 @@ def test_sql_over_an_s3_store_stays_sandboxed(s3, url, tmp_path):
 
 
 def test_compaction_on_s3_merges_new_names_and_deletes_old_files_after_the_grace(s3, url):
-    from index.compact import collect_garbage, compact
+    from index.store.compact import collect_garbage, compact
     s = Store(url, create=True)
     with s.lock():
         for v in "abcdef":
@@ -427,7 +427,7 @@ def test_a_forged_compaction_record_hides_nothing_and_compaction_deletes_nothing
     ``shards`` at another batch's files): readers ignore it, `bike check` reports it, and the clean-up of
     `bike compact` never deletes behind it."""
     import jobs.cli
-    from index.compact import collect_garbage
+    from index.store.compact import collect_garbage
     s = Store(url, create=True)
     with s.lock():
         a = s.write_batch(_rows("a"), "m1", {"a": "ok"})

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from engine.labels import load_labels
+from engine.model.labels import load_labels
 from engine.video import probe, read_video
-from jobs import datasets as ds
+from jobs.train import datasets as ds
 from jobs.errors import UsageError
-from jobs.synthetic import (BLINK_CLASS, EMPTY_CLASS, VideoSpec, _scene, make_dataset, render, write_labels,
+from bench.synthetic import (BLINK_CLASS, EMPTY_CLASS, VideoSpec, _scene, make_dataset, render, write_labels,
                             write_list)
 
 

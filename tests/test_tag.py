@@ -129,7 +129,7 @@ def test_rerun_skips_what_is_done(tagged, corpus, capsys):
     out = capsys.readouterr().out
     assert "0 ok, 0 error, 8 skipped (7 already in the store, 1 same content as another listed file) of 8 listed" \
         in out
-    # nothing changed on disk: every readable file's content id is known from the first run (index/idcache.py)
+    # nothing changed on disk: every readable file's content id is known from the first run (index/store/idcache.py)
     assert "content ids: 0 files hashed, 7 unchanged files known from earlier runs" in out
     assert bike("tag", corpus / "videos", corpus / "more.txt", "--store", store, "--labels", LABELS_A,
                 *TINY, "--no-index", "--no-progress", "--rehash") == 0

@@ -18,7 +18,7 @@ import pytest
 
 import jobs.cli
 from index.store import Store
-from jobs.sources import list_sources
+from jobs.tag.sources import list_sources
 from media import make_video
 
 TINY = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51"]
@@ -130,7 +130,7 @@ def test_uncached_weights_without_network_fail_fast_in_one_line(tmp_path, clip):
 def test_a_host_that_never_answers_is_unreachable_within_the_bound():
     import socket
 
-    from jobs.precheck import unreachable
+    from jobs.tag.precheck import unreachable
     with socket.socket() as silent:                  # accepts connections (the kernel does), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -219,7 +219,7 @@ def test_ctrl_c_says_what_was_committed_and_how_to_continue(tmp_path, clip):
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
 def test_killed_driver_leaves_no_ray_process_of_its_session(tmp_path, clip):
     """SIGKILL of the driver only (its process group stays): Ray's raylet dies with it, and the dashboard and
-    runtime-env agents it had started must not live on (jobs/reaper.py)."""
+    runtime-env agents it had started must not live on (jobs/tag/reaper.py)."""
     src, store = tmp_path / "v", tmp_path / "s"
     distinct(src, [f"v{i:02d}.mp4" for i in range(24)], clip)
     cmd = [sys.executable, "-m", "jobs.cli", "tag", str(src), "--store", str(store), "--labels", LABELS, *TINY,

@@ -1,7 +1,7 @@
 """The temporal header against docs/model.md §3 and the released checkpoint layout."""
 import torch
 
-from engine.temporal import TemporalTransformer
+from engine.model.temporal import TemporalTransformer
 
 RELEASED_BLOCK_KEYS = [
     "attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias",
@@ -69,7 +69,7 @@ def test_loads_released_layout_with_module_prefix_and_reproduces():
     torch.manual_seed(2)
     h = TemporalTransformer(width=32, heads=2).eval()
     released = {"module." + k: v.clone() for k, v in h.state_dict().items()}
-    from engine.loading import strip_module
+    from engine.model.loading import strip_module
     h2 = TemporalTransformer.from_state_dict(strip_module(released), heads=2).eval()
     x = torch.randn(2, 8, 32)
     with torch.no_grad():

@@ -1,5 +1,5 @@
 """Text channels: subtitles (embedded streams, sidecar files), the transcripts table, the BM25 text index and
-the fused search (index/textsearch.py, index/fusion.py). Real ffmpeg-muxed streams, real files, a real store."""
+the fused search (index/search/textsearch.py, index/search/fusion.py). Real ffmpeg-muxed streams, real files, a real store."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,13 @@ import pytest
 import engine
 from engine.transcripts import TextError, clean_text
 from engine.transcripts import subtitles as subs
-from index.fusion import parse_weights, rrf
-from index.search import Searcher
+from index.search.fusion import parse_weights, rrf
+from index.search.search import Searcher
 from index.store import Store
-from index.textindex import open_text_index, update_text_index
-from index.textsearch import fused_search
+from index.search.textindex import open_text_index, update_text_index
+from index.search.textsearch import fused_search
 from jobs.cli import main as bike
-from jobs.textstage import TextOptions, channel_id, run_text_stage
+from jobs.tag.textstage import TextOptions, channel_id, run_text_stage
 from media import make_video, run_ffmpeg
 from searchstore import add_video, random_clips
 
@@ -293,10 +293,10 @@ def test_text_channels_read_objects_with_ranged_gets(tmp_path):
     """An s3:// video (real moto S3 server): its embedded subtitles and its audio are read through
     engine.sources.ranged.RemoteSource, once BIKE knows its content id (remembered by ETag, as a decode task would); an
     object with no known id is left out, a vanished one is an error of that video only."""
-    from index.ids import video_id
+    from index.store.ids import video_id
     from engine.sources import remote
-    from index.remoteids import RemoteIds
-    from jobs.textstage import local_videos
+    from index.store.remoteids import RemoteIds
+    from jobs.tag.textstage import local_videos
     from s3server import moto_s3
     src = tmp_path / "in.srt"
     src.write_text(SRT)

@@ -1,4 +1,4 @@
-"""Concurrent text queries share model calls (index/textbatch.py) and give the features of a lone encode."""
+"""Concurrent text queries share model calls (index/search/textbatch.py) and give the features of a lone encode."""
 from __future__ import annotations
 
 import threading
@@ -6,7 +6,7 @@ import threading
 import pytest
 import torch
 
-from index.textbatch import TextEncoder
+from index.search.textbatch import TextEncoder
 
 
 def test_waiting_texts_are_encoded_in_one_call_with_the_same_features(tiny_model):

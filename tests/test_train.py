@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import engine
-from engine.loss import batch_logits, bike_loss
-from jobs import datasets as ds
+from engine.model.loss import batch_logits, bike_loss
+from jobs.train import datasets as ds
 from jobs.cli import main as bike_main
-from jobs.learner import VideoLearner, new_header, normalize
-from jobs.optim import lr_factor, warmup_epochs
-from jobs.synthetic import VideoSpec, make_dataset, write_labels, write_list
-from jobs.training import TrainConfig, local_indices, read_history, run_training
+from jobs.train.learner import VideoLearner, new_header, normalize
+from jobs.train.optim import lr_factor, warmup_epochs
+from bench.synthetic import VideoSpec, make_dataset, write_labels, write_list
+from jobs.train.training import TrainConfig, local_indices, read_history, run_training
 
 CLASSES = ["empty scene", "growing"]
 FAST = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--batch", "4", "--lr", "5e-4",
@@ -40,8 +40,8 @@ def test_schedule_and_sharding():
 
 
 def test_optimiser_recipe_groups_and_rates():
-    """jobs.optim is the one recipe: new modules at LR_NEW, CLIP visual + logit_scale at LR_CLIP (left out at 0)."""
-    from jobs import optim
+    """jobs.train.optim is the one recipe: new modules at LR_NEW, CLIP visual + logit_scale at LR_CLIP (left out at 0)."""
+    from jobs.train import optim
     visual, header, scale = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2), torch.nn.Parameter(torch.ones(()))
     opt = optim.adamw(optim.video_groups(visual, scale, [header, None]))
     assert [(g["name"], g["lr"], g["weight_decay"], g["betas"]) for g in opt.param_groups] == [
@@ -79,7 +79,7 @@ def test_train_lowers_loss_and_checkpoint_loads_in_classify(trained, data, capsy
     assert [(h["epoch"], h["stage"]) for h in hist] == [(e, "video") for e in range(1, 7)] + [(6, "done")]
     assert all(h["clips_per_s"] > 0 and 0 <= h["val_top1"] <= 1 for h in hist[:6])
     assert "val_fused_top1" in hist[-1]
-    from engine.precision import resolve         # --precision auto: what `bike train` resolves on this CPU
+    from engine.model.precision import resolve         # --precision auto: what `bike train` resolves on this CPU
     assert {h["precision"] for h in hist[:6]} == {resolve("auto", "cpu")}
 
     # the loss on a fixed batch (eval views of the training videos) went down from the initial weights
@@ -144,7 +144,7 @@ def _sigkilled_once_after_epoch_1(config: dict) -> None:
     right after epoch 1's checkpoint is reported (once: the marker file stops the restarted worker)."""
     import signal
 
-    import jobs.training as training
+    import jobs.train.training as training
     report = training._report
 
     def report_then_die(rank, cfg, metrics, ckpt):
@@ -222,8 +222,8 @@ def test_worker_disk_full_becomes_one_line():
 
     from ray.train.v2.api.exceptions import ControllerError, WorkerGroupError
 
-    from engine.loading import CheckpointError
-    from jobs.training import worker_user_error
+    from engine.model.loading import CheckpointError
+    from jobs.train.training import worker_user_error
     full = OSError(_errno.ENOSPC, "No space left on device", "/out/checkpoint.pt")
     try:
         try:
@@ -239,8 +239,8 @@ def test_worker_disk_full_becomes_one_line():
 
 
 def test_training_precision_resolves_like_inference_and_refuses_fp16_on_a_cpu():
-    from engine.precision import cpu_has_bf16
-    from jobs.learner import training_precision
+    from engine.model.precision import cpu_has_bf16
+    from jobs.train.learner import training_precision
     assert training_precision("fp32", "cpu") == ("fp32", None)
     assert training_precision("bf16", "cpu") == ("bf16", torch.bfloat16)
     assert training_precision("auto", "cpu") == (("bf16", torch.bfloat16) if cpu_has_bf16() else ("fp32", None))

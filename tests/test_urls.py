@@ -1,6 +1,6 @@
 """One URL classifier (engine.sources.remote.url_scheme): sources, stores and the weights probe agree on what a URL is."""
 from engine.sources.remote import is_remote, url_scheme
-from index.storefs import is_object_url, unsupported_scheme
+from index.store.storefs import is_object_url, unsupported_scheme
 
 
 def test_url_scheme_is_the_one_classifier():

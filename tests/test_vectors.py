@@ -1,4 +1,4 @@
-"""The FAISS index (index/vectors.py): build, extend, reopen, rebuild rules, staleness, kinds, the command."""
+"""The FAISS index (index/search/vectors.py): build, extend, reopen, rebuild rules, staleness, kinds, the command."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 import engine
 from index.store import Store
-from index.vectors import (EXACT_MAX, PQ_MIN, VectorIndexError, choose_kind, default_params, exact_search,
+from index.search.vectors import (EXACT_MAX, PQ_MIN, VectorIndexError, choose_kind, default_params, exact_search,
                            index_dir, normalize, open_index, read_vectors, update_index)
 from jobs.cli import main as bike
 from searchstore import add_video, random_clips

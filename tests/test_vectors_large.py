@@ -1,4 +1,4 @@
-"""FAISS for large stores (index/vecstream.py, index/vectors.py): bounded-memory reading, the training sample,
+"""FAISS for large stores (index/search/vecstream.py, index/search/vectors.py): bounded-memory reading, the training sample,
 newest-row-wins without loading everything, memory-mapped search, and what `bike index` says it built."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import engine
-from index import vecstream
-from index import vectors as V
+from index.search import vecstream
+from index.search import vectors as V
 from index.store import Store
-from index.vectors import _newest_only, open_index, read_vectors, update_index
+from index.search.vectors import _newest_only, open_index, read_vectors, update_index
 from jobs.cli import main as bike
 from searchstore import add_video, random_clips
 

@@ -1,4 +1,4 @@
-"""engine.sampling and engine.video: frame indices, windows, crops, probe, decoding, bad input."""
+"""engine.video.sampling and engine.video: frame indices, windows, crops, probe, decoding, bad input."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from engine import video
 from engine.video import ffmpeg_cli as fc
 from engine.video import types as vtypes
-from engine.sampling import (crop_boxes, random_segment_indices, segment_indices, view_offsets,
+from engine.video.sampling import (crop_boxes, random_segment_indices, segment_indices, view_offsets,
                              windows)
 from engine.video import VideoError, VideoInfo, iter_clips, probe, read_video
 

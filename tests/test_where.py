@@ -1,12 +1,12 @@
-"""--where is parsed as one DuckDB expression and run on the sandboxed connection (index/where.py)."""
+"""--where is parsed as one DuckDB expression and run on the sandboxed connection (index/store/where.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from index.store import Store
-from index.where import WhereError, filter_clips
-from jobs.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables
+from index.store.where import WhereError, filter_clips
+from jobs.tag.records import ClipResult, ClipSpan, LabelRow, VideoResult, tables
 
 
 def _clip(i, label):

@@ -8,5 +8,5 @@
 
 A local file needs no source object: the decoders open its path. Like the rest of ``engine``, nothing here
 imports Ray, DuckDB or the store (``index``): what the store remembers about objects (their content ids) is
-kept by :mod:`index.remoteids`.
+kept by :mod:`index.store.remoteids`.
 """

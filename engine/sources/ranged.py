@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from engine.video.types import ByteSource, ReadError
 
-from . import remote
+from engine.sources import remote
 from .remote import RemoteError
 
 #: Bytes per ranged GET, and blocks fetched ahead of a sequential reader.
@@ -61,7 +61,7 @@ class RemoteSource(ByteSource):
     the object was opened (S3 ``If-Match``), so a replaced object is an error, never a mix of two versions;
     a dropped connection resumes at the byte it reached, with backoff. The bytes are hashed in order as they
     arrive; :meth:`finish` fetches what the decoder skipped and returns the content id (BLAKE2b-128, equal to
-    ``index.ids.video_id`` of the same bytes on disk). ``gets`` / ``fetched`` count requests and bytes. A
+    ``index.store.ids.video_id`` of the same bytes on disk). ``gets`` / ``fetched`` count requests and bytes. A
     read that fails for good sets ``failure`` and raises ``ReadError``; one that takes longer than
     ``stall_s`` (``BIKE_STREAM_STALL_S``) fails as stalled. Memory: at most ``capacity`` blocks cached
     (``peak_cached`` bytes, the most held at once) plus ``ahead`` blocks in flight."""
@@ -227,7 +227,7 @@ class RemoteSource(ByteSource):
         return self._hash.hexdigest()
 
     def stats(self, content_id: "str | None") -> dict:
-        """What the decode task tells the driver (jobs/tag.py): the id and the identity it belongs to."""
+        """What the decode task tells the driver (jobs/tag/tag.py): the id and the identity it belongs to."""
         return {"content_id": content_id, "size": self.size, "etag": self.etag, "gets": self.gets,
                 "bytes": self.fetched}
 

@@ -10,8 +10,8 @@ S3-compatible store (MinIO, Ceph, a local test server).
   (``s3://b/**/*.mp4``) is expanded; any other URL is one object, kept even when missing (it becomes an error
   row "object not found"). Each listed object carries its size and ETag (or modification time).
 * **Identity** (:func:`content_id`): the content id is the same BLAKE2b hash of the bytes as for a local file
-  (``index.ids.video_id``: a video uploaded from disk keeps its id). The store remembers it per URL with the
-  cheap identity (size + ETag) in ``STORE/_ids/remote.parquet`` (``index.remoteids.RemoteIds``); a rerun over an unchanged bucket reads no object
+  (``index.store.ids.video_id``: a video uploaded from disk keeps its id). The store remembers it per URL with the
+  cheap identity (size + ETag) in ``STORE/_ids/remote.parquet`` (``index.store.remoteids.RemoteIds``); a rerun over an unchanged bucket reads no object
   at all. An object with no remembered id is not read on the driver: it gets a provisional id
   (:func:`pending_id`) and its decode task computes the content id from the bytes it reads.
 * **Decoding** (:func:`decode_remote`): the in-process decoders (pyav, nvdec) read the object through a
@@ -46,9 +46,9 @@ from pathlib import Path
 
 #: URL schemes treated as object storage / web sources.
 SCHEMES = ("s3", "gs", "gcs", "http", "https", "az", "abfs")
-#: URL schemes a store may live under (index/storefs.py ObjectFS).
+#: URL schemes a store may live under (index/store/storefs.py ObjectFS).
 STORE_SCHEMES = ("s3",)
-#: Provisional video id of an object whose content id its decode task computes (index.remoteids.RemoteIds, jobs/tag.py).
+#: Provisional video id of an object whose content id its decode task computes (index.store.remoteids.RemoteIds, jobs/tag/tag.py).
 PENDING = "new:"
 #: Attempts for one request (throttling, dropped connections) and the first backoff (doubles each time).
 ATTEMPTS = 6
@@ -66,7 +66,7 @@ class RemoteError(Exception):
 def url_scheme(spec) -> "str | None":
     """The lower-cased scheme of ``spec`` when it is written as a URL (``S3://b/k`` → ``"s3"``), else None (a
     local path). The one place that decides whether a string is a URL; :func:`is_remote` and the store's
-    ``is_object_url`` (index/storefs.py) ask it."""
+    ``is_object_url`` (index/store/storefs.py) ask it."""
     s = str(spec)
     if "://" not in s:
         return None
@@ -133,7 +133,7 @@ _CLIENTS: dict = {}
 
 def s3_client():
     """A boto3 S3 client for the current endpoint (one per process and endpoint), for the requests that need
-    headers s3fs does not pass on: conditional PUT/DELETE of the store on object storage (index/storefs.py).
+    headers s3fs does not pass on: conditional PUT/DELETE of the store on object storage (index/store/storefs.py).
     botocore's own retries are off: :func:`retrying` is the one retry loop, so a conditional PUT retried after a
     dropped connection is recognised as such."""
     import boto3
@@ -295,7 +295,7 @@ def list_remote(spec: str, video_name, skipped: "Counter | None" = None) -> "lis
 
 # --------------------------------------------------------------------------------------- streaming
 def content_id(url: str) -> str:
-    """BLAKE2b-128 of the object's bytes: the same id ``index.ids.video_id`` gives the same bytes on disk. Read
+    """BLAKE2b-128 of the object's bytes: the same id ``index.store.ids.video_id`` gives the same bytes on disk. Read
     in ranged GETs by the same reader the decoders use (``engine.sources.ranged.RemoteSource``: pinned to the object's
     ETag, a dropped connection resumed at the byte it reached, a stalled read an error), one block at a time."""
     from .ranged import BLOCK_BYTES, RemoteSource
@@ -352,7 +352,7 @@ def spooled(url: str, size: "int | None" = None, source=None):
 
 
 def decode_remote(url: str, decode, **kwargs):
-    """``decode(source, **kwargs)`` (jobs.decode.decode_video) over the object at ``url``: a
+    """``decode(source, **kwargs)`` (jobs.tag.decode.decode_video) over the object at ``url``: a
     ``engine.sources.ranged.RemoteSource`` for a decoder that reads byte sources, else a spooled local copy (see the module
     doc). Yields decode's messages; the "end" message also carries ``streamed`` (``RemoteSource.stats``:
     the content id, None when the bytes could not all be read, and the size/ETag it belongs to). A failure
@@ -398,5 +398,5 @@ def _ended(msg: dict, src) -> dict:
 # --------------------------------------------------------------------------------------- identities
 def pending_id(url: str) -> str:
     """The provisional id of an object whose content id its decode task will compute (``PENDING`` + a hash
-    of the URL); never stored: the driver replaces it (jobs/tag.py)."""
+    of the URL); never stored: the driver replaces it (jobs/tag/tag.py)."""
     return PENDING + hashlib.blake2b(url.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()

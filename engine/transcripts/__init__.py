@@ -6,8 +6,8 @@ Three channels, each a plain function of a video file (no Ray, no store):
 - ``engine.transcripts.ocr``: on-screen text read with rapidocr on frames where the picture changed;
 - ``engine.transcripts.asr``: speech recognised by a backend (pocketsphinx, faster-whisper).
 
-``bike tag --text ...`` (jobs/textstage.py) runs them and stores their cues in the ``transcripts`` table;
-``index.textindex`` makes them searchable and ``index.fusion`` merges them with the visual search.
+``bike tag --text ...`` (jobs/tag/textstage.py) runs them and stores their cues in the ``transcripts`` table;
+``index.search.textindex`` makes them searchable and ``index.search.fusion`` merges them with the visual search.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def clean_text(text: str) -> str:
 
 def open_media(src):
     """``av.open`` of a local path, or of an ``engine.video.types.ByteSource`` (an object on object storage read
-    with ranged GETs: jobs/ranged.py) through its seekable file object. Raises :class:`TextError` when it
+    with ranged GETs: engine/sources/ranged.py) through its seekable file object. Raises :class:`TextError` when it
     cannot be opened."""
     import av
 

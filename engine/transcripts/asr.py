@@ -25,7 +25,7 @@ import importlib.metadata as md
 
 import numpy as np
 
-from . import Cue, TextError, clean_text, open_media
+from engine.transcripts import Cue, TextError, clean_text, open_media
 
 RATE = 16_000
 #: Audio read per video at most (seconds): 4 hours.

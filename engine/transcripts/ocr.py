@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from . import Cue, TextError, clean_text, open_media
+from engine.transcripts import Cue, TextError, clean_text, open_media
 
 
 class OcrReader:

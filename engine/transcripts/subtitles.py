@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import Cue, TextError, clean_text, open_media
+from engine.transcripts import Cue, TextError, clean_text, open_media
 
 #: The largest sidecar file read (bytes).
 MAX_SIDECAR_BYTES = 20 << 20

@@ -51,7 +51,7 @@ _CHOICE: contextvars.ContextVar = contextvars.ContextVar("bike_decoding_choice",
 def decoding_choice(decoder: "str | None" = None, sampling: "str | None" = None):
     """Make ``decoder`` / ``sampling`` the defaults of every decode in this context (this thread or task, not
     the environment: nothing outlives the command, and no other process sees it). A job that decodes in other
-    processes passes its choice to them as arguments (``bike tag``: ``jobs.tag.TagOptions``)."""
+    processes passes its choice to them as arguments (``bike tag``: ``jobs.tag.tag.TagOptions``)."""
     token = _CHOICE.set((decoder, sampling))
     try:
         yield

@@ -15,8 +15,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ..sampling import crop_boxes
-from ..transform import resized_size
+from .sampling import crop_boxes
+from .transform import resized_size
 from .base import DecodeReport, Decoder, default_sampling, get_decoder
 from .plan import SAMPLINGS, Window, plan
 from .types import (Budget, ByteSource, Clip, ReadError, VideoError, VideoInfo, check_file, check_input, check_source,

@@ -1,6 +1,6 @@
 """Which frame numbers each time window samples, from the frame index (real timestamps).
 
-Window k of ``engine.sampling.windows(duration, window_s)`` holds the frames whose timestamp t has
+Window k of ``engine.video.sampling.windows(duration, window_s)`` holds the frames whose timestamp t has
 ``start_k <= t < end_k`` (the last window takes everything to the end). View c samples
 ``first + segment_indices(n, T, offset_c)`` of its n frames. Only windows that hold frames are planned,
 and they are produced lazily, so a header that claims hours over a few packets gives a few windows.
@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..sampling import MIN_LAST_WINDOW_S, segment_indices, view_offsets
+from .sampling import MIN_LAST_WINDOW_S, segment_indices, view_offsets
 from .frameindex import FrameIndex
 
 SAMPLINGS = ("exact", "keyframes")
@@ -31,7 +31,7 @@ class Window:
 
 
 def window_count(duration_s: float, window_s: "float | None") -> int:
-    """How many windows ``engine.sampling.windows`` cuts (computed, not listed: it may be huge)."""
+    """How many windows ``engine.video.sampling.windows`` cuts (computed, not listed: it may be huge)."""
     if window_s is None or duration_s <= window_s:
         return 1
     k = math.ceil(duration_s / window_s - 1e-12)

@@ -1,6 +1,6 @@
 """Shot detection that decodes densely only where a cut may be, and the windows ``bike tag --windows shots`` cuts.
 
-TransNetV2 (engine/transnet.py) wants every frame at 48×27; bike's decoder exists to not decode every frame.
+TransNetV2 (engine/video/transnet.py) wants every frame at 48×27; bike's decoder exists to not decode every frame.
 :func:`detect` keeps both (docs/decoding.md "Shots"):
 
 1. **Candidates from cheap signals** (no full decode):
@@ -159,11 +159,11 @@ def transitions(prob: np.ndarray, threshold: float = THRESHOLD) -> "list[int]":
 def detect(path, info=None, timeout_s: "float | None" = None, score=None, decoder: str = "pyav",
            keyframe_signal: bool = True) -> ShotReport:
     """Shots of ``path`` (see the module doc). ``score``: frames uint8 (n, 27, 48, 3) → probabilities (n,)
-    (default: TransNetV2, ``engine.transnet.predict``)."""
-    from . import clips
+    (default: TransNetV2, ``engine.video.transnet.predict``)."""
+    from engine.video import clips
     from .types import Budget, decode_timeout
     if score is None:
-        from engine.transnet import predict as score
+        from engine.video.transnet import predict as score
     dec = clips.get_decoder(decoder)
     info = info or clips.probe(path, decoder=dec)
     budget = Budget(str(path), decode_timeout(info.duration_s) if timeout_s is None else timeout_s, "shot detection")

@@ -14,12 +14,12 @@ Layout, one job per file:
                    Host check, cross-site check (Origin, Sec-Fetch-Site, X-Bike), response headers
 - ``media.py``     a video file looked up by id only (never a path from a request), opened and verified
                    by its content id on the descriptor; thumbnails on demand, in a bounded cache
-- ``sqlrun.py``    the read-only SQL of ``bike sql``, bounded (rows, memory, time, bytes: index/sqlbox.py)
+- ``sqlrun.py``    the read-only SQL of ``bike sql``, bounded (rows, memory, time, bytes: index/store/sqlbox.py)
 - ``limits.py``    every bound on a request (query length, k, upload size, SQL rows, memory, seconds, bytes,
                    decoding, connections)
 - ``decoding.py``  the one bounded pool every decode runs in (thumbnails, uploads); 503 when busy
 - ``server.py``    the uvicorn server: request-head and body timeouts, connection limits, quick shutdown
 - ``static/``      the page: index.html, app.js, app.css, login.html (no CDN, no build step)
 
-Nothing here is imported by ``bike --help``: jobs/commands/serve.py imports it inside ``run``.
+Nothing here is imported by ``bike --help``: jobs/cli/commands/serve.py imports it inside ``run``.
 """

@@ -5,7 +5,7 @@ API (every ``/api`` route answers JSON; errors are ``{"error": MESSAGE, "status"
     GET  /api/health                                 liveness, store, model_id, batches
     GET  /api/stats                                  videos, clips, errors, models, label histogram
     GET  /api/search?q=TEXT&k=10&where=SQL&label=L&min_score=S    text query (objects of `bike search --format json`)
-         &channels=visual,text&weights=speech=0.5     channels fused (index/textsearch.py): results say `matched`, `text`
+         &channels=visual,text&weights=speech=0.5     channels fused (index/search/textsearch.py): results say `matched`, `text`
     GET  /api/search?clip=CLIP_ID&k=10               more like this stored clip
     POST /api/search?k=10    (body: a video file)    query by example, body at most Limits.max_upload_bytes
     GET  /api/clips/{video_id}/{n}                   a clip: span, frame times, labels (with saliency), attributes

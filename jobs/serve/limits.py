@@ -13,7 +13,7 @@ class Limits:
     max_results: int = 1000              # offset + k: how deep paging goes (each page re-runs the search)
     group_min_clips: int = 200           # group=video: the best clips grouped, at least (more for deep pages)
     max_group_moments: int = 50          # group=video: at most this many other moments listed per video
-    max_feedback_chars: int = 10_000     # positive= / negative= clip id lists (index/feedback.py caps the count)
+    max_feedback_chars: int = 10_000     # positive= / negative= clip id lists (index/search/feedback.py caps the count)
     max_upload_bytes: int = 50 << 20     # POST /api/search video (query by example)
     max_sql_chars: int = 10_000
     sql_rows: int = 1000                 # rows returned by /api/sql (more are cut, "truncated": true)
@@ -39,7 +39,7 @@ class Limits:
     shutdown_s: float = 0.5              # on SIGTERM/SIGINT, requests still running get this long
 
     def sql(self):
-        """The bounds of index/sqlbox.py for /api/sql and `where` (``SQLLimits``)."""
-        from index.sqlbox import SQLLimits
+        """The bounds of index/store/sqlbox.py for /api/sql and `where` (``SQLLimits``)."""
+        from index.store.sqlbox import SQLLimits
         return SQLLimits(memory_bytes=self.sql_memory_bytes, seconds=self.sql_seconds,
                          max_bytes=self.sql_max_bytes, workers=self.sql_workers, rows=self.sql_rows)

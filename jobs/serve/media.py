@@ -12,7 +12,7 @@ served only when:
   refused, 403);
 - and the file actually opened is the video that was tagged (:func:`open_verified`): it is opened with
   ``O_NOFOLLOW`` and checked on the open descriptor, never again by path. A video's id is the BLAKE2b-128 of
-  its bytes (``index.ids.video_id``), so the descriptor's bytes are hashed and must give that id — once per
+  its bytes (``index.store.ids.video_id``), so the descriptor's bytes are hashed and must give that id — once per
   state of the file: the result is remembered under (device, inode, size, mtime, ctime), which any swap or
   rewrite changes. A parent folder swapped for a link, or a forged ``videos`` row naming another file of
   the same size, is refused (403). The response and the thumbnail decoder then read that same descriptor
@@ -87,7 +87,7 @@ def checked_file(recorded: str, size: "int | None", recorded_paths) -> Path:
 
 
 def thumbs_dir(store_root: Path) -> Path:
-    from engine.config import cache_root
+    from engine.model.config import cache_root
     base = cache_root() or Path.home() / ".cache" / "bike"      # thumbnails need a folder even with caches off
     key = hashlib.sha256(str(store_root).encode()).hexdigest()[:16]
     return base / "thumbs" / key
@@ -138,7 +138,7 @@ class Identities:
             if key in self._seen:
                 self._seen.move_to_end(key)
                 return self._seen[key]
-        h = hashlib.blake2b(digest_size=16)              # index.ids.video_id, read from the descriptor
+        h = hashlib.blake2b(digest_size=16)              # index.store.ids.video_id, read from the descriptor
         at = 0
         while block := os.pread(fd, READ_BLOCK, at):
             h.update(block)

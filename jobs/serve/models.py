@@ -58,7 +58,7 @@ class ScoredAttribute(_Answer):
 
 
 class SearchHit(_Answer):
-    """One result: the clip, its score, and the moment where the query matches (index/search.py)."""
+    """One result: the clip, its score, and the moment where the query matches (index/search/search.py)."""
     rank: int
     score: float
     clip_id: str

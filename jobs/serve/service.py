@@ -1,6 +1,6 @@
 """What ``bike serve`` answers, without HTTP: one :class:`Service` per store, shared by every request thread.
 
-It holds one :class:`index.search.Searcher` (model, FAISS index and frame cache loaded once, safe across
+It holds one :class:`index.search.search.Searcher` (model, FAISS index and frame cache loaded once, safe across
 threads) and answers searches, clip and video details, statistics and SQL. All lookups run on sandboxed
 DuckDB connections with ids passed as query parameters. A store that ``bike tag`` is still writing is served
 live: before answering, the service looks (at most every ``refresh_s``) whether ``_commits/`` or the index
@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 
 from engine.video import VideoError
-from index.feedback import parse_ids
-from index.search import Searcher, SearchError, describe_model_row, readonly_connection
-from index.sql import SQLError
-from index.sqlbox import Sandbox, SQLLimitError
+from index.search.feedback import parse_ids
+from index.search.search import Searcher, SearchError, describe_model_row, readonly_connection
+from index.store.sql import SQLError
+from index.store.sqlbox import Sandbox, SQLLimitError
 from index.store import Store, StoreError
-from index.where import WhereError
+from index.store.where import WhereError
 
-from ..export import Span, padded, result_name
+from .export import Span, padded, result_name
 from . import media, wording
 from .decoding import DecodePool
 from .limits import Limits
@@ -76,7 +76,7 @@ class Service:
 
     def _make_searcher(self) -> "Searcher | None":
         """The searcher, or None while no committed batch holds clip embeddings. With embeddings, a wrong
-        ``model_id`` is the user's error (raised: index.vectors.VectorIndexError)."""
+        ``model_id`` is the user's error (raised: index.search.vectors.VectorIndexError)."""
         if not any(c["tables"].get("embeddings") for c in self.store.commits()):
             return None
         searcher = Searcher(self.store, self._wanted_model, **self._searcher_opts)
@@ -111,7 +111,7 @@ class Service:
     # ---- start-up and live refresh -------------------------------------------------------------------
     def warm(self) -> None:
         """Load everything a query needs (model, index, frame cache, result details) before serving, and
-        start the warm SQL processes (index/sqlbox.py) in the background."""
+        start the warm SQL processes (index/store/sqlbox.py) in the background."""
         self.sql_box.start()
         s = self.searcher
         if s is None:                                # nothing to load yet (see the module docstring)
@@ -188,7 +188,7 @@ class Service:
         the notes in the page's words, and the paging fields below). ``label``: only clips with this label among
         their top labels; ``min_score``: drop results scoring less; ``like``: a video file to search by example
         (``like_name`` is shown as the query). ``positive`` / ``negative``: relevance feedback, comma-separated
-        clip ids (index/feedback.py); with positives ``q`` may be left out.
+        clip ids (index/search/feedback.py); with positives ``q`` may be left out.
 
         Paging (the page's infinite scroll): ``offset`` skips that many results (or videos); ``offset + k`` is
         at most ``Limits.max_results``; ``has_more`` says whether asking from ``offset + k`` may give more.
@@ -247,8 +247,8 @@ class Service:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
                                            k=k, where=cond, dedup=dedup, **fb)
-            elif q:                                  # visual + text channels fused (index/textsearch.py)
-                from index.textsearch import fused_search
+            elif q:                                  # visual + text channels fused (index/search/textsearch.py)
+                from index.search.textsearch import fused_search
                 for name, v in (("channels", channels), ("weights", weights)):
                     if v is not None and len(v) > 200:
                         raise _bad(f"{name} too long")
@@ -279,9 +279,9 @@ class Service:
     def save_label(self, name: str, positive: "str | None", negative: "str | None" = None,
                    q: "str | None" = None) -> dict:
         """``bike label`` from the page ("Save as tag"): score every stored clip for the tag ``name`` defined by
-        the positive / negative clips (and the query) and store it (index/usertags.py); the rows show in SQL
+        the positive / negative clips (and the query) and store it (index/search/usertags.py); the rows show in SQL
         as ``user_labels``. Takes the store's writer lock (409 while ``bike tag`` or another writer runs)."""
-        from index.usertags import Definition, write_label
+        from index.search.usertags import Definition, write_label
         if not name or not name.strip():
             raise _bad("give the tag a name")
         for field, v in (("name", name), ("q", q)):
@@ -543,6 +543,6 @@ def group_by_video(results: "list[dict]", max_moments: int) -> "list[dict]":
 def table_columns() -> "dict[str, list[list[str]]]":
     """The SQL views and their columns, ``{table: [[column, type], ...]}`` (``bike sql --schema``): the SQL
     box of the page lists them."""
-    from index.schema import DERIVED, TABLES
+    from index.store.schema import DERIVED, TABLES
     return {name: [[f.name, str(f.type)] for f in schema]
             for name, schema in [*TABLES.items(), *((n, sch) for n, (_, sch) in DERIVED.items())]}

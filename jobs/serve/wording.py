@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from index.where import COLUMNS
+from index.store.where import COLUMNS
 
 _COLUMNS = ", ".join(COLUMNS)
 

@@ -13,6 +13,6 @@ parameters (``Query(ge=, le=)``, from limits.py), and the Service checks them ag
 """
 from __future__ import annotations
 
-from . import clips, fallback, health, labels, pages, search, sql
+from jobs.serve.routes import clips, fallback, health, labels, pages, search, sql
 
 ROUTERS = [pages.router, health.router, search.router, labels.router, clips.router, sql.router, fallback.router]

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import ServiceDep
-from ..limits import Limits
-from ..models import ERRORS, ClipAnswer, VideoAnswer
-from ..responses import OpenFileResponse
+from jobs.serve.deps import ServiceDep
+from jobs.serve.limits import Limits
+from jobs.serve.models import ERRORS, ClipAnswer, VideoAnswer
+from jobs.serve.responses import OpenFileResponse
 
 router = APIRouter(prefix="/api", tags=["media"], responses=ERRORS)
 

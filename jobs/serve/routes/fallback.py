@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..responses import error
+from jobs.serve.responses import error
 
 router = APIRouter(include_in_schema=False)
 

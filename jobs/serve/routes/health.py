@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import ServiceDep
-from ..models import ERRORS, Health, Stats
+from jobs.serve.deps import ServiceDep
+from jobs.serve.models import ERRORS, Health, Stats
 
 router = APIRouter(prefix="/api", tags=["store"], responses=ERRORS)
 

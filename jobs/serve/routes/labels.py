@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import ServiceDep
-from ..models import ERRORS, LabelSaved
-from ..responses import json_response
+from jobs.serve.deps import ServiceDep
+from jobs.serve.models import ERRORS, LabelSaved
+from jobs.serve.responses import json_response
 
 router = APIRouter(prefix="/api", tags=["labels"], responses=ERRORS)
 

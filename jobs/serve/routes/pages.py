@@ -8,9 +8,9 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..deps import FilesDep, GuardDep
-from ..responses import error
-from ..security import COOKIE
+from jobs.serve.deps import FilesDep, GuardDep
+from jobs.serve.responses import error
+from jobs.serve.security import COOKIE
 
 router = APIRouter(include_in_schema=False)
 

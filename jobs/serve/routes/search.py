@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from ..deps import ServiceDep
-from ..limits import Limits
-from ..models import ERRORS, SearchAnswer
-from ..responses import error, json_response
+from jobs.serve.deps import ServiceDep
+from jobs.serve.limits import Limits
+from jobs.serve.models import ERRORS, SearchAnswer
+from jobs.serve.responses import error, json_response
 
 router = APIRouter(prefix="/api", tags=["search"], responses=ERRORS)
 

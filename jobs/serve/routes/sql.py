@@ -4,8 +4,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ..deps import ServiceDep
-from ..models import ERRORS, SQLAnswer
+from jobs.serve.deps import ServiceDep
+from jobs.serve.models import ERRORS, SQLAnswer
 
 router = APIRouter(prefix="/api", tags=["sql"], responses=ERRORS)
 
