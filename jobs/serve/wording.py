@@ -3,7 +3,7 @@ without command-line options or commands in them.
 
 ``bike search`` speaks to a shell user (``--where kept 12 clip(s)``, ``build one with `bike index ...```); the
 page's user typed into a "where" box and never saw a flag. :func:`filter_error` turns the message of an
-``index.where.WhereError`` (DuckDB's binder / parser error, the ``--where`` prefix and the CLI example) into one
+``index.store.where.WhereError`` (DuckDB's binder / parser error, the ``--where`` prefix and the CLI example) into one
 sentence that says what is wrong and what the columns are; :func:`page_notes` rewrites the search notes the
 same way (the API keeps the CLI's ``notes`` and adds ``page_notes``).
 """
