@@ -56,6 +56,21 @@ def test_optimiser_recipe_groups_and_rates():
     assert opt.param_groups[0]["lr"] == pytest.approx(5e-5)
 
 
+def test_history_write_is_idempotent_per_epoch_and_stage(tmp_path):
+    """A report Ray Train runs again (a retried final report) replaces its history line, never duplicates it."""
+    from jobs.train.training import write_history
+    out = str(tmp_path)
+    write_history(out, {"epoch": 1, "stage": "video", "loss": 2.0})
+    write_history(out, {"epoch": 2, "stage": "video", "loss": 1.5})
+    write_history(out, {"epoch": 2, "stage": "done", "val_top1": 0.5})
+    write_history(out, {"epoch": 2, "stage": "done", "val_top1": 0.75})        # the retried final report
+    write_history(out, {"epoch": 1, "stage": "video", "loss": 1.9})            # an epoch run again, in place
+    assert read_history(out) == [{"epoch": 1, "stage": "video", "loss": 1.9},
+                                 {"epoch": 2, "stage": "video", "loss": 1.5},
+                                 {"epoch": 2, "stage": "done", "val_top1": 0.75}]
+    assert os.listdir(out) == ["history.jsonl"]                                  # no temporary left behind
+
+
 def _fixed_batch_loss(learner, samples, reader):
     with torch.no_grad():
         x = normalize(torch.from_numpy(np.stack([ds.eval_clip(reader, s, 8) for s in samples])))

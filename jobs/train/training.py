@@ -233,8 +233,7 @@ def _report(rank: int, cfg: TrainConfig, metrics: dict, ckpt: "dict | None") -> 
                      delete_local_checkpoint_after_upload=False)
     os.replace(path, os.path.join(cfg.out, CHECKPOINT_NAME))
     shutil.rmtree(staging, ignore_errors=True)
-    with open(os.path.join(cfg.out, HISTORY_NAME), "a") as f:
-        f.write(json.dumps(metrics) + "\n")
+    write_history(cfg.out, metrics)
 
 
 def train_loop(config: dict) -> None:
@@ -548,6 +547,31 @@ def _check_out_writable(out: str) -> None:
         os.remove(probe)
     except OSError as e:
         raise UsageError(f"{out}: cannot write the output folder (--out): {e.strerror or e}") from None
+
+
+def _history_key(entry: dict) -> tuple:
+    return entry.get("epoch"), entry.get("stage")
+
+
+def write_history(out: str, metrics: dict) -> None:
+    """Record one epoch's (or the final ``done``) metrics in ``OUT/history.jsonl``, idempotently: an entry
+    with the same (epoch, stage) as an earlier one replaces it in place. Ray Train may run a report again
+    (a worker group restarted from a checkpoint whose report had not reached the controller), and the
+    history then had that epoch, or its final ``done`` line, twice. The file is rewritten whole under a
+    temporary name and renamed, so a crash never leaves half a line."""
+    from index.store import atomic_write
+    entries = read_history(out)
+    key = _history_key(metrics)
+    at = next((i for i, e in enumerate(entries) if _history_key(e) == key), None)
+    if at is None:
+        entries.append(metrics)
+    else:
+        entries[at] = metrics
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in entries)
+    atomic_write(os.path.join(out, HISTORY_NAME), write)
 
 
 def read_history(out: str) -> list:
