@@ -33,6 +33,25 @@ def test_batches_are_visible_once_committed(tmp_path):
     assert _count(reader, "clips") == 0                  # empty tables are typed, queryable views
 
 
+def test_a_column_older_shards_lack_reads_as_null_in_sql(tmp_path, monkeypatch):
+    """docs/architecture.md's recipe for a new column (schema + the rows' writer): shards written before it
+    existed read as NULL in the SQL views, also when every shard of the table is such an old one."""
+    from index.store.schema import TABLES
+    new = TABLES["labels"]
+    old = pa.schema([f for f in new if f.name != "peak_s"])         # labels as written before peak_s
+    s = Store(tmp_path / "st", create=True)
+    rows = _rows("a")
+    monkeypatch.setitem(TABLES, "labels", old)
+    s.write_batch({"labels": rows["labels"].drop_columns(["peak_s"])}, "m1", {"a": "ok"})
+    monkeypatch.setitem(TABLES, "labels", new)
+    con = Store(tmp_path / "st").connect()
+    assert con.execute("SELECT count(*), count(peak_s) FROM labels").fetchone() == (2, 0)
+    assert [d[0] for d in con.execute("SELECT * FROM labels").description] == new.names
+    s.write_batch(_rows("b"), "m1", {"b": "ok"})                    # a new shard beside the old one
+    con = Store(tmp_path / "st").connect()
+    assert con.execute("SELECT count(*), count(peak_s) FROM labels").fetchone() == (4, 2)
+
+
 def test_crash_before_commit_record_leaves_nothing_visible_and_recover_cleans(tmp_path):
     s = Store(tmp_path / "st", create=True)
     s.write_batch(_rows("a"), "m1", {"a": "ok"})

@@ -743,24 +743,22 @@ class Store:
             return name
 
         for table, schema in [*TABLES.items(), *((n, sch) for n, (_, sch) in DERIVED.items())]:
+            # every view starts from the schema's typed, empty row set: a column the shards lack (shards
+            # written before the column existed) is NULL, as pyarrow reads give it, not a missing name
+            typed = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
+            parts = [f"SELECT {typed} WHERE false"]
             if table in derived:
                 if derived[table]:
-                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source(table, derived[table], 0)}")
-                else:
-                    cols = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
-                    con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
-                continue
-            if keys[table]:
+                    parts.append(f"SELECT * FROM {source(table, derived[table], 0)}")
+            elif keys[table]:
                 hidden = self._hidden_rows(table)
                 plain = [k for k in keys[table] if k not in hidden]
-                parts = [f"SELECT * FROM {source(table, plain, 0)}"] if plain else []
+                if plain:
+                    parts.append(f"SELECT * FROM {source(table, plain, 0)}")
                 for i, (k, (m, vids)) in enumerate(hidden.items(), 1):
                     parts.append(f"SELECT * FROM {source(table, [k], i)} WHERE NOT (model_id = {lit(m)} AND "
                                  f"video_id IN ({', '.join(map(lit, vids))}))")
-                con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts))
-            else:
-                cols = ", ".join(f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in schema)
-                con.execute(f"CREATE VIEW {table} AS SELECT {cols} WHERE false")
+            con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts))
 
     # ---- writing -------------------------------------------------------------------------------------
     def lock(self):
