@@ -334,3 +334,27 @@ def test_decoder_options_reach_every_decode_of_the_command(monkeypatch, media):
     assert get_decoder().name != "ffmpeg" or "pyav" not in video.available()  # and only while it runs
     with pytest.raises(SystemExit):
         build_parser().parse_args(["classify", "v.mp4", "--decoder", "opencv"])
+
+
+def test_a_registered_decoder_is_a_command_line_choice_without_editing_the_cli(capsys, media):
+    """A backend is one module plus its registration (engine/video/registry.py): `bike tag --help` lists it with
+    its help, the parser takes it, get_decoder imports it when chosen; unregistered, it is refused again."""
+    import jobs.cli
+    from engine.video import get_decoder, registry
+    registry.register("testcopy", "engine.video.pyav", "PyAVDecoder", help="a pyav copy a test registered")
+    try:
+        with pytest.raises(SystemExit) as e:
+            jobs.cli.main(["tag", "--help"])
+        assert e.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "{auto,nvdec,pyav,ffmpeg,testcopy}" in text and "testcopy (a pyav copy a test registered)" in text
+        args = jobs.cli.build_parser().parse_args(["classify", "v.mp4", "--decoder", "testcopy"])
+        dec = get_decoder(args.decoder)
+        assert type(dec).__name__ == "PyAVDecoder"
+        assert dec.probe(encode(media / "registered.mp4", frames=10)).width == 96
+    finally:
+        registry.unregister("testcopy")
+    with pytest.raises(SystemExit):
+        jobs.cli.build_parser().parse_args(["classify", "v.mp4", "--decoder", "testcopy"])
+    with pytest.raises(ValueError, match="unknown decoder 'testcopy'"):
+        get_decoder("testcopy")

@@ -12,13 +12,36 @@ Public names, the same for every backend (``decoder=`` picks one; default "auto"
 Shared pieces: ``types`` (errors, data, time budget, file guard, allowed formats), ``frameindex`` (every
 frame's real timestamp and the keyframes), ``plan`` (windows -> frame numbers), ``clips`` (assembly),
 ``nvdec_engines`` (NVDEC engines per GPU: the size of the Ray resource ``NVDEC``).
-docs/decoding.md says which decoder runs where and how to choose.
-"""
-from .base import CHOICES, DecodeReport, Decoder, available, decoding_choice, default_decoder, default_sampling, get_decoder
-from .clips import iter_clips, probe, read_frame_at, read_frames, read_video
-from .ffmpeg_cli import ffmpeg_exe
-from .plan import SAMPLINGS
-from .types import Clip, VideoError, VideoInfo, decode_timeout
+docs/decoding.md says which decoder runs where and how to choose. ``registry`` lists the backends by name
+(each imported only when chosen); a new backend is one module plus its line there.
 
-__all__ = ["CHOICES", "Clip", "DecodeReport", "Decoder", "SAMPLINGS", "VideoError", "VideoInfo", "available", "decoding_choice", "default_decoder", "default_sampling",
-           "decode_timeout", "ffmpeg_exe", "get_decoder", "iter_clips", "probe", "read_frame_at", "read_frames", "read_video"]
+Importing the package is cheap: each public name is imported from its module on first use (PEP 562), so
+``engine.video.registry`` (the backends' names, for ``bike --help``) loads no numpy or PyAV.
+"""
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    "CHOICES": "base", "DecodeReport": "base", "Decoder": "base", "available": "base", "decoding_choice": "base",
+    "default_decoder": "base", "default_sampling": "base", "get_decoder": "base",
+    "iter_clips": "clips", "probe": "clips", "read_frame_at": "clips", "read_frames": "clips", "read_video": "clips",
+    "ffmpeg_exe": "ffmpeg_cli", "SAMPLINGS": "plan",
+    "Clip": "types", "VideoError": "types", "VideoInfo": "types", "decode_timeout": "types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.video' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value                      # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,7 +1,8 @@
 """The ``Decoder`` interface and the registry of backends.
 
-A backend is one module with one ``Decoder`` subclass, registered by name in ``BACKENDS`` (module path,
-class name: imported only when chosen). A decoder answers four questions:
+A backend is one module with one ``Decoder`` subclass, registered by name in ``engine.video.registry``
+(module path and class name: imported only when chosen; the registry imports nothing heavy, so the command
+line lists the backends without loading them). A decoder answers four questions:
 
 - ``unavailable()``: None when it can run here, else why not (no GPU, no driver, package missing);
 - ``probe(path)``: the file's ``VideoInfo``;
@@ -28,17 +29,16 @@ from typing import Iterator
 
 import numpy as np
 
+from . import registry
 from .types import Budget, VideoInfo
 
 log = logging.getLogger("engine.video")
 
-#: name -> (module, class). Order = preference of ``auto``.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "nvdec": ("engine.video.nvdec", "NvdecDecoder"),
-    "pyav": ("engine.video.pyav", "PyAVDecoder"),
-    "ffmpeg": ("engine.video.ffmpeg_cli", "FFmpegDecoder"),
-}
-CHOICES = ("auto",) + tuple(BACKENDS)
+#: name -> registry.Backend (module, class, help), live: a backend registered later is in it. Order =
+#: preference of ``auto``.
+BACKENDS = registry.BACKENDS
+#: The choices of the built-in registry (``registry.choices()`` is the live list).
+CHOICES = registry.choices()
 #: ``auto`` among the backends whose ``device`` is "cpu" (not a command-line choice).
 AUTO_CPU = "auto-cpu"
 #: ``$BIKE_DECODER`` (engine/settings.py) sets the default when no decoder is named.
@@ -126,15 +126,15 @@ class Decoder:
         raise NotImplementedError
 
 
-_instances: dict[str, Decoder] = {}
+_instances: dict = {}          # registry.Backend -> its Decoder
 _said: set = set()
 
 
 def _instance(name: str) -> Decoder:
-    if name not in _instances:
-        module, cls = BACKENDS[name]
-        _instances[name] = getattr(importlib.import_module(module), cls)()
-    return _instances[name]
+    backend = BACKENDS[name]                   # keyed by the registration: a replaced backend is a new one
+    if backend not in _instances:
+        _instances[backend] = getattr(importlib.import_module(backend.module), backend.cls)()
+    return _instances[backend]
 
 
 def _say_once(key, level, msg, *args) -> None:
@@ -149,8 +149,8 @@ def get_decoder(name: "str | Decoder | None" = None) -> Decoder:
         return name
     name = name or default_decoder()
     name, _, slot = name.partition(":")
-    if name not in CHOICES + (AUTO_CPU,) or (slot and not slot.isdigit()):
-        raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(CHOICES)}")
+    if name not in registry.choices() + (AUTO_CPU,) or (slot and not slot.isdigit()):
+        raise ValueError(f"unknown decoder {name!r}: choose one of {', '.join(registry.choices())}")
     if name not in ("auto", AUTO_CPU):
         try:
             dec = _instance(name)

@@ -234,12 +234,9 @@ def command_context(args):
 
 def add_decoder_args(p: argparse.ArgumentParser) -> None:
     """``--decoder`` and ``--sampling`` (docs/decoding.md) for every command that decodes video."""
+    from engine.video import registry             # names only: no backend, numpy or PyAV is imported
     g = p.add_argument_group("decoding")
-    g.add_argument("--decoder", default=None,
-                   choices=("auto", "pyav", "ffmpeg", "nvdec"),
-                   help="video decoder: pyav (in-process, decodes only the sampled GOPs), ffmpeg (one ffmpeg "
-                        "process per video), nvdec (NVIDIA GPUs; falls back to the CPU); default auto: the "
-                        "fastest available")
+    g.add_argument("--decoder", default=None, choices=registry.choices(), help=registry.help_text())
     g.add_argument("--sampling", default=None,
                    choices=("exact", "keyframes"),
                    help="exact (default): the frames BIKE's sampler names; keyframes: the keyframe nearest each "
