@@ -52,7 +52,7 @@ def load(name: str, precision: str, device: str, header_state: dict):
     m = engine.load_model(name, random_init=True, precision=precision, device=device)
     width = int(m.clip.ln_final.weight.shape[0])
     header = TemporalTransformer.from_state_dict(header_state, heads=max(1, width // 64))
-    m.header = header.float().eval().to(m.device)          # as BikeModel stores a loaded header
+    m.net.header = header.float().eval().to(m.device)      # as BikeModel stores a loaded header
     return m
 
 

@@ -12,8 +12,9 @@
                    → cos(a, cls) or the trained heads → scores (B, C)                           §5
     fusion         P = 0.7 softmax(logits) + 0.3 softmax(scores), or one branch alone           §5, §8
 
-Every user of the model goes through these functions: ``engine.model.model.BikeModel`` (classify, tag, eval,
-search, relabel, adapt) and ``jobs.train.learner.VideoLearner`` (training). The components live in their own
+Every user of the model goes through these functions by one module, ``engine.model.net.BikeNet``: held by
+``engine.model.model.BikeModel`` (classify, tag, eval, search, relabel, adapt) and subclassed by
+``jobs.train.learner.VideoLearner`` (training). The components live in their own
 modules (``spotting``, ``temporal``, ``attributes``, ``text``); this file only composes them.
 """
 from __future__ import annotations

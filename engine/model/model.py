@@ -1,8 +1,11 @@
 """The loaded BIKE model: weights, caches and the forward of :mod:`engine.model.bike` (math: docs/model.md).
 
 :func:`load_model` returns a :class:`BikeModel`; it is the one object behind ``bike classify``, the tagging
-actors, eval, search, relabelling and adaptation. Its steps are the functions of :mod:`engine.model.bike`, run at
-the model's precision (:mod:`engine.model.precision`); the score comes from the branches named by ``branches``.
+actors, eval, search, relabelling and adaptation. What the network is, is its :class:`engine.model.net.BikeConfig`
+(``model.config``); its forward is the module :class:`engine.model.net.BikeNet` (``model.net``, the same module
+training runs), here in eval mode under ``torch.no_grad`` at the model's precision (:mod:`engine.model.precision`).
+Around it: weights, the text tower and its caches, label sets; the score comes from the branches named by
+``branches``.
 Shapes: B videos, T frames, C classes, L = 77 token positions, D width.
 """
 from __future__ import annotations
@@ -16,11 +19,12 @@ import open_clip
 import torch
 
 from engine.model import bike, textcache
-from .attributes import BRANCHES, AttributeHead, attribute_scores, attribute_sentence, fuse, top_attributes
+from .attributes import BRANCHES, AttributeHead, attribute_sentence, fuse, top_attributes
 from .config import DEFAULTS, eval_sizes
 from .device import resolve_device
 from .labels import LabelSet, load_labels
 from .loading import Weights, load_weights
+from .net import BikeConfig, BikeNet
 from .precision import Precision
 from .spotting import Spotting
 from .temporal import TemporalTransformer
@@ -110,17 +114,24 @@ class BikeModel:
         self.embed_dim = int(self.clip.text_projection.shape[-1]) if isinstance(
             self.clip.text_projection, torch.Tensor) else int(self.clip.text_projection.out_features)
         text_width = int(self.clip.ln_final.weight.shape[0])
-        self.header = None
+        header = None
         if weights.header_state:
-            self.header = TemporalTransformer.from_state_dict(weights.header_state, heads=max(1, text_width // 64))
+            header = TemporalTransformer.from_state_dict(weights.header_state, heads=max(1, text_width // 64))
             # fp32 on the CPU at every precision: bf16 measured no faster (bench/model.py; it is <1% of the
             # image tower's work) and it would round H, where the saliency is read; autocast on CUDA
-            self.header = self.header.float().eval().to(self.device)
-        self.attribute_head = None
+            header = header.float().eval().to(self.device)
+        attribute_head = None
         if weights.attributes_state:
-            self.attribute_head = AttributeHead(self.embed_dim)
-            self.attribute_head.load_state_dict(weights.attributes_state, strict=True)
-            self.attribute_head = self.attribute_head.float().eval().to(self.device)   # tiny: always fp32
+            attribute_head = AttributeHead(self.embed_dim)
+            attribute_head.load_state_dict(weights.attributes_state, strict=True)
+            attribute_head = attribute_head.float().eval().to(self.device)   # tiny: always fp32
+        self.config = BikeConfig(
+            name=self.name, frames=frames, header=header is not None,
+            header_layers=len(header.transformer.resblocks) if header is not None else 0,
+            attributes_head=attribute_head is not None, branches=self.branches, precision=self.precision.name)
+        #: the one module of BIKE's forward (engine/model/net.py), run here in eval mode under no_grad
+        self.net = BikeNet(self.clip.visual, self.clip.logit_scale, header, attribute_head, self.config,
+                           self.precision).eval()
         self.checkpoint_labels = weights.labels
         self.class_features = None        # adapted text side of a `bike adapt` checkpoint (names, cls, tokens)
         if weights.class_features:
@@ -135,6 +146,16 @@ class BikeModel:
         self._sentence_cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
 
     # ---- identity ------------------------------------------------------------------------------------
+    @property
+    def header(self) -> "TemporalTransformer | None":
+        """The temporal header (§3), or None (H = X)."""
+        return self.net.header
+
+    @property
+    def attribute_head(self) -> "AttributeHead | None":
+        """The trained attributes heads (§5), or None (zero-shot cosine)."""
+        return self.net.attribute_head
+
     @property
     def random_init(self) -> bool:
         return bool(self.meta.get("random_init"))
@@ -169,7 +190,7 @@ class BikeModel:
     @torch.no_grad()
     def encode_frames(self, frames: torch.Tensor, batch: int = bike.FRAME_BATCH) -> torch.Tensor:
         """(B, T, 3, H, W) normalised frames → raw frame features X (B, T, D) float32; each frame alone."""
-        return bike.frame_features(self.clip.visual, frames.to(self.device), self.precision, batch)
+        return self.net.frame_features(frames.to(self.device), batch)
 
     @torch.no_grad()
     def _run_text(self, texts, batch: int = 128):
@@ -237,12 +258,12 @@ class BikeModel:
     @torch.no_grad()
     def temporal(self, frame_features: torch.Tensor) -> torch.Tensor:
         """H (B, T, D) float32: the temporal header when loaded (H = blocks(X + P) + X), else H = X."""
-        return bike.temporal(self.header, frame_features.to(self.device), self.precision)
+        return self.net.temporal(frame_features.to(self.device))
 
     @torch.no_grad()
     def spot(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor) -> Spotting:
         """Header + concept spotting on raw frame features (B, T, D)."""
-        return bike.video_branch(self.temporal(frame_features), tokens, cls)
+        return self.net.spot(self.temporal(frame_features), tokens, cls)
 
     def video_logits(self, frame_features: torch.Tensor, cls: torch.Tensor, tokens: torch.Tensor):
         """Video-branch logits (B, C): temporal header (when loaded) + concept spotting."""
@@ -250,8 +271,10 @@ class BikeModel:
 
     # ---- attributes branch ---------------------------------------------------------------------------
     @torch.no_grad()
-    def attributes(self, frame_features: torch.Tensor, k: int = DEFAULTS.attributes_k):
-        """Top-k lexicon phrases per clip from the mean raw frame feature → (phrases, cosines, sentences)."""
+    def attributes(self, frame_features: torch.Tensor, k: "int | None" = None):
+        """Top-k lexicon phrases per clip from the mean raw frame feature → (phrases, cosines, sentences);
+        ``k`` defaults to ``config.attributes_k``."""
+        k = self.config.attributes_k if k is None else k
         scores, idx = top_attributes(frame_features.to(self.device), self.lexicon_features(), k)
         phrases = [[self.lexicon.names[i] for i in row] for row in idx.tolist()]
         return phrases, scores.cpu(), [attribute_sentence(p) for p in phrases]
@@ -259,8 +282,7 @@ class BikeModel:
     @torch.no_grad()
     def attribute_logits(self, sentences, class_cls: torch.Tensor) -> torch.Tensor:
         """Attributes-branch scores (B, C) of attribute sentences against class end-of-text features."""
-        return attribute_scores(self.sentence_features(sentences), class_cls.to(self.device),
-                                self.attribute_head)
+        return self.net.attribute_logits(self.sentence_features(sentences), class_cls.to(self.device))
 
     # ---- the branches and their fusion ---------------------------------------------------------------
     @torch.no_grad()
@@ -282,9 +304,10 @@ class BikeModel:
         labels = load_labels(labels)
         text = self.label_features(labels)
         features = features.to(self.device, torch.float32)
-        spotting = bike.video_branch(features, text.tokens, text.cls)
+        spotting = self.net.spot(features, text.tokens, text.cls)
         attr_logits = None if self.branches == "video" else self.attribute_logits(sentences, text.cls)
-        probs, pv, pa = fuse(spotting.logits, attr_logits, self.branches)
+        probs, pv, pa = fuse(spotting.logits, attr_logits, self.branches, self.config.video_weight,
+                             self.config.attribute_weight)
         return Scores(labels, probs.cpu(), pv.cpu(), None if pa is None else pa.cpu(),
                       Spotting(spotting.logits.cpu(), spotting.saliency.cpu(), spotting.frames.cpu()),
                       features.cpu(), attributes or [], list(sentences), self.branches)

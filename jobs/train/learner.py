@@ -1,7 +1,8 @@
 """What training optimises, in plain PyTorch (no Ray): modules, optimizer, schedule, checkpoint layout.
 
-:class:`VideoLearner` is the video branch of BIKE as one ``nn.Module`` (what DDP wraps), made of the steps
-of :mod:`engine.model.bike` (the same functions inference runs; math: docs/model.md)::
+:class:`VideoLearner` is :class:`engine.model.net.BikeNet`, the one module that owns BIKE's forward (inference
+runs it too, under ``torch.no_grad``), with the class prompts' features as buffers; DDP wraps it
+(math: docs/model.md)::
 
     frames (B, T, 3, S, S) ─ CLIP visual, per frame ─▶ X (B, T, D) ─ header (optional) ─▶ H (B, T, D)
     H vs the C class prompts (frozen text features) ─ VCS (or mean pooling) ─▶ logits (B, C) · exp(logit_scale)
@@ -22,11 +23,15 @@ them with :func:`engine.load_model`.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from engine.model import bike
 from engine.model.attributes import AttributeHead, attribute_scores
+from engine.model.gather import all_gather_local_grad, distributed_world  # noqa: F401 - re-exported
+from engine.model.net import BikeConfig, BikeNet
 from engine.model.config import DEFAULTS
 from engine.model.spotting import l2norm
 from engine.model.temporal import TemporalTransformer
@@ -39,36 +44,6 @@ normalize = bike.normalise
 def uses_quick_gelu(clip: nn.Module) -> bool:
     """Whether an open_clip model's MLPs use QuickGELU (OpenAI weights) rather than GELU."""
     return any(type(m).__name__ == "QuickGELU" for m in clip.modules())
-
-
-class _AllGatherLocalGrad(torch.autograd.Function):
-    """all_gather along dim 0 whose backward returns the gradient of this rank's own slice (no reduction):
-    the released BIKE ``AllGather``. Every rank computes the same global loss, so that slice is exactly
-    d(loss)/d(local input); DDP then averages the parameter gradients over ranks."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
-        return torch.cat(parts, 0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
-
-
-def distributed_world() -> int:
-    """Number of processes in the default process group (1 when there is none)."""
-    import torch.distributed as dist
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def all_gather_local_grad(x: torch.Tensor) -> torch.Tensor:
-    """(b, ...) on each of W ranks → (W·b, ...) in rank order; identity without a process group.
-    Every rank must pass the same ``b``."""
-    return _AllGatherLocalGrad.apply(x) if distributed_world() > 1 else x
 
 
 def all_gather_labels(y: torch.Tensor) -> torch.Tensor:
@@ -91,46 +66,17 @@ def new_header(embed_dim: int, text_width: int, layers: int = 6, seed: int = 0) 
         torch.random.set_rng_state(state)
 
 
-class VideoLearner(nn.Module):
-    """The video branch: CLIP visual (+ header) against fixed class features → scaled logits (B, C)."""
+class VideoLearner(BikeNet):
+    """The network training optimises: :class:`engine.model.net.BikeNet` (the module inference runs too) with
+    the frozen class features as buffers, so ``forward(frames, gather=...)`` gives the scaled logits (B, C)
+    and ``raw_logits(frames)`` the unscaled ones."""
 
     def __init__(self, visual: nn.Module, logit_scale: nn.Parameter, cls: torch.Tensor, tokens: torch.Tensor,
-                 header: "TemporalTransformer | None" = None, pooling: str = "vcs", tau: float = DEFAULTS.tau):
-        super().__init__()
-        if pooling not in ("vcs", "mean"):
-            raise ValueError(f"pooling must be 'vcs' or 'mean', got {pooling!r}")
-        self.visual = visual
-        self.header = header
-        self.logit_scale = logit_scale                       # shared with the CLIP model: saved with it
-        self.pooling, self.tau = pooling, tau
-        self.register_buffer("cls", cls.detach().float().clone(), persistent=False)        # (C, D)
-        self.register_buffer("tokens", tokens.detach().float().clone(), persistent=False)  # (C, 77, D)
-        #: reduced-precision dtype of the image tower's forward (autocast over fp32 master weights), or None
-        #: for fp32 (``bike train --precision``, :func:`training_precision`)
-        self.amp: "torch.dtype | None" = None
-
-    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S) → raw frame features X (B, T, D), every frame through the image tower alone. With
-        :attr:`amp`, the tower runs under autocast and X comes back in fp32: the header and concept spotting
-        (a softmax at tau = 0.01) stay fp32, as at inference (docs/model.md, "Precision")."""
-        if self.amp is None:
-            return bike.frame_features(self.visual, frames)
-        with torch.autocast(frames.device.type, dtype=self.amp):
-            x = bike.frame_features(self.visual, frames)
-        return x.float()
-
-    def raw_logits(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
-        """Unscaled logits (B, C): what evaluation uses (temperature-1 softmax). ``gather``: the frame
-        features of every data-parallel worker are all-gathered first → (global B, C) (see the module doc)."""
-        x = self.frame_features(frames)
-        if gather:
-            x = all_gather_local_grad(x)
-        h = bike.temporal(self.header, x)                                 # (B, T, D)
-        return bike.video_logits(h, self.tokens, self.cls, self.pooling, self.tau)
-
-    def forward(self, frames: torch.Tensor, gather: bool = False) -> torch.Tensor:
-        """Training logits (B, C) = raw logits × exp(logit_scale); ``gather`` as in :meth:`raw_logits`."""
-        return self.raw_logits(frames, gather) * self.logit_scale.exp()
+                 header: "TemporalTransformer | None" = None, pooling: str = "vcs", tau: float = DEFAULTS.tau,
+                 config: "BikeConfig | None" = None):
+        config = replace(config or BikeConfig(header=header is not None), pooling=pooling, tau=tau)
+        super().__init__(visual, logit_scale, header, config=config)
+        self.set_classes(cls, tokens)                    # (C, D), (C, 77, D): forward(frames) compares with them
 
 
 class AttributeLearner(nn.Module):

@@ -62,8 +62,8 @@ class TrainConfig:
     frames: int = 8
     epochs: int = 10
     batch: int = 16                  # global batch (split evenly across workers)
-    lr_new: float = 5e-5
-    lr_clip: float = 5e-6
+    lr_new: float = optim.LR_NEW     # docs/model.md §6; the recipe lives in jobs/train/optim.py
+    lr_clip: float = optim.LR_CLIP
     header: bool = True              # train a temporal header (False: VCS/mean pooling on raw frames)
     header_layers: int = 6
     pooling: str = "vcs"             # "vcs" or "mean" (the order-blind baseline)
