@@ -18,9 +18,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-#: docs/model.md §6 learning rates.
-LR_NEW = 5e-5
-LR_CLIP = 5e-6
+from .rates import LR_CLIP, LR_NEW  # noqa: F401 (docs/model.md §6 learning rates, torch-free for the CLI)
+
 WEIGHT_DECAY = 0.2
 BETAS = (0.9, 0.999)
 EPS = 1e-8

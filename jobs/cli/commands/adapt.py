@@ -6,6 +6,7 @@ import shutil
 
 from jobs import output
 from jobs.errors import UsageError
+from jobs.train.rates import LR_CLIP, LR_NEW
 from jobs.cli.options import add_model_args, command_parser, load_model_from_args, nonneg_float, positive_float, \
     positive_int
 
@@ -39,7 +40,7 @@ def register(sub) -> None:
     t.add_argument("--epochs", type=positive_int, default=10, help="training epochs")
     t.add_argument("--batch", type=positive_int, default=8, metavar="N",
                    help="training examples per optimiser step (global; at most the number of examples)")
-    t.add_argument("--lr-clip", type=positive_float, default=5e-6, help="CLIP visual learning rate (default 5e-6)")
+    t.add_argument("--lr-clip", type=positive_float, default=LR_CLIP, help=f"CLIP visual learning rate (default {LR_CLIP:g})")
     t.add_argument("--workers", type=positive_int, default=1, help="Ray Train workers")
     t.add_argument("--gpus-per-worker", type=nonneg_float, default=0, help="GPUs per worker (0: CPU)")
     t.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray)")
@@ -108,7 +109,7 @@ def _finetune(args, labels, samples, shots, out_path) -> int:
                              "seed": args.seed},
                       labels=list(labels.names), train=shots, val=rest[:20 * len(labels)],
                       out=os.path.abspath(args.out), frames=args.frames, epochs=args.epochs,
-                      batch=min(args.batch, len(shots)), lr_new=5e-5, lr_clip=args.lr_clip, header=False,
+                      batch=min(args.batch, len(shots)), lr_new=LR_NEW, lr_clip=args.lr_clip, header=False,
                       attr_epochs=0, augment=asdict(AugmentConfig()), seed=args.seed, precision=args.precision,
                       decoder=getattr(args, "decoder", None))
     try:

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from jobs import output
 from jobs.errors import UsageError
+from jobs.train.rates import LR_CLIP, LR_NEW
 from jobs.cli.options import add_model_args, command_parser, fraction, load_model_from_args, model_kwargs, \
     nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
 
@@ -28,9 +29,9 @@ def register(sub) -> None:
     g.add_argument("--epochs", type=positive_int, default=10, help="video-branch epochs (default 10)")
     g.add_argument("--batch", type=positive_int, default=16, metavar="N",
                    help="training examples per optimiser step (global, split across workers; default 16)")
-    g.add_argument("--lr", type=positive_float, default=5e-5, help="learning rate of new modules (default 5e-5)")
-    g.add_argument("--lr-clip", type=nonneg_float, default=5e-6,
-                   help="learning rate of the CLIP visual tower and logit scale (default 5e-6; 0 freezes them)")
+    g.add_argument("--lr", type=positive_float, default=LR_NEW, help=f"learning rate of new modules (default {LR_NEW:g})")
+    g.add_argument("--lr-clip", type=nonneg_float, default=LR_CLIP,
+                   help=f"learning rate of the CLIP visual tower and logit scale (default {LR_CLIP:g}; 0 freezes them)")
     g.add_argument("--attr-epochs", type=nonneg_int, default=10, help="attributes-heads epochs (default 10; 0 skips)")
     g.add_argument("--no-header", dest="header", action="store_false",
                    help="no temporal header: VCS (or mean pooling) on raw frame features")
