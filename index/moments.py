@@ -48,7 +48,7 @@ class SpanRule:
 
 
 #: The product's rule: chosen on held-out validation videos of bench/moments.py (docs/search.md).
-DEFAULT_RULE = SpanRule(fraction=0.5, smooth=1)
+DEFAULT_RULE = SpanRule(fraction=0.6, smooth=1)
 #: Kept for callers that name the fraction alone.
 SPAN_FRACTION = DEFAULT_RULE.fraction
 
