@@ -15,7 +15,7 @@
 3. **Tag** the test videos with the checkpoint, once per ``--windows`` item: a length W (``bike tag
    --window W``) or ``shotsW`` (``--windows shots --window W``: windows inside TransNetV2's shots).
 4. **Check the span rule on the validation videos** (unless ``--no-calibrate``): tag them the same way and
-   sweep the rule's parameters (``_rules``: threshold fraction × smoothing, index/moments.py) with
+   sweep the rule's parameters (``_rules``: threshold fraction × smoothing radius, index/moments.py) with
    ``bike eval --moments``'s code. The rule in the product (index/moments.DEFAULT_RULE) was chosen this way
    once; the bench reports which rule the validation videos prefer now and the test metrics at that rule
    beside the product's (the test split chooses nothing).
@@ -201,11 +201,11 @@ def bike(*argv, timeout: float = 1800) -> str:
 
 def _rules():
     from index.moments import SpanRule
-    return tuple(SpanRule(f, sm) for sm in (0, 1, 2) for f in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+    return tuple(SpanRule(f, r) for r in (0.0, 0.5, 1.0, 2.0) for f in (0.4, 0.5, 0.6, 0.7, 0.8))
 
 
 def _rule_name(rule) -> str:
-    return f"fraction={rule.fraction:g},smooth={rule.smooth}"
+    return f"fraction={rule.fraction:g},smooth_s={rule.smooth_s:g}"
 
 
 def sweep(store: str, annotations: str, rules) -> dict:

@@ -11,8 +11,10 @@ The rule (docs/search.md "The moment and its span"), with :data:`DEFAULT_RULE`:
 1. **Chains.** Results of the same video whose clips follow each other without a gap (one's end is the
    next one's start) form a chain; their curves are read as one curve over the chain, in time order.
    A result with no neighbour among the results is a chain of one clip.
-2. **Smoothing.** ``rs`` = moving average of ``r`` over ``2·smooth + 1`` frames along the chain (edges
-   repeat the end value).
+2. **Smoothing.** ``rs`` = moving average of ``r`` over ``2h + 1`` frames along the chain (edges repeat
+   the end value), ``h = ⌊smooth_s / Δ + ½⌋`` frames for a radius of ``smooth_s`` seconds at the chain's
+   frame step ``Δ`` (the median gap between frame times): about the same span of time whatever the window
+   length (1 s: h = 2 at 0.5-s steps, 1 at 1–1.25-s steps, 0 beyond 2-s steps).
 3. **Peak.** ``p`` = the result's own frame of highest ``rs`` (the first on ties).
 4. **Run.** The contiguous frames around ``p``, along the chain, with
    ``rs ≥ floor + fraction · (rs[p] − floor)``, ``floor`` = the chain's minimum of ``rs``: a threshold
@@ -25,9 +27,9 @@ The rule (docs/search.md "The moment and its span"), with :data:`DEFAULT_RULE`:
    (always inside the clip). When the run goes on into neighbouring result clips, ``joined`` =
    ``{"start_s", "end_s", "clip_ids"}`` of the whole run (every result on it gets the same ``joined``).
 
-    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, smooth=0)
+    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, SpanRule(0.5, 0.0))
     MomentSpan(peak=2, first=2, last=2, start_s=3.0, end_s=5.0)
-    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, smooth=1)   # rs = .1 .233 .267 .267 .133
+    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, SpanRule(0.5, 2.0))  # h = 1
     MomentSpan(peak=2, first=1, last=3, start_s=1.0, end_s=7.0)
 """
 from __future__ import annotations
@@ -43,12 +45,16 @@ EDGE_EPS = 1e-3
 @dataclass(frozen=True)
 class SpanRule:
     """The span rule's two parameters (module docstring, steps 2 and 4)."""
-    fraction: float = 0.5      # the run keeps rs >= floor + fraction · (rs[peak] − floor)
-    smooth: int = 1            # moving-average half-width in frames (0: none)
+    fraction: float = 0.6      # the run keeps rs >= floor + fraction · (rs[peak] − floor)
+    smooth_s: float = 1.0      # moving-average radius in seconds (0: none)
+
+    def half_width(self, step: float) -> int:
+        """Frames each side of the moving average at frame step ``step`` (s)."""
+        return int(np.floor(self.smooth_s / step + 0.5)) if step > 0 and self.smooth_s > 0 else 0
 
 
 #: The product's rule: chosen on held-out validation videos of bench/moments.py (docs/search.md).
-DEFAULT_RULE = SpanRule(fraction=0.6, smooth=1)
+DEFAULT_RULE = SpanRule(fraction=0.6, smooth_s=1.0)
 #: Kept for callers that name the fraction alone.
 SPAN_FRACTION = DEFAULT_RULE.fraction
 
@@ -86,8 +92,7 @@ def _run(rs: np.ndarray, peak: int, fraction: float) -> "tuple[int, int]":
     return first, last
 
 
-def moment_span(curve, frame_times, start_s: float, end_s: float, fraction: float = DEFAULT_RULE.fraction,
-                smooth: int = DEFAULT_RULE.smooth) -> MomentSpan:
+def moment_span(curve, frame_times, start_s: float, end_s: float, rule: SpanRule = DEFAULT_RULE) -> MomentSpan:
     """The span of one clip's curve around its peak: the rule of the module docstring for a chain of one
     clip (``start_s``/``end_s`` the clip's span)."""
     s = np.asarray(curve, dtype=np.float64).reshape(-1)
@@ -95,8 +100,8 @@ def moment_span(curve, frame_times, start_s: float, end_s: float, fraction: floa
     if s.size == 0 or s.size != t.size:
         raise ValueError(f"curve ({s.size}) and frame_times ({t.size}) must be non-empty and of one length")
     start_s, end_s = float(start_s), float(end_s)
-    rs = smoothed(s, smooth)
-    first, last = _run(rs, int(np.argmax(rs)), fraction)
+    rs = smoothed(s, rule.half_width(_step(t)))
+    first, last = _run(rs, int(np.argmax(rs)), rule.fraction)
     peak = first + int(np.argmax(s[first:last + 1]))
     step = _step(t) if t.size > 1 else end_s - start_s
     a = start_s if first == 0 else max(start_s, float(t[first]) - step / 2)
@@ -147,7 +152,7 @@ def set_moments(results, rule: SpanRule = DEFAULT_RULE) -> None:
         owner = np.concatenate([np.full(c.size, i) for i, c in enumerate(curves)])
         offset = np.cumsum([0] + [c.size for c in curves])
         steps = [_step(x) if x.size > 1 else float(r.end_s - r.start_s) for r, x in zip(chain, times)]
-        rs = smoothed(raw, rule.smooth)
+        rs = smoothed(raw, rule.half_width(_step(t)))
         for i, r in enumerate(chain):
             lo_i, hi_i = int(offset[i]), int(offset[i + 1])
             first, last = _run(rs, lo_i + int(np.argmax(rs[lo_i:hi_i])), rule.fraction)

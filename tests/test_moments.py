@@ -35,7 +35,7 @@ TIMES = [0.0, 2.0, 4.0, 6.0, 8.0]   # a 10-s clip, 5 frames, step 2 s
     ([0.2] * 5, (0, 4, 0.0, 10.0)),                           # a flat curve says nothing: the whole clip
 ])
 def test_span_rule_on_hand_made_curves(sal, want):
-    s = moment_span(sal, TIMES, 0.0, 10.0, smooth=0)
+    s = moment_span(sal, TIMES, 0.0, 10.0, SpanRule(0.5, 0.0))
     assert (s.first, s.last) == want[:2]
     assert (s.start_s, s.end_s) == pytest.approx(want[2:])
     assert s.peak == int(np.argmax(sal)) and s.first <= s.peak <= s.last
@@ -43,7 +43,7 @@ def test_span_rule_on_hand_made_curves(sal, want):
 
 def test_span_is_inside_the_clip_and_follows_its_times():
     times = [10.0 + 2.5 * i for i in range(4)]                 # clip [10, 20], 4 frames
-    s = moment_span([0.1, 0.6, 0.2, 0.1], times, 10.0, 20.0, smooth=0)
+    s = moment_span([0.1, 0.6, 0.2, 0.1], times, 10.0, 20.0, SpanRule(0.5, 0.0))
     assert (s.start_s, s.end_s) == pytest.approx((11.25, 13.75))
     s = moment_span([1.0], [3.0], 2.0, 4.0)                    # one frame: the whole clip
     assert (s.start_s, s.end_s) == (2.0, 4.0)
@@ -55,11 +55,15 @@ def test_smoothing_by_hand():
     # moving average over 3 frames, the ends repeated: [.1 .1 .1 .5 .2 .1 .1] → .1, .7/3, .8/3, .8/3, .4/3
     np.testing.assert_allclose(smoothed([0.1, 0.1, 0.5, 0.2, 0.1], 1), [0.1, 0.7 / 3, 0.8 / 3, 0.8 / 3, 0.4 / 3])
     np.testing.assert_allclose(smoothed([1.0, 2.0], 0), [1.0, 2.0])
-    # the smoothed peak is frame 2 (first of the tie 2/3); threshold .1 + .5·(.8/3 − .1) = .1833: frames 1–3
-    s = moment_span([0.1, 0.1, 0.5, 0.2, 0.1], TIMES, 0.0, 10.0, smooth=1)
+    # the radius in seconds becomes frames at the clip's step: ⌊r/Δ + ½⌋
+    assert [SpanRule(0.6, r).half_width(0.5) for r in (0.0, 0.2, 0.25, 1.0)] == [0, 0, 1, 2]
+    assert [SpanRule(0.6, 1.0).half_width(d) for d in (1.0, 1.25, 2.0, 2.5, 0.0)] == [1, 1, 1, 0, 0]
+    # step 2 s, radius 2 s → h = 1. The smoothed peak is frame 2 or 3 (a tie); threshold .1 + .5·(.8/3 − .1)
+    # = .1833: frames 1–3 either way, the raw peak among them is frame 2
+    s = moment_span([0.1, 0.1, 0.5, 0.2, 0.1], TIMES, 0.0, 10.0, SpanRule(0.5, 2.0))
     assert (s.peak, s.first, s.last, s.start_s, s.end_s) == pytest.approx((2, 1, 3, 1.0, 7.0))
     # a lone high frame (0.8) that smoothing spreads thin loses to a 3-frame event of 0.6
-    s = moment_span([0.8, 0.0, 0.0, 0.6, 0.6, 0.6, 0.0, 0.0], [i + 0.5 for i in range(8)], 0.0, 8.0, smooth=1)
+    s = moment_span([0.8, 0.0, 0.0, 0.6, 0.6, 0.6, 0.0, 0.0], [i + 0.5 for i in range(8)], 0.0, 8.0, SpanRule(0.5, 1.0))
     # rs = .533 .267 .2 .4 .6 .4 .2 0: peak 4 (.6), threshold .3: frames 3–5 → [3, 6] s; moment = frame 3
     assert (s.peak, s.first, s.last, s.start_s, s.end_s) == pytest.approx((3, 3, 5, 3.0, 6.0))
 
@@ -74,7 +78,7 @@ def _r(video, clip_id, a, b, rel, step=2.0):
 def test_a_moment_crossing_a_clip_edge_is_read_along_neighbouring_clips():
     """Two 8-s clips of one video (4 frames each, 2 s apart) with an event on the last frame of the first and
     the first two of the second; another video's clip and a clip of the same video after a gap stay apart."""
-    rule = SpanRule(0.5, 0)
+    rule = SpanRule(0.5, 0.0)
     rs = [_r("v", "v/1", 8, 16, [0.9, 0.8, 0.1, 0.0]), _r("v", "v/0", 0, 8, [0.0, 0.1, 0.1, 0.7]),
           _r("w", "w/1", 8, 16, [0.1, 0.5, 0.1, 0.1]), _r("v", "v/3", 24, 32, [0.2, 0.3, 0.6, 0.1])]
     set_moments(rs, rule)
@@ -91,7 +95,7 @@ def test_a_moment_crossing_a_clip_edge_is_read_along_neighbouring_clips():
     # smoothing along the chain, and the run reaching the chain's ends reaches the clips' edges
     rs = [_r("v", "v/0", 0, 8, [0.5, 0.5, 0.5, 0.5]), _r("v", "v/1", 8, 16, [0.5, 0.5, 0.0, 0.0]),
           _r("v", "v/2", 16, 24, [0.0, 0.0, 0.0, 0.0])]
-    set_moments(rs, SpanRule(0.5, 1))
+    set_moments(rs, SpanRule(0.5, 2.0))                      # step 2 s: h = 1 frame
     # rs = .5 .5 .5 .5 | .5 .333 .167 0 | 0 0 0 0; floor 0, peak .5: threshold .25 → frames 0..5 = [0, 12] s
     assert rs[0].joined == rs[1].joined == {"start_s": 0.0, "end_s": 12.0, "clip_ids": ["v/0", "v/1"]}
     assert (rs[0].moment_start_s, rs[0].moment_end_s) == (0.0, 8.0)
@@ -289,6 +293,6 @@ def test_evaluate_moments_with_another_span_rule(moment_store, tiny_model, tmp_p
     same = evaluate_moments(s, ann, scope="video", rule=DEFAULT_RULE)
     assert [q["pred"] for q in same["per_query"]] == [q["pred"] for q in base["per_query"]]
     assert same["metrics"] == base["metrics"]
-    p, b = evaluate_moments(s, ann, scope="video", rule=SpanRule(1.0, 0))["per_query"][0], base["per_query"][0]
+    p, b = evaluate_moments(s, ann, scope="video", rule=SpanRule(1.0, 0.0))["per_query"][0], base["per_query"][0]
     assert p["pred"][1] - p["pred"][0] == pytest.approx(STEP)               # video a: an inner peak frame
     assert b["pred"][0] <= p["pred"][0] < p["pred"][1] <= b["pred"][1]
