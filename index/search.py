@@ -23,7 +23,7 @@ How a query is answered (docs/search.md "How a text query is answered"):
 4. **Re-rank.** Every candidate is scored against the query with its stored per-frame embeddings
    (index/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame of highest
    relevance (cosine of the frame with the query), its span the run of frames around it whose smoothed
-   relevance stays above half-way between the curve's minimum and the peak, read along neighbouring result
+   relevance stays above 60% of the way from the curve's minimum to the peak, read along neighbouring result
    clips of the same video (index/moments.py); a run that goes on into neighbouring result clips is
    ``joined``. Results are sorted by this score; for ``clip=`` the clip itself comes first.
    **Relevance feedback** (``positive=`` / ``negative=`` clip ids, index/feedback.py): the examples'
