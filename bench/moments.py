@@ -20,8 +20,9 @@
    once; the bench reports which rule the validation videos prefer now and the test metrics at that rule
    beside the product's (the test split chooses nothing).
 5. **Evaluate** ``bike eval --moments test.jsonl --store S`` at ``--scope video`` and ``corpus`` with the
-   product's rule; the random-span and whole-clip baselines come from the same run. A test query is the class prompt the checkpoint was
-   trained with (:func:`query_text`), since ``bike search`` encodes a query as typed.
+   product's rule; the random-span and whole-clip baselines come from the same run. A test query is the
+   class prompt the checkpoint was trained with (:func:`query_text`), since ``bike search`` encodes a query
+   as typed.
 
 Target (issue 24): R1@0.5 >= 0.6 at video scope and >= 2x the random-span baseline.
 """
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
     train = [make_video(f"{work}/train/train_{i:03d}.mp4", rng, a, i) for i in range(a.train_videos)]
     test = [make_video(f"{work}/test/test_{i:03d}.mp4", rng, a, a.train_videos + i) for i in range(a.test_videos)]
     n0 = a.train_videos + a.test_videos
-    val = [make_video(f"{work}/val/val_{i:03d}.mp4", rng, a, n0 + i) for i in range(a.val_videos)]
+    held = [make_video(f"{work}/val/val_{i:03d}.mp4", rng, a, n0 + i) for i in range(a.val_videos)]
     clips = training_clips(train, f"{work}/clips", rng, a)
     labels = list(KINDS) + [BACKGROUND_LABEL]
     with open(f"{work}/labels.csv", "w") as f:
@@ -307,7 +308,7 @@ def main(argv=None) -> int:
     with open(f"{work}/train.txt", "w") as f:
         f.writelines(f"{path} {labels.index(lab)}\n" for path, lab in clips)
     qid = write_annotations(f"{work}/test.jsonl", test)
-    write_annotations(f"{work}/val.jsonl", val)
+    write_annotations(f"{work}/val.jsonl", held)
     timings["data_s"] = time.time() - t0
     print(f"data: {len(train)} train + {len(test)} test videos, {len(clips)} training clips, {qid} test queries "
           f"in {timings['data_s']:.0f} s", flush=True)
@@ -332,7 +333,7 @@ def main(argv=None) -> int:
              "--labels", f"{work}/labels.csv", *tag_args(w), "--batch", 4)
         tag_s = time.time() - t0
         entry = {"tag_s": tag_s}
-        if a.calibrate and val:
+        if a.calibrate and held:
             entry["calibration"] = calibrate(work, ckpt_dir, w, f"{work}/test.jsonl", store)
         for scope in ("video", "corpus"):
             t0 = time.time()
@@ -359,11 +360,13 @@ def main(argv=None) -> int:
     out = {"machine": machine(), "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/moments.py "
                                             + " ".join(argv if argv is not None else sys.argv[1:]),
            "config": {k: v for k, v in vars(a).items() if k not in ("out",)}, "kinds": list(KINDS),
-           "data": {"train_videos": len(train), "val_videos": len(val), "test_videos": len(test), "training_clips": len(clips),
+           "data": {"train_videos": len(train), "val_videos": len(held), "test_videos": len(test),
+                    "training_clips": len(clips),
                     "test_queries": qid, "test_durations_s": [round(v["duration_s"], 1) for v in test],
                     "backgrounds": sorted({v["source"] for v in train + test})},
            "train": {"seconds": timings["train_s"], "val_top1": val},
-           "results": results, "val_choice_all_windows": overall, "seconds": time.time() - t_all, "data_s": timings["data_s"]}
+           "results": results, "val_choice_all_windows": overall, "seconds": time.time() - t_all,
+           "data_s": timings["data_s"]}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)

@@ -535,8 +535,8 @@ class Searcher:
 
     def rerank(self, q: "Query | None", found: "dict[str, float]", fb: "Feedback | None" = None) -> "list[tuple]":
         """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow, query score, feedback score,
-        relevance (T,))] best first. With feedback ``fb`` the score combines both (index/feedback.py ``combine``); the two last
-        items are None without it."""
+        relevance (T,))] best first. With feedback ``fb`` the score combines both (index/feedback.py
+        ``combine``); the query and feedback scores are None without it."""
         rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
