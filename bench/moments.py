@@ -7,17 +7,22 @@
    life, cellauto). Into each, ``--events`` short events (2–6 s, apart from each other) are drawn, one kind
    each, at known spans; the kinds cycle over videos, so each has the same number of events in train and in
    test. Kinds whose identity needs time (a square moving up vs down, growing vs shrinking) and a static one
-   (a red circle standing still) (:data:`KINDS`). Train and test are different videos.
+   (a red circle standing still) (:data:`KINDS`). Train, validation (``--val-videos``) and test are
+   different videos; the validation videos are made like the train ones but never trained on.
 2. **Train** ``bike-tiny`` from random init with ``bike train`` on short clips cut around the train videos'
    events (``--cuts`` per event: the first fits the event ±0.5 s, the others reach up to ``--context`` s
    past each end, as a tagging window does) plus event-free clips labelled "nothing happens".
-3. **Tag** the test videos with the checkpoint, once per ``--windows`` length (``bike tag --window W``).
-4. **Choose the span rule's fraction on the train split** (unless ``--no-calibrate``): tag the train videos
-   the same way and sweep the threshold fraction (:data:`FRACTIONS`) with ``bike eval --moments``'s code;
-   the test metrics at the chosen fraction are reported beside the others.
-5. **Evaluate** ``bike eval --moments test.jsonl --store S`` at ``--scope video`` and ``corpus``; the random-span
-   and whole-clip baselines come from the same run. A test query is the class prompt the checkpoint was
-   trained with (:func:`query_text`), since ``bike search`` encodes a query as typed.
+3. **Tag** the test videos with the checkpoint, once per ``--windows`` item: a length W (``bike tag
+   --window W``) or ``shotsW`` (``--windows shots --window W``: windows inside TransNetV2's shots).
+4. **Check the span rule on the validation videos** (unless ``--no-calibrate``): tag them the same way and
+   sweep the rule's parameters (``_rules``: threshold fraction × smoothing radius, index/search/moments.py) with
+   ``bike eval --moments``'s code. The rule in the product (index/moments.DEFAULT_RULE) was chosen this way
+   once; the bench reports which rule the validation videos prefer now and the test metrics at that rule
+   beside the product's (the test split chooses nothing).
+5. **Evaluate** ``bike eval --moments test.jsonl --store S`` at ``--scope video`` and ``corpus`` with the
+   product's rule; the random-span and whole-clip baselines come from the same run. A test query is the
+   class prompt the checkpoint was trained with (:func:`query_text`), since ``bike search`` encodes a query
+   as typed.
 
 Target (issue 24): R1@0.5 >= 0.6 at video scope and >= 2x the random-span baseline.
 """
@@ -195,45 +200,74 @@ def bike(*argv, timeout: float = 1800) -> str:
     return res.stdout
 
 
-#: Threshold fractions of the span rule tried on the train split (index/search/moments.py).
-FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+def _rules():
+    from index.search.moments import SpanRule
+    return tuple(SpanRule(f, r) for r in (0.0, 0.5, 1.0, 2.0) for f in (0.4, 0.5, 0.6, 0.7, 0.8))
 
 
-def sweep(store: str, annotations: str, fractions) -> dict:
-    """``{fraction: video-scope metrics}`` of ``bike eval --moments`` (jobs/train/momenteval.py, in-process) with
-    the span rule's threshold fraction replaced."""
+def _rule_name(rule) -> str:
+    return f"fraction={rule.fraction:g},smooth_s={rule.smooth_s:g}"
+
+
+def sweep(store: str, annotations: str, rules) -> dict:
+    """``{rule: video-scope result}`` of ``bike eval --moments`` (jobs/train/momenteval.py, in-process) with the span
+    rule replaced."""
     from index.search.search import Searcher
     from jobs.train.momenteval import evaluate_moments, read_annotations
     ann = read_annotations(annotations)
     searcher = Searcher(store)
-    return {f: evaluate_moments(searcher, ann, "video", fraction=f) for f in fractions}
+    return {r: evaluate_moments(searcher, ann, "video", rule=r) for r in rules}
 
 
-def calibrate(work: str, ckpt_dir: str, w: float, test_annotations: str, test_store: str) -> dict:
-    """Choose the span rule's threshold fraction on the TRAIN videos (tagged like the test ones), by R1@0.5
-    then mAP at video scope; report the test metrics at that fraction (the test split chooses nothing)."""
-    from index.search.moments import SPAN_FRACTION
+def tag_args(item: str) -> list:
+    """``bike tag`` window options of a --windows item: ``8`` → --window 8; ``shots8`` → shots, split at 8 s."""
+    if item.startswith("shots"):
+        return ["--windows", "shots", "--window", float(item[5:] or 10)]
+    return ["--window", float(item)]
+
+
+def calibrate(work: str, ckpt_dir: str, item: str, test_annotations: str, test_store: str) -> dict:
+    """Sweep the span rule on the VALIDATION videos (tagged like the test ones, never trained on); the rule
+    they prefer (R1@0.5, then mIoU, at video scope) and the test metrics at it, beside the product's rule."""
+    from index.search.moments import DEFAULT_RULE
     t0 = time.time()
-    store = f"{work}/trainstore_w{w:g}"
-    bike("tag", f"{work}/train", "--store", store, "--checkpoint", f"{ckpt_dir}/checkpoint.pt",
-         "--labels", f"{work}/labels.csv", "--window", w, "--batch", 4)
-    train = sweep(store, f"{work}/train.jsonl", FRACTIONS)
-    table = {f"{f:g}": {k: round(v, 4) for k, v in r["metrics"].items()} for f, r in train.items()}
-    best = max(FRACTIONS, key=lambda f: (train[f]["metrics"]["R1@0.5"], train[f]["metrics"]["mAP"]))
+    store = f"{work}/valstore_{item}"
+    bike("tag", f"{work}/val", "--store", store, "--checkpoint", f"{ckpt_dir}/checkpoint.pt",
+         "--labels", f"{work}/labels.csv", *tag_args(item), "--batch", 4)
+    rules = _rules()
+    val = sweep(store, f"{work}/val.jsonl", rules)
+    table = {_rule_name(r): {k: round(v, 4) for k, v in x["metrics"].items()} for r, x in val.items()}
+    best = max(rules, key=lambda r: (val[r]["metrics"]["R1@0.5"], val[r]["metrics"]["mIoU"]))
     test = sweep(test_store, test_annotations, [best])[best]
-    print(f"window {w:g} s, train split: " + "  ".join(f"f={f}: R1@0.5 {m['R1@0.5']:.3f} mAP {m['mAP']:.3f}"
-                                                       for f, m in table.items())
-          + f" → fraction {best:g} (index/search/moments.py SPAN_FRACTION = {SPAN_FRACTION:g}); "
-          f"test at {best:g}: R1@0.5 {test['metrics']['R1@0.5']:.3f}", flush=True)
-    return {"train_video_scope": table, "train_queries": train[best]["queries"], "chosen_fraction": best,
-            "span_fraction_in_code": SPAN_FRACTION, "test_video_scope_at_chosen": test["metrics"],
-            "test_baselines_at_chosen": test["baselines"], "seconds": time.time() - t0}
+    print(f"windows {item}, validation videos: best {_rule_name(best)} (R1@0.5 {val[best]['metrics']['R1@0.5']:.3f}"
+          f"); product rule {_rule_name(DEFAULT_RULE)}: R1@0.5 {val[DEFAULT_RULE]['metrics']['R1@0.5']:.3f}; "
+          f"test at the validation's best: R1@0.5 {test['metrics']['R1@0.5']:.3f}", flush=True)
+    return {"val_video_scope": table, "val_queries": val[best]["queries"], "val_best_rule": _rule_name(best),
+            "product_rule": _rule_name(DEFAULT_RULE), "test_video_scope_at_val_best": test["metrics"],
+            "test_baselines_at_val_best": test["baselines"], "seconds": time.time() - t0}
+
+
+def choose_rule(results: dict) -> "dict | None":
+    """The rule the validation videos prefer over all windows together: the most R1@0.5 hits summed over
+    the windows, then the highest mean mIoU (how DEFAULT_RULE in index/search/moments.py was chosen)."""
+    tables = [e["calibration"] for e in results.values() if "calibration" in e]
+    if not tables:
+        return None
+    names = list(tables[0]["val_video_scope"])
+    key = lambda n: (round(sum(t["val_video_scope"][n]["R1@0.5"] * t["val_queries"] for t in tables)),  # noqa: E731
+                     sum(t["val_video_scope"][n]["mIoU"] for t in tables) / len(tables))
+    best = max(names, key=key)
+    return {"rule": best, "hits": key(best)[0], "mean_mIoU": round(key(best)[1], 4),
+            "queries": sum(t["val_queries"] for t in tables), "product_rule": tables[0]["product_rule"],
+            "product_hits": key(tables[0]["product_rule"])[0],
+            "product_mean_mIoU": round(key(tables[0]["product_rule"])[1], 4)}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     p.add_argument("--train-videos", type=int, default=16)
+    p.add_argument("--val-videos", type=int, default=8, help="videos held out of training to check the span rule")
     p.add_argument("--test-videos", type=int, default=8)
     p.add_argument("--min-s", type=float, default=30.0)
     p.add_argument("--max-s", type=float, default=75.0)
@@ -243,14 +277,15 @@ def main(argv=None) -> int:
                    help="cuts after the first extend up to this many seconds past each end of the event")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--fps", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.004)
     p.add_argument("--lr-clip", type=float, default=0.001)
-    p.add_argument("--windows", default="4,8", help="tagging window lengths (s), comma-separated")
+    p.add_argument("--windows", default="4,8,shots4",
+                   help="tagging windows, comma-separated: a length in s, or shotsW (shots, split at W s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                   help="skip tagging the train videos to choose the span rule's fraction on them")
+                   help="skip tagging the validation videos to check the span rule on them")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "moments.json"))
     a = p.parse_args(argv)
     work = a.work or tempfile.mkdtemp(prefix="bike-moments-")
@@ -261,8 +296,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     os.makedirs(f"{work}/train", exist_ok=True)
     os.makedirs(f"{work}/test", exist_ok=True)
+    os.makedirs(f"{work}/val", exist_ok=True)
     train = [make_video(f"{work}/train/train_{i:03d}.mp4", rng, a, i) for i in range(a.train_videos)]
     test = [make_video(f"{work}/test/test_{i:03d}.mp4", rng, a, a.train_videos + i) for i in range(a.test_videos)]
+    n0 = a.train_videos + a.test_videos
+    held = [make_video(f"{work}/val/val_{i:03d}.mp4", rng, a, n0 + i) for i in range(a.val_videos)]
     clips = training_clips(train, f"{work}/clips", rng, a)
     labels = list(KINDS) + [BACKGROUND_LABEL]
     with open(f"{work}/labels.csv", "w") as f:
@@ -270,7 +308,7 @@ def main(argv=None) -> int:
     with open(f"{work}/train.txt", "w") as f:
         f.writelines(f"{path} {labels.index(lab)}\n" for path, lab in clips)
     qid = write_annotations(f"{work}/test.jsonl", test)
-    write_annotations(f"{work}/train.jsonl", train)
+    write_annotations(f"{work}/val.jsonl", held)
     timings["data_s"] = time.time() - t0
     print(f"data: {len(train)} train + {len(test)} test videos, {len(clips)} training clips, {qid} test queries "
           f"in {timings['data_s']:.0f} s", flush=True)
@@ -288,41 +326,47 @@ def main(argv=None) -> int:
     print(f"train: {timings['train_s']:.0f} s, last val top-1 {val[-1] if val else 'n/a'}", flush=True)
 
     results = {}
-    for w in [float(x) for x in a.windows.split(",") if x.strip()]:
-        store = f"{work}/store_w{w:g}"
+    for w in [x.strip() for x in a.windows.split(",") if x.strip()]:
+        store = f"{work}/store_{w}"
         t0 = time.time()
         bike("tag", f"{work}/test", "--store", store, "--checkpoint", f"{ckpt_dir}/checkpoint.pt",
-             "--labels", f"{work}/labels.csv", "--window", w, "--batch", 4)
+             "--labels", f"{work}/labels.csv", *tag_args(w), "--batch", 4)
         tag_s = time.time() - t0
         entry = {"tag_s": tag_s}
-        if a.calibrate:
+        if a.calibrate and held:
             entry["calibration"] = calibrate(work, ckpt_dir, w, f"{work}/test.jsonl", store)
         for scope in ("video", "corpus"):
             t0 = time.time()
             doc = json.loads(bike("eval", "--moments", f"{work}/test.jsonl", "--store", store, "--scope", scope,
                                   "--format", "json", "--per-query",
-                                  *(["--predictions", f"{work}/preds_w{w:g}.jsonl"] if scope == "video" else [])))
+                                  *(["--predictions", f"{work}/preds_{w}.jsonl"] if scope == "video" else [])))
             entry[scope] = {"metrics": doc["metrics"], "baselines": doc["baselines"], "queries": doc["queries"],
                             "unknown_vids": doc["unknown_vids"], "eval_s": time.time() - t0,
                             "per_query": [{k: q[k] for k in ("qid", "query", "vid", "gt", "pred", "iou")}
                                           for q in doc["per_query"]]}
             m, rb = doc["metrics"], doc["baselines"]["random_span"]
-            print(f"window {w:g} s, scope {scope}: " + "  ".join(f"{k} {m[k]:.3f}" for k in m)
+            print(f"windows {w}, scope {scope}: " + "  ".join(f"{k} {m[k]:.3f}" for k in m)
                   + f"   | random span R1@0.5 {rb['R1@0.5']:.3f}, whole clip R1@0.5 "
                   f"{doc['baselines']['whole_clip']['R1@0.5']:.3f}", flush=True)
         v = entry["video"]
         entry["target"] = {"R1@0.5>=0.6": v["metrics"]["R1@0.5"] >= 0.6,
                            "R1@0.5>=2x_random": v["metrics"]["R1@0.5"] >= 2 * v["baselines"]["random_span"]["R1@0.5"]}
-        results[f"window_{w:g}s"] = entry
+        results[f"window_{w}s" if not w.startswith("shots") else f"window_{w}"] = entry
 
+    overall = choose_rule(results)
+    if overall:
+        print(f"validation videos, all windows: {overall['rule']} (the product's: {overall['product_rule']})",
+              flush=True)
     out = {"machine": machine(), "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/moments.py "
                                             + " ".join(argv if argv is not None else sys.argv[1:]),
            "config": {k: v for k, v in vars(a).items() if k not in ("out",)}, "kinds": list(KINDS),
-           "data": {"train_videos": len(train), "test_videos": len(test), "training_clips": len(clips),
+           "data": {"train_videos": len(train), "val_videos": len(held), "test_videos": len(test),
+                    "training_clips": len(clips),
                     "test_queries": qid, "test_durations_s": [round(v["duration_s"], 1) for v in test],
                     "backgrounds": sorted({v["source"] for v in train + test})},
            "train": {"seconds": timings["train_s"], "val_top1": val},
-           "results": results, "seconds": time.time() - t_all, "data_s": timings["data_s"]}
+           "results": results, "val_choice_all_windows": overall, "seconds": time.time() - t_all,
+           "data_s": timings["data_s"]}
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)

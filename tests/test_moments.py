@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import engine
-from index.search.moments import join_moments, moment_span
+from index.search.moments import DEFAULT_RULE, SpanRule, moment_span, set_moments, smoothed
 from index.search.search import Query, Searcher
 from index.store import Store
 from jobs.train import momentmetrics as mm
@@ -35,7 +35,7 @@ TIMES = [0.0, 2.0, 4.0, 6.0, 8.0]   # a 10-s clip, 5 frames, step 2 s
     ([0.2] * 5, (0, 4, 0.0, 10.0)),                           # a flat curve says nothing: the whole clip
 ])
 def test_span_rule_on_hand_made_curves(sal, want):
-    s = moment_span(sal, TIMES, 0.0, 10.0)
+    s = moment_span(sal, TIMES, 0.0, 10.0, SpanRule(0.5, 0.0))
     assert (s.first, s.last) == want[:2]
     assert (s.start_s, s.end_s) == pytest.approx(want[2:])
     assert s.peak == int(np.argmax(sal)) and s.first <= s.peak <= s.last
@@ -43,7 +43,7 @@ def test_span_rule_on_hand_made_curves(sal, want):
 
 def test_span_is_inside_the_clip_and_follows_its_times():
     times = [10.0 + 2.5 * i for i in range(4)]                 # clip [10, 20], 4 frames
-    s = moment_span([0.1, 0.6, 0.2, 0.1], times, 10.0, 20.0)
+    s = moment_span([0.1, 0.6, 0.2, 0.1], times, 10.0, 20.0, SpanRule(0.5, 0.0))
     assert (s.start_s, s.end_s) == pytest.approx((11.25, 13.75))
     s = moment_span([1.0], [3.0], 2.0, 4.0)                    # one frame: the whole clip
     assert (s.start_s, s.end_s) == (2.0, 4.0)
@@ -51,24 +51,63 @@ def test_span_is_inside_the_clip_and_follows_its_times():
         moment_span([0.5, 0.5], [1.0], 0.0, 2.0)
 
 
-def _r(video, clip_id, a, b, ma, mb):
-    return SimpleNamespace(video_id=video, clip_id=clip_id, start_s=a, end_s=b, moment_start_s=ma,
-                           moment_end_s=mb, joined=None)
+def test_smoothing_by_hand():
+    # moving average over 3 frames, the ends repeated: [.1 .1 .1 .5 .2 .1 .1] → .1, .7/3, .8/3, .8/3, .4/3
+    np.testing.assert_allclose(smoothed([0.1, 0.1, 0.5, 0.2, 0.1], 1), [0.1, 0.7 / 3, 0.8 / 3, 0.8 / 3, 0.4 / 3])
+    np.testing.assert_allclose(smoothed([1.0, 2.0], 0), [1.0, 2.0])
+    # the radius in seconds becomes frames at the clip's step: ⌊r/Δ + ½⌋
+    assert [SpanRule(0.6, r).half_width(0.5) for r in (0.0, 0.2, 0.25, 1.0)] == [0, 0, 1, 2]
+    assert [SpanRule(0.6, 1.0).half_width(d) for d in (1.0, 1.25, 2.0, 2.5, 0.0)] == [1, 1, 1, 0, 0]
+    # step 2 s, radius 2 s → h = 1. The smoothed peak is frame 2 or 3 (a tie); threshold .1 + .5·(.8/3 − .1)
+    # = .1833: frames 1–3 either way, the raw peak among them is frame 2
+    s = moment_span([0.1, 0.1, 0.5, 0.2, 0.1], TIMES, 0.0, 10.0, SpanRule(0.5, 2.0))
+    assert (s.peak, s.first, s.last, s.start_s, s.end_s) == pytest.approx((2, 1, 3, 1.0, 7.0))
+    # a lone high frame (0.8) that smoothing spreads thin loses to a 3-frame event of 0.6
+    s = moment_span([0.8, 0.0, 0.0, 0.6, 0.6, 0.6, 0.0, 0.0], [i + 0.5 for i in range(8)], 0.0, 8.0, SpanRule(0.5, 1.0))
+    # rs = .533 .267 .2 .4 .6 .4 .2 0: peak 4 (.6), threshold .3: frames 3–5 → [3, 6] s; moment = frame 3
+    assert (s.peak, s.first, s.last, s.start_s, s.end_s) == pytest.approx((3, 3, 5, 3.0, 6.0))
 
 
-def test_neighbouring_clips_that_meet_at_their_edge_are_joined():
-    rs = [_r("v", "v/1", 10, 20, 16, 20), _r("v", "v/0", 0, 10, 2, 5), _r("v", "v/2", 20, 30, 20, 23),
-          _r("w", "w/3", 30, 40, 30, 32), _r("v", "v/4", 40, 50, 40, 45)]   # v/4: no v/3 among the results
-    join_moments(rs)
-    by = {r.clip_id: r.joined for r in rs}
-    assert by["v/1"] == by["v/2"] == {"start_s": 16, "end_s": 23, "clip_ids": ["v/1", "v/2"]}
-    assert by["v/0"] is None and by["w/3"] is None and by["v/4"] is None
-    rs = [_r("v", "v/0", 0, 10, 4, 9), _r("v", "v/1", 10, 20, 10, 12)]    # v/0's moment ends before the edge
-    join_moments(rs)
-    assert rs[0].joined is None and rs[1].joined is None
-    rs = [_r("v", "v/0", 0, 10, 7, 10), _r("v", "v/1", 10, 20, 10, 20), _r("v", "v/2", 20, 30, 20, 21)]
-    join_moments(rs)                                                          # a chain across three clips
-    assert rs[0].joined == {"start_s": 7, "end_s": 21, "clip_ids": ["v/0", "v/1", "v/2"]}
+def _r(video, clip_id, a, b, rel, step=2.0):
+    """A result with a relevance curve: frames at a + step/2, a + 3·step/2, ..."""
+    times = [a + step / 2 + step * i for i in range(len(rel))]
+    return SimpleNamespace(video_id=video, clip_id=clip_id, start_s=a, end_s=b, relevance=rel, frame_times=times,
+                           moment_s=None, moment_start_s=None, moment_end_s=None, joined=None)
+
+
+def test_a_moment_crossing_a_clip_edge_is_read_along_neighbouring_clips():
+    """Two 8-s clips of one video (4 frames each, 2 s apart) with an event on the last frame of the first and
+    the first two of the second; another video's clip and a clip of the same video after a gap stay apart."""
+    rule = SpanRule(0.5, 0.0)
+    rs = [_r("v", "v/1", 8, 16, [0.9, 0.8, 0.1, 0.0]), _r("v", "v/0", 0, 8, [0.0, 0.1, 0.1, 0.7]),
+          _r("w", "w/1", 8, 16, [0.1, 0.5, 0.1, 0.1]), _r("v", "v/3", 24, 32, [0.2, 0.3, 0.6, 0.1])]
+    set_moments(rs, rule)
+    v1, v0, w1, v3 = rs
+    # chain v/0 + v/1: curve 0 .1 .1 .7 | .9 .8 .1 0, floor 0. v/0's peak .7 (frame 3, at 7 s): threshold .35,
+    # run = frames 3..5 (.7 .9 .8) = [6, 12] s; v/1's peak .9: threshold .45, the same run
+    assert v0.joined == v1.joined == {"start_s": 6.0, "end_s": 12.0, "clip_ids": ["v/0", "v/1"]}
+    assert (v0.moment_start_s, v0.moment_end_s, v0.moment_s) == (6.0, 8.0, 7.0)     # cut to the clip
+    assert (v1.moment_start_s, v1.moment_end_s, v1.moment_s) == (8.0, 12.0, 9.0)
+    # w/1 alone: floor .1, peak .5 → threshold .3: frame 1 alone, ± 1 s
+    assert (w1.moment_start_s, w1.moment_end_s, w1.joined) == (10.0, 12.0, None)
+    # v/3 (after a gap: v/2 is not among the results) is its own chain: floor .1, peak .6, threshold .35
+    assert (v3.moment_start_s, v3.moment_end_s, v3.joined) == (28.0, 30.0, None)
+    # smoothing along the chain, and the run reaching the chain's ends reaches the clips' edges
+    rs = [_r("v", "v/0", 0, 8, [0.5, 0.5, 0.5, 0.5]), _r("v", "v/1", 8, 16, [0.5, 0.5, 0.0, 0.0]),
+          _r("v", "v/2", 16, 24, [0.0, 0.0, 0.0, 0.0])]
+    set_moments(rs, SpanRule(0.5, 2.0))                      # step 2 s: h = 1 frame
+    # rs = .5 .5 .5 .5 | .5 .333 .167 0 | 0 0 0 0; floor 0, peak .5: threshold .25 → frames 0..5 = [0, 12] s
+    assert rs[0].joined == rs[1].joined == {"start_s": 0.0, "end_s": 12.0, "clip_ids": ["v/0", "v/1"]}
+    assert (rs[0].moment_start_s, rs[0].moment_end_s) == (0.0, 8.0)
+    # v/2's own peak is its first frame (0, the first on the tie): threshold 0 → the whole chain
+    assert rs[2].joined == {"start_s": 0.0, "end_s": 24.0, "clip_ids": ["v/0", "v/1", "v/2"]}
+    for r in rs + [v0, v1, w1, v3]:
+        assert r.start_s <= r.moment_start_s <= r.moment_s <= r.moment_end_s <= r.end_s
+    # a result without a curve (a text-channel hit) is left as it is and joins nothing
+    t = SimpleNamespace(video_id="v", clip_id="v/9", start_s=72, end_s=80, relevance=[], frame_times=[],
+                        moment_s=75.0, moment_start_s=75.0, moment_end_s=77.0, joined=None)
+    set_moments([t], DEFAULT_RULE)
+    assert (t.moment_s, t.moment_start_s, t.moment_end_s, t.joined) == (75.0, 75.0, 77.0, None)
 
 
 # ---- metrics against hand computations ------------------------------------------------------------------
@@ -242,19 +281,18 @@ def test_eval_moments_command(moment_store, tmp_path, capsys):
     assert bike(["eval"]) == 2
 
 
-def test_evaluate_moments_with_another_span_fraction(moment_store, tiny_model, tmp_path):
-    """``fraction`` recomputes every span (and the joins) with the rule's other threshold: the code's own
-    fraction changes nothing; fraction 1 keeps the peak frame alone (± half a step), inside the default span."""
-    from index.search.moments import SPAN_FRACTION
+def test_evaluate_moments_with_another_span_rule(moment_store, tiny_model, tmp_path):
+    """``rule`` recomputes every span (and the joins) with other parameters: the product's own rule changes
+    nothing; fraction 1 without smoothing keeps the peak frame alone (± half a step), inside the default span."""
     store, event, vids = moment_store
     ann = read_annotations(_write(tmp_path / "ann.jsonl", [
         {"qid": 1, "query": "the event", "vid": "a", "relevant_windows": [[12.0, 15.5]]},
         {"qid": 2, "query": "the event", "vid": "b", "relevant_windows": [[7.5, 11.5]]}]))
     s = EventSearcher(store, model=tiny_model, event=event)
     base = evaluate_moments(s, ann, scope="video")
-    same = evaluate_moments(s, ann, scope="video", fraction=SPAN_FRACTION)
+    same = evaluate_moments(s, ann, scope="video", rule=DEFAULT_RULE)
     assert [q["pred"] for q in same["per_query"]] == [q["pred"] for q in base["per_query"]]
     assert same["metrics"] == base["metrics"]
-    p, b = evaluate_moments(s, ann, scope="video", fraction=1.0)["per_query"][0], base["per_query"][0]
+    p, b = evaluate_moments(s, ann, scope="video", rule=SpanRule(1.0, 0.0))["per_query"][0], base["per_query"][0]
     assert p["pred"][1] - p["pred"][0] == pytest.approx(STEP)               # video a: an inner peak frame
     assert b["pred"][0] <= p["pred"][0] < p["pred"][1] <= b["pred"][1]

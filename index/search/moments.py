@@ -1,25 +1,36 @@
-"""The moment of a search result as a span: where in the clip the query matches, from its saliency curve.
+"""The moment of a search result as a span: where the query matches, from the per-frame relevance curve.
 
-A search result's saliency curve has one value per sampled frame (T frames at ``frame_times``). The moment
-``moment_s`` is the frame time of the peak; its span ``[moment_start_s, moment_end_s]`` is (docs/search.md
-"The moment and its span"):
+Every search result has, for each of its clip's T sampled frames (times ``frame_times``), a **relevance**
+``r_t``: the cosine between the frame's embedding (after the temporal header) and the query (text: the
+query's end-of-text feature; an example: the best cosine over the example's frames). Unlike the VCS
+saliency (a softmax over the clip's frames that sums to 1 inside each clip, so it is always peaked
+somewhere), relevance is on one scale across clips: a background frame scores low in every clip.
 
-1. the run of contiguous frames around the peak whose saliency stays at or above
-   ``floor + fraction · (peak − floor)``, with ``floor`` the curve's minimum and ``fraction`` = 0.5
-   (half-way between the lowest and the highest frame: a threshold that does not depend on how flat the
-   softmax over frames is; a perfectly flat curve selects every frame);
-2. widened by half a frame step on each side (each sampled frame stands for the time up to half-way to
-   its neighbours); a run that includes the clip's first (last) frame reaches the clip's start (end): no
-   frame samples the time before the first or after the last one, so the moment may go on to the edge;
-3. always inside the clip's span ``[start_s, end_s]``.
+The rule (docs/search.md "The moment and its span"), with :data:`DEFAULT_RULE`:
 
-Windows cut a video into consecutive clips, so an event can cross a window edge. :func:`join_moments`
-says so: when two neighbouring clips of the same video are both among the results and their moments meet
-at the shared edge (the first clip's moment reaches its end, the next one's starts at its start), both
-results get ``joined`` = the merged span and the clips it covers (chains of more than two clips too).
+1. **Chains.** Results of the same video whose clips follow each other without a gap (one's end is the
+   next one's start) form a chain; their curves are read as one curve over the chain, in time order.
+   A result with no neighbour among the results is a chain of one clip.
+2. **Smoothing.** ``rs`` = moving average of ``r`` over ``2h + 1`` frames along the chain (edges repeat
+   the end value), ``h = ⌊smooth_s / Δ + ½⌋`` frames for a radius of ``smooth_s`` seconds at the chain's
+   frame step ``Δ`` (the median gap between frame times): about the same span of time whatever the window
+   length (1 s: h = 2 at 0.5-s steps, 1 at 1–1.25-s steps, 0 beyond 2-s steps).
+3. **Peak.** ``p`` = the result's own frame of highest ``rs`` (the first on ties).
+4. **Run.** The contiguous frames around ``p``, along the chain, with
+   ``rs ≥ floor + fraction · (rs[p] − floor)``, ``floor`` = the chain's minimum of ``rs``: a threshold
+   relative to the curve's range, not to the peak alone. ``moment_s`` = the time of the frame of highest
+   raw relevance among the run's frames in the result's own clip (the frame most like the query there).
+5. **Times.** The run widened by half a frame step each side (each frame stands for the time up to
+   half-way to its neighbours); a run that reaches the chain's first (last) frame reaches the chain's
+   start (end).
+6. **The result's span** ``[moment_start_s, moment_end_s]`` = the run's span cut to the result's own clip
+   (always inside the clip). When the run goes on into neighbouring result clips, ``joined`` =
+   ``{"start_s", "end_s", "clip_ids"}`` of the whole run (every result on it gets the same ``joined``).
 
-    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0)
+    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, SpanRule(0.5, 0.0))
     MomentSpan(peak=2, first=2, last=2, start_s=3.0, end_s=5.0)
+    >>> moment_span([0.1, 0.1, 0.5, 0.2, 0.1], [0, 2, 4, 6, 8], 0.0, 10.0, SpanRule(0.5, 2.0))  # h = 1
+    MomentSpan(peak=2, first=1, last=3, start_s=1.0, end_s=7.0)
 """
 from __future__ import annotations
 
@@ -27,69 +38,135 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The span keeps the frames whose saliency is at least floor + SPAN_FRACTION · (peak − floor).
-SPAN_FRACTION = 0.5
 #: Two clip edges closer than this (seconds) are the same edge.
 EDGE_EPS = 1e-3
 
 
 @dataclass(frozen=True)
+class SpanRule:
+    """The span rule's two parameters (module docstring, steps 2 and 4)."""
+    fraction: float = 0.6      # the run keeps rs >= floor + fraction · (rs[peak] − floor)
+    smooth_s: float = 1.0      # moving-average radius in seconds (0: none)
+
+    def half_width(self, step: float) -> int:
+        """Frames each side of the moving average at frame step ``step`` (s)."""
+        return int(np.floor(self.smooth_s / step + 0.5)) if step > 0 and self.smooth_s > 0 else 0
+
+
+#: The product's rule: chosen on held-out validation videos of bench/moments.py (docs/search.md).
+DEFAULT_RULE = SpanRule(fraction=0.6, smooth_s=1.0)
+#: Kept for callers that name the fraction alone.
+SPAN_FRACTION = DEFAULT_RULE.fraction
+
+
+@dataclass(frozen=True)
 class MomentSpan:
-    peak: int          # index of the saliency peak (the frame of moment_s)
+    peak: int          # the frame of moment_s: highest raw value inside the run
     first: int         # first and last frame index of the run around the peak
     last: int
     start_s: float     # the span in the video (seconds), inside the clip's span
     end_s: float
 
 
-def moment_span(saliency, frame_times, start_s: float, end_s: float,
-                fraction: float = SPAN_FRACTION) -> MomentSpan:
-    """The span of the saliency curve around its peak (the rule of the module docstring)."""
-    s = np.asarray(saliency, dtype=np.float64).reshape(-1)
+def smoothed(curve, half: int) -> np.ndarray:
+    """Moving average over ``2·half + 1`` values, the ends repeated (same length as ``curve``)."""
+    c = np.asarray(curve, dtype=np.float64).reshape(-1)
+    if half <= 0 or c.size < 2:
+        return c.copy()
+    k = np.full(2 * half + 1, 1.0 / (2 * half + 1))
+    return np.convolve(np.pad(c, half, mode="edge"), k, mode="valid")
+
+
+def _step(times) -> float:
+    t = np.asarray(times, dtype=np.float64)
+    return max(float(np.median(np.diff(t))), 0.0) if t.size > 1 else 0.0
+
+
+def _run(rs: np.ndarray, peak: int, fraction: float) -> "tuple[int, int]":
+    threshold = float(np.min(rs)) + fraction * (float(rs[peak]) - float(np.min(rs)))
+    first = last = peak
+    while first > 0 and rs[first - 1] >= threshold:
+        first -= 1
+    while last < rs.size - 1 and rs[last + 1] >= threshold:
+        last += 1
+    return first, last
+
+
+def moment_span(curve, frame_times, start_s: float, end_s: float, rule: SpanRule = DEFAULT_RULE) -> MomentSpan:
+    """The span of one clip's curve around its peak: the rule of the module docstring for a chain of one
+    clip (``start_s``/``end_s`` the clip's span)."""
+    s = np.asarray(curve, dtype=np.float64).reshape(-1)
     t = np.asarray(frame_times, dtype=np.float64).reshape(-1)
     if s.size == 0 or s.size != t.size:
-        raise ValueError(f"saliency ({s.size}) and frame_times ({t.size}) must be non-empty and of one length")
+        raise ValueError(f"curve ({s.size}) and frame_times ({t.size}) must be non-empty and of one length")
     start_s, end_s = float(start_s), float(end_s)
-    peak = int(np.argmax(s))
-    hi_v, lo_v = float(s[peak]), float(np.min(s))
-    threshold = lo_v + fraction * (hi_v - lo_v)
-    first = peak
-    while first > 0 and s[first - 1] >= threshold:
-        first -= 1
-    last = peak
-    while last < s.size - 1 and s[last + 1] >= threshold:
-        last += 1
-    step = float(np.median(np.diff(t))) if t.size > 1 else end_s - start_s
-    step = max(step, 0.0)
+    rs = smoothed(s, rule.half_width(_step(t)))
+    first, last = _run(rs, int(np.argmax(rs)), rule.fraction)
+    peak = first + int(np.argmax(s[first:last + 1]))
+    step = _step(t) if t.size > 1 else end_s - start_s
     a = start_s if first == 0 else max(start_s, float(t[first]) - step / 2)
     b = end_s if last == s.size - 1 else min(end_s, float(t[last]) + step / 2)
     a, b = min(max(a, start_s), end_s), max(min(b, end_s), start_s)
     return MomentSpan(peak, first, last, a, max(a, b))
 
 
-def join_moments(results) -> None:
-    """Set ``joined`` on results whose moments continue into a neighbouring clip of the same video that is
-    also among ``results`` (objects with video_id, clip_id, start_s, end_s, moment_start_s, moment_end_s and
-    a ``joined`` attribute): ``{"start_s", "end_s", "clip_ids"}`` of the merged span, in time order.
-    Results without such a neighbour keep ``joined = None``."""
+def _curve(r):
+    c = getattr(r, "relevance", None)
+    return c if c is not None and len(c) else None
+
+
+def chains(results) -> "list[list]":
+    """The results (objects with video_id, start_s, end_s) grouped into chains: same video, clips that
+    follow each other without a gap, in time order. Results without a relevance curve (``relevance``
+    empty or missing, e.g. a text-channel hit) stay out of every chain."""
     by_video: dict = {}
     for r in results:
-        by_video.setdefault(r.video_id, []).append(r)
+        if _curve(r) is not None:
+            by_video.setdefault(r.video_id, []).append(r)
+    out = []
     for clips in by_video.values():
-        if len(clips) < 2:
-            continue
-        clips = sorted(clips, key=lambda r: r.start_s)
+        clips = sorted(clips, key=lambda r: (r.start_s, r.end_s))
         chain = [clips[0]]
-        for r in clips[1:] + [None]:
-            prev = chain[-1]
-            if (r is not None and abs(r.start_s - prev.end_s) <= EDGE_EPS
-                    and abs(prev.moment_end_s - prev.end_s) <= EDGE_EPS
-                    and abs(r.moment_start_s - r.start_s) <= EDGE_EPS):
+        for r in clips[1:]:
+            if abs(r.start_s - chain[-1].end_s) <= EDGE_EPS:
                 chain.append(r)
-                continue
-            if len(chain) > 1:
-                joined = {"start_s": chain[0].moment_start_s, "end_s": chain[-1].moment_end_s,
-                          "clip_ids": [c.clip_id for c in chain]}
-                for c in chain:
-                    c.joined = dict(joined, clip_ids=list(joined["clip_ids"]))
-            chain = [r]
+            else:
+                out.append(chain)
+                chain = [r]
+        out.append(chain)
+    return out
+
+
+def set_moments(results, rule: SpanRule = DEFAULT_RULE) -> None:
+    """Set ``moment_s``, ``moment_start_s``, ``moment_end_s`` and ``joined`` of every result that has a
+    relevance curve (objects with video_id, clip_id, start_s, end_s, frame_times, relevance), by the rule of
+    the module docstring. Results without a curve are left as they are."""
+    for chain in chains(results):
+        curves = [np.asarray(_curve(r), dtype=np.float64).reshape(-1) for r in chain]
+        times = [np.asarray(r.frame_times, dtype=np.float64).reshape(-1) for r in chain]
+        for r, c, t in zip(chain, curves, times):
+            if c.size != t.size:
+                raise ValueError(f"{r.clip_id}: relevance ({c.size}) and frame_times ({t.size}) differ in length")
+        raw = np.concatenate(curves)
+        t = np.concatenate(times)
+        owner = np.concatenate([np.full(c.size, i) for i, c in enumerate(curves)])
+        offset = np.cumsum([0] + [c.size for c in curves])
+        steps = [_step(x) if x.size > 1 else float(r.end_s - r.start_s) for r, x in zip(chain, times)]
+        rs = smoothed(raw, rule.half_width(_step(t)))
+        for i, r in enumerate(chain):
+            lo_i, hi_i = int(offset[i]), int(offset[i + 1])
+            first, last = _run(rs, lo_i + int(np.argmax(rs[lo_i:hi_i])), rule.fraction)
+            a_i, b_i = max(first, lo_i), min(last, hi_i - 1)              # the run's frames in this clip
+            peak = a_i + int(np.argmax(raw[a_i:b_i + 1]))
+            fo, lo = chain[owner[first]], chain[owner[last]]
+            a = chain[0].start_s if first == 0 else max(fo.start_s, float(t[first]) - steps[owner[first]] / 2)
+            b = chain[-1].end_s if last == raw.size - 1 else min(lo.end_s, float(t[last]) + steps[owner[last]] / 2)
+            b = max(a, b)
+            r.moment_s = float(t[peak])
+            r.moment_start_s = min(max(a, r.start_s), r.end_s)
+            r.moment_end_s = max(min(b, r.end_s), r.moment_start_s)
+            if owner[first] != i or owner[last] != i:
+                r.joined = {"start_s": float(a), "end_s": float(b),
+                            "clip_ids": [chain[k].clip_id for k in range(int(owner[first]), int(owner[last]) + 1)]}
+            else:
+                r.joined = None

@@ -54,9 +54,12 @@ def _threads_for(n: int, device):
 
 @dataclass
 class Ranked:
-    """Scores (N,) and saliency (N, T) of N candidate clips against one query."""
+    """Scores (N,), saliency (N, T) and per-frame relevance (N, T) of N candidate clips against one query.
+    Relevance: the cosine of each frame with the query (text: its end-of-text feature; an example: the best
+    cosine over the example's frames), on one scale across clips (index/search/moments.py reads it)."""
     scores: np.ndarray
     saliency: np.ndarray
+    relevance: "np.ndarray | None" = None
 
     def peaks(self) -> np.ndarray:
         """Index of the saliency peak of every candidate (N,)."""
@@ -77,10 +80,12 @@ def rerank_text(frames, tokens: torch.Tensor, cls: torch.Tensor, tau: float = DE
     tokens = tokens.reshape(1, -1, tokens.shape[-1]).float().to(h.device)
     cls = cls.reshape(1, -1).float().to(h.device)
     if h.shape[0] == 0:
-        return Ranked(np.zeros(0, np.float32), np.zeros((0, h.shape[1]), np.float32))
+        empty = np.zeros((0, h.shape[1]), np.float32)
+        return Ranked(np.zeros(0, np.float32), empty, empty)
     with _threads_for(h.shape[0], h.device):
         sp = bike.video_branch(h, tokens, cls, tau=tau)                # the model's own VCS step
-    return Ranked(sp.logits[:, 0].cpu().numpy(), sp.saliency[:, 0].cpu().numpy())
+        relevance = torch.einsum("btd,d->bt", sp.frames, l2norm(cls)[0])  # sp.frames: normalised frames
+    return Ranked(sp.logits[:, 0].cpu().numpy(), sp.saliency[:, 0].cpu().numpy(), relevance.cpu().numpy())
 
 
 def rerank_example(frames, example, tau: float = DEFAULTS.tau) -> Ranked:
@@ -88,16 +93,19 @@ def rerank_example(frames, example, tau: float = DEFAULTS.tau) -> Ranked:
     h = _as_frames(frames)
     e = l2norm(torch.as_tensor(np.asarray(example) if not isinstance(example, torch.Tensor) else example)
                .float().reshape(-1, h.shape[-1]))
-    scores, saliency = [], []
+    scores, saliency, relevance = [], [], []
     with _threads_for(h.shape[0], h.device):
         for i in range(0, h.shape[0], CHUNK):
             hn = l2norm(h[i:i + CHUNK])                                    # (n, T, D)
             sims = torch.einsum("wd,ntd->nwt", e.to(hn.device), hn)        # (n, Te, T)
             scores.append(sims.max(dim=2).values.mean(dim=1))              # (n,)
             saliency.append(torch.softmax(sims / tau, dim=2).mean(dim=1))  # (n, T)
+            relevance.append(sims.max(dim=1).values)                       # (n, T)
     if not scores:
-        return Ranked(np.zeros(0, np.float32), np.zeros((0, h.shape[1]), np.float32))
-    return Ranked(torch.cat(scores).cpu().numpy(), torch.cat(saliency).cpu().numpy())
+        empty = np.zeros((0, h.shape[1]), np.float32)
+        return Ranked(np.zeros(0, np.float32), empty, empty)
+    return Ranked(torch.cat(scores).cpu().numpy(), torch.cat(saliency).cpu().numpy(),
+                  torch.cat(relevance).cpu().numpy())
 
 
 def example_vector(example) -> np.ndarray:

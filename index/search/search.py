@@ -21,9 +21,10 @@ How a query is answered (docs/search.md "How a text query is answered"):
    the allowed clips: when at most max(N, EXACT_FILTER_MAX) clips qualify they are ALL re-ranked (the answer
    is then exact); otherwise FAISS searches only among them (an ID selector).
 4. **Re-rank.** Every candidate is scored against the query with its stored per-frame embeddings
-   (index/search/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame time of the
-   saliency peak, its span the run of frames around it that stay above half-way between the curve's
-   minimum and peak (index/search/moments.py); neighbouring result clips whose spans meet at their shared edge are
+   (index/search/rerank.py): concept spotting for text, MaxSim for examples. The moment is the frame of highest
+   relevance (cosine of the frame with the query), its span the run of frames around it whose smoothed
+   relevance stays above 60% of the way from the curve's minimum to the peak, read along neighbouring result
+   clips of the same video (index/search/moments.py); a run that goes on into neighbouring result clips is
    ``joined``. Results are sorted by this score; for ``clip=`` the clip itself comes first.
    **Relevance feedback** (``positive=`` / ``negative=`` clip ids, index/search/feedback.py): the examples'
    Rocchio vector adds its own FAISS candidates, and the score becomes z(example score) + w·z(query score).
@@ -62,7 +63,7 @@ from .dedup import collapse
 from .feedback import Feedback, FeedbackError, combine, parse_ids
 from .textbatch import TextEncoder
 from .frames import CACHE_BYTES, ClipFrames
-from .moments import join_moments, moment_span
+from .moments import set_moments
 from .rerank import Ranked, example_vector, rerank_example, rerank_text
 from index.store.core import Store, StoreError, cursor
 from .vectors import exact_search, open_index, read_vectors, resolve_model_id
@@ -118,7 +119,7 @@ class SearchResult:
     path: "str | None"              # the video file as tagged
     start_s: float                  # clip span in the video (s)
     end_s: float
-    moment_s: float                 # frame time of the saliency peak: where in the clip the query matches
+    moment_s: float                 # frame time of the relevance peak: where in the clip the query matches
     moment_start_s: float           # the moment's span around the peak, inside [start_s, end_s]
     moment_end_s: float             #   (index/search/moments.py: the rule, also in docs/search.md)
     saliency: list                  # the query's saliency over the clip's T frames (sums to 1)
@@ -134,10 +135,13 @@ class SearchResult:
     # z(feedback_score) + w * z(query_score) over the candidates (w: index/search/feedback.py query_weight)
     query_score: "float | None" = None      # the query's own re-rank score (None: a search by examples only)
     feedback_score: "float | None" = None   # MaxSim to the positives - NEGATIVE_WEIGHT * MaxSim to the negatives
+    relevance: list = field(default_factory=list)  # per-frame cosine with the query over the T frames (the
+                                                   # curve of the moment's span; empty for text-channel hits)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}     # not asdict(): no deep copy of the lists
         d["saliency"], d["frame_times"] = list(self.saliency), list(self.frame_times)
+        d["relevance"] = list(self.relevance)
         d["labels"] = [{"label": a, "score": s} for a, s in self.labels]
         d["attributes"] = [{"attribute": a, "score": s} for a, s in self.attributes]
         d["joined"] = None if self.joined is None else {**self.joined, "clip_ids": list(self.joined["clip_ids"])}
@@ -530,14 +534,14 @@ class Searcher:
             return self.frames.get(clip_ids)
 
     def rerank(self, q: "Query | None", found: "dict[str, float]", fb: "Feedback | None" = None) -> "list[tuple]":
-        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow, query score, feedback score)]
-        best first. With feedback ``fb`` the score combines both (index/search/feedback.py ``combine``); the two last
-        items are None without it."""
+        """Re-rank every candidate → [(clip_id, score, saliency (T,), ClipRow, query score, feedback score,
+        relevance (T,))] best first. With feedback ``fb`` the score combines both (index/search/feedback.py
+        ``combine``); the query and feedback scores are None without it."""
         rows = self._frames(found)
         groups: dict[tuple, list] = {}
         for r in rows.values():                      # clips of the same shape are scored together
             groups.setdefault(r.frames.shape, []).append(r)
-        order, qscores, fbscores, sals = [], [], [], []
+        order, qscores, fbscores, sals, rels = [], [], [], [], []
         device = self._model.device if self._model is not None else (
             "cuda" if torch.cuda.is_available() else "cpu")
         fb = fb if fb else None
@@ -552,14 +556,16 @@ class Searcher:
                 fbscores.append(fb.scores(frames))
             order.extend(group)
             sals.extend(ranked.saliency)
+            rels.extend(ranked.relevance if ranked.relevance is not None else [None] * len(group))
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)  # noqa: E731
         qs = cat(qscores) if q is not None else None
         if fb is None:
-            out = [(r.clip_id, float(s), sal, r, None, None) for r, s, sal in zip(order, qs, sals)]
+            out = [(r.clip_id, float(s), sal, r, None, None, rel) for r, s, sal, rel in zip(order, qs, sals, rels)]
         else:
             fs = cat(fbscores)
             final = combine(fs, qs)
-            out = [(r.clip_id, float(final[i]), sals[i], r, None if qs is None else float(qs[i]), float(fs[i]))
+            out = [(r.clip_id, float(final[i]), sals[i], r, None if qs is None else float(qs[i]), float(fs[i]),
+                    rels[i])
                    for i, r in enumerate(order)]
         out.sort(key=lambda x: -x[1])
         return out
@@ -579,17 +585,17 @@ class Searcher:
             labels = self._per_clip("labels", "label", clip_ids)
             attributes = self._per_clip("attributes", "attribute", clip_ids)
         results = []
-        for i, (cid, score, sal, row, qscore, fbscore) in enumerate(ranked):
-            span = moment_span(sal, row.frame_times, row.start_s, row.end_s)
+        for i, (cid, score, sal, row, qscore, fbscore, rel) in enumerate(ranked):
             results.append(SearchResult(
                 rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
-                start_s=row.start_s, end_s=row.end_s, moment_s=float(row.frame_times[span.peak]),
-                moment_start_s=span.start_s, moment_end_s=span.end_s,
+                start_s=row.start_s, end_s=row.end_s, moment_s=row.start_s,     # set_moments sets the moment
+                moment_start_s=row.start_s, moment_end_s=row.end_s,
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],
                 labels=[ClipLabel(a, s) for a, s in labels.get(cid, ())],
                 attributes=[AttributeScore(a, s) for a, s in attributes.get(cid, ())],
-                index_score=found.get(cid), query_score=qscore, feedback_score=fbscore))
-        join_moments(results)
+                index_score=found.get(cid), query_score=qscore, feedback_score=fbscore,
+                relevance=[] if rel is None else [float(x) for x in rel]))
+        set_moments(results)
         return results
 
     def _per_clip(self, table: str, column: str, clip_ids) -> "dict[str, list]":

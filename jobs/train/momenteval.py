@@ -26,7 +26,7 @@ import os
 import random
 from dataclasses import dataclass
 
-from index.search.moments import join_moments, moment_span
+from index.search.moments import SpanRule, set_moments
 
 from jobs.train import momentmetrics as mm
 from jobs.errors import UsageError
@@ -145,21 +145,18 @@ def _windows(preds, video_id: str, kind: str = "moment", rng=None, duration: flo
     return out
 
 
-def respan(results, fraction: float) -> None:
-    """Recompute every result's moment span (and the joins) with another threshold ``fraction`` of the span
-    rule (index/search/moments.py): how the rule's parameter is chosen on a train split (bench/moments.py)."""
-    for r in results:
-        sp = moment_span(r.saliency, r.frame_times, r.start_s, r.end_s, fraction)
-        r.moment_start_s, r.moment_end_s, r.joined = sp.start_s, sp.end_s, None
-    join_moments(results)
+def respan(results, rule: SpanRule) -> None:
+    """Recompute every result's moment and span (and the joins) with another span ``rule``
+    (index/search/moments.py): how the rule's parameters are chosen on validation videos (bench/moments.py)."""
+    set_moments(results, rule)
 
 
 def evaluate_moments(searcher, annotations: "list[Annotation]", scope: str = "video", seed: int = 0,
-                     fraction: "float | None" = None) -> dict:
+                     rule: "SpanRule | None" = None) -> dict:
     """Search every query, score the predictions and the baselines. Returns ``{"scope", "queries", "metrics",
     "baselines": {"random_span", "whole_clip"}, "unknown_vids", "per_query", "predictions"}`` (plus
-    ``"video_R@1"``/``"video_R@5"`` in metrics at corpus scope). ``fraction``: the span rule's threshold
-    fraction (None: the search's own, index.search.moments.SPAN_FRACTION)."""
+    ``"video_R@1"``/``"video_R@5"`` in metrics at corpus scope). ``rule``: the span rule's parameters
+    (None: the search's own, index.search.moments.DEFAULT_RULE)."""
     if scope not in ("video", "corpus"):
         raise UsageError(f"--scope {scope}: one of video, corpus")
     names, durations = video_names(searcher)
@@ -174,13 +171,13 @@ def evaluate_moments(searcher, annotations: "list[Annotation]", scope: str = "vi
         if scope == "video":
             where = "video_id = '" + video_id.replace("'", "''") + "'"
             res = searcher.search(a.query, k=mm.MAX_PREDICTIONS * 3, where=where)
-            if fraction is not None:
-                respan(res, fraction)
+            if rule is not None:
+                respan(res, rule)
             preds = predictions(res, video_id)
         else:
             res = searcher.search(a.query, k=CORPUS_DEPTH)
-            if fraction is not None:
-                respan(res, fraction)
+            if rule is not None:
+                respan(res, rule)
             preds = predictions(res[:mm.MAX_PREDICTIONS * 3])
             videos = list(dict.fromkeys(r.video_id for r in res))
             hits1 += videos[:1] == [video_id]

@@ -17,8 +17,9 @@ def register(sub) -> None:
         sub, "search", help="text-to-video search over a store, with the moment in each clip",
         description="Search a tagged store. The query text is encoded as typed (no prompt template); FAISS finds "
                     "candidate clips, every candidate is re-ranked with concept spotting over its stored frame "
-                    "embeddings, and each result names the moment (frame time of the saliency peak) and its span "
-                    "(the frames around the peak above half-way between the curve's minimum and peak; '+': it "
+                    "embeddings, and each result names the moment (the frame most like the query) and its span "
+                    "(the frames around the peak whose smoothed relevance stays above 60% of the way from the "
+                    "curve's minimum to the peak, read along neighbouring result clips of the same video; '+': it "
                     "continues into a neighbouring result clip) with a ready-to-paste `ffplay -ss START PATH` line. "
                     "--where filters first with a DuckDB condition over the view search_clips (one row per clip "
                     "and label; columns: clip_id, video_id, clip_index, start_s, end_s, clip_s, path, size, "
