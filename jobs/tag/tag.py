@@ -36,7 +36,9 @@ from index.store import Store
 from jobs.tag import raycluster
 from jobs.errors import UsageError
 from jobs.progress import Progress
-from .records import model_row, tables
+from .records import model_row
+from .runner import commit
+from .stages import WriteStage
 from .shotwindows import check_windows, plan_key, stored_shots
 from .sources import list_sources
 
@@ -352,6 +354,36 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     return True
 
 
+def decode_spec(opts: TagOptions) -> "DecodeSpec":
+    """The job's decoding options as the typed spec every decode stage carries (the model's frames and crop are
+    filled in by the runner once the model is loaded)."""
+    from .decode import CHUNK_CLIPS
+    from .tasks import DecodeSpec
+    return DecodeSpec(window_s=opts.window_s, chunk_clips=max(1, min(CHUNK_CLIPS, opts.model_batch)),
+                      timeout_s=opts.timeout_s, decoder=opts.decoder, sampling=opts.sampling, windows=opts.windows,
+                      min_shot=opts.min_shot)
+
+
+def _make_runner(runner: str, opts: TagOptions, labels, log, summary: TagSummary):
+    """The runner (jobs/tag/runner.py, jobs/tag/rayrunner.py) over a score stage and the decode spec →
+    (runner, the line that says where it runs)."""
+    from .stages import ScoreStage
+    spec = decode_spec(opts)
+    if runner == "ray":
+        res = raycluster.cluster_resources(opts.decoders)
+        from .rayrunner import RayRunner                  # imports ray; keep `bike --help` fast
+        log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
+        score = ScoreStage(opts.model_kwargs, labels, cpus=res.actor_cpus, gpus=res.actor_gpus,
+                           threads=res.model_threads)
+        pipeline = RayRunner(score, spec, res, model_batch=opts.model_batch)
+        return pipeline, (f"Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, {res.actors} model actor(s); "
+                          f"decoders: {_slots_line(pipeline)}")
+    from .runner import LocalRunner
+    log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in this process...")
+    pipeline = LocalRunner(ScoreStage(opts.model_kwargs, labels), spec, model_batch=opts.model_batch)
+    return pipeline, f"runner {summary.runner}; decoder: {_slots_line(pipeline)}"
+
+
 def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float) -> TagSummary:
     cleaned = store.recover()
     if cleaned["uncommitted"] or cleaned["tmp"] or cleaned["replacements"]:
@@ -368,27 +400,13 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
     if not opts.address:                                  # on a cluster the weights may live on the workers
         from .precheck import check_weights
         check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
-    from .localrun import LocalPipeline, choose_runner
+    from .runner import choose_runner
     runner, why = choose_runner(opts.runner, opts.address, len(sources.videos), len(sources.objects))
     summary.runner = (f"local (in this process, no Ray; {why})" if runner == "local" else f"ray ({why})")
     started = raycluster.connect(opts.address) if runner == "ray" else False
     pipeline = None
     try:
-        if runner == "ray":
-            res = raycluster.cluster_resources(opts.decoders)
-            from .pipeline import Pipeline                  # imports ray; keep `bike --help` fast
-            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
-            pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
-                                model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                                sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
-            where = (f"Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, {res.actors} model actor(s); "
-                     f"decoders: {_slots_line(pipeline)}")
-        else:
-            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in this process...")
-            pipeline = LocalPipeline(opts.model_kwargs, labels, window_s=opts.window_s,
-                                     model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                                     sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
-            where = f"runner {summary.runner}; decoder: {_slots_line(pipeline)}"
+        pipeline, where = _make_runner(runner, opts, labels, log, summary)
         facts = pipeline.start()
         model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling,
                                 windows=plan_key(opts))
@@ -400,8 +418,9 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
         log(f"bike tag: {len(sources.videos)} videos listed; {where}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
-        redo: set = set()
-        stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
+        write = WriteStage(store, model_id, model_row(model_id, facts, labels, opts.window_s or 0.0)
+                           if need_models_row else None, batch=opts.batch, flush_s=opts.flush_s)
+        redo, stale = write.redo, write.stale   # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store, trust=not opts.rehash)
@@ -457,60 +476,37 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
             result.video_id = vid
             return result
 
-        buffer: list = []
-        committed = [0]                 # videos committed in this run (said when it is interrupted)
-        last_flush = time.monotonic()
-
-        def flush():
-            nonlocal need_models_row, last_flush
-            if not buffer:
-                return
-            rows = tables(model_id, buffer)
-            if need_models_row:
-                rows = {"models": model_row(model_id, facts, labels, opts.window_s or 0.0), **rows}
-            statuses = {v.video_id: v.status for v in buffer}
-            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)),
-                              drop=[stale[v] for v in statuses if v in stale])
-            need_models_row = False
-            summary.batches += 1
-            committed[0] += len(statuses)
-            buffer.clear()
-            last_flush = time.monotonic()
-
         T = facts["frames"]
+
+        def count(result):
+            """Counts and progress of one finished video (→ the result to commit, None: not committed)."""
+            if result.streamed:                     # an object its decode task read (engine/sources/remote.py)
+                summary.objects_read += 1
+                summary.objects_bytes += result.streamed.get("size") or 0
+                summary.fetched_bytes += result.streamed.get("bytes") or 0
+                summary.fetched_gets += result.streamed.get("gets") or 0
+            if result.video_id.startswith(PENDING):
+                result = resolve(result)
+                if result is None:
+                    progress.skip()
+                    return None
+            frames = len(result.clips) * T
+            summary.frames += frames
+            if result.status == "ok":
+                summary.ok += 1
+            else:
+                summary.error += 1
+                summary.errors.append((result.path, result.error))
+            progress.update(result.status == "ok", frames)
+            return result
+
         t_run = time.monotonic()
         try:
-            for result in pipeline.run(work()):
-                if result.streamed:                     # an object its decode task read (engine/sources/remote.py)
-                    summary.objects_read += 1
-                    summary.objects_bytes += result.streamed.get("size") or 0
-                    summary.fetched_bytes += result.streamed.get("bytes") or 0
-                    summary.fetched_gets += result.streamed.get("gets") or 0
-                if result.video_id.startswith(PENDING):
-                    result = resolve(result)
-                    if result is None:
-                        progress.skip()
-                        continue
-                buffer.append(result)
-                frames = len(result.clips) * T
-                summary.frames += frames
-                if result.status == "ok":
-                    summary.ok += 1
-                else:
-                    summary.error += 1
-                    summary.errors.append((result.path, result.error))
-                progress.update(result.status == "ok", frames)
-                if len(buffer) >= opts.batch or time.monotonic() - last_flush >= opts.flush_s:
-                    flush()
-            flush()
-        except BaseException as e:
-            try:                        # finished videos are complete: keep them (still all-or-nothing)
-                flush()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass
-            if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            commit(pipeline.run(work()), write, count)
+        except KeyboardInterrupt as e:
+            if not isinstance(e, Interrupted):
                 raise Interrupted(
-                    f"{committed[0]} video(s) committed to {store.root} in this run; rerun the same command to "
+                    f"{write.committed} video(s) committed to {store.root} in this run; rerun the same command to "
                     "continue (what the store holds is skipped)") from None
             raise
         finally:
@@ -527,6 +523,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
                 except Exception as e:  # noqa: BLE001 - a speed-up only: say so, never fail the job for it
                     log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
+            summary.batches = write.batches
             summary.decodes = _decodes_line(pipeline.decodes)
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:
