@@ -26,7 +26,7 @@ def test_a_decode_worker_has_no_torch_and_a_small_resident_size(ray_cluster, tmp
     task = DecodeTask("v", str(video))
     msgs = list(ray_cluster.get(list(decode_task.remote(stage, task))))   # the real task, end to end
     end = [m for m in msgs if isinstance(m, End)][-1]
-    assert end.error is None and end.clips == 2 and "CPU" in end.held
+    assert end.error is None and end.clips == 2 and "CPU" in dict(end.held)
     report = ray_cluster.get(worker_report.remote(stage, task))
     assert report["error"] is None and report["clips"] == 2            # it decoded the video, in a decode worker
     assert report["torch"] is False, report

@@ -282,5 +282,5 @@ class RayRunner:
                     want_frames[gen] = msg.spans
                     continue
                 if isinstance(msg, End) and msg.held:      # the pool the task says it ran in, and its backend
-                    self.decodes[(NVDEC_POOL if NVDEC in msg.held else CPU, msg.decoder)] += 1
+                    self.decodes[(NVDEC_POOL if NVDEC in dict(msg.held) else CPU, msg.decoder)] += 1
                 v.on(msg)

@@ -229,6 +229,6 @@ class WriteStage(Stage):
         return len(statuses)
 
 
-def end_held(end: End, held) -> End:
-    """``end`` with the Ray resources its decode task held (the pool it ran in)."""
-    return replace(end, held=tuple(sorted(held)))
+def end_held(end: End, held: dict) -> End:
+    """``end`` with the Ray resources its decode task held (the pool it ran in): ((name, amount), ...)."""
+    return replace(end, held=tuple(sorted((str(k), float(v)) for k, v in held.items())))

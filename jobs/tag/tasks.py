@@ -82,7 +82,7 @@ class End:
     warnings: list = field(default_factory=list)
     decoder: "str | None" = None             # the backend that ran
     streamed: "dict | None" = None           # an object read by the decode: content id, size, ETag, bytes, GETs
-    held: tuple = ()                         # the Ray resources the decode task held (its pool); () locally
+    held: tuple = ()                         # ((resource, amount), ...) the Ray decode task held; () locally
 
 
 def typed(msg: dict):
