@@ -112,3 +112,14 @@ def test_the_driver_modules_import_no_torch(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_the_decode_options_are_resolved_once_on_the_driver(monkeypatch):
+    """The decode spec carries every decoding option as a typed field, read once where the job starts (a worker
+    of a joined cluster sees neither this process's environment nor its options)."""
+    from jobs.tag.tag import TagOptions, decode_spec
+    monkeypatch.setenv("BIKE_DECODE_NICE", "3")
+    spec = decode_spec(TagOptions(sources=[], store="s", window_s=2.0, decoder="pyav", sampling="keyframes",
+                                  model_batch=4, timeout_s=9.0))
+    assert spec == DecodeSpec(window_s=2.0, chunk_clips=4, timeout_s=9.0, decoder="pyav", sampling="keyframes",
+                              nice=3)

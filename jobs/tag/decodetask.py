@@ -22,15 +22,14 @@ from .stages import DecodeStage, end_held
 from .tasks import DecodeTask, End
 
 
-def _lower_priority() -> None:
-    """Nice a decode worker (and its ffmpeg) by ``$BIKE_DECODE_NICE`` (engine/settings.py, default 10): on a
-    small CPU-only host the model sets the pace, so the decoders take the CPU it leaves; on a GPU host the
-    model needs little CPU and decoding gets it all."""
+def _lower_priority(nice: int) -> None:
+    """Nice a decode worker (and its ffmpeg) by the job's ``DecodeSpec.nice`` (``$BIKE_DECODE_NICE`` read once on
+    the driver, engine/settings.py, default 10): on a small CPU-only host the model sets the pace, so the decoders
+    take the CPU it leaves; on a GPU host the model needs little CPU and decoding gets it all. Once per worker."""
     global _niced
     if not _niced:
-        from engine.settings import Settings
         try:
-            os.nice(Settings.from_env().decode_nice)
+            os.nice(int(nice))
         except OSError:
             pass
         _niced = True
@@ -40,7 +39,7 @@ _niced = False
 
 
 def _decode(stage: DecodeStage, task: DecodeTask):
-    _lower_priority()
+    _lower_priority(stage.spec.nice)
     stage.setup()
     yield from stage.process(task)
 

@@ -112,7 +112,7 @@ class RayRunner:
                        for _ in range(self.res.actors)]
         # while the model loads, run each decode stage once per slot on no file (it fails at once), so the
         # workers have imported the engine and unpickled the stage before the first video
-        warm_stages = decode_stages(DecodeSpec(frames=8, size=224, resize=256, chunk_clips=1, decoder=self.decoder),
+        warm_stages = decode_stages(replace(self.spec, frames=8, size=224, resize=256, chunk_clips=1),
                                     self.res.decode_cpus, self.res.nvdec_cpus)
         warm = [self._submit(warm_stages[pool], DecodeTask("", "", slot_decoder(pool, slot, self.decoder)))
                 for pool, n in self.slots.sizes.items() for slot in range(n)]

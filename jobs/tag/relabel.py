@@ -10,7 +10,9 @@ and the rows are written with the same code as ``bike tag`` (``jobs.tag.records`
 ``bike tag --labels NEW`` would use (model fingerprint + new label set + the source's window): the two
 commands give the same rows up to float16 rounding of the stored features, and a later ``bike tag`` with
 the new labels skips what ``relabel`` already did. Source videos recorded as errors are carried over as
-errors. Exactly once like ``bike tag``: batches of videos are committed with ``Store.write_batch``.
+errors. Exactly once like ``bike tag``: the same runner and write stage (``jobs.tag.runner.LocalRunner`` over a
+``jobs.tag.stages.StoredScoreStage``, no decode stage; ``jobs.tag.stages.WriteStage`` commits batches of videos
+with ``Store.write_batch``).
 
 The model is the one that tagged the source: with no model options it is loaded from the store's ``models``
 row (``index.store.storemodel.load_store_model``: same weights, frames and lexicon, weights hash checked); model

@@ -104,7 +104,8 @@ DECODE_STAGES = {CPU: DecodeStage, NVDEC: NvdecDecodeStage}
 
 def decode_stages(spec: DecodeSpec, cpu_cpus: "float | None" = None, nvdec_cpus: "float | None" = None) -> dict:
     """pool → its decode stage for ``spec`` (CPU requests as the cluster shares them; None: as declared)."""
-    return {CPU: DecodeStage(spec, cpu_cpus), NVDEC: NvdecDecodeStage(spec, nvdec_cpus)}
+    cpus = {CPU: cpu_cpus, NVDEC: nvdec_cpus}
+    return {pool: cls(spec, cpus.get(pool)) for pool, cls in DECODE_STAGES.items()}
 
 
 # ---- score ------------------------------------------------------------------------------------------------------

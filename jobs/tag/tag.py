@@ -3,16 +3,18 @@
 Steps (docs/tagging.md "Tag"):
 
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
-2. list the sources (``jobs.tag.sources``), choose the runner (``jobs.tag.localrun.choose_runner``: in this process
+2. list the sources (``jobs.tag.sources``), choose the runner (``jobs.tag.runner.choose_runner``: in this process
    for a few local files, else Ray), start or join Ray (``jobs.tag.raycluster``), load the model actors;
    the model id is derived from the model fingerprint + label set + window + frame sampling
    (``index.store.ids.model_id``);
 3. give each file its content id (``index.store.ids.identify``, hashed on the driver by a few threads; an
    unchanged file's id is remembered in the store, ``index.store.idcache``) and skip what the store already holds
    for this model id (unless ``force``); copies of one file are tagged once;
-4. decode and score on Ray (``jobs.tag.pipeline``) or in this process (``jobs.tag.localrun``), turn the results into rows (``jobs.tag.records``);
-5. the driver is the single writer: every ``batch`` finished videos (or every ``flush_s`` seconds) become
-   one all-or-nothing ``Store.write_batch`` — a SIGKILL at any moment loses at most the unwritten batch,
+4. decode and score: the stages of ``jobs.tag.stages`` (decode, score) on Ray (``jobs.tag.rayrunner``) or in this
+   process (``jobs.tag.runner``), the same stage objects either way; results become rows (``jobs.tag.records``);
+5. the driver is the single writer (``jobs.tag.stages.WriteStage``, shared with ``bike relabel``): every ``batch``
+   finished videos (or every ``flush_s`` seconds) become one all-or-nothing ``Store.write_batch`` — a SIGKILL
+   at any moment loses at most the unwritten batch,
    and the rerun redoes exactly those videos;
 6. update the vector index (``index.search.vectors.update_index``) unless ``index=False``.
 """
@@ -54,7 +56,7 @@ class TagOptions:
     min_shot: float = 1.0                                  # --windows shots: shorter shots join a neighbour
     address: "str | None" = None
     endpoint: "str | None" = None                          # S3-compatible endpoint (None: $AWS_ENDPOINT_URL / AWS)
-    runner: str = "auto"                                   # local | ray | auto (jobs/tag/localrun.py: choose_runner)
+    runner: str = "auto"                                   # local | ray | auto (jobs/tag/runner.py: choose_runner)
     batch: int = 16                                        # videos per committed store batch
     model_batch: int = 32                                  # clips per model call
     force: bool = False
@@ -101,7 +103,7 @@ class TagSummary:
     compacted: str = ""                                   # what the automatic compaction did (index/store/compact.py)
     decodes: str = ""                                     # videos decoded per slot pool and backend
     text: list = field(default_factory=list)              # text channels (jobs/tag/textstage.py): one line each
-    runner: str = ""                                      # which runner decoded and scored (jobs/tag/localrun.py)
+    runner: str = ""                                      # which runner decoded and scored (jobs/tag/runner.py)
 
     @property
     def skipped(self) -> int:
@@ -358,10 +360,11 @@ def decode_spec(opts: TagOptions) -> "DecodeSpec":
     """The job's decoding options as the typed spec every decode stage carries (the model's frames and crop are
     filled in by the runner once the model is loaded)."""
     from .decode import CHUNK_CLIPS
+    from engine.settings import Settings
     from .tasks import DecodeSpec
     return DecodeSpec(window_s=opts.window_s, chunk_clips=max(1, min(CHUNK_CLIPS, opts.model_batch)),
                       timeout_s=opts.timeout_s, decoder=opts.decoder, sampling=opts.sampling, windows=opts.windows,
-                      min_shot=opts.min_shot)
+                      min_shot=opts.min_shot, nice=Settings.from_env().decode_nice)
 
 
 def _make_runner(runner: str, opts: TagOptions, labels, log, summary: TagSummary):

@@ -32,6 +32,7 @@ class DecodeSpec:
     sampling: "str | None" = None
     windows: str = "fixed"                   # fixed | shots
     min_shot: float = 1.0
+    nice: int = 0                            # a Ray decode worker lowers its priority by this much
 
     def kwargs(self, decoder: "str | None" = None, shots: "list | None" = None) -> dict:
         """``decode_video`` keyword arguments (``decoder``: the slot's backend, else the spec's)."""
