@@ -1,7 +1,7 @@
 """The Ray decode worker of ``bike tag`` stays light (issue 19): no torch in its process, a small resident size.
 
 Ray imports a remote function's whole module on the worker that runs it; when the decode task lived in
-``jobs.tag.pipeline`` (beside the model actor, which imports ``jobs.tag.scoring`` and torch), every decode worker held
+``jobs.tag.pipeline`` (now jobs/tag/rayrunner.py, beside the model actor, which imports ``jobs.tag.scoring`` and torch), every decode worker held
 torch (~620 MB resident on a CPU host, ~850 MB reported with CUDA, where PyAV + numpy need ~150 MB). ``jobs.tag.decodetask.worker_report`` decodes a video on
 a decode worker, exactly as ``decode_task`` does, and reports what its process holds.
 """

@@ -89,7 +89,7 @@ def test_local_and_ray_runners_give_the_same_results(ray_cluster, tmp_path):
     try:
         facts = on_ray.start()
         assert score.scorer is None                         # the model loaded in the actor, not here
-        assert facts["fingerprint"] == local_facts["fingerprint"]
+        assert facts.fingerprint == local_facts.fingerprint
         ray_results = list(on_ray.run(iter(items)))
     finally:
         on_ray.stop()

@@ -101,11 +101,11 @@ class RayRunner:
         self.decodes: Counter = Counter()
         self.max_queue_clips = 4 * self.model_batch
         self.actors: list = []
-        self.facts: "dict | None" = None
+        self.facts = None                        # jobs.tag.records.ModelFacts, once started
         self.frames_scored = 0
 
     # ---- start ---------------------------------------------------------------------------------------
-    def start(self) -> dict:
+    def start(self):
         """Create the model actors and return the model's facts (``records.model_facts``). Errors loading
         the model (no weights, bad checkpoint, bad labels) are raised as themselves, not as Ray errors."""
         self.actors = [RemoteStageActor.options(**stage_options(self.score)).remote(self.score)
@@ -178,7 +178,7 @@ class RayRunner:
         calls: dict = {}                 # model ObjectRef → (actor index, [(video_id, spans)])
         load = [0] * len(self.actors)
         exhausted = False
-        T = self.facts["frames"]
+        T = self.facts.frames
 
         def finish(v: Assembly):
             del videos[v.video_id]

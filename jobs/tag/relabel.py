@@ -340,16 +340,16 @@ def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> R
                             precision=opts.model_kwargs.get("precision"),
                             branches=opts.model_kwargs.get("branches"))
     facts = model_facts(model)
-    src = choose_source(store, facts["fingerprint"], opts.source, towers,
+    src = choose_source(store, facts.fingerprint, opts.source, towers,
                         named=opts.model_kwargs.get("checkpoint") or opts.model_kwargs.get("pretrained") or "")
     window = float(src["window_s"])
-    target = ids.model_id(facts["fingerprint"], labels.digest, window, source_sampling(src))
+    target = ids.model_id(facts.fingerprint, labels.digest, window, source_sampling(src))
     summary = RelabelSummary(store=str(store.root), source=src["model_id"], model_id=target)
     if target == src["model_id"] and not opts.force:
         log(f"bike relabel: {src['model_id']} already uses label set {labels.name}: nothing to do")
         summary.seconds = time.monotonic() - t0
         return summary
-    log(f"bike relabel: model {facts['describe']}; {src['model_id']} (labels {src['label_set']}) → "
+    log(f"bike relabel: model {facts.describe}; {src['model_id']} (labels {src['label_set']}) → "
         f"labels {labels.name} ({len(labels)}), model_id {target}")
     done = set() if opts.force else set(store.done_videos(target))
     total = len(store.done_videos(src["model_id"]))

@@ -52,9 +52,9 @@ def choose_runner(runner: str, address: "str | None", files: int, objects: int) 
     return "local", f"--runner auto: {files} local file(s) <= {LOCAL_MAX_FILES}"
 
 
-def model_spec(spec: DecodeSpec, facts: dict, model_batch: int) -> DecodeSpec:
+def model_spec(spec: DecodeSpec, facts, model_batch: int) -> DecodeSpec:
     """``spec`` with what the loaded model decides: frames per clip, crop and resize, clips per chunk."""
-    return replace(spec, frames=facts["frames"], size=facts["crop"], resize=facts["resize"],
+    return replace(spec, frames=facts.frames, size=facts.crop, resize=facts.resize,
                    chunk_clips=max(1, min(spec.chunk_clips, model_batch)))
 
 
@@ -142,7 +142,7 @@ class LocalRunner:
         self.slots = _Slots(1 if spec is not None else 0)
         self.decodes: Counter = Counter()
         self.known_shots: dict = {}
-        self.facts: "dict | None" = None
+        self.facts = None                        # jobs.tag.records.ModelFacts, once started
         self.frames_scored = 0
         self._started = False
 
@@ -151,7 +151,7 @@ class LocalRunner:
         """The one in-process model (``jobs.tag.tag`` divides the model's busy time by their number)."""
         return [self.score]
 
-    def start(self) -> "dict | None":
+    def start(self):
         """Set the stages up here (the model loads) → the model's facts; a loading error is raised as itself."""
         self.score.setup()
         self._started = True

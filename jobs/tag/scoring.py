@@ -35,7 +35,7 @@ class Scorer:
         except Exception as e:  # noqa: BLE001 - kept and raised by facts(): as a Ray actor, a failing
             self.error = e      # constructor would only surface as an opaque "actor died"
 
-    def facts(self) -> dict:
+    def facts(self):
         """The model's facts (``records.model_facts``); raises the error that loading the model met."""
         if self.error is not None:
             raise self.error

@@ -127,8 +127,8 @@ class ScoreStage(Stage):
         from .scoring import Scorer          # imports torch: only where the model runs
         self.scorer = Scorer(self.model_kwargs, self.labels, threads=None if self.resources.gpus else self.threads)
 
-    def facts(self) -> dict:
-        """The model's facts (``jobs.tag.records.model_facts``); raises the error that loading it met."""
+    def facts(self):
+        """The model's ``jobs.tag.records.ModelFacts``; raises the error that loading it met."""
         return self.scorer.facts()
 
     def process(self, batch: ScoreBatch) -> list:

@@ -411,12 +411,12 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
     try:
         pipeline, where = _make_runner(runner, opts, labels, log, summary)
         facts = pipeline.start()
-        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling,
+        model_id = ids.model_id(facts.fingerprint, labels.digest, opts.window_s or 0.0, opts.sampling,
                                 windows=plan_key(opts))
         if opts.windows == "shots" and not opts.force:
             pipeline.known_shots = stored_shots(store)
-        summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
-        log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
+        summary.model_id, summary.model, summary.random_init = model_id, facts.describe, facts.random_init
+        log(f"bike tag: model {facts.describe}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; sampling {opts.sampling}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; {where}")
         done = store.done_videos(model_id)
@@ -479,7 +479,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
             result.video_id = vid
             return result
 
-        T = facts["frames"]
+        T = facts.frames
 
         def count(result):
             """Counts and progress of one finished video (→ the result to commit, None: not committed)."""
