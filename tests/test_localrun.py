@@ -7,7 +7,7 @@ import pytest
 from index.store import Store
 from jobs.cli import main as bike
 from jobs.errors import UsageError
-from jobs.tag.localrun import LOCAL_MAX_FILES, choose_runner
+from jobs.tag.runner import LOCAL_MAX_FILES, choose_runner
 from tests.media import make_video
 
 TINY = ["--model", "bike-tiny", "--random-init", "--lexicon", "hmdb51", "--labels", "dog,cat,surfing"]

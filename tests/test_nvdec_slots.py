@@ -1,4 +1,4 @@
-"""CPU decodes and NVDEC decodes side by side (jobs/tag/slots.py, jobs/tag/pipeline.py; docs/decoding.md).
+"""CPU decodes and NVDEC decodes side by side (jobs/tag/slots.py, jobs/tag/rayrunner.py; docs/decoding.md).
 
 The slot accounting and the decoder names are plain functions. The pipeline is tested on a real local Ray
 that declares 2 ``NVDEC`` units on this CPU host: legitimate for placement (Ray schedules on the resource, not

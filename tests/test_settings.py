@@ -72,7 +72,7 @@ def test_command_options_leave_the_environment_as_it_was(monkeypatch):
 
 
 def test_tag_resolves_the_decoding_choice_into_its_options(monkeypatch, tmp_path):
-    """bike tag hands every decode task the decoder and sampling as arguments (jobs.tag.pipeline), so a worker
+    """bike tag hands every decode task the decoder and sampling as arguments (jobs/tag/rayrunner.py, in the typed DecodeSpec), so a worker
     of a joined cluster gets them: run_tag resolves None to the settings' value once, on the driver."""
     from engine.video import default_decoder
     from jobs.tag.tag import frame_sampling

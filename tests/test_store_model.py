@@ -135,8 +135,8 @@ def test_relabel_with_a_fast_adapted_checkpoint_scores_its_classes_from_the_stor
     assert row["checkpoint"] == ckpt and row["labels"] == ["jumping", "sitting"] and row["lexicon"] == "hmdb51"
     # the numbers are the adapted model's (its class features) on the stored frame embeddings
     items = list(source_videos(store, mid, set()))
-    want = score_stored(adapted, labels, [f for it in items for f in it["features"]],
-                        [a for it in items for a in it["attributes"]], [s for it in items for s in it["spans"]])
+    want = score_stored(adapted, labels, [f for it in items for f in it.features],
+                        [a for it in items for a in it.attributes], [s for it in items for s in it.spans])
     _, got = query(store, f"SELECT label, score FROM labels WHERE model_id = '{want_id}' AND rank = 0 "
                           "ORDER BY video_id, clip_id")
     assert [g[0] for g in got] == [w.labels[0].label for w in want]

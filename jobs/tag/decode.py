@@ -1,6 +1,7 @@
 """The decoding stage of ``bike tag``: one video → a stream of small messages and frame chunks. No Ray here.
 
-:func:`decode_video` is a plain generator; ``jobs.tag.pipeline`` runs it as a Ray streaming task so that only
+:func:`decode_video` is a plain generator; ``jobs.tag.stages.DecodeStage`` runs it (as a Ray streaming task on Ray,
+typing each message as a dataclass of ``jobs.tag.tasks``) so that only
 the frames the sampler needs, already resized and cropped, leave the worker, a few clips at a time (memory
 stays bounded on a 1-hour or 4K file). What it yields, in order:
 

@@ -21,7 +21,7 @@ NVDEC (docs/decoding.md): decodes on the nvdec backend ask for one unit of the c
 nvdec backend can run here (engines per GPU × GPUs: engine/video/nvdec_engines.py, ``$BIKE_NVDEC_ENGINES``
 overrides); a cluster declares it on its GPU nodes (``ray start --resources='{"NVDEC": 7}'``,
 ray_cluster.yaml). :func:`cluster_resources` reads how many there are; CPU decodes and NVDEC decodes then run
-side by side (jobs/tag/pipeline.py).
+side by side (jobs/tag/rayrunner.py).
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ class Resources:
 
 #: The custom Ray resource of NVDEC decode engines.
 NVDEC = "NVDEC"
-#: Most CPU an NVDEC decode asks for (it demuxes, and converts and resizes the frames on the host).
+#: Most CPU an NVDEC decode asks for (it demuxes, and converts and resizes the frames on the host): what
+#: ``jobs.tag.stages.NvdecDecodeStage`` declares.
 NVDEC_TASK_CPUS = 0.25
 
 

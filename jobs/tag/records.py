@@ -116,24 +116,40 @@ def clip_results(scores, spans, top_k: int = DEFAULTS.top_k) -> "list[ClipResult
     return out
 
 
-def model_facts(model) -> dict:
-    """What the ``models`` row and the model id need from a loaded ``BikeModel`` (small, picklable)."""
-    return {"meta": dict(model.meta), "fingerprint": model.fingerprint(), "describe": model.describe(),
-            "lexicon": model.lexicon.name, "frames": model.frames, "crop": model.crop, "resize": model.resize,
-            "random_init": model.random_init, "precision": model.precision.name, "branches": model.branches}
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the ``models`` row, the model id and the decode spec need from a loaded ``BikeModel`` (small,
+    picklable: a score stage's actor sends it to the driver)."""
+    meta: dict
+    fingerprint: dict
+    describe: str
+    lexicon: str
+    frames: int
+    crop: int
+    resize: int
+    random_init: bool
+    precision: str = "fp32"
+    branches: str = "fused"
 
 
-def model_row(model_id: str, facts: dict, labels, window_s: float, now: "datetime | None" = None) -> pa.Table:
+def model_facts(model) -> ModelFacts:
+    """The :class:`ModelFacts` of a loaded ``BikeModel``."""
+    return ModelFacts(meta=dict(model.meta), fingerprint=model.fingerprint(), describe=model.describe(),
+                      lexicon=model.lexicon.name, frames=model.frames, crop=model.crop, resize=model.resize,
+                      random_init=model.random_init, precision=model.precision.name, branches=model.branches)
+
+
+def model_row(model_id: str, facts: ModelFacts, labels, window_s: float, now: "datetime | None" = None) -> pa.Table:
     """The ``models`` row of ``model_id`` (``facts`` from :func:`model_facts`, ``labels`` a LabelSet)."""
-    m = facts["meta"]
+    m = facts.meta
     row = {"model_id": model_id, "name": m.get("name"), "pretrained": m.get("pretrained"),
            "checkpoint": m.get("checkpoint"), "weights_sha": m.get("weights_sha"),
-           "random_init": bool(m.get("random_init")), "frames": int(facts["frames"]),
+           "random_init": bool(m.get("random_init")), "frames": int(facts.frames),
            "window_s": float(window_s), "label_set": labels.name, "label_digest": labels.digest,
-           "labels": list(labels.names), "lexicon": facts["lexicon"],
-           "fingerprint": json.dumps(facts["fingerprint"], sort_keys=True),
+           "labels": list(labels.names), "lexicon": facts.lexicon,
+           "fingerprint": json.dumps(facts.fingerprint, sort_keys=True),
            "created_at": now or datetime.now(timezone.utc),
-           "precision": facts.get("precision", "fp32"), "branches": facts.get("branches", "fused")}
+           "precision": facts.precision, "branches": facts.branches}
     return pa.Table.from_pylist([row], schema=TABLES["models"])
 
 

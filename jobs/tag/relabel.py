@@ -10,7 +10,9 @@ and the rows are written with the same code as ``bike tag`` (``jobs.tag.records`
 ``bike tag --labels NEW`` would use (model fingerprint + new label set + the source's window): the two
 commands give the same rows up to float16 rounding of the stored features, and a later ``bike tag`` with
 the new labels skips what ``relabel`` already did. Source videos recorded as errors are carried over as
-errors. Exactly once like ``bike tag``: batches of videos are committed with ``Store.write_batch``.
+errors. Exactly once like ``bike tag``: the same runner and write stage (``jobs.tag.runner.LocalRunner`` over a
+``jobs.tag.stages.StoredScoreStage``, no decode stage; ``jobs.tag.stages.WriteStage`` commits batches of videos
+with ``Store.write_batch``).
 
 The model is the one that tagged the source: with no model options it is loaded from the store's ``models``
 row (``index.store.storemodel.load_store_model``: same weights, frames and lexicon, weights hash checked); model
@@ -42,7 +44,10 @@ from index.store import Store
 
 from jobs.errors import UsageError
 from jobs.progress import Progress
-from .records import ClipSpan, VideoResult, clip_results, model_facts, model_row, tables
+from .records import ClipSpan, VideoResult, clip_results, model_facts, model_row
+from .runner import LocalRunner, commit
+from .stages import StoredScoreStage, WriteStage
+from .tasks import StoredVideo
 
 #: Clips scored per model call.
 SCORE_CLIPS = 256
@@ -267,7 +272,7 @@ def _frame_matrix(column) -> np.ndarray:
 
 
 def source_videos(store: Store, model_id: str, skip: set):
-    """Yield one dict per stored video of ``model_id`` (videos row, its clips and attribute phrases), shard by
+    """Yield one ``StoredVideo`` per stored video of ``model_id`` (videos row, its clips and attribute phrases), shard by
     shard so memory holds one shard at a time."""
     for c in list(store.commits()):
         if c["model_id"] != model_id or not c["videos"]:
@@ -291,11 +296,11 @@ def source_videos(store: Store, model_id: str, skip: set):
             by_video[vid].append(i)
         for v in vids:
             rows = sorted(by_video.get(v["video_id"], []), key=lambda i: cols["clip_index"][i])
-            yield {"video": v,
-                   "spans": [ClipSpan(cols["clip_index"][i], cols["start_s"][i], cols["end_s"][i],
-                                      cols["frame_times"][i]) for i in rows],
-                   "features": [emb[i] for i in rows],
-                   "attributes": [phrases.get(f"{v['video_id']}/{cols['clip_index'][i]}", []) for i in rows]}
+            yield StoredVideo(video=v,
+                              spans=[ClipSpan(cols["clip_index"][i], cols["start_s"][i], cols["end_s"][i],
+                                              cols["frame_times"][i]) for i in rows],
+                              features=[emb[i] for i in rows],
+                              attributes=[phrases.get(f"{v['video_id']}/{cols['clip_index'][i]}", []) for i in rows])
 
 
 @torch.no_grad()
@@ -314,11 +319,6 @@ def source_sampling(row: dict) -> str:
     it): the relabelled rows describe the same frames, so their model_id carries the same sampling."""
     from engine.video.plan import SAMPLINGS
     return ids.sampling_of(row, SAMPLINGS) or ids.DEFAULT_SAMPLING
-
-
-def _video_result(row: dict) -> VideoResult:
-    keep = ("video_id", "path", "status", "error", "size", "duration_s", "fps", "width", "height", "codec")
-    return VideoResult(**{k: row[k] for k in keep})
 
 
 def run_relabel(opts: RelabelOptions, log=None) -> RelabelSummary:
@@ -340,71 +340,41 @@ def _run_locked(opts: RelabelOptions, store: Store, labels, log, t0: float) -> R
                             precision=opts.model_kwargs.get("precision"),
                             branches=opts.model_kwargs.get("branches"))
     facts = model_facts(model)
-    src = choose_source(store, facts["fingerprint"], opts.source, towers,
+    src = choose_source(store, facts.fingerprint, opts.source, towers,
                         named=opts.model_kwargs.get("checkpoint") or opts.model_kwargs.get("pretrained") or "")
     window = float(src["window_s"])
-    target = ids.model_id(facts["fingerprint"], labels.digest, window, source_sampling(src))
+    target = ids.model_id(facts.fingerprint, labels.digest, window, source_sampling(src))
     summary = RelabelSummary(store=str(store.root), source=src["model_id"], model_id=target)
     if target == src["model_id"] and not opts.force:
         log(f"bike relabel: {src['model_id']} already uses label set {labels.name}: nothing to do")
         summary.seconds = time.monotonic() - t0
         return summary
-    log(f"bike relabel: model {facts['describe']}; {src['model_id']} (labels {src['label_set']}) → "
+    log(f"bike relabel: model {facts.describe}; {src['model_id']} (labels {src['label_set']}) → "
         f"labels {labels.name} ({len(labels)}), model_id {target}")
     done = set() if opts.force else set(store.done_videos(target))
     total = len(store.done_videos(src["model_id"]))
     summary.skipped = len(done & set(store.done_videos(src["model_id"])))
     need_models_row = target not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
-    model.label_features(labels)                          # encode the new prompts once, before timing
+    # the stages: stored features → scores (no decode stage), then the commit shared with bike tag
+    score = StoredScoreStage(model, labels, clips_per_call=SCORE_CLIPS)
+    write = WriteStage(store, target, model_row(target, facts, labels, window) if need_models_row else None,
+                       batch=opts.batch, replace_all=opts.force)
+    runner = LocalRunner(score, model_batch=SCORE_CLIPS, batch_items=opts.batch)
+    runner.start()                                        # encodes the new prompts once, before timing
     progress = Progress(total, "relabel", bar=opts.progress)
     progress.skip(summary.skipped)
-    buffer: list = []
 
-    def flush():
-        nonlocal need_models_row
-        if not buffer:
-            return
-        rows = tables(target, buffer)
-        if need_models_row:
-            rows = {"models": model_row(target, facts, labels, window), **rows}
-        store.write_batch(rows, target, {v.video_id: v.status for v in buffer}, replace=opts.force)
-        need_models_row = False
-        buffer.clear()
-
-    pending: list = []                     # (VideoResult, item) waiting to be scored
-
-    def score_pending():
-        feats = [f for _, it in pending for f in it["features"]]
-        atts = [a for _, it in pending for a in it["attributes"]]
-        spans = [s for _, it in pending for s in it["spans"]]
-        t = time.perf_counter()
-        results = []
-        for i in range(0, len(spans), SCORE_CLIPS):
-            results += score_stored(model, labels, feats[i:i + SCORE_CLIPS], atts[i:i + SCORE_CLIPS],
-                                    spans[i:i + SCORE_CLIPS])
-        summary.score_s += time.perf_counter() - t
-        summary.clips += len(spans)
-        j = 0
-        for v, it in pending:
-            v.clips = results[j:j + len(it["spans"])]
-            j += len(it["spans"])
-            buffer.append(v)
-            progress.update(v.status == "ok", len(v.clips) * model.frames)
-            summary.videos += 1
-            summary.errors += v.status != "ok"
-        pending.clear()
-        if len(buffer) >= opts.batch:
-            flush()
+    def count(v: VideoResult) -> VideoResult:
+        progress.update(v.status == "ok", len(v.clips) * model.frames)
+        summary.videos += 1
+        summary.errors += v.status != "ok"
+        return v
 
     try:
-        for item in source_videos(store, src["model_id"], done):
-            pending.append((_video_result(item["video"]), item))
-            if sum(len(it["spans"]) for _, it in pending) >= SCORE_CLIPS or len(pending) >= opts.batch:
-                score_pending()
-        score_pending()
-        flush()
+        commit(runner.run(source_videos(store, src["model_id"], done)), write, count)
     finally:
         progress.close()
+        summary.score_s, summary.clips = score.busy(), score.clips
     summary.seconds = time.monotonic() - t0
     if opts.index and summary.videos:
         from .tag import update_vector_index

@@ -1,6 +1,7 @@
 """The model stage of ``bike tag``: batches of decoded clips (from any videos) → :class:`ClipResult` lists.
 
-:class:`Scorer` is plain Python (tested without Ray); ``jobs.tag.pipeline`` wraps it in a Ray actor so the model
+:class:`Scorer` is plain Python (tested without Ray); ``jobs.tag.stages.ScoreStage`` loads it in its ``setup()``, in a
+Ray actor (``jobs.tag.rayrunner``) or in this process (``jobs.tag.runner``), so the model
 is loaded once per actor (one per GPU when there are GPUs). A call takes several frame chunks, possibly of
 different videos, scores them as one batch and hands back one result list per chunk.
 """
@@ -34,7 +35,7 @@ class Scorer:
         except Exception as e:  # noqa: BLE001 - kept and raised by facts(): as a Ray actor, a failing
             self.error = e      # constructor would only surface as an opaque "actor died"
 
-    def facts(self) -> dict:
+    def facts(self):
         """The model's facts (``records.model_facts``); raises the error that loading the model met."""
         if self.error is not None:
             raise self.error

@@ -1,6 +1,7 @@
 """Decode slots of ``bike tag``: CPU decodes and NVDEC decodes side by side. No Ray here.
 
-The pipeline (jobs/tag/pipeline.py) keeps two pools of slots, one decode in flight per slot:
+The Ray runner (jobs/tag/rayrunner.py) keeps two pools of slots, one decode in flight per slot; each pool
+runs its decode stage (jobs/tag/stages.py ``DECODE_STAGES``) with the resources that stage declares:
 
     cpu     ``Resources.decoders`` slots; a CPU backend (``--decoder pyav|ffmpeg``, or ``auto`` among the
             CPU backends); Ray request ``num_cpus=decode_cpus``

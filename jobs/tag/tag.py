@@ -3,16 +3,18 @@
 Steps (docs/tagging.md "Tag"):
 
 1. read the label set and open the store (``Store.recover()`` cleans up after a killed run);
-2. list the sources (``jobs.tag.sources``), choose the runner (``jobs.tag.localrun.choose_runner``: in this process
+2. list the sources (``jobs.tag.sources``), choose the runner (``jobs.tag.runner.choose_runner``: in this process
    for a few local files, else Ray), start or join Ray (``jobs.tag.raycluster``), load the model actors;
    the model id is derived from the model fingerprint + label set + window + frame sampling
    (``index.store.ids.model_id``);
 3. give each file its content id (``index.store.ids.identify``, hashed on the driver by a few threads; an
    unchanged file's id is remembered in the store, ``index.store.idcache``) and skip what the store already holds
    for this model id (unless ``force``); copies of one file are tagged once;
-4. decode and score on Ray (``jobs.tag.pipeline``) or in this process (``jobs.tag.localrun``), turn the results into rows (``jobs.tag.records``);
-5. the driver is the single writer: every ``batch`` finished videos (or every ``flush_s`` seconds) become
-   one all-or-nothing ``Store.write_batch`` — a SIGKILL at any moment loses at most the unwritten batch,
+4. decode and score: the stages of ``jobs.tag.stages`` (decode, score) on Ray (``jobs.tag.rayrunner``) or in this
+   process (``jobs.tag.runner``), the same stage objects either way; results become rows (``jobs.tag.records``);
+5. the driver is the single writer (``jobs.tag.stages.WriteStage``, shared with ``bike relabel``): every ``batch``
+   finished videos (or every ``flush_s`` seconds) become one all-or-nothing ``Store.write_batch`` — a SIGKILL
+   at any moment loses at most the unwritten batch,
    and the rerun redoes exactly those videos;
 6. update the vector index (``index.search.vectors.update_index``) unless ``index=False``.
 """
@@ -36,7 +38,9 @@ from index.store import Store
 from jobs.tag import raycluster
 from jobs.errors import UsageError
 from jobs.progress import Progress
-from .records import model_row, tables
+from .records import model_row
+from .runner import commit
+from .stages import WriteStage
 from .shotwindows import check_windows, plan_key, stored_shots
 from .sources import list_sources
 
@@ -52,7 +56,7 @@ class TagOptions:
     min_shot: float = 1.0                                  # --windows shots: shorter shots join a neighbour
     address: "str | None" = None
     endpoint: "str | None" = None                          # S3-compatible endpoint (None: $AWS_ENDPOINT_URL / AWS)
-    runner: str = "auto"                                   # local | ray | auto (jobs/tag/localrun.py: choose_runner)
+    runner: str = "auto"                                   # local | ray | auto (jobs/tag/runner.py: choose_runner)
     batch: int = 16                                        # videos per committed store batch
     model_batch: int = 32                                  # clips per model call
     force: bool = False
@@ -99,7 +103,7 @@ class TagSummary:
     compacted: str = ""                                   # what the automatic compaction did (index/store/compact.py)
     decodes: str = ""                                     # videos decoded per slot pool and backend
     text: list = field(default_factory=list)              # text channels (jobs/tag/textstage.py): one line each
-    runner: str = ""                                      # which runner decoded and scored (jobs/tag/localrun.py)
+    runner: str = ""                                      # which runner decoded and scored (jobs/tag/runner.py)
 
     @property
     def skipped(self) -> int:
@@ -352,6 +356,37 @@ def _nothing_to_do(opts: TagOptions, store: Store, labels, sources, summary: Tag
     return True
 
 
+def decode_spec(opts: TagOptions) -> "DecodeSpec":
+    """The job's decoding options as the typed spec every decode stage carries (the model's frames and crop are
+    filled in by the runner once the model is loaded)."""
+    from .decode import CHUNK_CLIPS
+    from engine.settings import Settings
+    from .tasks import DecodeSpec
+    return DecodeSpec(window_s=opts.window_s, chunk_clips=max(1, min(CHUNK_CLIPS, opts.model_batch)),
+                      timeout_s=opts.timeout_s, decoder=opts.decoder, sampling=opts.sampling, windows=opts.windows,
+                      min_shot=opts.min_shot, nice=Settings.from_env().decode_nice)
+
+
+def _make_runner(runner: str, opts: TagOptions, labels, log, summary: TagSummary):
+    """The runner (jobs/tag/runner.py, jobs/tag/rayrunner.py) over a score stage and the decode spec →
+    (runner, the line that says where it runs)."""
+    from .stages import ScoreStage
+    spec = decode_spec(opts)
+    if runner == "ray":
+        res = raycluster.cluster_resources(opts.decoders)
+        from .rayrunner import RayRunner                  # imports ray; keep `bike --help` fast
+        log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
+        score = ScoreStage(opts.model_kwargs, labels, cpus=res.actor_cpus, gpus=res.actor_gpus,
+                           threads=res.model_threads)
+        pipeline = RayRunner(score, spec, res, model_batch=opts.model_batch)
+        return pipeline, (f"Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, {res.actors} model actor(s); "
+                          f"decoders: {_slots_line(pipeline)}")
+    from .runner import LocalRunner
+    log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in this process...")
+    pipeline = LocalRunner(ScoreStage(opts.model_kwargs, labels), spec, model_batch=opts.model_batch)
+    return pipeline, f"runner {summary.runner}; decoder: {_slots_line(pipeline)}"
+
+
 def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float) -> TagSummary:
     cleaned = store.recover()
     if cleaned["uncommitted"] or cleaned["tmp"] or cleaned["replacements"]:
@@ -368,40 +403,27 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
     if not opts.address:                                  # on a cluster the weights may live on the workers
         from .precheck import check_weights
         check_weights(opts.model_kwargs)                  # before Ray: a missing file is said in a second
-    from .localrun import LocalPipeline, choose_runner
+    from .runner import choose_runner
     runner, why = choose_runner(opts.runner, opts.address, len(sources.videos), len(sources.objects))
     summary.runner = (f"local (in this process, no Ray; {why})" if runner == "local" else f"ray ({why})")
     started = raycluster.connect(opts.address) if runner == "ray" else False
     pipeline = None
     try:
-        if runner == "ray":
-            res = raycluster.cluster_resources(opts.decoders)
-            from .pipeline import Pipeline                  # imports ray; keep `bike --help` fast
-            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in {res.actors} Ray actor(s)...")
-            pipeline = Pipeline(opts.model_kwargs, labels, res, window_s=opts.window_s,
-                                model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                                sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
-            where = (f"Ray: {res.cpus:g} CPUs, {res.gpus:g} GPUs, {res.actors} model actor(s); "
-                     f"decoders: {_slots_line(pipeline)}")
-        else:
-            log(f"bike tag: loading the model ({_model_words(opts.model_kwargs)}) in this process...")
-            pipeline = LocalPipeline(opts.model_kwargs, labels, window_s=opts.window_s,
-                                     model_batch=opts.model_batch, timeout_s=opts.timeout_s, decoder=opts.decoder,
-                                     sampling=opts.sampling, windows=opts.windows, min_shot=opts.min_shot)
-            where = f"runner {summary.runner}; decoder: {_slots_line(pipeline)}"
+        pipeline, where = _make_runner(runner, opts, labels, log, summary)
         facts = pipeline.start()
-        model_id = ids.model_id(facts["fingerprint"], labels.digest, opts.window_s or 0.0, opts.sampling,
+        model_id = ids.model_id(facts.fingerprint, labels.digest, opts.window_s or 0.0, opts.sampling,
                                 windows=plan_key(opts))
         if opts.windows == "shots" and not opts.force:
             pipeline.known_shots = stored_shots(store)
-        summary.model_id, summary.model, summary.random_init = model_id, facts["describe"], facts["random_init"]
-        log(f"bike tag: model {facts['describe']}; labels {labels.name} ({len(labels)}); window "
+        summary.model_id, summary.model, summary.random_init = model_id, facts.describe, facts.random_init
+        log(f"bike tag: model {facts.describe}; labels {labels.name} ({len(labels)}); window "
             f"{opts.window_s or 'whole video'}; sampling {opts.sampling}; model_id {model_id}")
         log(f"bike tag: {len(sources.videos)} videos listed; {where}")
         done = store.done_videos(model_id)
         need_models_row = model_id not in set(store.read("models", ["model_id"])["model_id"].to_pylist())
-        redo: set = set()
-        stale: dict = {}                # content id → the path id of its path's earlier "cannot read" row
+        write = WriteStage(store, model_id, model_row(model_id, facts, labels, opts.window_s or 0.0)
+                           if need_models_row else None, batch=opts.batch, flush_s=opts.flush_s)
+        redo, stale = write.redo, write.stale   # content id → the path id of its path's earlier "cannot read" row
         progress = Progress(len(sources.videos), "tag", bar=opts.progress)
         progress.follow(lambda: pipeline.frames_scored)       # a long video moves the frame count
         id_cache = IdCache(store, trust=not opts.rehash)
@@ -457,60 +479,37 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
             result.video_id = vid
             return result
 
-        buffer: list = []
-        committed = [0]                 # videos committed in this run (said when it is interrupted)
-        last_flush = time.monotonic()
+        T = facts.frames
 
-        def flush():
-            nonlocal need_models_row, last_flush
-            if not buffer:
-                return
-            rows = tables(model_id, buffer)
-            if need_models_row:
-                rows = {"models": model_row(model_id, facts, labels, opts.window_s or 0.0), **rows}
-            statuses = {v.video_id: v.status for v in buffer}
-            store.write_batch(rows, model_id, statuses, replace=bool(redo & set(statuses)),
-                              drop=[stale[v] for v in statuses if v in stale])
-            need_models_row = False
-            summary.batches += 1
-            committed[0] += len(statuses)
-            buffer.clear()
-            last_flush = time.monotonic()
+        def count(result):
+            """Counts and progress of one finished video (→ the result to commit, None: not committed)."""
+            if result.streamed:                     # an object its decode task read (engine/sources/remote.py)
+                summary.objects_read += 1
+                summary.objects_bytes += result.streamed.get("size") or 0
+                summary.fetched_bytes += result.streamed.get("bytes") or 0
+                summary.fetched_gets += result.streamed.get("gets") or 0
+            if result.video_id.startswith(PENDING):
+                result = resolve(result)
+                if result is None:
+                    progress.skip()
+                    return None
+            frames = len(result.clips) * T
+            summary.frames += frames
+            if result.status == "ok":
+                summary.ok += 1
+            else:
+                summary.error += 1
+                summary.errors.append((result.path, result.error))
+            progress.update(result.status == "ok", frames)
+            return result
 
-        T = facts["frames"]
         t_run = time.monotonic()
         try:
-            for result in pipeline.run(work()):
-                if result.streamed:                     # an object its decode task read (engine/sources/remote.py)
-                    summary.objects_read += 1
-                    summary.objects_bytes += result.streamed.get("size") or 0
-                    summary.fetched_bytes += result.streamed.get("bytes") or 0
-                    summary.fetched_gets += result.streamed.get("gets") or 0
-                if result.video_id.startswith(PENDING):
-                    result = resolve(result)
-                    if result is None:
-                        progress.skip()
-                        continue
-                buffer.append(result)
-                frames = len(result.clips) * T
-                summary.frames += frames
-                if result.status == "ok":
-                    summary.ok += 1
-                else:
-                    summary.error += 1
-                    summary.errors.append((result.path, result.error))
-                progress.update(result.status == "ok", frames)
-                if len(buffer) >= opts.batch or time.monotonic() - last_flush >= opts.flush_s:
-                    flush()
-            flush()
-        except BaseException as e:
-            try:                        # finished videos are complete: keep them (still all-or-nothing)
-                flush()
-            except BaseException:  # noqa: BLE001 - the first error is the one to report
-                pass
-            if isinstance(e, KeyboardInterrupt) and not isinstance(e, Interrupted):
+            commit(pipeline.run(work()), write, count)
+        except KeyboardInterrupt as e:
+            if not isinstance(e, Interrupted):
                 raise Interrupted(
-                    f"{committed[0]} video(s) committed to {store.root} in this run; rerun the same command to "
+                    f"{write.committed} video(s) committed to {store.root} in this run; rerun the same command to "
                     "continue (what the store holds is skipped)") from None
             raise
         finally:
@@ -527,6 +526,7 @@ def _run_locked(opts: TagOptions, store: Store, sources, labels, log, t0: float)
                 except Exception as e:  # noqa: BLE001 - a speed-up only: say so, never fail the job for it
                     log(f"bike tag: warning: could not save the content-id cache {cache.path}: {e}")
             summary.run_s = time.monotonic() - t_run
+            summary.batches = write.batches
             summary.decodes = _decodes_line(pipeline.decodes)
             summary.model_busy = pipeline.model_busy_s() / max(summary.run_s * len(pipeline.actors), 1e-9)
     finally:

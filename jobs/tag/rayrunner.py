@@ -1,18 +1,19 @@
-"""The Ray layer of ``bike tag``: decode tasks feed model actors; finished videos come back to the driver.
+"""The Ray runner of ``bike tag``: the stages of jobs/tag/stages.py as Ray tasks and actors, one driver loop.
 
-Thin orchestration around two plain stages (``jobs.tag.decode.decode_video``, run by the Ray task of
-``jobs.tag.decodetask``, which imports no torch, and ``jobs.tag.scoring.Scorer``):
+The same stage objects as the local runner (jobs/tag/runner.py), each run with the Ray options its declared
+resources make (``StageResources.ray_options``):
 
-    work items ──► decode tasks (Ray streaming generators: ``decoders`` on CPUs + ``nvdec`` on NVDEC engines)
-                       │ messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
+    DecodeTasks ──► decode stages (Ray streaming tasks, jobs/tag/decodetask.py: ``DecodeStage`` on CPU slots,
+                       │            ``NvdecDecodeStage`` on NVDEC slots)
+                       │ typed messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
                        ▼
-                   queue of chunks ──► model actors (batched across videos, ≤ 2 calls in flight each)
-                                           │ ClipResults
-                                           ▼
-                   one VideoResult per video, yielded when its last chunk is scored
+                   queue of chunks ──► score stage in model actors (``ScoreStage.setup()`` loads the model in
+                                           │ the actor; batched across videos, ≤ 2 calls in flight each)
+                                           ▼ ClipResults
+                   one VideoResult per video (``runner.Assembly``), yielded when its last chunk is scored
 
-Decodes run in two pools of slots side by side (jobs/tag/slots.py): CPU slots and NVDEC slots (the custom Ray
-resource ``NVDEC``, one per engine); ``--decoder auto`` fills a free NVDEC slot first.
+Decodes run in two pools of slots side by side (jobs/tag/slots.py); ``--decoder auto`` fills a free NVDEC slot
+first. The driver imports no torch and loads no model: the model lives in the actors.
 
 Memory stays flat however large the corpus: at most one video per decode slot is open, each generator pauses
 after a couple of unconsumed chunks (``_generator_backpressure_num_objects``), the driver stops pulling
@@ -23,41 +24,52 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import ray
 
-from engine.model.model import NONFINITE
-
-from .decode import CHUNK_CLIPS
 from .decodetask import decode_task
 from .raycluster import NVDEC, Resources
-from .records import VideoResult
-from .scoring import Scorer
+from .runner import Assembly, model_spec
 from .slots import CPU, NVDEC as NVDEC_POOL, DecodeSlots, pool_sizes, slot_decoder
+from .stages import ScoreStage, decode_stages
+from .tasks import Chunk, DecodeSpec, DecodeTask, End, ScoreBatch
 
 #: Model calls queued per actor (one running, one waiting, so the actor never idles between calls).
 CALLS_PER_ACTOR = 2
 #: Longest a decoded chunk waits for a full model batch before a partial batch is sent.
 MAX_WAIT_S = 2.0
+#: Unconsumed messages a decode task may run ahead of the driver.
+DECODE_BACKPRESSURE = 4
 
 
-ModelActor = ray.remote(max_restarts=1, max_task_retries=1)(Scorer)
+class StageActor:
+    """A stage in a Ray actor: ``setup()`` where the actor runs (the model loads there), then ``process``."""
+
+    def __init__(self, stage):
+        self.stage = stage
+        stage.setup()
+
+    def facts(self) -> dict:
+        return self.stage.facts()
+
+    def process(self, batch: ScoreBatch, *chunks):
+        """``chunks``: the frames of ``batch``, passed beside it so that Ray hands them over without a copy
+        through the driver."""
+        if chunks:
+            batch = ScoreBatch(batch.spans, chunks)
+        return self.stage.process(batch)
+
+    def busy(self) -> float:
+        return self.stage.busy()
 
 
-@dataclass
-class _Video:
-    video_id: str
-    path: str
-    info: object = None
-    error: "str | None" = None
-    warnings: list = field(default_factory=list)  # decode problems that did not make it an error
-    streamed: "dict | None" = None              # an object's content id etc. from its decode (engine/sources/remote.py)
-    shots: "dict | None" = None                 # the "shots" message of its decode (--windows shots)
-    ended: bool = False                         # the "end" message arrived
-    done: bool = False                          # the decode stream has ended
-    outstanding: int = 0                        # chunks queued or being scored
-    clips: list = field(default_factory=list)
+RemoteStageActor = ray.remote(max_restarts=1, max_task_retries=1)(StageActor)
+
+
+def stage_options(stage, **extra) -> dict:
+    """The Ray options of a stage: its declared resources, and ``extra`` (e.g. backpressure)."""
+    return {**stage.resources.ray_options(), **extra}
 
 
 def _short(e: BaseException) -> str:
@@ -66,45 +78,43 @@ def _short(e: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
-class Pipeline:
-    """Decode + score videos on Ray. ``start()`` loads the model actors, ``run(items)`` streams results."""
+class RayRunner:
+    """Decode + score videos on Ray. ``start()`` sets the score stage up in its actors, ``run(items)`` streams
+    results. ``score``: the :class:`ScoreStage` (one actor each per ``resources.actors``); ``spec``: how videos
+    are decoded (the model's frames and crop are filled in once it is loaded)."""
+    name = "ray"
 
-    def __init__(self, model_kwargs: dict, labels, resources: Resources, window_s: "float | None" = 10.0,
-                 model_batch: int = 32, timeout_s: "float | None" = None, chunk_clips: int = CHUNK_CLIPS,
-                 decode_threads: "int | None" = None, decoder: "str | None" = None,
-                 sampling: "str | None" = None, windows: str = "fixed", min_shot: float = 1.0):
-        self.model_kwargs, self.labels, self.res = model_kwargs, labels, resources
-        self.window_s, self.model_batch, self.timeout_s = window_s, max(1, model_batch), timeout_s
-        self.chunk_clips = max(1, min(chunk_clips, self.model_batch))
+    def __init__(self, score: ScoreStage, spec: DecodeSpec, resources: Resources, model_batch: int = 32):
+        self.score, self.res = score, resources
+        self.model_batch = max(1, model_batch)
         # threads per decode: the cores left to decoding shared by the decodes in flight (the in-process
         # decoder would otherwise start one thread per core in every decode)
-        self.decode_threads = decode_threads or max(1, int(round(
+        threads = spec.threads or max(1, int(round(
             max(resources.cpus - resources.actors * resources.actor_cpus, 1) / max(resources.decoders, 1))))
-        # resolved by the driver (jobs.tag.tag: --decoder, $BIKE_DECODER, auto) and passed to every decode task
-        self.decoder, self.sampling = decoder, sampling
-        # --windows shots: clip windows from shots (jobs/tag/decode.py); known_shots: video_id → shots already
-        # stored (a second model reuses them instead of detecting again)
-        self.windows, self.min_shot, self.known_shots = windows, min_shot, {}
+        self.spec = replace(spec, threads=threads)
+        self.decoder = spec.decoder
+        # --windows shots: video_id → shots already stored (a second model reuses them instead of detecting again)
+        self.known_shots: dict = {}
         self.slots = DecodeSlots(pool_sizes(self.decoder, resources.decoders, resources.nvdec))
+        self.stages: dict = {}                   # pool → its decode stage (once the model's facts are known)
         #: finished decodes per (pool whose resource the task held, backend that ran): e.g. ("nvdec", "pyav")
         self.decodes: Counter = Counter()
         self.max_queue_clips = 4 * self.model_batch
         self.actors: list = []
-        self.facts: "dict | None" = None
+        self.facts = None                        # jobs.tag.records.ModelFacts, once started
         self.frames_scored = 0
 
     # ---- start ---------------------------------------------------------------------------------------
-    def start(self) -> dict:
+    def start(self):
         """Create the model actors and return the model's facts (``records.model_facts``). Errors loading
         the model (no weights, bad checkpoint, bad labels) are raised as themselves, not as Ray errors."""
-        r = self.res
-        kw = dict(self.model_kwargs)
-        self.actors = [ModelActor.options(num_cpus=r.actor_cpus, num_gpus=r.actor_gpus).remote(
-            kw, self.labels, threads=None if r.actor_gpus else r.model_threads) for _ in range(r.actors)]
-        # while the model loads, run the decode task once per decoder on no file (it fails at once), so the
-        # workers have imported the engine and loaded the task before the first video
-        warm = [self._task_options(pool, slot).remote("", 8, None, 224, 256, 1, None, None,
-                                                      slot_decoder(pool, slot, self.decoder))
+        self.actors = [RemoteStageActor.options(**stage_options(self.score)).remote(self.score)
+                       for _ in range(self.res.actors)]
+        # while the model loads, run each decode stage once per slot on no file (it fails at once), so the
+        # workers have imported the engine and unpickled the stage before the first video
+        warm_stages = decode_stages(replace(self.spec, frames=8, size=224, resize=256, chunk_clips=1),
+                                    self.res.decode_cpus, self.res.nvdec_cpus)
+        warm = [self._submit(warm_stages[pool], DecodeTask("", "", slot_decoder(pool, slot, self.decoder)))
                 for pool, n in self.slots.sizes.items() for slot in range(n)]
         try:
             facts = ray.get([a.facts.remote() for a in self.actors])
@@ -117,6 +127,8 @@ class Pipeline:
             self.stop()
             raise
         self.facts = facts[0]
+        self.stages = decode_stages(model_spec(self.spec, self.facts, self.model_batch),
+                                    self.res.decode_cpus, self.res.nvdec_cpus)
         return self.facts
 
     def model_busy_s(self) -> float:
@@ -132,18 +144,10 @@ class Pipeline:
         self.actors = []
 
     # ---- run -----------------------------------------------------------------------------------------
-    def _task_options(self, pool: str, slot: int):
-        if pool == CPU:
-            return decode_task.options(num_cpus=self.res.decode_cpus, _generator_backpressure_num_objects=4)
-        return decode_task.options(num_cpus=self.res.nvdec_cpus, resources={NVDEC: 1},
-                                   _generator_backpressure_num_objects=4)
-
-    def _submit_decode(self, path: str, pool: str, slot: int, video_id: "str | None" = None):
-        f = self.facts
-        return self._task_options(pool, slot).remote(
-            path, f["frames"], self.window_s, f["crop"], f["resize"], self.chunk_clips, self.timeout_s,
-            self.decode_threads, slot_decoder(pool, slot, self.decoder), self.sampling, self.windows,
-            self.min_shot, self.known_shots.get(video_id))
+    @staticmethod
+    def _submit(stage, task: DecodeTask):
+        return decode_task.options(**stage_options(
+            stage, _generator_backpressure_num_objects=DECODE_BACKPRESSURE)).remote(stage, task)
 
     def run(self, items):
         """``items``: iterable of ``(video_id, path, error)``; ``error`` set → an error result without
@@ -163,8 +167,9 @@ class Pipeline:
                     pass
 
     def _run(self, items, gens: dict):
+        from .records import VideoResult
         items = iter(items)
-        videos: dict = {}                # video_id → _Video
+        videos: dict = {}                # video_id → Assembly
         # gens: ObjectRefGenerator → video_id of the decodes in flight (owned by run(), which cancels them)
         slot_of: dict = {}               # generator → (pool, slot) it holds
         want_frames: dict = {}           # generator → spans of the chunk whose frames come next
@@ -173,20 +178,11 @@ class Pipeline:
         calls: dict = {}                 # model ObjectRef → (actor index, [(video_id, spans)])
         load = [0] * len(self.actors)
         exhausted = False
-        T = self.facts["frames"]
+        T = self.facts.frames
 
-        def finish(v: _Video) -> VideoResult:
+        def finish(v: Assembly):
             del videos[v.video_id]
-            if v.error is None and not all(c.finite for c in v.clips):
-                v.error = NONFINITE                  # NaN/inf scores: an error row, never 'ok'
-            if v.error is not None:
-                r = VideoResult.failed(v.video_id, v.path, v.error, info=v.info)
-                r.streamed = v.streamed
-                return r
-            r = VideoResult.from_info(v.video_id, v.path, v.info)
-            r.warnings, r.streamed, r.shots = "; ".join(v.warnings) or None, v.streamed, v.shots
-            r.clips = sorted(v.clips, key=lambda c: c.span.index)
-            return r
+            return v.result()
 
         while True:
             # 1. open new videos while there is room
@@ -199,9 +195,10 @@ class Pipeline:
                 if err is not None:
                     yield VideoResult.failed(vid, path, err)
                     continue
-                videos[vid] = _Video(vid, path)
+                videos[vid] = Assembly(vid, path)
                 pool, slot = self.slots.take()
-                gen = self._submit_decode(path, pool, slot, vid)
+                gen = self._submit(self.stages[pool], DecodeTask(vid, path, slot_decoder(pool, slot, self.decoder),
+                                                                 self.known_shots.get(vid)))
                 gens[gen], slot_of[gen] = vid, (pool, slot)
 
             # 2. feed the model full batches (small ones are up to 2x slower per frame on a CPU); a partial
@@ -220,7 +217,7 @@ class Pipeline:
                     batch.append((vid, spans, ref))
                     n += len(spans)
                 queued -= n
-                ref = self.actors[i].score.remote([b[1] for b in batch], *[b[2] for b in batch])
+                ref = self.actors[i].process.remote(ScoreBatch([b[1] for b in batch]), *[b[2] for b in batch])
                 calls[ref] = (i, [(b[0], b[1]) for b in batch])
                 load[i] += 1
 
@@ -280,19 +277,10 @@ class Pipeline:
                 try:
                     msg = ray.get(ref)
                 except ray.exceptions.RayError as e:     # the decode worker died (crash, OOM kill)
-                    msg = {"kind": "end", "error": f"decoder failed: {_short(e)}"}
-                kind = msg["kind"]
-                if kind == "head":
-                    v.info = msg["info"]
-                elif kind == "shots":
-                    v.shots = msg
-                elif kind == "chunk":
-                    want_frames[gen] = msg["spans"]
-                elif kind == "end":
-                    if "held" in msg:                     # the pool the task says it ran in, and its backend
-                        self.decodes[(NVDEC_POOL if NVDEC in msg["held"] else CPU, msg.get("decoder"))] += 1
-                    v.ended = True
-                    v.warnings = msg.get("warnings") or []
-                    v.streamed = msg.get("streamed")
-                    if msg.get("error"):
-                        v.error = v.error or msg["error"]
+                    msg = End(error=f"decoder failed: {_short(e)}")
+                if isinstance(msg, Chunk):
+                    want_frames[gen] = msg.spans
+                    continue
+                if isinstance(msg, End) and msg.held:      # the pool the task says it ran in, and its backend
+                    self.decodes[(NVDEC_POOL if NVDEC in dict(msg.held) else CPU, msg.decoder)] += 1
+                v.on(msg)
