@@ -21,7 +21,8 @@ from engine.video import available, get_decoder
 from engine.video.base import AUTO_CPU
 from index.store import Store
 from jobs.errors import UsageError
-from jobs.tag.slots import CPU, NVDEC, DecodeSlots, pool_sizes, slot_decoder
+from jobs.tag.slots import DecodeSlots, pool_sizes, slot_decoder
+from jobs.tag.stages import DecodeStage, NvdecDecodeStage
 from media import make_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +31,17 @@ LABELS = "dog,cat,surfing,cooking,playing guitar"
 
 
 # ---- slot accounting -------------------------------------------------------------------------------------
+CPU, NVDEC = DecodeStage.pool, NvdecDecodeStage.pool
+
+
 def test_pools_per_decoder_choice():
-    assert pool_sizes(None, 4, 7) == pool_sizes("auto", 4, 7) == {NVDEC: 7, CPU: 4}
-    assert pool_sizes("auto", 4, 0) == {NVDEC: 0, CPU: 4}
-    assert pool_sizes("pyav", 4, 7) == pool_sizes("ffmpeg", 4, 7) == {NVDEC: 0, CPU: 4}
-    assert pool_sizes("nvdec", 4, 7) == {NVDEC: 7, CPU: 0}
+    both, no_nvdec = {CPU: 4, NVDEC: 7}, {CPU: 4}
+    assert pool_sizes(None, both) == pool_sizes("auto", both) == {NVDEC: 7, CPU: 4}
+    assert pool_sizes("auto", no_nvdec) == {NVDEC: 0, CPU: 4}
+    assert pool_sizes("pyav", both) == pool_sizes("ffmpeg", both) == {NVDEC: 0, CPU: 4}
+    assert pool_sizes("nvdec", both) == {NVDEC: 7, CPU: 0}
     with pytest.raises(UsageError, match="--decoder nvdec: the Ray cluster has no NVDEC resource"):
-        pool_sizes("nvdec", 4, 0)
+        pool_sizes("nvdec", no_nvdec)
 
 
 def test_slot_decoders():

@@ -4,7 +4,10 @@ from __future__ import annotations
 import pytest
 
 from engine.video import nvdec_engines
-from jobs.tag.raycluster import NVDEC_TASK_CPUS, local_nvdec_engines, plan_resources
+from jobs.tag.raycluster import plan_resources
+from jobs.tag.stages import NvdecDecodeStage, local_nvdec_engines
+
+NVDEC_TASK_CPUS = NvdecDecodeStage.resources.cpus      # what an NVDEC decode declares
 
 
 @pytest.mark.parametrize("cpus, gpus", [(1, 0), (2, 0), (4, 0), (16, 0), (2, 1), (16, 1), (64, 8)])
@@ -24,17 +27,18 @@ def test_decoders_can_be_set():
 
 @pytest.mark.parametrize("cpus, gpus, nvdec", [(2, 0, 2), (2, 1, 7), (16, 1, 7), (64, 8, 56), (1, 0, 3)])
 def test_nvdec_decodes_fit_beside_the_cpu_decodes_and_actors(cpus, gpus, nvdec):
-    r = plan_resources(cpus, gpus, nvdec=nvdec)
-    assert r.nvdec == nvdec and 0 < r.nvdec_cpus <= NVDEC_TASK_CPUS
-    assert r.actors * r.actor_cpus + r.decoders * r.decode_cpus + r.nvdec * r.nvdec_cpus <= cpus + 1e-9
+    r = plan_resources(cpus, gpus, units={"NVDEC": nvdec})             # read by the name the stage declares
+    assert r.pools == {"nvdec": nvdec} and 0 < r.pool_task_cpus["nvdec"] <= NVDEC_TASK_CPUS
+    assert r.slots() == {"cpu": r.decoders, "nvdec": nvdec}
+    assert r.actors * r.actor_cpus + r.decoders * r.decode_cpus + nvdec * r.pool_task_cpus["nvdec"] <= cpus + 1e-9
     assert r.decoders == plan_resources(cpus, gpus).decoders       # CPU decodes as many as without NVDEC
 
 
 def test_nvdec_decodes_take_their_cpu_from_the_cpu_decodes_share():
     for cpus, gpus in [(2, 0), (16, 1)]:
         r = plan_resources(cpus, gpus)
-        assert r.nvdec == 0 and r.nvdec_cpus == 0
-        assert plan_resources(cpus, gpus, nvdec=4).decode_cpus <= r.decode_cpus
+        assert r.pools == {} and r.pool_task_cpus == {}
+        assert plan_resources(cpus, gpus, units={"NVDEC": 4}).decode_cpus <= r.decode_cpus
 
 
 @pytest.mark.parametrize("name, engines", [("NVIDIA H200", 7), ("NVIDIA H100 80GB HBM3", 7), ("NVIDIA H100 PCIe", 7),

@@ -153,7 +153,7 @@ def uses(m: Machine) -> "dict[str, str]":
     """What the commands will pick here by default, asked of the functions the runs call to decide it: the
     device (``engine.model.device.resolve_device``), the precision (``engine.model.precision.resolve``), the decoder
     (``engine.video.get_decoder``; ``$BIKE_DECODER`` counts) and, for ``bike tag``, its decode slots
-    (``jobs.tag.slots.slot_decoder`` for the CPU pool, ``jobs.tag.raycluster.local_nvdec_engines`` for NVDEC)."""
+    (``jobs.tag.slots.slot_decoder`` for the CPU pool, ``jobs.tag.stages.local_nvdec_engines`` for NVDEC)."""
     return {
         "classify / tag / eval / search (model)": _model_use(),
         "classify / eval / train (decoding)": _decoder_use(None),
@@ -184,9 +184,9 @@ def _decoder_use(name) -> str:
 
 def _tag_decoding_use() -> str:
     """As ``bike tag`` sizes its local Ray: a CPU pool of its resolved backend, plus one slot per NVDEC engine."""
-    from .raycluster import local_nvdec_engines
-    from .slots import CPU, slot_decoder
-    cpu = f"{_decoder_use(slot_decoder(CPU, 0, None))} on the CPUs"
+    from .slots import cpu_pool, slot_decoder
+    from .stages import local_nvdec_engines
+    cpu = f"{_decoder_use(slot_decoder(cpu_pool(), 0, None))} on the CPUs"
     try:
         engines = local_nvdec_engines()
     except Exception as e:  # noqa: BLE001 - a bad $BIKE_NVDEC_ENGINES: bike tag refuses it; say why

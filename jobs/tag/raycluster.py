@@ -16,12 +16,14 @@ the CPU. Actors and decode tasks ask for fractional CPUs so they never hold ever
 job deadlocked); how many decodes run at once is
 bounded by the driver, not by Ray's CPU accounting.
 
-NVDEC (docs/decoding.md): decodes on the nvdec backend ask for one unit of the custom Ray resource ``NVDEC``
-(one unit per hardware decode engine) and a small CPU share. The local Ray bike starts declares it when the
-nvdec backend can run here (engines per GPU × GPUs: engine/video/nvdec_engines.py, ``$BIKE_NVDEC_ENGINES``
-overrides); a cluster declares it on its GPU nodes (``ray start --resources='{"NVDEC": 7}'``,
-ray_cluster.yaml). :func:`cluster_resources` reads how many there are; CPU decodes and NVDEC decodes then run
-side by side (jobs/tag/rayrunner.py).
+Decode pools (jobs/tag/slots.py): besides the CPU decodes, each registered decode stage with a custom Ray
+resource (jobs/tag/stages.py ``DECODE_STAGES``; NVDEC: ``{"NVDEC": 1}``, one unit per hardware decode engine,
+docs/decoding.md) gets one slot per unit of that resource in the cluster, read by the name it declares
+(``ray.cluster_resources()[name]``), and a small CPU share per decode. The local Ray bike starts declares what
+each such stage's ``local_units()`` finds on this host (NVDEC: engines per GPU × GPUs when the nvdec backend can
+run here, engine/video/nvdec_engines.py, ``$BIKE_NVDEC_ENGINES`` overrides); a cluster declares it on its
+nodes (``ray start --resources='{"NVDEC": 7}'``, ray_cluster.yaml). The pools then run side by side
+(jobs/tag/rayrunner.py). Nothing here names a pool.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobs import output
 from jobs.errors import UsageError
@@ -52,15 +54,26 @@ class Resources:
     model_threads: int       # torch threads in a CPU model actor
     decoders: int            # video decodes in flight at once
     decode_cpus: float       # Ray CPU request of each decode task
-    nvdec: int = 0           # NVDEC decodes in flight at once (the cluster's ``NVDEC`` resource)
-    nvdec_cpus: float = 0.0  # Ray CPU request of each NVDEC decode task
+    #: pool → decodes in flight at once, for the pools of a custom resource (one per unit in the cluster)
+    pools: dict = field(default_factory=dict)
+    #: pool → Ray CPU request of each of its decode tasks (at most what its stage declares)
+    pool_task_cpus: dict = field(default_factory=dict)
+
+    def slots(self) -> "dict[str, int]":
+        """Slots every pool offers (``jobs.tag.slots.pool_sizes`` chooses among them per ``--decoder``)."""
+        from .slots import cpu_pool
+        return {cpu_pool(): self.decoders, **self.pools}
+
+    def pool_cpus(self) -> "dict[str, float]":
+        """Ray CPU request of one decode, per pool (``jobs.tag.stages.decode_stages``)."""
+        from .slots import cpu_pool
+        return {cpu_pool(): self.decode_cpus, **self.pool_task_cpus}
 
 
-#: The custom Ray resource of NVDEC decode engines.
-NVDEC = "NVDEC"
-#: Most CPU an NVDEC decode asks for (it demuxes, and converts and resizes the frames on the host): what
-#: ``jobs.tag.stages.NvdecDecodeStage`` declares.
-NVDEC_TASK_CPUS = 0.25
+def _resource_stages() -> list:
+    """The registered decode stages that declare a custom Ray resource (their slots are its units)."""
+    from .stages import DECODE_STAGES
+    return [c for c in DECODE_STAGES.values() if c.slot_resource() is not None]
 
 
 def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool:
@@ -85,11 +98,11 @@ def connect(address: "str | None" = None, num_cpus: "int | None" = None) -> bool
             output.info(f"bike: joining the Ray cluster at {address}...")
             ray.init(address=address, **kwargs)
         else:   # "local": a private Ray, even when another one (a test session, a notebook) runs on this host
-            engines = local_nvdec_engines()
-            if engines:
-                kwargs["resources"] = {NVDEC: engines}
+            units = local_units()
+            if units:
+                kwargs["resources"] = units
             cpus = num_cpus or os.cpu_count() or 1
-            what = f"{cpus} CPU{'s' if cpus != 1 else ''}" + (f", {engines} NVDEC" if engines else "")
+            what = f"{cpus} CPU{'s' if cpus != 1 else ''}" + "".join(f", {n} {r}" for r, n in units.items())
             output.info(f"bike: starting Ray (local, {what})...")
             ray.init(address="local", num_cpus=cpus, **kwargs)
             start_reaper()
@@ -137,28 +150,18 @@ def start_reaper() -> "subprocess.Popen | None":
 _REAPERS: list = []
 
 
-def local_nvdec_engines() -> int:
-    """NVDEC units the local Ray declares: 0 unless the nvdec backend can run here, else this host's engines
-    (the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible). A bad ``$BIKE_NVDEC_ENGINES`` is a usage error."""
-    from engine.video.base import available
-    from engine.video import nvdec_engines
-    if available().get("nvdec") is not None:
-        return 0
-    names = nvdec_engines.gpu_names()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [v.strip() for v in visible.split(",") if v.strip()]
-        names = [names[int(i)] for i in ids if i.isdigit() and int(i) < len(names)] if all(
-            i.isdigit() for i in ids) else names[:len(ids)]
-    try:
-        return nvdec_engines.count(names)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+def local_units() -> "dict[str, int]":
+    """The custom resources the local Ray declares: each registered decode stage's ``local_units()`` on this
+    host, by the resource name it declares (none: left out)."""
+    units = {c.slot_resource(): int(c.local_units()) for c in _resource_stages()}
+    return {r: n for r, n in units.items() if n > 0}
 
 
-def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None, nvdec: float = 0) -> Resources:
-    """How many model actors and concurrent decodes a cluster with ``cpus``/``gpus`` and ``nvdec`` NVDEC
-    engines gets: ``decoders`` CPU decodes (default: sized to the CPUs) and one NVDEC decode per engine."""
+def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None,
+                   units: "dict | None" = None) -> Resources:
+    """How many model actors and concurrent decodes a cluster with ``cpus``/``gpus`` and the custom resources
+    ``units`` (name → amount, e.g. ``ray.cluster_resources()``) gets: ``decoders`` CPU decodes (default: sized
+    to the CPUs) and, for each registered decode stage with a custom resource, one decode per unit of it."""
     if gpus >= 1:
         actors = int(gpus)
         actor_cpus, actor_gpus, threads = 1.0 if cpus >= 2 * actors + 1 else 0.5, 1.0, 2
@@ -170,13 +173,17 @@ def plan_resources(cpus: float, gpus: float, decoders: "int | None" = None, nvde
         threads = max(1, int(cpus))
         # on a small CPU-only host the model, not decoding, sets the pace: a few decodes keep it fed
         dec = decoders or max(1, min(int(cpus) - 1, 8) if cpus >= 4 else 2)
-    # fractional per-task requests so `dec` CPU decodes and `nv` NVDEC decodes always fit beside the actors;
-    # NVDEC decodes take at most half of that room
+    # fractional per-task requests so `dec` CPU decodes and the other pools' decodes always fit beside the
+    # actors; the other pools' decodes take at most half of that room, each at most what its stage declares
     room = max(cpus - actors * actor_cpus, 0.25)
-    nv = max(0, int(nvdec))
-    nvdec_cpus = _floor(min(NVDEC_TASK_CPUS, room / 2 / nv)) if nv else 0.0
-    decode_cpus = _floor(min(1.0, (room - nv * nvdec_cpus) / dec))
-    return Resources(cpus, gpus, actors, actor_cpus, actor_gpus, threads, dec, decode_cpus, nv, nvdec_cpus)
+    units = units or {}
+    pools = {c.pool: max(0, int(float(units.get(c.slot_resource(), 0)))) for c in _resource_stages()}
+    pools = {p: n for p, n in pools.items() if n}
+    n_all = sum(pools.values())
+    from .stages import DECODE_STAGES
+    pool_task_cpus = {p: _floor(min(DECODE_STAGES[p].resources.cpus, room / 2 / n_all)) for p in pools}
+    decode_cpus = _floor(min(1.0, (room - sum(pools[p] * pool_task_cpus[p] for p in pools)) / dec))
+    return Resources(cpus, gpus, actors, actor_cpus, actor_gpus, threads, dec, decode_cpus, pools, pool_task_cpus)
 
 
 def _floor(x: float) -> float:
@@ -187,8 +194,7 @@ def _floor(x: float) -> float:
 def cluster_resources(decoders: "int | None" = None) -> Resources:
     import ray
     res = ray.cluster_resources()
-    return plan_resources(float(res.get("CPU", 1)), float(res.get("GPU", 0)), decoders,
-                          nvdec=float(res.get(NVDEC, 0)))
+    return plan_resources(float(res.get("CPU", 1)), float(res.get("GPU", 0)), decoders, units=res)
 
 
 def shutdown(started: bool) -> None:

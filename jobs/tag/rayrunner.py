@@ -3,8 +3,8 @@
 The same stage objects as the local runner (jobs/tag/runner.py), each run with the Ray options its declared
 resources make (``StageResources.ray_options``):
 
-    DecodeTasks ──► decode stages (Ray streaming tasks, jobs/tag/decodetask.py: ``DecodeStage`` on CPU slots,
-                       │            ``NvdecDecodeStage`` on NVDEC slots)
+    DecodeTasks ──► decode stages (Ray streaming tasks, jobs/tag/decodetask.py: each pool's registered stage,
+                       │            ``DecodeStage`` on CPU slots, ``NvdecDecodeStage`` on NVDEC slots, ...)
                        │ typed messages (small, fetched)  +  frame chunks (ObjectRefs, never fetched here)
                        ▼
                    queue of chunks ──► score stage in model actors (``ScoreStage.setup()`` loads the model in
@@ -12,8 +12,9 @@ resources make (``StageResources.ray_options``):
                                            ▼ ClipResults
                    one VideoResult per video (``runner.Assembly``), yielded when its last chunk is scored
 
-Decodes run in two pools of slots side by side (jobs/tag/slots.py); ``--decoder auto`` fills a free NVDEC slot
-first. The driver imports no torch and loads no model: the model lives in the actors.
+Decodes run in pools of slots side by side, one per registered decode stage (jobs/tag/slots.py);
+``--decoder auto`` fills a free slot of the preferred pool (NVDEC) first. The driver imports no torch and loads
+no model: the model lives in the actors.
 
 Memory stays flat however large the corpus: at most one video per decode slot is open, each generator pauses
 after a couple of unconsumed chunks (``_generator_backpressure_num_objects``), the driver stops pulling
@@ -29,9 +30,9 @@ from dataclasses import replace
 import ray
 
 from .decodetask import decode_task
-from .raycluster import NVDEC, Resources
+from .raycluster import Resources
 from .runner import Assembly, model_spec
-from .slots import CPU, NVDEC as NVDEC_POOL, DecodeSlots, pool_sizes, slot_decoder
+from .slots import DecodeSlots, held_pool, pool_sizes, slot_decoder
 from .stages import ScoreStage, decode_stages
 from .tasks import Chunk, DecodeSpec, DecodeTask, End, ScoreBatch
 
@@ -95,7 +96,7 @@ class RayRunner:
         self.decoder = spec.decoder
         # --windows shots: video_id → shots already stored (a second model reuses them instead of detecting again)
         self.known_shots: dict = {}
-        self.slots = DecodeSlots(pool_sizes(self.decoder, resources.decoders, resources.nvdec))
+        self.slots = DecodeSlots(pool_sizes(self.decoder, resources.slots()))
         self.stages: dict = {}                   # pool → its decode stage (once the model's facts are known)
         #: finished decodes per (pool whose resource the task held, backend that ran): e.g. ("nvdec", "pyav")
         self.decodes: Counter = Counter()
@@ -113,7 +114,7 @@ class RayRunner:
         # while the model loads, run each decode stage once per slot on no file (it fails at once), so the
         # workers have imported the engine and unpickled the stage before the first video
         warm_stages = decode_stages(replace(self.spec, frames=8, size=224, resize=256, chunk_clips=1),
-                                    self.res.decode_cpus, self.res.nvdec_cpus)
+                                    self.res.pool_cpus())
         warm = [self._submit(warm_stages[pool], DecodeTask("", "", slot_decoder(pool, slot, self.decoder)))
                 for pool, n in self.slots.sizes.items() for slot in range(n)]
         try:
@@ -128,7 +129,7 @@ class RayRunner:
             raise
         self.facts = facts[0]
         self.stages = decode_stages(model_spec(self.spec, self.facts, self.model_batch),
-                                    self.res.decode_cpus, self.res.nvdec_cpus)
+                                    self.res.pool_cpus())
         return self.facts
 
     def model_busy_s(self) -> float:
@@ -282,5 +283,5 @@ class RayRunner:
                     want_frames[gen] = msg.spans
                     continue
                 if isinstance(msg, End) and msg.held:      # the pool the task says it ran in, and its backend
-                    self.decodes[(NVDEC_POOL if NVDEC in dict(msg.held) else CPU, msg.decoder)] += 1
+                    self.decodes[(held_pool(msg.held), msg.decoder)] += 1
                 v.on(msg)

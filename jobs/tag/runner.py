@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 
 from jobs.errors import UsageError
 from .records import VideoResult
-from .slots import CPU, NVDEC
-from .stages import DecodeStage, ScoreStage, WriteStage, decode_stages
+from .slots import DecodeSlots
+from .stages import DecodeStage, ScoreStage, WriteStage
 from .tasks import Chunk, DecodeSpec, DecodeTask, End, Head, ScoreBatch, Shots
 
 #: ``--runner auto`` runs in-process for at most this many listed files (all local, no --address).
@@ -123,7 +123,7 @@ class _Slots:
     """What ``jobs.tag.tag`` reads of the decode slots: one CPU decode at a time (none for relabel)."""
 
     def __init__(self, cpu: int):
-        self.sizes = {CPU: cpu, NVDEC: 0}
+        self.sizes = DecodeSlots({DecodeStage.pool: cpu}).sizes
 
 
 class LocalRunner:
@@ -158,7 +158,7 @@ class LocalRunner:
         if isinstance(self.score, ScoreStage):
             self.facts = self.score.facts()
         if self.spec is not None:
-            self.decode = decode_stages(model_spec(self.spec, self.facts, self.model_batch))[CPU]
+            self.decode = DecodeStage(model_spec(self.spec, self.facts, self.model_batch))
             self.decode.setup()
         return self.facts
 
@@ -219,7 +219,7 @@ class LocalRunner:
                 want = msg.spans
             else:
                 if isinstance(msg, End):
-                    self.decodes[(CPU, msg.decoder)] += 1
+                    self.decodes[(DecodeStage.pool, msg.decoder)] += 1
                 v.on(msg)
         if v.error is None:
             score()

@@ -2,7 +2,7 @@
 
 A stage is a plain object with
 
-    resources    a :class:`StageResources` (CPUs, GPUs, NVDEC engines, memory): what one running copy asks for
+    resources    a :class:`StageResources` (CPUs, GPUs, custom Ray resources, memory): what one running copy asks for
     setup()      run where the stage runs, once, before the first ``process`` (the model loads here: in the
                  Ray actor on Ray, in this process with the local runner)
     process(x)   one typed task (jobs/tag/tasks.py) → its output
@@ -11,21 +11,32 @@ Both runners (jobs/tag/runner.py: in this process; jobs/tag/rayrunner.py: Ray ta
 ``stage.resources.ray_options()``) run the same stage objects, so a local run and a Ray run give the same rows.
 
     DecodeStage          one video → Head, [Shots], (Chunk, frames)*, End        (CPU slots)
-    NvdecDecodeStage     the same on an NVDEC engine: declares ``nvdec=1``         (NVDEC slots)
+    NvdecDecodeStage     the same on an NVDEC engine: declares ``{"NVDEC": 1}``    (NVDEC slots)
     ScoreStage           ScoreBatch → [[ClipResult] per chunk]; setup() loads the model (jobs/tag/scoring.py)
     StoredScoreStage     [StoredVideo] → [VideoResult] (``bike relabel``: stored frame features, no decode)
     WriteStage           VideoResult → committed store batches (the single writer, on the driver)
+
+A decode stage class is also the declaration of its pool of decode slots (jobs/tag/slots.py,
+jobs/tag/raycluster.py read :data:`DECODE_STAGES`, never a pool's name): its ``pool`` name, the custom Ray
+resource whose units are its slots (``resources.custom``; none: the CPU slots), its ``preference`` for
+``--decoder auto``, the ``backend`` name of ``--decoder`` that uses only this pool, the decoder name a slot
+runs (``slot_decoder``) and what a local Ray declares of it (``local_units``). A decoder on other hardware is one
+such class, anywhere, passed to :func:`register_decode_stage` (tests/test_decode_pools.py does it in a test).
 
 This module imports no torch and no Ray (a decode worker unpickles its stage from here).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 
+from engine.video.base import AUTO_CPU
+
+from jobs.errors import UsageError
+
 from .decode import decode_video
 from .records import VideoResult, tables
-from .slots import CPU, NVDEC
 from .tasks import DecodeSpec, DecodeTask, End, ScoreBatch, StoredVideo, typed
 
 #: Memory a decode asks for (MiB): a decode worker holds ~150 MB after a video (tests/test_decodetask.py bounds
@@ -38,7 +49,7 @@ class StageResources:
     """What one running copy of a stage needs. ``memory_mb`` None: not declared (not scheduled on)."""
     cpus: float = 1.0
     gpus: float = 0.0
-    nvdec: float = 0.0                       # NVDEC engines (the custom Ray resource ``NVDEC``)
+    custom: "tuple[tuple[str, float], ...]" = ()    # custom Ray resources, e.g. (("NVDEC", 1),)
     memory_mb: "int | None" = None
 
     def ray_options(self) -> dict:
@@ -46,9 +57,8 @@ class StageResources:
         opts: dict = {"num_cpus": self.cpus}
         if self.gpus:
             opts["num_gpus"] = self.gpus
-        if self.nvdec:
-            from .raycluster import NVDEC as NVDEC_RESOURCE
-            opts["resources"] = {NVDEC_RESOURCE: self.nvdec}
+        if self.custom:
+            opts["resources"] = dict(self.custom)
         if self.memory_mb:
             opts["memory"] = int(self.memory_mb) * 2**20
         return opts
@@ -70,15 +80,48 @@ class Stage:
 class DecodeStage(Stage):
     """Decode one video (``jobs.tag.decode.decode_video``; an ``s3://``/``https://`` object through
     ``engine.sources.remote.decode_remote``, fetched where the stage runs). ``process`` yields the typed
-    messages of jobs/tag/tasks.py, each Chunk followed by its frames array. Runs in a CPU decode slot."""
+    messages of jobs/tag/tasks.py, each Chunk followed by its frames array. Runs in a CPU decode slot.
+
+    The class attributes and classmethods declare its pool of slots (see the module docstring); a subclass
+    for other hardware overrides them and declares one unit of its custom Ray resource in ``resources``."""
     name = "decode"
-    pool = CPU
+    #: The pool's name: the key of its slots, the summary's "N on <pool> slots", "decoders: ... + N <pool>".
+    pool = "cpu"
+    #: The ``--decoder`` name that uses only this pool (None: the CPU pool, which every CPU backend uses).
+    backend: "str | None" = None
+    #: ``--decoder auto`` takes a free slot of the pool with the highest preference first.
+    preference = 0
     resources = StageResources(cpus=1.0, memory_mb=DECODE_MEMORY_MB)
 
     def __init__(self, spec: DecodeSpec, cpus: "float | None" = None):
         self.spec = spec
         if cpus is not None:                 # the cluster's share per decode (jobs.tag.raycluster.cluster_resources)
             self.resources = replace(type(self).resources, cpus=cpus)
+
+    @classmethod
+    def slot_resource(cls) -> "str | None":
+        """The custom Ray resource whose units are this pool's slots (one per unit the cluster has,
+        ``ray.cluster_resources()[name]``); None: CPU slots, as many as the CPU budget gives."""
+        return cls.resources.custom[0][0] if cls.resources.custom else None
+
+    @classmethod
+    def slot_decoder(cls, slot: int, decoder: "str | None") -> str:
+        """The decoder name a decode in slot ``slot`` runs under ``--decoder decoder`` (None: auto);
+        engine.video.get_decoder resolves it on the worker. The CPU pool: the named CPU backend, else
+        ``auto`` among the CPU backends."""
+        return decoder if decoder not in (None, "auto") and decoder not in _pool_backends() else AUTO_CPU
+
+    @classmethod
+    def local_units(cls) -> int:
+        """Units of ``slot_resource()`` the local Ray that bike starts declares on this host (0: none)."""
+        return 0
+
+    @classmethod
+    def missing(cls) -> str:
+        """The usage error of ``--decoder <backend>`` on a cluster without the pool's resource."""
+        r = cls.slot_resource()
+        return (f"--decoder {cls.backend}: the Ray cluster has no {r} resource (a cluster node declares it "
+                f"with `ray start --resources='{{\"{r}\": N}}'`); use --decoder auto or pyav")
 
     def process(self, task: DecodeTask):
         from engine.sources import remote
@@ -91,20 +134,71 @@ class DecodeStage(Stage):
             yield typed(msg) if type(msg) is dict else msg
 
 
+#: The decode stage of each slot pool, by pool name (jobs/tag/slots.py, jobs/tag/raycluster.py read it).
+DECODE_STAGES: "dict[str, type[DecodeStage]]" = {}
+
+
+def register_decode_stage(cls: "type[DecodeStage]") -> "type[DecodeStage]":
+    """Add ``cls``'s pool of decode slots (usable as a class decorator). Register it in the driver's process
+    before the runner is made; the decode workers only unpickle the stage (its module must import there)."""
+    DECODE_STAGES[cls.pool] = cls
+    return cls
+
+
+def _pool_backends() -> set:
+    """The ``--decoder`` names that belong to a pool with its own resource (not CPU backends)."""
+    return {c.backend for c in DECODE_STAGES.values() if c.slot_resource() and c.backend}
+
+
+@register_decode_stage
 class NvdecDecodeStage(DecodeStage):
     """A decode on an NVDEC engine: one ``NVDEC`` resource and a little CPU (demux, colour conversion, resize);
-    the slot's decoder is ``nvdec:N`` (jobs.tag.slots.slot_decoder)."""
-    pool = NVDEC
-    resources = StageResources(cpus=0.25, nvdec=1, memory_mb=DECODE_MEMORY_MB)
+    slot N's decoder is ``nvdec:N`` (GPU N mod the node's GPUs)."""
+    pool = backend = "nvdec"
+    preference = 10                          # --decoder auto fills an NVDEC slot first
+    resources = StageResources(cpus=0.25, custom=(("NVDEC", 1),), memory_mb=DECODE_MEMORY_MB)
+
+    @classmethod
+    def slot_decoder(cls, slot: int, decoder: "str | None") -> str:
+        return f"nvdec:{slot}"
+
+    @classmethod
+    def local_units(cls) -> int:
+        return local_nvdec_engines()
+
+    @classmethod
+    def missing(cls) -> str:
+        return ("--decoder nvdec: the Ray cluster has no NVDEC resource (no GPU whose NVDEC engines the nvdec "
+                "backend can use was found; a cluster node declares its engines with "
+                "`ray start --resources='{\"NVDEC\": 7}'`; docs/decoding.md); use --decoder auto or pyav")
 
 
-#: The decode stage of each slot pool (jobs/tag/slots.py); a new kind of decode slot is a class here.
-DECODE_STAGES = {CPU: DecodeStage, NVDEC: NvdecDecodeStage}
+register_decode_stage(DecodeStage)
 
 
-def decode_stages(spec: DecodeSpec, cpu_cpus: "float | None" = None, nvdec_cpus: "float | None" = None) -> dict:
-    """pool → its decode stage for ``spec`` (CPU requests as the cluster shares them; None: as declared)."""
-    cpus = {CPU: cpu_cpus, NVDEC: nvdec_cpus}
+def local_nvdec_engines() -> int:
+    """NVDEC units the local Ray declares: 0 unless the nvdec backend can run here, else this host's engines
+    (the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible). A bad ``$BIKE_NVDEC_ENGINES`` is a usage error."""
+    from engine.video.base import available
+    from engine.video import nvdec_engines
+    if available().get("nvdec") is not None:
+        return 0
+    names = nvdec_engines.gpu_names()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        names = [names[int(i)] for i in ids if i.isdigit() and int(i) < len(names)] if all(
+            i.isdigit() for i in ids) else names[:len(ids)]
+    try:
+        return nvdec_engines.count(names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def decode_stages(spec: DecodeSpec, cpus: "dict | None" = None) -> dict:
+    """pool → its decode stage for ``spec``, every registered pool (``cpus``: pool → the CPU request per
+    decode as the cluster shares it, ``Resources.pool_cpus()``; a pool not in it: as declared)."""
+    cpus = cpus or {}
     return {pool: cls(spec, cpus.get(pool)) for pool, cls in DECODE_STAGES.items()}
 
 

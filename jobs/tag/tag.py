@@ -183,10 +183,10 @@ def _decoder_name(name) -> str:
 def _slots_line(pipeline) -> str:
     """Decodes at once per pool, e.g. "4 cpu (pyav) + 7 nvdec" (the CPU backend as resolved on the driver; the
     summary's "decodes:" line says which backend each decode ran)."""
-    from .slots import CPU, NVDEC, slot_decoder
-    sizes = pipeline.slots.sizes
-    parts = [f"{sizes[CPU]} cpu ({_decoder_name(slot_decoder(CPU, 0, pipeline.decoder))})"] if sizes[CPU] else []
-    return " + ".join(parts + ([f"{sizes[NVDEC]} nvdec"] if sizes[NVDEC] else [])) or "none"
+    from .slots import cpu_pool, slot_decoder
+    sizes, cpu = pipeline.slots.sizes, cpu_pool()
+    parts = [f"{sizes[cpu]} {cpu} ({_decoder_name(slot_decoder(cpu, 0, pipeline.decoder))})"] if sizes.get(cpu) else []
+    return " + ".join(parts + [f"{n} {p}" for p, n in sizes.items() if p != cpu and n]) or "none"
 
 
 def _decodes_line(decodes) -> str:
