@@ -147,12 +147,18 @@ def sentences(n: int, seed: int) -> "list[str]":
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 8)))) + f" {i}" for i in range(n)]
 
 
-def load(base: str, clients: int, requests: int, seed: int, feedback: "list[str] | None" = None) -> dict:
+def load(base: str, clients: int, requests: int, seed: int, feedback: "list[str] | None" = None,
+         group: "str | None" = None, offset: int = 0) -> dict:
     """``requests`` distinct text queries from ``clients`` threads; ``feedback``: clip ids sent as 3 positives and
-    1 negative with every query (relevance feedback re-ranking)."""
+    1 negative with every query (relevance feedback re-ranking); ``group="video"`` and ``offset``: the page's
+    default request (one result per video) and a deeper page of it."""
     queries = sentences(requests, seed)
     local = __import__("threading").local()
     extra = {} if not feedback else {"positive": ",".join(feedback[:3]), "negative": feedback[3]}
+    if group:
+        extra["group"] = group
+    if offset:
+        extra["offset"] = offset
 
     def one(q: str):
         c = getattr(local, "c", None)
@@ -171,7 +177,8 @@ def load(base: str, clients: int, requests: int, seed: int, feedback: "list[str]
         got = list(pool.map(one, queries))
     wall = time.perf_counter() - tic
     lat = np.array([g[0] for g in got]) * 1e3
-    return {"clients": clients, "requests": requests, "feedback": bool(feedback),
+    return {"clients": clients, "requests": requests, "feedback": bool(feedback), "group": group or "clip",
+            "offset": offset,
             "errors": int(sum(not g[1] for g in got)),
             "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
             "mean_ms": round(float(lat.mean()), 1), "qps": round(requests / wall, 1)}
@@ -179,7 +186,8 @@ def load(base: str, clients: int, requests: int, seed: int, feedback: "list[str]
 
 def serve_levels(store: Store, tree: Path, args, env: dict, log, name: str) -> dict:
     """Start ``bike serve`` from the source tree ``tree`` on ``store`` and load it at 1, 8 and 32 clients, then
-    8 clients with relevance feedback (3 positives, 1 negative)."""
+    8 clients with relevance feedback (3 positives, 1 negative), then 8 clients with the page's default request
+    (``group=video``, first page and ``offset=90``)."""
     env = {**env, "PYTHONPATH": os.pathsep.join(x for x in (str(tree), os.environ.get("PYTHONPATH")) if x)}
     out: dict = {"code": str(tree) if name == "before" else "this tree"}
     port = free_port()
@@ -198,12 +206,15 @@ def serve_levels(store: Store, tree: Path, args, env: dict, log, name: str) -> d
         fb = [r["clip_id"] for r in first[:4]]
         has_fb = httpx.get(base + "/api/search", params={"q": "x", "positive": fb[0]}).json().get("positives")
         out["levels"] = []
-        plan = [(1, None), (8, None), (32, None)] + ([(8, fb)] if has_fb is not None else [])
-        for i, (clients, feedback) in enumerate(plan):
-            row = load(base, clients, args.requests * (2 if clients == 32 else 1), seed=i, feedback=feedback)
+        plan = [(1, None, None, 0), (8, None, None, 0), (32, None, None, 0)] + (
+            [(8, fb, None, 0)] if has_fb is not None else []) + [(8, None, "video", 0), (8, None, "video", 90)]
+        for i, (clients, feedback, group, offset) in enumerate(plan):
+            row = load(base, clients, args.requests * (2 if clients == 32 else 1), seed=i, feedback=feedback,
+                       group=group, offset=offset)
             row.update(memory(proc.pid))
             out["levels"].append(row)
-            log(f"[{name}] {clients:>3} clients{' +feedback' if feedback else ''}: p50 {row['p50_ms']} ms, "
+            log(f"[{name}] {clients:>3} clients{' +feedback' if feedback else ''}"
+                f"{f' group={group} offset={offset}' if group else ''}: p50 {row['p50_ms']} ms, "
                 f"p99 {row['p99_ms']} ms, {row['qps']} q/s, errors {row['errors']}, RSS {row.get('VmRSS_mb')} MB")
     finally:
         proc.terminate()
@@ -219,6 +230,9 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=100_000)
     p.add_argument("--requests", type=int, default=400, help="requests per concurrency level (x2 at 32 clients)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "serve.json"))
+    p.add_argument("--store", default=None, metavar="DIR",
+                   help="build the store here and keep it (reused as it is when DIR already holds one: the same "
+                        "store for several runs); default: a temporary folder")
     p.add_argument("--before", default=None, metavar="DIR",
                    help="another source tree (e.g. `git archive` of an older commit) served on the same store in "
                         "the same run, for a before/after comparison under the same machine load")
@@ -230,7 +244,13 @@ def main(argv=None) -> int:
            "clips": args.clips, "frames": T, "dim": D, "model": "bike-tiny (random init)",
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with tempfile.TemporaryDirectory(prefix="bike-bench-serve-") as tmp:
-        store = build_store(Path(tmp) / "store", args.clips, log)
+        root = Path(args.store) if args.store else Path(tmp) / "store"
+        if (root / "_commits").is_dir():
+            store = Store(root)
+            out["store_reused"] = str(root)
+            log(f"store: reusing {root}")
+        else:
+            store = build_store(root, args.clips, log)
         out["store_mb"] = round(sum(f.stat().st_size for f in store.root.rglob("*") if f.is_file()) / 2**20, 1)
         cli = []
         for _ in range(2):
@@ -248,14 +268,16 @@ def main(argv=None) -> int:
         out["runs"] = {}
         for name, tree in code:
             out["runs"][name] = serve_levels(store, tree, args, env, log, name)
+    out["machine"]["loadavg_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["levels"] = out["runs"]["after"]["levels"]
     out["targets"] = {"p50_ms_at_8": 30, "p99_ms_at_8": 100, "errors_at_32": 0, "feedback_p50_vs_plain_at_8": 2.0}
     lines = [f"bike serve, {args.clips} clips ({T}x{D}), text queries over HTTP, k=10 (shared 2-core machine)",
-             f"{'code':>7} {'clients':>7} {'feedback':>8} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>7} {'errors':>7} "
+             f"{'code':>7} {'clients':>7} {'feedback':>8} {'group':>12} {'p50 ms':>8} {'p99 ms':>8} {'q/s':>7} {'errors':>7} "
              f"{'RSS MB':>8}"]
     for name, run in out["runs"].items():
         for r in run["levels"]:
-            lines.append(f"{name:>7} {r['clients']:>7} {str(r['feedback']):>8} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+            grp = f"{r.get('group', 'clip')}@{r.get('offset', 0)}"
+            lines.append(f"{name:>7} {r['clients']:>7} {str(r['feedback']):>8} {grp:>12} {r['p50_ms']:>8} {r['p99_ms']:>8} "
                          f"{r['qps']:>7} {r['errors']:>7} {r.get('VmRSS_mb', '?'):>8}")
     lines.append(f"CLI cold start (bike search, one query): {out['cli_cold_start_s']} s wall, "
                  f"search proper {out['cli_search_s'] * 1000:.0f} ms; server start "

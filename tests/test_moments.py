@@ -22,6 +22,26 @@ T = 8
 STEP = WINDOW_S / T                 # 1.25 s between sampled frames
 
 
+@pytest.mark.parametrize("rule", [DEFAULT_RULE, SpanRule(0.4, 0.0), SpanRule(0.8, 2.0)])
+def test_single_clip_results_at_once_match_the_rule_clip_by_clip(rule):
+    """set_moments does chains of one clip together in array operations: the same spans as moment_span, on
+    random curves with ties, frame counts 2..16, steps 0.5..5 s and uneven frame times."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(600):
+        n = int(rng.choice([2, 3, 8, 16]))
+        s, dt = float(rng.integers(0, 20)) * 10, float(rng.choice([0.5, 1.0, 1.25, 2.5, 5.0]))
+        times = [s + dt * j + (0.01 * rng.random() if rng.random() < 0.1 else 0.0) for j in range(n)]
+        rows.append(SimpleNamespace(video_id=f"v{i}", clip_id=f"v{i}/0", start_s=s, end_s=s + dt * n,
+                                    frame_times=times, relevance=rng.random(n).round(int(rng.integers(1, 4))).tolist(),
+                                    joined="unset"))
+    set_moments(rows, rule)
+    for r in rows:
+        want = moment_span(r.relevance, r.frame_times, r.start_s, r.end_s, rule)
+        assert (r.moment_s, r.moment_start_s, r.moment_end_s, r.joined) == (
+            r.frame_times[want.peak], want.start_s, want.end_s, None), r.clip_id
+
+
 # ---- the span rule on hand-made curves ------------------------------------------------------------------
 TIMES = [0.0, 2.0, 4.0, 6.0, 8.0]   # a 10-s clip, 5 frames, step 2 s
 

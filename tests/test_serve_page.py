@@ -75,6 +75,31 @@ def test_group_by_video_gives_one_result_per_video_with_its_other_moments(client
     assert all({"moment_start_s", "moment_end_s", "saliency"} <= set(m) for m in top["more"])
 
 
+@pytest.mark.parametrize("params", [{"k": 2}, {"k": 2, "offset": 3}, {"k": 3, "min_score": -1e9},
+                                    {"k": 2, "offset": 2, "min_score": 0.05}, {"k": 4, "positive": 1}])
+def test_a_page_of_videos_is_what_grouping_every_result_gives(corpus, tiny_model, params, monkeypatch):
+    """group=video builds results only for the clips of the page's videos (VideoPage): the answer is the one
+    that grouping every ranked clip gives (ranks, moments, more, more_count, has_more, notes)."""
+    from jobs.serve import service as S
+    store, mid, _ = corpus
+    service = Service(store, searcher=Searcher(store, mid, model=tiny_model))
+    q = {"q": "a dog", "group": "video", **params}
+    if "positive" in q:                            # relevance feedback: the first clip of a plain search
+        q["positive"] = service.search(q="a dog", k=1)["results"][0]["clip_id"]
+    paged = service.search(**q)
+
+    class Everything(S.VideoPage):                 # every clip made into a result, grouped after (as before)
+        def __call__(self, top):
+            super().__call__(top)
+            self.used = False
+            return list(range(len(top)))
+    monkeypatch.setattr(S, "VideoPage", Everything)
+    whole = service.search(**q)
+    for a in (paged, whole):
+        a.pop("seconds")
+    assert paged["results"] and paged == whole
+
+
 def test_group_by_video_caps_the_listed_moments():
     rows = [{"video_id": "v", "clip_id": f"v/{i}"} for i in range(10)] + [{"video_id": "w", "clip_id": "w/0"}]
     groups = group_by_video(rows, 3)

@@ -402,19 +402,26 @@ class Searcher:
 
     def search(self, query: "str | Query | None" = None, k: int = 10, where: "str | None" = None,
                like: "str | None" = None, clip: "str | None" = None,
-               candidates: int = MIN_CANDIDATES, dedup: bool = True, positive=None, negative=None) -> SearchResults:
+               candidates: int = MIN_CANDIDATES, dedup: bool = True, positive=None, negative=None,
+               select=None) -> SearchResults:
         """The best ``k`` clips for a text ``query``, an example video ``like`` or a stored ``clip``.
         ``query`` may also be a ready :class:`Query` (e.g. text features computed elsewhere). ``dedup``: leave
         out clips of videos that ``bike dedup`` found to be copies of a video ranked higher.
         ``positive`` / ``negative``: relevance feedback, clip ids of this store (index/search/feedback.py); with
         positives the query may be left out (a search by the examples alone). A shard that does not decode
         (corrupted without changing its size) makes its batch damaged: it is left out with a warning and the
-        search runs again without it (``Store.retry_without_damaged``)."""
+        search runs again without it (``Store.retry_without_damaged``).
+
+        ``select``: a function given ``[(clip_id, video_id, score)]`` of the top ``k`` clips (best first) that
+        returns the positions to build into results; the others are left out before their details, moments and
+        lists are made (``bike serve``'s ``group=video`` ranks hundreds of clips and shows a page of videos).
+        Keep every clip of a kept video: a moment is read along its video's neighbouring result clips."""
         return self.store.retry_without_damaged(
-            lambda: self._search(query, k, where, like, clip, candidates, dedup, positive, negative),
+            lambda: self._search(query, k, where, like, clip, candidates, dedup, positive, negative, select),
             before_retry=self.refresh)
 
-    def _search(self, query, k, where, like, clip, candidates, dedup, positive, negative) -> SearchResults:
+    def _search(self, query, k, where, like, clip, candidates, dedup, positive, negative,
+                select=None) -> SearchResults:
         given = sum(x is not None for x in (query, like, clip))
         fb_ids = bool(parse_ids(positive) or parse_ids(negative))
         if given > 1 or (given == 0 and not parse_ids(positive)):
@@ -451,7 +458,11 @@ class Searcher:
                 notes.append(f"{copies} clip(s) of copies of videos already shown left out (dedup off shows them)")
         if fb:
             notes.append(f"relevance feedback: {len(fb.positives)} positive, {len(fb.negatives)} negative clip(s)")
-        results = self._results(ranked[:k], found)
+        top, ranks = ranked[:k], None
+        if select is not None:                       # results keep their rank among all the top k
+            keep = sorted(set(select([(c, row.video_id, score) for c, score, _, row, *_ in top])))
+            top, ranks = [top[i] for i in keep], [i + 1 for i in keep]
+        results = self._results(top, found, ranks)
         desc, random_init = self.describe_model()
         text, kind = (q.text, q.kind) if q is not None else (", ".join(fb.positives), "examples")
         return SearchResults(results, text, kind, self.model_id, desc, random_init, notes,
@@ -570,7 +581,8 @@ class Searcher:
         out.sort(key=lambda x: -x[1])
         return out
 
-    def _results(self, ranked: "list[tuple]", found: "dict[str, float]") -> "list[SearchResult]":
+    def _results(self, ranked: "list[tuple]", found: "dict[str, float]",
+                 ranks: "list[int] | None" = None) -> "list[SearchResult]":
         clip_ids = [c for c, *_ in ranked]
         video_ids = list({x[3].video_id for x in ranked})
         details = self._database()[1]
@@ -587,7 +599,7 @@ class Searcher:
         results = []
         for i, (cid, score, sal, row, qscore, fbscore, rel) in enumerate(ranked):
             results.append(SearchResult(
-                rank=i + 1, score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
+                rank=i + 1 if ranks is None else ranks[i], score=score, clip_id=cid, video_id=row.video_id, path=paths.get(row.video_id),
                 start_s=row.start_s, end_s=row.end_s, moment_s=row.start_s,     # set_moments sets the moment
                 moment_start_s=row.start_s, moment_end_s=row.end_s,
                 saliency=[float(x) for x in sal], frame_times=[float(x) for x in row.frame_times],

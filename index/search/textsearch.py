@@ -101,8 +101,9 @@ def fused_search(searcher, query: str, k: int = 10, channels="visual,text", wher
         raise SearchError(f"-k {k}: must be at least 1")
     text_chans = [c for c in TEXT_SOURCES if c in chans]
     idx, notes = _text_index(searcher) if text_chans else (None, [])
+    select = visual_kwargs.pop("select", None)       # Searcher.search's: only where the visual search answers
     if idx is None and "visual" in chans:            # nothing but pictures: the visual search, unchanged
-        res = searcher.search(query, k=k, where=where, **visual_kwargs)
+        res = searcher.search(query, k=k, where=where, select=select, **visual_kwargs)
         return res
     visual = None
     if "visual" in chans:

@@ -225,13 +225,16 @@ class Service:
         if group == "video":                         # enough clips for offset + k videos, within max_results
             n = min(L.max_results, max(4 * (offset + k), L.group_min_clips))
             while True:
-                out = self._search_clips(q, n, cond, clip, like, like_name, channels, weights, dedup, fb, min_score)
+                page = VideoPage(offset, k, min_score)
+                out = self._search_clips(q, n, cond, clip, like, like_name, channels, weights, dedup, fb, min_score,
+                                         page)
                 groups = group_by_video(out["results"], L.max_group_moments)
-                if len(groups) > offset + k or out["clips_found"] < n or n >= L.max_results:
+                videos = page.videos if page.used else len(groups)
+                if videos > offset + k or out["clips_found"] < n or n >= L.max_results:
                     break
                 n = min(L.max_results, 2 * n)
-            out["results"] = groups[offset:offset + k]
-            out["has_more"] = len(groups) > offset + k or (out["clips_found"] >= n and n < L.max_results)
+            out["results"] = groups if page.used else groups[offset:offset + k]
+            out["has_more"] = videos > offset + k or (out["clips_found"] >= n and n < L.max_results)
         else:
             out = self._search_clips(q, offset + k, cond, clip, like, like_name, channels, weights, dedup, fb,
                                      min_score)
@@ -241,8 +244,12 @@ class Service:
         out["page_notes"] = wording.page_notes(out["notes"])
         return out
 
-    def _search_clips(self, q, k, cond, clip, like, like_name, channels, weights, dedup, fb, min_score) -> dict:
-        """The best ``k`` clips as JSON objects (``clips_found``: how many the search gave before ``min_score``)."""
+    def _search_clips(self, q, k, cond, clip, like, like_name, channels, weights, dedup, fb, min_score,
+                      page: "VideoPage | None" = None) -> dict:
+        """The best ``k`` clips as JSON objects (``clips_found``: how many the search gave before ``min_score``).
+        ``page``: only the clips of the videos on that page are made into results (see :class:`VideoPage`)."""
+        if page is not None:
+            fb = {**fb, "select": page}
         try:
             if like is not None:                     # decoded here, with a time limit
                 res = self.searcher.search(self.searcher.video_query(like, timeout_s=self.video_timeout_s),
@@ -265,13 +272,14 @@ class Service:
         except VideoError as e:                      # an upload that is no video: name it, not its temp file
             raise _bad(str(e).replace(str(like), like_name or "the uploaded video")) from None
         out = res.to_dict()
-        out["clips_found"] = len(out["results"])
+        out["clips_found"] = page.found if page is not None and page.used else len(out["results"])
         if like is not None:                         # the upload's temporary file name means nothing to a user
             out["query"] = like_name or "uploaded video"
         if min_score is not None:
             kept = [r for r in out["results"] if r["score"] >= min_score]
-            if len(kept) < len(out["results"]):
-                out["notes"].append(f"min_score {min_score:g} removed {len(out['results']) - len(kept)} result(s)")
+            removed = page.removed if page is not None and page.used else len(out["results"]) - len(kept)
+            if removed:
+                out["notes"].append(f"min_score {min_score:g} removed {removed} result(s)")
             out["results"] = kept
         out["warning"] = RANDOM_WARNING if out["random_init"] else None
         return out                                   # plain floats/strings/lists (app.json_response checks)
@@ -521,6 +529,28 @@ class Service:
     def health(self) -> dict:
         return {"ok": True, "store": str(self.store.root), "model_id": self.model_id,
                 "batches": len(self.store.commits()), "uptime_s": round(time.time() - self.started, 1)}
+
+
+class VideoPage:
+    """The ``select`` of :meth:`Searcher.search` for one page of a search grouped by video: of the ranked clips
+    ``[(clip_id, video_id, score)]`` it keeps those scoring at least ``min_score``, orders their videos by
+    their best clip, and builds results only for the clips of videos ``offset .. offset + k`` (every clip of
+    such a video, those under ``min_score`` too, which the caller drops afterwards: the moments, ``more`` and
+    ``more_count`` come out as from all the results). It records
+    ``found`` (clips ranked), ``removed`` (by ``min_score``) and ``videos`` (all videos among the kept clips).
+    ``used`` stays False when the search did not call it (the fused text channels rank without it): the
+    caller then groups every result as before."""
+
+    def __init__(self, offset: int, k: int, min_score: "float | None" = None):
+        self.offset, self.k, self.min_score = offset, k, min_score
+        self.used, self.found, self.removed, self.videos = False, 0, 0, 0
+
+    def __call__(self, top: "list[tuple]") -> "list[int]":
+        kept = [i for i, (_, _, s) in enumerate(top) if self.min_score is None or s >= self.min_score]
+        order = list(dict.fromkeys(top[i][1] for i in kept))
+        shown = set(order[self.offset:self.offset + self.k])
+        self.used, self.found, self.removed, self.videos = True, len(top), len(top) - len(kept), len(order)
+        return [i for i, (_, v, _) in enumerate(top) if v in shown]    # min_score drops its own after moments
 
 
 def group_by_video(results: "list[dict]", max_moments: int) -> "list[dict]":
