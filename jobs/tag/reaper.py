@@ -24,28 +24,28 @@ import sys
 import time
 
 
-def start_time(pid: int) -> "int | None":
-    """Field 22 of /proc/PID/stat (start time in clock ticks), or None when the process is gone."""
+def stat_fields(pid) -> "list[str] | None":
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first), or None when the
+    process is gone. The name is skipped up to the last ``)``: it may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("ascii", "replace")
     except OSError:
         return None
-    return int(data[data.rindex(")") + 2:].split()[19])
+    return data[data.rindex(")") + 2:].split()
+
+
+def start_time(pid: int) -> "int | None":
+    """Field 22 of /proc/PID/stat (start time in clock ticks), or None when the process is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
 
 
 def children_map() -> "dict[int, list[int]]":
     kids: "dict[int, list[int]]" = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        ppid = int(data[data.rindex(")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(name))
+        if name.isdigit() and (fields := stat_fields(name)) is not None:
+            kids.setdefault(int(fields[1]), []).append(int(name))
     return kids
 
 
@@ -81,10 +81,8 @@ def ray_processes_in_group(pgid: int, since: int) -> "list[int]":
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read().decode("ascii", "replace")
-            fields = data[data.rindex(")") + 2:].split()
-            if int(fields[2]) != pgid or int(fields[19]) < since:
+            fields = stat_fields(name)
+            if fields is None or int(fields[2]) != pgid or int(fields[19]) < since:
                 continue
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 if f.read(5) == b"ray::":
