@@ -44,7 +44,7 @@ from index.search import vectors as V  # noqa: E402
 from index.store.schema import TABLES  # noqa: E402
 from index.store import Store  # noqa: E402
 from machine import machine as bench_machine  # bench/ is sys.path[0] when a bench script runs
-from serving import free_port, wait_healthy  # noqa: E402
+from serving import free_port, stop, wait_healthy  # noqa: E402
 
 T, D = 8, 64
 MODEL_ID = "benchserve00tiny"
@@ -217,11 +217,7 @@ def serve_levels(store: Store, tree: Path, args, env: dict, log, name: str) -> d
                 f"{f' group={group} offset={offset}' if group else ''}: p50 {row['p50_ms']} ms, "
                 f"p99 {row['p99_ms']} ms, {row['qps']} q/s, errors {row['errors']}, RSS {row.get('VmRSS_mb')} MB")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return out
 
 

@@ -1,10 +1,11 @@
-"""Starting a server for a benchmark: a free loopback port, and waiting until ``/api/health`` answers.
+"""Running a server for a benchmark: a free loopback port, waiting until ``/api/health`` answers, stopping it.
 
-    >>> from serving import free_port, wait_healthy      # bench/ is sys.path[0] when a bench script runs
+    >>> from serving import free_port, stop, wait_healthy      # bench/ is sys.path[0] when a bench script runs
 """
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -26,3 +27,13 @@ def wait_healthy(proc, base: str, poll_s: float = 0.2) -> None:
         if proc.poll() is not None:
             raise SystemExit(proc.stderr.read())
         time.sleep(poll_s)
+
+
+def stop(proc, timeout_s: float = 20.0) -> None:
+    """SIGTERM the server, then SIGKILL it if it has not exited within ``timeout_s``; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

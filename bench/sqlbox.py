@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         serve(args.serve, args.store, args.port)
         return 0
     from serve import build_store
-    from serving import free_port, wait_healthy
+    from serving import free_port, stop, wait_healthy
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)}
@@ -118,12 +118,7 @@ def main(argv=None) -> int:
                         log(f"{mode:>9} {name:<18} {clients} client(s): median {row['median_ms']} ms, "
                             f"p95 {row['p95_ms']} ms, errors {row['errors']}")
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc)
     out["machine"]["loadavg_end"] = list(os.getloadavg())
     lines = [f"bike serve: user SQL per-query process vs warm pool, {args.clips} clips, {args.requests} requests each",
              f"{'workload':<18} {'clients':>7} {'per-query med/p95 ms':>22} {'pool med/p95 ms':>18} {'errors':>7}"]
