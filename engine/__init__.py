@@ -16,7 +16,7 @@ channels: subtitles, OCR, speech) and ``engine.model`` (the BIKE model: towers, 
 """
 from __future__ import annotations
 
-import importlib
+from .lazy import lazy_exports
 from pathlib import Path
 
 #: Folder of the open_clip model configs shipped with the engine (registered by :mod:`engine.model.loading`).
@@ -39,14 +39,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value                      # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

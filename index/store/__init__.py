@@ -9,19 +9,10 @@ worker's content ids) does not pull in the store itself.
 """
 from __future__ import annotations
 
-import importlib
+from engine.lazy import lazy_exports
 
 #: the names re-exported from index.store.core
 __all__ = ["COMMITS", "QUARANTINE", "Store", "StoreError", "WriterLock", "atomic_write"]
 
 
-def __getattr__(name: str):
-    if name not in __all__:
-        raise AttributeError(f"module 'index.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module("index.store.core"), name)
-    globals()[name] = value                      # later look-ups skip this function
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {name: "core" for name in __all__})
